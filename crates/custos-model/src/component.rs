@@ -49,11 +49,17 @@ pub struct FreshnessThresholds {
 }
 
 impl FreshnessThresholds {
-    pub const DEFAULT: FreshnessThresholds = FreshnessThresholds { green_under_seconds: 3600, yellow_under_seconds: 6 * 3600 };
+    pub const DEFAULT: FreshnessThresholds = FreshnessThresholds {
+        green_under_seconds: 3600,
+        yellow_under_seconds: 6 * 3600,
+    };
 
     pub fn validate(self, field: &str) -> Result<Self, FieldError> {
         if self.green_under_seconds <= 0 {
-            return Err(FieldError::new(format!("{field}.green_under_seconds"), "must be positive"));
+            return Err(FieldError::new(
+                format!("{field}.green_under_seconds"),
+                "must be positive",
+            ));
         }
         if self.yellow_under_seconds <= self.green_under_seconds {
             return Err(FieldError::new(
@@ -65,7 +71,9 @@ impl FreshnessThresholds {
     }
 
     pub fn state(self, now: Timestamp, last_success: Option<Timestamp>) -> FreshnessState {
-        let Some(last) = last_success else { return FreshnessState::Unknown };
+        let Some(last) = last_success else {
+            return FreshnessState::Unknown;
+        };
         let age_seconds = now.micros_since(last) / 1_000_000;
         if age_seconds < self.green_under_seconds {
             FreshnessState::Green
@@ -132,8 +140,17 @@ pub struct Component {
 pub fn validate_provider(field: &str, provider: &str) -> Result<(), FieldError> {
     let ok = !provider.is_empty()
         && provider.len() <= 64
-        && provider.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'));
-    if ok { Ok(()) } else { Err(FieldError::new(field, "must be 1 to 64 of lowercase letters, digits, '_', '.' and '-'")) }
+        && provider.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            "must be 1 to 64 of lowercase letters, digits, '_', '.' and '-'",
+        ))
+    }
 }
 
 impl ComponentInput {
@@ -145,10 +162,15 @@ impl ComponentInput {
         }
         match (&self.provider, self.kind) {
             (Some(provider), _) => validate_provider("provider", provider)?,
-            (None, ComponentKind::Connector) => return Err(FieldError::new("provider", "is required for a connector")),
+            (None, ComponentKind::Connector) => {
+                return Err(FieldError::new("provider", "is required for a connector"));
+            }
             (None, _) => {}
         }
-        let freshness = self.freshness.map(|f| f.validate("freshness")).transpose()?;
+        let freshness = self
+            .freshness
+            .map(|f| f.validate("freshness"))
+            .transpose()?;
         Ok(Component {
             id: id.to_owned(),
             kind: self.kind,
@@ -164,7 +186,10 @@ impl ComponentInput {
 impl Component {
     /// The thresholds that apply: the component's own, else its provider's policy, else
     /// the defaults.
-    pub fn effective_thresholds(&self, provider_policy: Option<&FreshnessThresholds>) -> (FreshnessThresholds, ThresholdSource) {
+    pub fn effective_thresholds(
+        &self,
+        provider_policy: Option<&FreshnessThresholds>,
+    ) -> (FreshnessThresholds, ThresholdSource) {
         match (self.freshness, provider_policy) {
             (Some(own), _) => (own, ThresholdSource::Component),
             (None, Some(policy)) => (*policy, ThresholdSource::Provider),
@@ -194,14 +219,37 @@ mod tests {
 
     #[test]
     fn thresholds_resolve_component_then_provider_then_default() {
-        let input = ComponentInput { kind: ComponentKind::Connector, name: None, provider: Some("okta".into()), freshness: None };
+        let input = ComponentInput {
+            kind: ComponentKind::Connector,
+            name: None,
+            provider: Some("okta".into()),
+            freshness: None,
+        };
         let component = input.validate("okta-prod", at(0.0)).unwrap();
-        let policy = FreshnessThresholds { green_under_seconds: 60, yellow_under_seconds: 120 };
-        assert_eq!(component.effective_thresholds(None).1, ThresholdSource::Default);
-        assert_eq!(component.effective_thresholds(Some(&policy)), (policy, ThresholdSource::Provider));
-        let own = FreshnessThresholds { green_under_seconds: 10, yellow_under_seconds: 20 };
-        let component = Component { freshness: Some(own), ..component };
-        assert_eq!(component.effective_thresholds(Some(&policy)), (own, ThresholdSource::Component));
+        let policy = FreshnessThresholds {
+            green_under_seconds: 60,
+            yellow_under_seconds: 120,
+        };
+        assert_eq!(
+            component.effective_thresholds(None).1,
+            ThresholdSource::Default
+        );
+        assert_eq!(
+            component.effective_thresholds(Some(&policy)),
+            (policy, ThresholdSource::Provider)
+        );
+        let own = FreshnessThresholds {
+            green_under_seconds: 10,
+            yellow_under_seconds: 20,
+        };
+        let component = Component {
+            freshness: Some(own),
+            ..component
+        };
+        assert_eq!(
+            component.effective_thresholds(Some(&policy)),
+            (own, ThresholdSource::Component)
+        );
     }
 
     #[test]
@@ -212,13 +260,37 @@ mod tests {
             provider: provider.map(str::to_owned),
             freshness,
         };
-        assert_eq!(connector(None, None).validate("c", at(0.0)).unwrap_err().field, "provider");
-        assert_eq!(connector(Some("Okta!"), None).validate("c", at(0.0)).unwrap_err().field, "provider");
-        let inverted = FreshnessThresholds { green_under_seconds: 100, yellow_under_seconds: 50 };
         assert_eq!(
-            connector(Some("okta"), Some(inverted)).validate("c", at(0.0)).unwrap_err().field,
+            connector(None, None)
+                .validate("c", at(0.0))
+                .unwrap_err()
+                .field,
+            "provider"
+        );
+        assert_eq!(
+            connector(Some("Okta!"), None)
+                .validate("c", at(0.0))
+                .unwrap_err()
+                .field,
+            "provider"
+        );
+        let inverted = FreshnessThresholds {
+            green_under_seconds: 100,
+            yellow_under_seconds: 50,
+        };
+        assert_eq!(
+            connector(Some("okta"), Some(inverted))
+                .validate("c", at(0.0))
+                .unwrap_err()
+                .field,
             "freshness.yellow_under_seconds"
         );
-        assert_eq!(connector(Some("okta"), None).validate("bad id", at(0.0)).unwrap_err().field, "id");
+        assert_eq!(
+            connector(Some("okta"), None)
+                .validate("bad id", at(0.0))
+                .unwrap_err()
+                .field,
+            "id"
+        );
     }
 }

@@ -27,7 +27,10 @@ impl Cursor {
         if id.is_empty() {
             return Err(err());
         }
-        Ok(Self { listed_at: Timestamp::from_micros(micros), id: id.to_owned() })
+        Ok(Self {
+            listed_at: Timestamp::from_micros(micros),
+            id: id.to_owned(),
+        })
     }
 }
 

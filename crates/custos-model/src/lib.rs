@@ -10,7 +10,10 @@ pub mod scope;
 pub mod timestamp;
 pub mod token;
 
-pub use component::{Component, ComponentInput, ComponentKind, FreshnessPolicy, FreshnessState, FreshnessThresholds, ThresholdSource};
+pub use component::{
+    Component, ComponentInput, ComponentKind, FreshnessPolicy, FreshnessState, FreshnessThresholds,
+    ThresholdSource,
+};
 pub use cursor::Cursor;
 pub use error::FieldError;
 pub use ids::{TenantId, TraceId};

@@ -1,1 +1,314 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod postgres;
+mod schema;
+mod sqlite;
+mod table;
+pub mod testing;
+
+use std::fmt::Debug;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
+use custos_model::{
+    Component, Cursor, FreshnessPolicy, FreshnessThresholds, Scope, TenantId, Timestamp,
+};
+
+pub use error::{StoreError, StoreResult};
+pub use postgres::{APP_ROLE, PostgresStore};
+pub use schema::{SchemaDescription, TableDescription};
+pub use sqlite::SqliteStore;
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: Option<String>,
+    pub retention_days: i64,
+    pub created_at: Timestamp,
+}
+
+/// A stored API token: everything but the secret, which is never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    pub secret_hash: String,
+    pub scopes: Vec<Scope>,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl TokenRecord {
+    /// Whether the token may be used at `now`: not revoked, not expired.
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|expiry| now < expiry)
+    }
+}
+
+/// What a `put_component` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// What an ingest call stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IngestSummary {
+    /// Records stored by this call.
+    pub inserted: usize,
+    /// Records already stored with the same id and content; not stored again.
+    pub duplicates: usize,
+}
+
+/// A newest-first list query: exact-match filters on the record type's filter fields,
+/// a half-open `[from, to)` window on its listed-at instant, and a keyset cursor.
+#[derive(Debug, Clone, Default)]
+pub struct RecordQuery {
+    pub filters: Vec<(String, String)>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub after: Option<Cursor>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Present when more items may follow.
+    pub next_cursor: Option<Cursor>,
+}
+
+/// A stored record with what the server added on receipt.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Stored<T> {
+    #[serde(flatten)]
+    pub record: T,
+    pub received_at: Timestamp,
+}
+
+/// Every operation custos performs on its database. Record and component operations
+/// are scoped to one tenant; the PostgreSQL backend enforces that scope a second time
+/// with row-level security.
+#[async_trait]
+pub trait Store: Send + Sync + Debug + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Applies pending migrations; returns how many were applied. Safe to run from
+    /// several processes at once.
+    async fn migrate(&self) -> StoreResult<usize>;
+    /// A cheap round trip to the database.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Tables, columns and indexes, for the schema-equivalence test and diagnostics.
+    async fn describe_schema(&self) -> StoreResult<SchemaDescription>;
+
+    async fn create_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
+    async fn tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>>;
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>>;
+
+    async fn create_token(&self, token: &TokenRecord) -> StoreResult<()>;
+    async fn token_by_secret_hash(&self, secret_hash: &str) -> StoreResult<Option<TokenRecord>>;
+    async fn tokens(&self) -> StoreResult<Vec<TokenRecord>>;
+    /// Marks a token revoked at `at`; revoking twice keeps the first time.
+    async fn revoke_token(&self, id: &str, at: Timestamp) -> StoreResult<TokenRecord>;
+
+    async fn put_component(
+        &self,
+        tenant: &TenantId,
+        component: &Component,
+    ) -> StoreResult<(PutOutcome, Component)>;
+    async fn component(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Component>>;
+    async fn components(&self, tenant: &TenantId) -> StoreResult<Vec<Component>>;
+    async fn put_freshness_policy(
+        &self,
+        tenant: &TenantId,
+        policy: &FreshnessPolicy,
+    ) -> StoreResult<()>;
+    async fn freshness_policies(&self, tenant: &TenantId) -> StoreResult<Vec<FreshnessPolicy>>;
+    /// The finish time of the most recent successful sync of each of `integration_ids`
+    /// (absent when there is none).
+    async fn last_successful_syncs(
+        &self,
+        tenant: &TenantId,
+        integration_ids: &[String],
+    ) -> StoreResult<Vec<(String, Timestamp)>>;
+
+    /// Stores a batch atomically: every record, or none (a conflict rolls back all).
+    async fn record_rule_runs(
+        &self,
+        tenant: &TenantId,
+        records: Vec<RuleRun>,
+        received_at: Timestamp,
+    ) -> StoreResult<IngestSummary>;
+    async fn rule_runs_page(
+        &self,
+        tenant: &TenantId,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<Stored<RuleRun>>>;
+    async fn record_connector_syncs(
+        &self,
+        tenant: &TenantId,
+        records: Vec<ConnectorSync>,
+        received_at: Timestamp,
+    ) -> StoreResult<IngestSummary>;
+    async fn connector_syncs_page(
+        &self,
+        tenant: &TenantId,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<Stored<ConnectorSync>>>;
+    async fn record_queue_snapshots(
+        &self,
+        tenant: &TenantId,
+        records: Vec<QueueSnapshot>,
+        received_at: Timestamp,
+    ) -> StoreResult<IngestSummary>;
+    async fn queue_snapshots_page(
+        &self,
+        tenant: &TenantId,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<Stored<QueueSnapshot>>>;
+    async fn record_deliveries(
+        &self,
+        tenant: &TenantId,
+        records: Vec<Delivery>,
+        received_at: Timestamp,
+    ) -> StoreResult<IngestSummary>;
+    async fn deliveries_page(
+        &self,
+        tenant: &TenantId,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<Stored<Delivery>>>;
+}
+
+/// Routes a record type to its `Store` operations, so code generic over the record
+/// type (the ingest and list handlers) reaches the right table.
+#[async_trait]
+pub trait StoredRecord: IngestRecord {
+    async fn record(
+        store: &dyn Store,
+        tenant: &TenantId,
+        records: Vec<Self>,
+        received_at: Timestamp,
+    ) -> StoreResult<IngestSummary>;
+    async fn page(
+        store: &dyn Store,
+        tenant: &TenantId,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<Stored<Self>>>;
+}
+
+macro_rules! stored_record {
+    ($record:ty, $insert:ident, $page:ident) => {
+        #[async_trait]
+        impl StoredRecord for $record {
+            async fn record(
+                store: &dyn Store,
+                tenant: &TenantId,
+                records: Vec<Self>,
+                received_at: Timestamp,
+            ) -> StoreResult<IngestSummary> {
+                store.$insert(tenant, records, received_at).await
+            }
+            async fn page(
+                store: &dyn Store,
+                tenant: &TenantId,
+                query: &RecordQuery,
+            ) -> StoreResult<Page<Stored<Self>>> {
+                store.$page(tenant, query).await
+            }
+        }
+    };
+}
+
+stored_record!(RuleRun, record_rule_runs, rule_runs_page);
+stored_record!(ConnectorSync, record_connector_syncs, connector_syncs_page);
+stored_record!(QueueSnapshot, record_queue_snapshots, queue_snapshots_page);
+stored_record!(Delivery, record_deliveries, deliveries_page);
+
+/// Where data lives: a PostgreSQL URL, or SQLite under a data directory.
+#[derive(Debug, Clone)]
+pub enum StoreLocation<'a> {
+    Postgres(&'a str),
+    SqliteDir(&'a Path),
+}
+
+/// Opens the store the settings name and applies pending migrations. `database_url`
+/// wins when set (`postgres://` or `sqlite://path`); otherwise SQLite at
+/// `<data_dir>/custos.db`.
+pub async fn open(database_url: Option<&str>, data_dir: &Path) -> StoreResult<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = match database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Arc::new(PostgresStore::connect(url).await?)
+        }
+        Some(url) if url.starts_with("sqlite://") => {
+            let path = url.trim_start_matches("sqlite://");
+            Arc::new(SqliteStore::open(Path::new(path)).await?)
+        }
+        Some(url) => {
+            let scheme = url.split("://").next().unwrap_or(url);
+            return Err(StoreError::Config(format!(
+                "unsupported database URL scheme {scheme:?}: use postgres://… or sqlite://path"
+            )));
+        }
+        None => {
+            std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+                context: format!("creating data directory {}", data_dir.display()),
+                source,
+            })?;
+            Arc::new(SqliteStore::open(&data_dir.join("custos.db")).await?)
+        }
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Parses stored scope strings; a scope this version does not know (written by a newer
+/// one) grants nothing and is dropped.
+pub(crate) fn parse_scopes(stored: &str) -> Vec<Scope> {
+    stored
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+pub(crate) fn format_scopes(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(Scope::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(crate) fn thresholds_from(
+    green: Option<i64>,
+    yellow: Option<i64>,
+) -> Option<FreshnessThresholds> {
+    match (green, yellow) {
+        (Some(green_under_seconds), Some(yellow_under_seconds)) => Some(FreshnessThresholds {
+            green_under_seconds,
+            yellow_under_seconds,
+        }),
+        _ => None,
+    }
+}

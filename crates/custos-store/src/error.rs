@@ -1,0 +1,92 @@
+//! Store errors. Database error codes are mapped to these domain errors here, in the
+//! backends, never in handlers.
+
+use custos_model::records::RecordKind;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} {id:?} already exists")]
+    AlreadyExists { what: &'static str, id: String },
+    #[error("{what} {id:?} not found")]
+    NotFound { what: &'static str, id: String },
+    /// A record with this id is stored with different content.
+    #[error("{} {id:?} already exists with different content", kind.as_str())]
+    Conflict { kind: RecordKind, id: String },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("migration {version} ({name}) failed")]
+    Migration {
+        version: i64,
+        name: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "migration {version} ({name}) was applied with different content; the database was migrated by another build"
+    )]
+    MigrationChanged { version: i64, name: String },
+    #[error("stored {what} cannot be read: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("sqlite: {context}")]
+    Sqlite {
+        context: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("sqlite connection pool")]
+    SqlitePool(#[from] r2d2::Error),
+    #[error("postgres: {context}")]
+    Postgres {
+        context: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("a store task panicked or was cancelled")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl StoreError {
+    /// A short machine-readable name, for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::AlreadyExists { .. } => "already_exists",
+            StoreError::NotFound { .. } => "not_found",
+            StoreError::Conflict { .. } => "conflict",
+            StoreError::Config(_) => "config",
+            StoreError::Io { .. } => "io",
+            StoreError::Migration { .. } | StoreError::MigrationChanged { .. } => "migration",
+            StoreError::Corrupt { .. } => "corrupt",
+            StoreError::Sqlite { .. } | StoreError::SqlitePool(_) => "sqlite",
+            StoreError::Postgres { .. } => "postgres",
+            StoreError::Task(_) => "task",
+        }
+    }
+}
+
+pub(crate) trait SqliteContext<T> {
+    fn ctx(self, context: &'static str) -> StoreResult<T>;
+}
+
+impl<T> SqliteContext<T> for Result<T, rusqlite::Error> {
+    fn ctx(self, context: &'static str) -> StoreResult<T> {
+        self.map_err(|source| StoreError::Sqlite { context, source })
+    }
+}
+
+pub(crate) trait PostgresContext<T> {
+    fn ctx(self, context: &'static str) -> StoreResult<T>;
+}
+
+impl<T> PostgresContext<T> for Result<T, sqlx::Error> {
+    fn ctx(self, context: &'static str) -> StoreResult<T> {
+        self.map_err(|source| StoreError::Postgres { context, source })
+    }
+}

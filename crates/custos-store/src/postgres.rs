@@ -1,0 +1,843 @@
+//! The PostgreSQL backend: for several `custos serve` replicas sharing one database.
+//!
+//! Pooled sessions run as the role `custos_app` (`SET ROLE` on connect), which owns no
+//! table and is subject to row-level security on every tenant table: each tenant-scoped
+//! operation runs in a transaction that first sets `custos.tenant_id`, so a query that
+//! forgot its `WHERE tenant_id = …` still sees one tenant. Migrations and schema
+//! introspection use a separate connection as the URL's own user, serialised across
+//! replicas by an advisory lock.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
+use custos_model::{
+    Component, ComponentKind, FreshnessPolicy, FreshnessThresholds, TenantId, Timestamp,
+};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
+
+use crate::error::{PostgresContext, StoreError, StoreResult};
+use crate::schema::{Migration, SchemaDescription, TableDescription};
+use crate::sqlite::same_definition;
+use crate::table::{self, ColType, Dialect, EncodedRecord, TableSpec, Value};
+use crate::{
+    Backend, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored, Tenant, TokenRecord,
+    format_scopes, parse_scopes, thresholds_from,
+};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("../migrations/postgres/0001_initial.sql"),
+}];
+
+/// Arbitrary constant naming custos's migration lock among the database's advisory locks.
+const MIGRATION_LOCK_KEY: i64 = 0x6375_7374_6f73; // "custos"
+/// The role pooled sessions run as (created by the first migration).
+pub const APP_ROLE: &str = "custos_app";
+/// Rows per INSERT … SELECT FROM UNNEST statement.
+const INSERT_CHUNK: usize = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    options: PgConnectOptions,
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
+impl PostgresStore {
+    /// Prepares a pool for `url`. Connections are opened on first use, after migration
+    /// has created the role they switch to.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options: PgConnectOptions = url.parse().ctx("parsing the database URL")?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET ROLE custos_app").await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options.clone());
+        Ok(Self { pool, options })
+    }
+
+    /// The pool of `custos_app` sessions, for tests that probe row-level security.
+    #[doc(hidden)]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn owner_connection(&self) -> StoreResult<PgConnection> {
+        PgConnection::connect_with(&self.options)
+            .await
+            .ctx("connecting as the database owner")
+    }
+
+    /// A transaction in which row-level security admits only `tenant`'s rows.
+    async fn tenant_tx(&self, tenant: &TenantId) -> StoreResult<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await.ctx("beginning a transaction")?;
+        sqlx::query("SELECT set_config('custos.tenant_id', $1, true)")
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await
+            .ctx("setting the tenant")?;
+        Ok(tx)
+    }
+
+    async fn insert<R: IngestRecord>(
+        &self,
+        tenant: &TenantId,
+        records: Vec<R>,
+        received_at: Timestamp,
+    ) -> StoreResult<IngestSummary> {
+        let spec = table::spec_of::<R>();
+        let encoded = records.iter().map(|r| table::encode(spec, r)).collect();
+        let (unique, duplicates) = table::dedupe_batch(R::KIND, encoded)?;
+        let mut summary = IngestSummary {
+            inserted: 0,
+            duplicates,
+        };
+        let mut tx = self.tenant_tx(tenant).await?;
+        let sql = insert_sql(spec);
+        for chunk in unique.chunks(INSERT_CHUNK) {
+            let inserted: Vec<String> = bind_chunk(
+                sqlx::query_scalar(sql_text(sql.clone())),
+                spec,
+                tenant,
+                received_at,
+                chunk,
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("inserting records")?;
+            summary.inserted += inserted.len();
+            if inserted.len() == chunk.len() {
+                continue;
+            }
+            let inserted: HashSet<String> = inserted.into_iter().collect();
+            let others: Vec<&EncodedRecord> = chunk
+                .iter()
+                .filter(|r| !inserted.contains(r.id()))
+                .collect();
+            let ids: Vec<&str> = others.iter().map(|r| r.id()).collect();
+            let stored: Vec<(String, Vec<u8>)> = sqlx::query_as(sql_text(format!(
+                "SELECT id, content_sha256 FROM {} WHERE tenant_id = $1 AND id = ANY($2)",
+                spec.table
+            )))
+            .bind(tenant.as_str())
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading digests")?;
+            let stored: std::collections::HashMap<String, Vec<u8>> = stored.into_iter().collect();
+            for record in others {
+                match stored.get(record.id()) {
+                    Some(digest) if digest[..] == record.digest[..] => summary.duplicates += 1,
+                    _ => {
+                        return Err(StoreError::Conflict {
+                            kind: R::KIND,
+                            id: record.id().to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+        tx.commit().await.ctx("committing an ingest transaction")?;
+        Ok(summary)
+    }
+
+    async fn page<R: IngestRecord>(
+        &self,
+        tenant: &TenantId,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<Stored<R>>> {
+        let spec = table::spec_of::<R>();
+        let (sql, params) = table::page_sql(spec, query, Dialect::Postgres)?;
+        let mut statement = sqlx::query(sql_text(sql)).bind(tenant.as_str());
+        for value in params {
+            statement = match value {
+                Value::Int(i) => statement.bind(i),
+                Value::Text(s) => statement.bind(s),
+                Value::Null => statement.bind(None::<String>),
+            };
+        }
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = statement.fetch_all(&mut *tx).await.ctx("reading a page")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        let items = rows
+            .iter()
+            .map(|row| table::decode(spec, row_values(spec, row)?))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(table::into_page(items, query.limit))
+    }
+
+    /// The benchmark baseline: `records` inserted with the same prepared
+    /// `INSERT … SELECT FROM UNNEST` statement in one transaction, with no parsing,
+    /// validation, idempotency checks or HTTP.
+    pub async fn baseline_insert_rule_runs(
+        &self,
+        tenant: &TenantId,
+        records: Vec<RuleRun>,
+        received_at: Timestamp,
+    ) -> StoreResult<usize> {
+        let spec = &table::RULE_RUNS;
+        let encoded: Vec<EncodedRecord> = records.iter().map(|r| table::encode(spec, r)).collect();
+        let mut tx = self.tenant_tx(tenant).await?;
+        let sql = insert_sql(spec);
+        for chunk in encoded.chunks(INSERT_CHUNK) {
+            bind_chunk(
+                sqlx::query_scalar::<_, String>(sql_text(sql.clone())),
+                spec,
+                tenant,
+                received_at,
+                chunk,
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("inserting")?;
+        }
+        tx.commit().await.ctx("committing")?;
+        Ok(records.len())
+    }
+}
+
+fn insert_sql(spec: &TableSpec) -> String {
+    let columns: Vec<&str> = spec.columns.iter().map(|c| c.column).collect();
+    let arrays: Vec<String> = spec
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let ty = match c.ty {
+                ColType::Text | ColType::Json => "text",
+                ColType::Int | ColType::Time => "bigint",
+            };
+            format!("${}::{ty}[]", i + 3)
+        })
+        .collect();
+    format!(
+        "INSERT INTO {table} (tenant_id, received_at_us, {columns}, content_sha256)
+         SELECT $1, $2, * FROM UNNEST({arrays}, ${digest}::bytea[])
+         ON CONFLICT (tenant_id, id) DO NOTHING RETURNING id",
+        table = spec.table,
+        columns = columns.join(", "),
+        arrays = arrays.join(", "),
+        digest = spec.columns.len() + 3,
+    )
+}
+
+/// Marks SQL text assembled from this module's constants and the static table specs as
+/// safe to send: no value is ever formatted into it, every value is a bound parameter.
+fn sql_text(text: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(text)
+}
+
+type ScalarQuery<'q> = sqlx::query::QueryScalar<'q, Postgres, String, sqlx::postgres::PgArguments>;
+
+/// Binds a chunk column by column, as the arrays `insert_sql` unnests.
+fn bind_chunk<'q>(
+    mut query: ScalarQuery<'q>,
+    spec: &TableSpec,
+    tenant: &TenantId,
+    received_at: Timestamp,
+    chunk: &[EncodedRecord],
+) -> ScalarQuery<'q> {
+    query = query
+        .bind(tenant.as_str().to_owned())
+        .bind(received_at.as_micros());
+    for (i, column) in spec.columns.iter().enumerate() {
+        query = match column.ty {
+            ColType::Text | ColType::Json => query.bind(
+                chunk
+                    .iter()
+                    .map(|r| match &r.values[i] {
+                        Value::Text(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect::<Vec<Option<String>>>(),
+            ),
+            ColType::Int | ColType::Time => query.bind(
+                chunk
+                    .iter()
+                    .map(|r| match r.values[i] {
+                        Value::Int(v) => Some(v),
+                        _ => None,
+                    })
+                    .collect::<Vec<Option<i64>>>(),
+            ),
+        };
+    }
+    query.bind(
+        chunk
+            .iter()
+            .map(|r| r.digest.to_vec())
+            .collect::<Vec<Vec<u8>>>(),
+    )
+}
+
+fn row_values(spec: &TableSpec, row: &PgRow) -> StoreResult<Vec<Value>> {
+    let mut values = Vec::with_capacity(spec.columns.len() + 1);
+    for (i, column) in spec.columns.iter().enumerate() {
+        let value = match column.ty {
+            ColType::Text | ColType::Json => row
+                .try_get::<Option<String>, _>(i)
+                .ctx("reading a column")?
+                .map(Value::Text),
+            ColType::Int | ColType::Time => row
+                .try_get::<Option<i64>, _>(i)
+                .ctx("reading a column")?
+                .map(Value::Int),
+        };
+        values.push(value.unwrap_or(Value::Null));
+    }
+    values.push(Value::Int(
+        row.try_get::<i64, _>(spec.columns.len())
+            .ctx("reading received_at_us")?,
+    ));
+    Ok(values)
+}
+
+fn component_from_row(row: &PgRow) -> StoreResult<Component> {
+    let kind: String = row.try_get("kind").ctx("reading a component")?;
+    Ok(Component {
+        id: row.try_get("id").ctx("reading a component")?,
+        kind: ComponentKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
+            what: "component",
+            detail: format!("unknown kind {kind:?}"),
+        })?,
+        name: row.try_get("name").ctx("reading a component")?,
+        provider: row.try_get("provider").ctx("reading a component")?,
+        freshness: thresholds_from(
+            row.try_get("green_under_seconds")
+                .ctx("reading a component")?,
+            row.try_get("yellow_under_seconds")
+                .ctx("reading a component")?,
+        ),
+        created_at: Timestamp::from_micros(
+            row.try_get("created_at_us").ctx("reading a component")?,
+        ),
+        updated_at: Timestamp::from_micros(
+            row.try_get("updated_at_us").ctx("reading a component")?,
+        ),
+    })
+}
+
+const COMPONENT_COLUMNS: &str = "id, kind, name, provider, green_under_seconds, yellow_under_seconds, created_at_us, updated_at_us";
+const TOKEN_COLUMNS: &str =
+    "id, name, secret_hash, scopes, created_at_us, expires_at_us, revoked_at_us";
+
+fn token_from_row(row: &PgRow) -> StoreResult<TokenRecord> {
+    let scopes: String = row.try_get("scopes").ctx("reading a token")?;
+    Ok(TokenRecord {
+        id: row.try_get("id").ctx("reading a token")?,
+        name: row.try_get("name").ctx("reading a token")?,
+        secret_hash: row.try_get("secret_hash").ctx("reading a token")?,
+        scopes: parse_scopes(&scopes),
+        created_at: Timestamp::from_micros(row.try_get("created_at_us").ctx("reading a token")?),
+        expires_at: row
+            .try_get::<Option<i64>, _>("expires_at_us")
+            .ctx("reading a token")?
+            .map(Timestamp::from_micros),
+        revoked_at: row
+            .try_get::<Option<i64>, _>("revoked_at_us")
+            .ctx("reading a token")?
+            .map(Timestamp::from_micros),
+    })
+}
+
+fn tenant_from_row(row: &PgRow) -> StoreResult<Tenant> {
+    let id: String = row.try_get("id").ctx("reading a tenant")?;
+    Ok(Tenant {
+        id: TenantId::parse(&id).map_err(|e| StoreError::Corrupt {
+            what: "tenant",
+            detail: e.to_string(),
+        })?,
+        name: row.try_get("name").ctx("reading a tenant")?,
+        retention_days: row.try_get("retention_days").ctx("reading a tenant")?,
+        created_at: Timestamp::from_micros(row.try_get("created_at_us").ctx("reading a tenant")?),
+    })
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn migrate(&self) -> StoreResult<usize> {
+        let mut conn = self.owner_connection().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK_KEY)
+            .execute(&mut conn)
+            .await
+            .ctx("taking the migration lock")?;
+        let result = apply_migrations(&mut conn).await;
+        let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK_KEY)
+            .execute(&mut conn)
+            .await;
+        let applied = result?;
+        unlock.ctx("releasing the migration lock")?;
+        Ok(applied)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .ctx("ping")?;
+        Ok(())
+    }
+
+    async fn describe_schema(&self) -> StoreResult<SchemaDescription> {
+        let mut conn = self.owner_connection().await?;
+        let mut schema = SchemaDescription::default();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY 1",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .ctx("listing tables")?;
+        for name in tables {
+            let mut table = TableDescription::default();
+            let columns: Vec<(String, String)> = sqlx::query_as(
+                "SELECT column_name::text, is_nullable::text FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+            )
+            .bind(&name)
+            .fetch_all(&mut conn)
+            .await
+            .ctx("listing columns")?;
+            table.columns = columns
+                .into_iter()
+                .map(|(c, nullable)| (c, nullable == "YES"))
+                .collect();
+            let indexes: Vec<(String, bool, bool, Vec<String>)> = sqlx::query_as(
+                "SELECT i.relname::text, ix.indisunique, ix.indisprimary, array_agg(a.attname::text ORDER BY k.ord)
+                 FROM pg_index ix
+                 JOIN pg_class t ON t.oid = ix.indrelid
+                 JOIN pg_class i ON i.oid = ix.indexrelid
+                 JOIN pg_namespace n ON n.oid = t.relnamespace
+                 CROSS JOIN LATERAL unnest(ix.indkey) WITH ORDINALITY AS k(attnum, ord)
+                 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+                 WHERE n.nspname = current_schema() AND t.relname = $1
+                 GROUP BY i.relname, ix.indisunique, ix.indisprimary",
+            )
+            .bind(&name)
+            .fetch_all(&mut conn)
+            .await
+            .ctx("listing indexes")?;
+            for (index, unique, primary, columns) in indexes {
+                if primary {
+                    table.primary_key = columns;
+                } else {
+                    table.indexes.insert(index, (columns, unique));
+                }
+            }
+            schema.tables.insert(name, table);
+        }
+        Ok(schema)
+    }
+
+    async fn create_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
+        let result = sqlx::query(
+            "INSERT INTO tenants (id, name, retention_days, created_at_us) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(tenant.id.as_str())
+        .bind(&tenant.name)
+        .bind(tenant.retention_days)
+        .bind(tenant.created_at.as_micros())
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists {
+                what: "tenant",
+                id: tenant.id.to_string(),
+            }),
+            Err(e) => Err(e).ctx("creating a tenant"),
+        }
+    }
+
+    async fn tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
+        let row = sqlx::query(
+            "SELECT id, name, retention_days, created_at_us FROM tenants WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("reading a tenant")?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let rows =
+            sqlx::query("SELECT id, name, retention_days, created_at_us FROM tenants ORDER BY id")
+                .fetch_all(&self.pool)
+                .await
+                .ctx("listing tenants")?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    async fn create_token(&self, token: &TokenRecord) -> StoreResult<()> {
+        let result = sqlx::query(sql_text(format!(
+            "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        )))
+        .bind(&token.id)
+        .bind(&token.name)
+        .bind(&token.secret_hash)
+        .bind(format_scopes(&token.scopes))
+        .bind(token.created_at.as_micros())
+        .bind(token.expires_at.map(Timestamp::as_micros))
+        .bind(token.revoked_at.map(Timestamp::as_micros))
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists {
+                what: "token",
+                id: token.id.clone(),
+            }),
+            Err(e) => Err(e).ctx("creating a token"),
+        }
+    }
+
+    async fn token_by_secret_hash(&self, secret_hash: &str) -> StoreResult<Option<TokenRecord>> {
+        let row = sqlx::query(sql_text(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE secret_hash = $1"
+        )))
+        .bind(secret_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("looking up a token")?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn tokens(&self) -> StoreResult<Vec<TokenRecord>> {
+        let rows = sqlx::query(sql_text(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at_us, id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .ctx("listing tokens")?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(&self, id: &str, at: Timestamp) -> StoreResult<TokenRecord> {
+        let row = sqlx::query(sql_text(format!(
+            "UPDATE api_tokens SET revoked_at_us = COALESCE(revoked_at_us, $2) WHERE id = $1 RETURNING {TOKEN_COLUMNS}"
+        )))
+        .bind(id)
+        .bind(at.as_micros())
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("revoking a token")?;
+        match row {
+            Some(row) => token_from_row(&row),
+            None => Err(StoreError::NotFound {
+                what: "token",
+                id: id.to_owned(),
+            }),
+        }
+    }
+
+    async fn put_component(
+        &self,
+        tenant: &TenantId,
+        component: &Component,
+    ) -> StoreResult<(PutOutcome, Component)> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let (green, yellow) = component
+            .freshness
+            .map(|f| (f.green_under_seconds, f.yellow_under_seconds))
+            .unzip();
+        // Two replicas may create the same component at once: the loser of the insert
+        // race finds the winner's row on its second pass and updates it.
+        for _ in 0..2 {
+            let existing = sqlx::query(sql_text(format!(
+                "SELECT {COMPONENT_COLUMNS} FROM components WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+            )))
+            .bind(tenant.as_str())
+            .bind(&component.id)
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("reading a component")?;
+            let outcome = match existing.as_ref().map(component_from_row).transpose()? {
+                None => {
+                    let inserted = sqlx::query(sql_text(format!(
+                        "INSERT INTO components (tenant_id, {COMPONENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                         ON CONFLICT (tenant_id, id) DO NOTHING"
+                    )))
+                    .bind(tenant.as_str())
+                    .bind(&component.id)
+                    .bind(component.kind.as_str())
+                    .bind(&component.name)
+                    .bind(&component.provider)
+                    .bind(green)
+                    .bind(yellow)
+                    .bind(component.created_at.as_micros())
+                    .bind(component.updated_at.as_micros())
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("inserting a component")?;
+                    if inserted.rows_affected() == 0 {
+                        continue;
+                    }
+                    (PutOutcome::Created, component.clone())
+                }
+                Some(old) if same_definition(&old, component) => (PutOutcome::Unchanged, old),
+                Some(old) => {
+                    sqlx::query(
+                        "UPDATE components SET kind = $3, name = $4, provider = $5, green_under_seconds = $6,
+                         yellow_under_seconds = $7, updated_at_us = $8 WHERE tenant_id = $1 AND id = $2",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(&component.id)
+                    .bind(component.kind.as_str())
+                    .bind(&component.name)
+                    .bind(&component.provider)
+                    .bind(green)
+                    .bind(yellow)
+                    .bind(component.updated_at.as_micros())
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("updating a component")?;
+                    (
+                        PutOutcome::Updated,
+                        Component {
+                            created_at: old.created_at,
+                            ..component.clone()
+                        },
+                    )
+                }
+            };
+            tx.commit().await.ctx("committing")?;
+            return Ok(outcome);
+        }
+        Err(StoreError::Conflict {
+            kind: custos_model::RecordKind::RuleRun,
+            id: component.id.clone(),
+        })
+    }
+
+    async fn component(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Component>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let row = sqlx::query(sql_text(format!(
+            "SELECT {COMPONENT_COLUMNS} FROM components WHERE tenant_id = $1 AND id = $2"
+        )))
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .ctx("reading a component")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        row.as_ref().map(component_from_row).transpose()
+    }
+
+    async fn components(&self, tenant: &TenantId) -> StoreResult<Vec<Component>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query(sql_text(format!(
+            "SELECT {COMPONENT_COLUMNS} FROM components WHERE tenant_id = $1 ORDER BY kind, id"
+        )))
+        .bind(tenant.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("listing components")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        rows.iter().map(component_from_row).collect()
+    }
+
+    async fn put_freshness_policy(
+        &self,
+        tenant: &TenantId,
+        policy: &FreshnessPolicy,
+    ) -> StoreResult<()> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        sqlx::query(
+            "INSERT INTO freshness_policies (tenant_id, provider, green_under_seconds, yellow_under_seconds, updated_at_us)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (tenant_id, provider) DO UPDATE SET green_under_seconds = excluded.green_under_seconds,
+                yellow_under_seconds = excluded.yellow_under_seconds, updated_at_us = excluded.updated_at_us",
+        )
+        .bind(tenant.as_str())
+        .bind(&policy.provider)
+        .bind(policy.thresholds.green_under_seconds)
+        .bind(policy.thresholds.yellow_under_seconds)
+        .bind(policy.updated_at.as_micros())
+        .execute(&mut *tx)
+        .await
+        .ctx("storing a freshness policy")?;
+        tx.commit().await.ctx("committing")?;
+        Ok(())
+    }
+
+    async fn freshness_policies(&self, tenant: &TenantId) -> StoreResult<Vec<FreshnessPolicy>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT provider, green_under_seconds, yellow_under_seconds, updated_at_us FROM freshness_policies
+             WHERE tenant_id = $1 ORDER BY provider",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("listing freshness policies")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        Ok(rows
+            .into_iter()
+            .map(|(provider, green, yellow, updated)| FreshnessPolicy {
+                provider,
+                thresholds: FreshnessThresholds {
+                    green_under_seconds: green,
+                    yellow_under_seconds: yellow,
+                },
+                updated_at: Timestamp::from_micros(updated),
+            })
+            .collect())
+    }
+
+    async fn last_successful_syncs(
+        &self,
+        tenant: &TenantId,
+        integration_ids: &[String],
+    ) -> StoreResult<Vec<(String, Timestamp)>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT ids.id, last.finished_at_us FROM UNNEST($2::text[]) AS ids(id)
+             CROSS JOIN LATERAL (
+                SELECT finished_at_us FROM connector_syncs
+                WHERE tenant_id = $1 AND integration_id = ids.id AND status = 'succeeded'
+                ORDER BY started_at_us DESC LIMIT 1
+             ) AS last",
+        )
+        .bind(tenant.as_str())
+        .bind(integration_ids)
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("reading last syncs")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, us)| (id, Timestamp::from_micros(us)))
+            .collect())
+    }
+
+    async fn record_rule_runs(
+        &self,
+        tenant: &TenantId,
+        records: Vec<RuleRun>,
+        received_at: Timestamp,
+    ) -> StoreResult<IngestSummary> {
+        self.insert(tenant, records, received_at).await
+    }
+    async fn rule_runs_page(
+        &self,
+        tenant: &TenantId,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<Stored<RuleRun>>> {
+        self.page(tenant, query).await
+    }
+    async fn record_connector_syncs(
+        &self,
+        tenant: &TenantId,
+        records: Vec<ConnectorSync>,
+        received_at: Timestamp,
+    ) -> StoreResult<IngestSummary> {
+        self.insert(tenant, records, received_at).await
+    }
+    async fn connector_syncs_page(
+        &self,
+        tenant: &TenantId,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<Stored<ConnectorSync>>> {
+        self.page(tenant, query).await
+    }
+    async fn record_queue_snapshots(
+        &self,
+        tenant: &TenantId,
+        records: Vec<QueueSnapshot>,
+        received_at: Timestamp,
+    ) -> StoreResult<IngestSummary> {
+        self.insert(tenant, records, received_at).await
+    }
+    async fn queue_snapshots_page(
+        &self,
+        tenant: &TenantId,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<Stored<QueueSnapshot>>> {
+        self.page(tenant, query).await
+    }
+    async fn record_deliveries(
+        &self,
+        tenant: &TenantId,
+        records: Vec<Delivery>,
+        received_at: Timestamp,
+    ) -> StoreResult<IngestSummary> {
+        self.insert(tenant, records, received_at).await
+    }
+    async fn deliveries_page(
+        &self,
+        tenant: &TenantId,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<Stored<Delivery>>> {
+        self.page(tenant, query).await
+    }
+}
+
+async fn apply_migrations(conn: &mut PgConnection) -> StoreResult<usize> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version BIGINT NOT NULL PRIMARY KEY,
+            name TEXT NOT NULL,
+            checksum TEXT NOT NULL,
+            applied_at_us BIGINT NOT NULL
+        )",
+    )
+    .execute(&mut *conn)
+    .await
+    .ctx("creating schema_migrations")?;
+    let mut applied = 0;
+    for migration in MIGRATIONS {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT checksum FROM schema_migrations WHERE version = $1")
+                .bind(migration.version)
+                .fetch_optional(&mut *conn)
+                .await
+                .ctx("reading schema_migrations")?;
+        match stored {
+            Some(checksum) if checksum == migration.checksum() => continue,
+            Some(_) => {
+                return Err(StoreError::MigrationChanged {
+                    version: migration.version,
+                    name: migration.name.into(),
+                });
+            }
+            None => {}
+        }
+        let failed = |source: sqlx::Error| StoreError::Migration {
+            version: migration.version,
+            name: migration.name.into(),
+            source: source.into(),
+        };
+        let mut tx = conn.begin().await.map_err(failed)?;
+        sqlx::raw_sql(migration.sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        sqlx::query("INSERT INTO schema_migrations (version, name, checksum, applied_at_us) VALUES ($1, $2, $3, $4)")
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(migration.checksum())
+            .bind(Timestamp::now().as_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        applied += 1;
+    }
+    Ok(applied)
+}

@@ -1,0 +1,771 @@
+//! The SQLite backend: the embedded default.
+//!
+//! One writer connection behind a mutex (SQLite has one writer at a time anyway) and a
+//! pool of reader connections, all in WAL mode so readers never wait for the writer.
+//! Every call runs on tokio's blocking pool. Other processes (the CLI while the server
+//! runs) share the file safely: writes take the database lock with `BEGIN IMMEDIATE`
+//! and wait up to the busy timeout for it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
+use custos_model::{Component, ComponentKind, FreshnessPolicy, TenantId, Timestamp};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, TransactionBehavior, params};
+
+use crate::error::{SqliteContext, StoreError, StoreResult};
+use crate::schema::{Migration, SchemaDescription, TableDescription};
+use crate::table::{self, Dialect, EncodedRecord, TableSpec, Value};
+use crate::{
+    Backend, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored, Tenant, TokenRecord,
+    format_scopes, parse_scopes, thresholds_from,
+};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("../migrations/sqlite/0001_initial.sql"),
+}];
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const READERS: u32 = 4;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: r2d2::Pool<SqliteConnectionManager>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::ConstraintViolation)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file. Does not migrate.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let writer = Connection::open(&path).ctx("opening the database file")?;
+            configure(&writer).ctx("configuring the writer connection")?;
+            let manager = SqliteConnectionManager::file(&path)
+                .with_flags(
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .with_init(|conn| {
+                    conn.busy_timeout(BUSY_TIMEOUT)?;
+                    conn.set_prepared_statement_cache_capacity(64);
+                    Ok(())
+                });
+            let readers = r2d2::Pool::builder()
+                .max_size(READERS)
+                .min_idle(Some(0))
+                .build(manager)?;
+            Ok(Self {
+                inner: Arc::new(Inner {
+                    path,
+                    writer: Mutex::new(writer),
+                    readers,
+                }),
+            })
+        })
+        .await?
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner
+                .writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.readers.get()?;
+            f(&conn)
+        })
+        .await?
+    }
+
+    async fn insert<R: IngestRecord>(
+        &self,
+        tenant: &TenantId,
+        records: Vec<R>,
+        received_at: Timestamp,
+    ) -> StoreResult<IngestSummary> {
+        let spec = table::spec_of::<R>();
+        let tenant = tenant.clone();
+        self.write(move |conn| {
+            let encoded = records.iter().map(|r| table::encode(spec, r)).collect();
+            let (unique, duplicates) = table::dedupe_batch(R::KIND, encoded)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .ctx("beginning an ingest transaction")?;
+            let mut summary = IngestSummary {
+                inserted: 0,
+                duplicates,
+            };
+            {
+                let mut insert = tx
+                    .prepare_cached(&insert_sql(spec))
+                    .ctx("preparing an insert")?;
+                let mut existing = tx
+                    .prepare_cached(&format!(
+                        "SELECT content_sha256 FROM {} WHERE tenant_id = ?1 AND id = ?2",
+                        spec.table
+                    ))
+                    .ctx("preparing a digest lookup")?;
+                for record in &unique {
+                    bind_record(&mut insert, tenant.as_str(), record, received_at)
+                        .ctx("binding a record")?;
+                    if insert.raw_execute().ctx("inserting a record")? == 1 {
+                        summary.inserted += 1;
+                        continue;
+                    }
+                    let stored: Vec<u8> = existing
+                        .query_row(params![tenant.as_str(), record.id()], |row| row.get(0))
+                        .ctx("reading a digest")?;
+                    if stored != record.digest {
+                        return Err(StoreError::Conflict {
+                            kind: R::KIND,
+                            id: record.id().to_owned(),
+                        });
+                    }
+                    summary.duplicates += 1;
+                }
+            }
+            tx.commit().ctx("committing an ingest transaction")?;
+            Ok(summary)
+        })
+        .await
+    }
+
+    async fn page<R: IngestRecord>(
+        &self,
+        tenant: &TenantId,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<Stored<R>>> {
+        let spec = table::spec_of::<R>();
+        let (sql, params) = table::page_sql(spec, query, Dialect::Sqlite)?;
+        let tenant = tenant.clone();
+        let limit = query.limit;
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&sql).ctx("preparing a page query")?;
+            stmt.raw_bind_parameter(1, tenant.as_str())
+                .ctx("binding the tenant")?;
+            for (i, value) in params.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 2, value)
+                    .ctx("binding a filter")?;
+            }
+            let mut rows = stmt.raw_query();
+            let mut items = Vec::new();
+            while let Some(row) = rows.next().ctx("reading a page")? {
+                let values = (0..=spec.columns.len())
+                    .map(|i| row_value(row, i))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .ctx("reading a row")?;
+                items.push(table::decode(spec, values)?);
+            }
+            Ok(table::into_page(items, limit))
+        })
+        .await
+    }
+
+    /// The benchmark baseline: `rows` rule runs inserted with one prepared statement in
+    /// one transaction, with no parsing, validation or idempotency checks.
+    pub async fn baseline_insert_rule_runs(
+        &self,
+        tenant: &TenantId,
+        records: Vec<RuleRun>,
+        received_at: Timestamp,
+    ) -> StoreResult<usize> {
+        let spec = &table::RULE_RUNS;
+        let tenant = tenant.clone();
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .ctx("beginning")?;
+            {
+                let mut insert = tx.prepare_cached(&insert_sql(spec)).ctx("preparing")?;
+                for record in &records {
+                    let encoded = table::encode(spec, record);
+                    bind_record(&mut insert, tenant.as_str(), &encoded, received_at)
+                        .ctx("binding")?;
+                    insert.raw_execute().ctx("inserting")?;
+                }
+            }
+            tx.commit().ctx("committing")?;
+            Ok(records.len())
+        })
+        .await
+    }
+}
+
+fn insert_sql(spec: &TableSpec) -> String {
+    let columns: Vec<&str> = spec.columns.iter().map(|c| c.column).collect();
+    let placeholders: Vec<String> = (1..=columns.len() + 3).map(|n| format!("?{n}")).collect();
+    format!(
+        "INSERT INTO {} (tenant_id, {}, content_sha256, received_at_us) VALUES ({}) ON CONFLICT (tenant_id, id) DO NOTHING",
+        spec.table,
+        columns.join(", "),
+        placeholders.join(", ")
+    )
+}
+
+fn bind_record(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    tenant: &str,
+    record: &EncodedRecord,
+    received_at: Timestamp,
+) -> rusqlite::Result<()> {
+    stmt.raw_bind_parameter(1, tenant)?;
+    for (i, value) in record.values.iter().enumerate() {
+        stmt.raw_bind_parameter(i + 2, value)?;
+    }
+    let n = record.values.len();
+    stmt.raw_bind_parameter(n + 2, &record.digest[..])?;
+    stmt.raw_bind_parameter(n + 3, received_at.as_micros())
+}
+
+fn row_value(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Value> {
+    Ok(match row.get_ref(index)? {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Int(i),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        other => {
+            return Err(rusqlite::Error::InvalidColumnType(
+                index,
+                format!("{other:?}"),
+                other.data_type(),
+            ));
+        }
+    })
+}
+
+fn component_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Component> {
+    let kind: String = row.get(1)?;
+    Ok(Component {
+        id: row.get(0)?,
+        kind: ComponentKind::parse(&kind).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Text,
+                format!("unknown component kind {kind:?}").into(),
+            )
+        })?,
+        name: row.get(2)?,
+        provider: row.get(3)?,
+        freshness: thresholds_from(row.get(4)?, row.get(5)?),
+        created_at: Timestamp::from_micros(row.get(6)?),
+        updated_at: Timestamp::from_micros(row.get(7)?),
+    })
+}
+
+const COMPONENT_COLUMNS: &str = "id, kind, name, provider, green_under_seconds, yellow_under_seconds, created_at_us, updated_at_us";
+
+fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    let scopes: String = row.get(3)?;
+    Ok(TokenRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        secret_hash: row.get(2)?,
+        scopes: parse_scopes(&scopes),
+        created_at: Timestamp::from_micros(row.get(4)?),
+        expires_at: row.get::<_, Option<i64>>(5)?.map(Timestamp::from_micros),
+        revoked_at: row.get::<_, Option<i64>>(6)?.map(Timestamp::from_micros),
+    })
+}
+
+const TOKEN_COLUMNS: &str =
+    "id, name, secret_hash, scopes, created_at_us, expires_at_us, revoked_at_us";
+
+fn tenant_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
+    let id: String = row.get(0)?;
+    Ok(Tenant {
+        id: TenantId::parse(&id).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Text,
+                e.to_string().into(),
+            )
+        })?,
+        name: row.get(1)?,
+        retention_days: row.get(2)?,
+        created_at: Timestamp::from_micros(row.get(3)?),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn migrate(&self) -> StoreResult<usize> {
+        self.write(|conn| {
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version INTEGER NOT NULL PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    checksum TEXT NOT NULL,
+                    applied_at_us INTEGER NOT NULL
+                )",
+            )
+            .ctx("creating schema_migrations")?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("locking for migration")?;
+            let mut applied = 0;
+            for migration in MIGRATIONS {
+                let stored: Option<String> = tx
+                    .query_row("SELECT checksum FROM schema_migrations WHERE version = ?1", [migration.version], |r| r.get(0))
+                    .optional()
+                    .ctx("reading schema_migrations")?;
+                match stored {
+                    Some(checksum) if checksum == migration.checksum() => continue,
+                    Some(_) => {
+                        return Err(StoreError::MigrationChanged { version: migration.version, name: migration.name.into() });
+                    }
+                    None => {}
+                }
+                tx.execute_batch(migration.sql).map_err(|source| StoreError::Migration {
+                    version: migration.version,
+                    name: migration.name.into(),
+                    source: source.into(),
+                })?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum, applied_at_us) VALUES (?1, ?2, ?3, ?4)",
+                    params![migration.version, migration.name, migration.checksum(), Timestamp::now().as_micros()],
+                )
+                .ctx("recording a migration")?;
+                applied += 1;
+            }
+            tx.commit().ctx("committing migrations")?;
+            Ok(applied)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).ctx("ping"))
+            .await
+    }
+
+    async fn describe_schema(&self) -> StoreResult<SchemaDescription> {
+        self.read(|conn| {
+            let mut schema = SchemaDescription::default();
+            let mut tables = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+                .ctx("listing tables")?;
+            let names: Vec<String> = tables.query_map([], |r| r.get(0)).ctx("listing tables")?.collect::<Result<_, _>>().ctx("listing tables")?;
+            for name in names {
+                let mut table = TableDescription::default();
+                let mut columns = conn.prepare("SELECT name, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid").ctx("columns")?;
+                let mut pk: Vec<(i64, String)> = Vec::new();
+                for row in columns.query_map([&name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, i64>(2)?))).ctx("columns")? {
+                    let (column, not_null, pk_position) = row.ctx("columns")?;
+                    if pk_position > 0 {
+                        pk.push((pk_position, column.clone()));
+                    }
+                    // SQLite lets a non-integer primary key column hold NULL unless declared
+                    // NOT NULL; every custos key column is declared NOT NULL.
+                    table.columns.push((column, !not_null));
+                }
+                pk.sort();
+                table.primary_key = pk.into_iter().map(|(_, c)| c).collect();
+                let mut indexes = conn.prepare("SELECT name, \"unique\" FROM pragma_index_list(?1) WHERE origin = 'c'").ctx("indexes")?;
+                let list: Vec<(String, bool)> =
+                    indexes.query_map([&name], |r| Ok((r.get(0)?, r.get(1)?))).ctx("indexes")?.collect::<Result<_, _>>().ctx("indexes")?;
+                for (index, unique) in list {
+                    let mut info = conn.prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno").ctx("index columns")?;
+                    let cols: Vec<String> = info.query_map([&index], |r| r.get(0)).ctx("index columns")?.collect::<Result<_, _>>().ctx("index columns")?;
+                    table.indexes.insert(index, (cols, unique));
+                }
+                schema.tables.insert(name, table);
+            }
+            Ok(schema)
+        })
+        .await
+    }
+
+    async fn create_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
+        let tenant = tenant.clone();
+        self.write(move |conn| {
+            match conn.execute(
+                "INSERT INTO tenants (id, name, retention_days, created_at_us) VALUES (?1, ?2, ?3, ?4)",
+                params![tenant.id.as_str(), tenant.name, tenant.retention_days, tenant.created_at.as_micros()],
+            ) {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists { what: "tenant", id: tenant.id.to_string() }),
+                Err(e) => Err(e).ctx("creating a tenant"),
+            }
+        })
+        .await
+    }
+
+    async fn tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
+        let id = id.clone();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, name, retention_days, created_at_us FROM tenants WHERE id = ?1",
+            )
+            .and_then(|mut s| s.query_row([id.as_str()], tenant_from_row).optional())
+            .ctx("reading a tenant")
+        })
+        .await
+    }
+
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT id, name, retention_days, created_at_us FROM tenants ORDER BY id")
+                .ctx("listing tenants")?;
+            stmt.query_map([], tenant_from_row)
+                .ctx("listing tenants")?
+                .collect::<Result<_, _>>()
+                .ctx("listing tenants")
+        })
+        .await
+    }
+
+    async fn create_token(&self, token: &TokenRecord) -> StoreResult<()> {
+        let token = token.clone();
+        self.write(move |conn| {
+            match conn.execute(
+                &format!(
+                    "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                ),
+                params![
+                    token.id,
+                    token.name,
+                    token.secret_hash,
+                    format_scopes(&token.scopes),
+                    token.created_at.as_micros(),
+                    token.expires_at.map(Timestamp::as_micros),
+                    token.revoked_at.map(Timestamp::as_micros)
+                ],
+            ) {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists {
+                    what: "token",
+                    id: token.id,
+                }),
+                Err(e) => Err(e).ctx("creating a token"),
+            }
+        })
+        .await
+    }
+
+    async fn token_by_secret_hash(&self, secret_hash: &str) -> StoreResult<Option<TokenRecord>> {
+        let secret_hash = secret_hash.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE secret_hash = ?1"
+            ))
+            .and_then(|mut s| s.query_row([secret_hash], token_from_row).optional())
+            .ctx("looking up a token")
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> StoreResult<Vec<TokenRecord>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at_us, id"
+                ))
+                .ctx("listing tokens")?;
+            stmt.query_map([], token_from_row)
+                .ctx("listing tokens")?
+                .collect::<Result<_, _>>()
+                .ctx("listing tokens")
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: &str, at: Timestamp) -> StoreResult<TokenRecord> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE api_tokens SET revoked_at_us = COALESCE(revoked_at_us, ?2) WHERE id = ?1",
+                params![id, at.as_micros()],
+            )
+            .ctx("revoking a token")?;
+            conn.query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"),
+                [&id],
+                token_from_row,
+            )
+            .optional()
+            .ctx("reading a token")?
+            .ok_or(StoreError::NotFound { what: "token", id })
+        })
+        .await
+    }
+
+    async fn put_component(
+        &self,
+        tenant: &TenantId,
+        component: &Component,
+    ) -> StoreResult<(PutOutcome, Component)> {
+        let (tenant, component) = (tenant.clone(), component.clone());
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
+            let existing = tx
+                .query_row(
+                    &format!("SELECT {COMPONENT_COLUMNS} FROM components WHERE tenant_id = ?1 AND id = ?2"),
+                    [tenant.as_str(), &component.id],
+                    component_from_row,
+                )
+                .optional()
+                .ctx("reading a component")?;
+            let (green, yellow) = component.freshness.map(|f| (f.green_under_seconds, f.yellow_under_seconds)).unzip();
+            let outcome = match existing {
+                None => {
+                    tx.execute(
+                        &format!("INSERT INTO components (tenant_id, {COMPONENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                        params![
+                            tenant.as_str(),
+                            component.id,
+                            component.kind.as_str(),
+                            component.name,
+                            component.provider,
+                            green,
+                            yellow,
+                            component.created_at.as_micros(),
+                            component.updated_at.as_micros()
+                        ],
+                    )
+                    .ctx("inserting a component")?;
+                    (PutOutcome::Created, component)
+                }
+                Some(old) if same_definition(&old, &component) => (PutOutcome::Unchanged, old),
+                Some(old) => {
+                    tx.execute(
+                        "UPDATE components SET kind = ?3, name = ?4, provider = ?5, green_under_seconds = ?6, yellow_under_seconds = ?7, updated_at_us = ?8 WHERE tenant_id = ?1 AND id = ?2",
+                        params![tenant.as_str(), component.id, component.kind.as_str(), component.name, component.provider, green, yellow, component.updated_at.as_micros()],
+                    )
+                    .ctx("updating a component")?;
+                    (PutOutcome::Updated, Component { created_at: old.created_at, ..component })
+                }
+            };
+            tx.commit().ctx("committing")?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn component(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Component>> {
+        let (tenant, id) = (tenant.clone(), id.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {COMPONENT_COLUMNS} FROM components WHERE tenant_id = ?1 AND id = ?2"
+            ))
+            .and_then(|mut s| {
+                s.query_row([tenant.as_str(), &id], component_from_row)
+                    .optional()
+            })
+            .ctx("reading a component")
+        })
+        .await
+    }
+
+    async fn components(&self, tenant: &TenantId) -> StoreResult<Vec<Component>> {
+        let tenant = tenant.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!("SELECT {COMPONENT_COLUMNS} FROM components WHERE tenant_id = ?1 ORDER BY kind, id"))
+                .ctx("listing components")?;
+            stmt.query_map([tenant.as_str()], component_from_row).ctx("listing components")?.collect::<Result<_, _>>().ctx("listing components")
+        })
+        .await
+    }
+
+    async fn put_freshness_policy(
+        &self,
+        tenant: &TenantId,
+        policy: &FreshnessPolicy,
+    ) -> StoreResult<()> {
+        let (tenant, policy) = (tenant.clone(), policy.clone());
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO freshness_policies (tenant_id, provider, green_under_seconds, yellow_under_seconds, updated_at_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tenant_id, provider) DO UPDATE SET green_under_seconds = excluded.green_under_seconds,
+                    yellow_under_seconds = excluded.yellow_under_seconds, updated_at_us = excluded.updated_at_us",
+                params![
+                    tenant.as_str(),
+                    policy.provider,
+                    policy.thresholds.green_under_seconds,
+                    policy.thresholds.yellow_under_seconds,
+                    policy.updated_at.as_micros()
+                ],
+            )
+            .ctx("storing a freshness policy")?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn freshness_policies(&self, tenant: &TenantId) -> StoreResult<Vec<FreshnessPolicy>> {
+        let tenant = tenant.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT provider, green_under_seconds, yellow_under_seconds, updated_at_us FROM freshness_policies WHERE tenant_id = ?1 ORDER BY provider",
+                )
+                .ctx("listing freshness policies")?;
+            stmt.query_map([tenant.as_str()], |r| {
+                Ok(FreshnessPolicy {
+                    provider: r.get(0)?,
+                    thresholds: custos_model::FreshnessThresholds { green_under_seconds: r.get(1)?, yellow_under_seconds: r.get(2)? },
+                    updated_at: Timestamp::from_micros(r.get(3)?),
+                })
+            })
+            .ctx("listing freshness policies")?
+            .collect::<Result<_, _>>()
+            .ctx("listing freshness policies")
+        })
+        .await
+    }
+
+    async fn last_successful_syncs(
+        &self,
+        tenant: &TenantId,
+        integration_ids: &[String],
+    ) -> StoreResult<Vec<(String, Timestamp)>> {
+        let (tenant, ids) = (tenant.clone(), integration_ids.to_vec());
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT finished_at_us FROM connector_syncs WHERE tenant_id = ?1 AND integration_id = ?2 AND status = 'succeeded'
+                     ORDER BY started_at_us DESC LIMIT 1",
+                )
+                .ctx("preparing a last-sync lookup")?;
+            let mut found = Vec::new();
+            for id in ids {
+                if let Some(us) = stmt.query_row([tenant.as_str(), &id], |r| r.get::<_, i64>(0)).optional().ctx("reading a last sync")? {
+                    found.push((id, Timestamp::from_micros(us)));
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn record_rule_runs(
+        &self,
+        tenant: &TenantId,
+        records: Vec<RuleRun>,
+        received_at: Timestamp,
+    ) -> StoreResult<IngestSummary> {
+        self.insert(tenant, records, received_at).await
+    }
+    async fn rule_runs_page(
+        &self,
+        tenant: &TenantId,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<Stored<RuleRun>>> {
+        self.page(tenant, query).await
+    }
+    async fn record_connector_syncs(
+        &self,
+        tenant: &TenantId,
+        records: Vec<ConnectorSync>,
+        received_at: Timestamp,
+    ) -> StoreResult<IngestSummary> {
+        self.insert(tenant, records, received_at).await
+    }
+    async fn connector_syncs_page(
+        &self,
+        tenant: &TenantId,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<Stored<ConnectorSync>>> {
+        self.page(tenant, query).await
+    }
+    async fn record_queue_snapshots(
+        &self,
+        tenant: &TenantId,
+        records: Vec<QueueSnapshot>,
+        received_at: Timestamp,
+    ) -> StoreResult<IngestSummary> {
+        self.insert(tenant, records, received_at).await
+    }
+    async fn queue_snapshots_page(
+        &self,
+        tenant: &TenantId,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<Stored<QueueSnapshot>>> {
+        self.page(tenant, query).await
+    }
+    async fn record_deliveries(
+        &self,
+        tenant: &TenantId,
+        records: Vec<Delivery>,
+        received_at: Timestamp,
+    ) -> StoreResult<IngestSummary> {
+        self.insert(tenant, records, received_at).await
+    }
+    async fn deliveries_page(
+        &self,
+        tenant: &TenantId,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<Stored<Delivery>>> {
+        self.page(tenant, query).await
+    }
+}
+
+/// Whether a PUT would change nothing (timestamps aside).
+pub(crate) fn same_definition(a: &Component, b: &Component) -> bool {
+    a.kind == b.kind && a.name == b.name && a.provider == b.provider && a.freshness == b.freshness
+}
