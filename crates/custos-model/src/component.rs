@@ -49,17 +49,12 @@ pub struct FreshnessThresholds {
 }
 
 impl FreshnessThresholds {
-    pub const DEFAULT: FreshnessThresholds = FreshnessThresholds {
-        green_under_seconds: 3600,
-        yellow_under_seconds: 6 * 3600,
-    };
+    pub const DEFAULT: FreshnessThresholds =
+        FreshnessThresholds { green_under_seconds: 3600, yellow_under_seconds: 6 * 3600 };
 
     pub fn validate(self, field: &str) -> Result<Self, FieldError> {
         if self.green_under_seconds <= 0 {
-            return Err(FieldError::new(
-                format!("{field}.green_under_seconds"),
-                "must be positive",
-            ));
+            return Err(FieldError::new(format!("{field}.green_under_seconds"), "must be positive"));
         }
         if self.yellow_under_seconds <= self.green_under_seconds {
             return Err(FieldError::new(
@@ -140,16 +135,11 @@ pub struct Component {
 pub fn validate_provider(field: &str, provider: &str) -> Result<(), FieldError> {
     let ok = !provider.is_empty()
         && provider.len() <= 64
-        && provider.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
-        });
+        && provider.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'));
     if ok {
         Ok(())
     } else {
-        Err(FieldError::new(
-            field,
-            "must be 1 to 64 of lowercase letters, digits, '_', '.' and '-'",
-        ))
+        Err(FieldError::new(field, "must be 1 to 64 of lowercase letters, digits, '_', '.' and '-'"))
     }
 }
 
@@ -167,10 +157,7 @@ impl ComponentInput {
             }
             (None, _) => {}
         }
-        let freshness = self
-            .freshness
-            .map(|f| f.validate("freshness"))
-            .transpose()?;
+        let freshness = self.freshness.map(|f| f.validate("freshness")).transpose()?;
         Ok(Component {
             id: id.to_owned(),
             kind: self.kind,
@@ -226,30 +213,12 @@ mod tests {
             freshness: None,
         };
         let component = input.validate("okta-prod", at(0.0)).unwrap();
-        let policy = FreshnessThresholds {
-            green_under_seconds: 60,
-            yellow_under_seconds: 120,
-        };
-        assert_eq!(
-            component.effective_thresholds(None).1,
-            ThresholdSource::Default
-        );
-        assert_eq!(
-            component.effective_thresholds(Some(&policy)),
-            (policy, ThresholdSource::Provider)
-        );
-        let own = FreshnessThresholds {
-            green_under_seconds: 10,
-            yellow_under_seconds: 20,
-        };
-        let component = Component {
-            freshness: Some(own),
-            ..component
-        };
-        assert_eq!(
-            component.effective_thresholds(Some(&policy)),
-            (own, ThresholdSource::Component)
-        );
+        let policy = FreshnessThresholds { green_under_seconds: 60, yellow_under_seconds: 120 };
+        assert_eq!(component.effective_thresholds(None).1, ThresholdSource::Default);
+        assert_eq!(component.effective_thresholds(Some(&policy)), (policy, ThresholdSource::Provider));
+        let own = FreshnessThresholds { green_under_seconds: 10, yellow_under_seconds: 20 };
+        let component = Component { freshness: Some(own), ..component };
+        assert_eq!(component.effective_thresholds(Some(&policy)), (own, ThresholdSource::Component));
     }
 
     #[test]
@@ -260,37 +229,13 @@ mod tests {
             provider: provider.map(str::to_owned),
             freshness,
         };
+        assert_eq!(connector(None, None).validate("c", at(0.0)).unwrap_err().field, "provider");
+        assert_eq!(connector(Some("Okta!"), None).validate("c", at(0.0)).unwrap_err().field, "provider");
+        let inverted = FreshnessThresholds { green_under_seconds: 100, yellow_under_seconds: 50 };
         assert_eq!(
-            connector(None, None)
-                .validate("c", at(0.0))
-                .unwrap_err()
-                .field,
-            "provider"
-        );
-        assert_eq!(
-            connector(Some("Okta!"), None)
-                .validate("c", at(0.0))
-                .unwrap_err()
-                .field,
-            "provider"
-        );
-        let inverted = FreshnessThresholds {
-            green_under_seconds: 100,
-            yellow_under_seconds: 50,
-        };
-        assert_eq!(
-            connector(Some("okta"), Some(inverted))
-                .validate("c", at(0.0))
-                .unwrap_err()
-                .field,
+            connector(Some("okta"), Some(inverted)).validate("c", at(0.0)).unwrap_err().field,
             "freshness.yellow_under_seconds"
         );
-        assert_eq!(
-            connector(Some("okta"), None)
-                .validate("bad id", at(0.0))
-                .unwrap_err()
-                .field,
-            "id"
-        );
+        assert_eq!(connector(Some("okta"), None).validate("bad id", at(0.0)).unwrap_err().field, "id");
     }
 }

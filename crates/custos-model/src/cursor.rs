@@ -27,10 +27,7 @@ impl Cursor {
         if id.is_empty() {
             return Err(err());
         }
-        Ok(Self {
-            listed_at: Timestamp::from_micros(micros),
-            id: id.to_owned(),
-        })
+        Ok(Self { listed_at: Timestamp::from_micros(micros), id: id.to_owned() })
     }
 }
 

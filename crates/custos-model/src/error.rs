@@ -12,10 +12,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -41,29 +38,17 @@ pub(crate) mod check {
     pub fn bounded_text(field: &str, value: &str, max_chars: usize) -> Result<(), FieldError> {
         let chars = value.chars().count();
         if chars > max_chars {
-            return Err(FieldError::new(
-                field,
-                format!("must be at most {max_chars} characters (got {chars})"),
-            ));
+            return Err(FieldError::new(field, format!("must be at most {max_chars} characters (got {chars})")));
         }
-        if value
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            return Err(FieldError::new(
-                field,
-                "must not contain control characters",
-            ));
+        if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(FieldError::new(field, "must not contain control characters"));
         }
         Ok(())
     }
 
     pub fn non_negative(field: &str, value: i64) -> Result<(), FieldError> {
         if value < 0 {
-            return Err(FieldError::new(
-                field,
-                format!("must be non-negative (got {value})"),
-            ));
+            return Err(FieldError::new(field, format!("must be non-negative (got {value})")));
         }
         Ok(())
     }
@@ -71,19 +56,10 @@ pub(crate) mod check {
     /// An identifier: 1..=max of `A-Z a-z 0-9 . _ : -`, safe in URLs, paths and labels.
     pub fn identifier(field: &str, value: &str, max_len: usize) -> Result<(), FieldError> {
         if value.is_empty() || value.len() > max_len {
-            return Err(FieldError::new(
-                field,
-                format!("must be 1 to {max_len} characters"),
-            ));
+            return Err(FieldError::new(field, format!("must be 1 to {max_len} characters")));
         }
-        if !value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-        {
-            return Err(FieldError::new(
-                field,
-                "may contain only letters, digits, '.', '_', ':' and '-'",
-            ));
+        if !value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')) {
+            return Err(FieldError::new(field, "may contain only letters, digits, '.', '_', ':' and '-'"));
         }
         Ok(())
     }

@@ -20,9 +20,7 @@ pub struct TenantId(String);
 impl TenantId {
     pub fn parse(value: &str) -> Result<Self, FieldError> {
         let ok_len = (1..=63).contains(&value.len());
-        let ok_chars = value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let ok_chars = value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         let ok_start = value.bytes().next().is_some_and(|b| b != b'-');
         if ok_len && ok_chars && ok_start {
             Ok(Self(value.to_owned()))
@@ -71,17 +69,8 @@ pub struct TraceId(pub [u8; 16]);
 
 impl TraceId {
     pub fn parse(field: &str, value: &str) -> Result<Self, FieldError> {
-        let err = || {
-            FieldError::new(
-                field,
-                "must be 32 lowercase hexadecimal digits, not all zero",
-            )
-        };
-        if value.len() != 32
-            || !value
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        let err = || FieldError::new(field, "must be 32 lowercase hexadecimal digits, not all zero");
+        if value.len() != 32 || !value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(err());
         }
         let mut bytes = [0u8; 16];
@@ -155,10 +144,7 @@ mod tests {
 
     #[test]
     fn record_ids() {
-        assert_eq!(
-            record_id("id", Some("run-1:a.b_c".into())).unwrap(),
-            "run-1:a.b_c"
-        );
+        assert_eq!(record_id("id", Some("run-1:a.b_c".into())).unwrap(), "run-1:a.b_c");
         assert!(record_id("id", Some("has space".into())).is_err());
         assert!(record_id("id", Some(String::new())).is_err());
         assert!(record_id("id", Some("x".repeat(129))).is_err());

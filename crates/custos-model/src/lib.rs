@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod canonical;
 pub mod component;
 pub mod cursor;
 pub mod error;
@@ -11,15 +12,12 @@ pub mod timestamp;
 pub mod token;
 
 pub use component::{
-    Component, ComponentInput, ComponentKind, FreshnessPolicy, FreshnessState, FreshnessThresholds,
-    ThresholdSource,
+    Component, ComponentInput, ComponentKind, FreshnessPolicy, FreshnessState, FreshnessThresholds, ThresholdSource,
 };
 pub use cursor::Cursor;
 pub use error::FieldError;
 pub use ids::{TenantId, TraceId};
 pub use parse::{BodyFormat, ParseError, parse_records};
-pub use records::{
-    ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RecordKind, RuleRun, ValidationContext,
-};
+pub use records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RecordKind, RuleRun, ValidationContext};
 pub use scope::{Permission, Scope, TenantSelector};
 pub use timestamp::Timestamp;

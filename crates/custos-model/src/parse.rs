@@ -18,17 +18,9 @@ pub enum BodyFormat {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     #[error("line {line}, column {column}: malformed JSON: {message}")]
-    Syntax {
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Syntax { line: usize, column: usize, message: String },
     #[error("line {line}: {field}: {message}")]
-    Invalid {
-        line: usize,
-        field: String,
-        message: String,
-    },
+    Invalid { line: usize, field: String, message: String },
     #[error("the body holds no records")]
     Empty,
     #[error("the body holds more than {limit} records")]
@@ -61,9 +53,7 @@ pub fn parse_records<R: IngestRecord>(
                 return Err(ParseError::Invalid {
                     line: 1,
                     field: String::new(),
-                    message:
-                        "expected one JSON object; send many as application/x-ndjson, one per line"
-                            .into(),
+                    message: "expected one JSON object; send many as application/x-ndjson, one per line".into(),
                 });
             }
             Ok(vec![parse_one::<R>(body, 0, ctx)?])
@@ -94,11 +84,7 @@ fn memchr_count(body: &[u8]) -> usize {
 }
 
 /// Parses one JSON text; `line_offset` is the 0-based line it starts on in the body.
-fn parse_one<R: IngestRecord>(
-    text: &[u8],
-    line_offset: usize,
-    ctx: &ValidationContext,
-) -> Result<R, ParseError> {
+fn parse_one<R: IngestRecord>(text: &[u8], line_offset: usize, ctx: &ValidationContext) -> Result<R, ParseError> {
     let input: R::Input = match serde_json::from_slice(text) {
         Ok(input) => input,
         Err(err) => return Err(describe_error::<R>(text, line_offset, &err)),
@@ -112,34 +98,20 @@ fn parse_one<R: IngestRecord>(
 
 /// Turns a serde error into a [`ParseError`]. Only the failing line pays for the second,
 /// path-tracking parse that finds the field at fault.
-fn describe_error<R: IngestRecord>(
-    text: &[u8],
-    line_offset: usize,
-    err: &serde_json::Error,
-) -> ParseError {
+fn describe_error<R: IngestRecord>(text: &[u8], line_offset: usize, err: &serde_json::Error) -> ParseError {
     use serde_json::error::Category;
     let line = line_offset + err.line().max(1);
     match err.classify() {
-        Category::Syntax | Category::Eof | Category::Io => ParseError::Syntax {
-            line,
-            column: err.column(),
-            message: strip_position(&err.to_string()),
-        },
+        Category::Syntax | Category::Eof | Category::Io => {
+            ParseError::Syntax { line, column: err.column(), message: strip_position(&err.to_string()) }
+        }
         Category::Data => {
             let mut deserializer = serde_json::Deserializer::from_slice(text);
-            let (path, message) =
-                match serde_path_to_error::deserialize::<_, R::Input>(&mut deserializer) {
-                    Err(tracked) => (
-                        tracked.path().to_string(),
-                        strip_position(&tracked.inner().to_string()),
-                    ),
-                    Ok(_) => (String::from("."), strip_position(&err.to_string())),
-                };
-            ParseError::Invalid {
-                line,
-                field: field_at_fault(&path, &message),
-                message,
-            }
+            let (path, message) = match serde_path_to_error::deserialize::<_, R::Input>(&mut deserializer) {
+                Err(tracked) => (tracked.path().to_string(), strip_position(&tracked.inner().to_string())),
+                Ok(_) => (String::from("."), strip_position(&err.to_string())),
+            };
+            ParseError::Invalid { line, field: field_at_fault(&path, &message), message }
         }
     }
 }
@@ -147,19 +119,13 @@ fn describe_error<R: IngestRecord>(
 /// The field a serde data error is about: its path, or for errors reported at the
 /// parent object (`missing field `x``, `unknown field `x``), the field it names.
 fn field_at_fault(path: &str, message: &str) -> String {
-    let named = ["missing field `", "unknown field `"]
-        .iter()
-        .find_map(|prefix| {
-            let rest = message.strip_prefix(prefix)?;
-            rest.split('`').next().map(str::to_owned)
-        });
+    let named = ["missing field `", "unknown field `"].iter().find_map(|prefix| {
+        let rest = message.strip_prefix(prefix)?;
+        rest.split('`').next().map(str::to_owned)
+    });
     let parent = if path == "." { "" } else { path };
     match named {
-        Some(name)
-            if message.starts_with("unknown") && !parent.is_empty() && parent.ends_with(&name) =>
-        {
-            parent.into()
-        }
+        Some(name) if message.starts_with("unknown") && !parent.is_empty() && parent.ends_with(&name) => parent.into(),
         Some(name) if parent.is_empty() => name,
         Some(name) => format!("{parent}.{name}"),
         None => parent.into(),
@@ -208,18 +174,9 @@ mod tests {
     fn schema_errors_name_line_and_field() {
         let cases = [
             (r#"{"rule_key":"r","status":"failed"}"#, "started_at"),
-            (
-                r#"{"rule_key":"r","status":"failed","started_at":"2026-11-22T09:00:00Z","colour":1}"#,
-                "colour",
-            ),
-            (
-                r#"{"rule_key":"r","status":"exploded","started_at":"2026-11-22T09:00:00Z"}"#,
-                "status",
-            ),
-            (
-                r#"{"rule_key":7,"status":"failed","started_at":"2026-11-22T09:00:00Z"}"#,
-                "rule_key",
-            ),
+            (r#"{"rule_key":"r","status":"failed","started_at":"2026-11-22T09:00:00Z","colour":1}"#, "colour"),
+            (r#"{"rule_key":"r","status":"exploded","started_at":"2026-11-22T09:00:00Z"}"#, "status"),
+            (r#"{"rule_key":7,"status":"failed","started_at":"2026-11-22T09:00:00Z"}"#, "rule_key"),
             (
                 r#"{"rule_key":"r","status":"failed","started_at":"2026-11-22T09:00:00Z","events_evaluated":-2}"#,
                 "events_evaluated",
@@ -232,11 +189,7 @@ mod tests {
         for (line, field) in cases {
             let err = ndjson(&format!("{GOOD}\n{line}\n")).unwrap_err();
             match err {
-                ParseError::Invalid {
-                    line: 2,
-                    field: ref got,
-                    ..
-                } => assert_eq!(got, field, "{line}"),
+                ParseError::Invalid { line: 2, field: ref got, .. } => assert_eq!(got, field, "{line}"),
                 other => panic!("{line}: {other:?}"),
             }
         }
@@ -244,53 +197,30 @@ mod tests {
 
     #[test]
     fn nested_fields_get_a_dotted_path() {
-        let c = ValidationContext {
-            path_component_id: Some("q".into()),
-            ..ctx()
-        };
-        let err = parse_records::<QueueSnapshot>(
-            br#"{"depth":{"pending":"many"}}"#,
-            BodyFormat::Json,
-            &c,
-            1,
-        )
-        .unwrap_err();
-        assert_eq!(err.field(), Some("depth.pending"));
+        let c = ValidationContext { path_component_id: Some("q".into()), ..ctx() };
         let err =
-            parse_records::<QueueSnapshot>(br#"{"depth":{"stuck":1}}"#, BodyFormat::Json, &c, 1)
-                .unwrap_err();
+            parse_records::<QueueSnapshot>(br#"{"depth":{"pending":"many"}}"#, BodyFormat::Json, &c, 1).unwrap_err();
+        assert_eq!(err.field(), Some("depth.pending"));
+        let err = parse_records::<QueueSnapshot>(br#"{"depth":{"stuck":1}}"#, BodyFormat::Json, &c, 1).unwrap_err();
         assert_eq!(err.field(), Some("depth.stuck"));
     }
 
     #[test]
     fn bounds_and_empty_bodies() {
         let body = format!("{GOOD}\n").repeat(11);
-        assert_eq!(
-            ndjson(&body).unwrap_err(),
-            ParseError::TooManyRecords { limit: 10 }
-        );
+        assert_eq!(ndjson(&body).unwrap_err(), ParseError::TooManyRecords { limit: 10 });
         assert_eq!(ndjson("\n \n").unwrap_err(), ParseError::Empty);
-        assert_eq!(
-            parse_records::<RuleRun>(b"  ", BodyFormat::Json, &ctx(), 1).unwrap_err(),
-            ParseError::Empty
-        );
+        assert_eq!(parse_records::<RuleRun>(b"  ", BodyFormat::Json, &ctx(), 1).unwrap_err(), ParseError::Empty);
     }
 
     #[test]
     fn json_body_is_one_object() {
         let one = parse_records::<RuleRun>(GOOD.as_bytes(), BodyFormat::Json, &ctx(), 1).unwrap();
         assert_eq!(one.len(), 1);
-        let err =
-            parse_records::<RuleRun>(format!("[{GOOD}]").as_bytes(), BodyFormat::Json, &ctx(), 1)
-                .unwrap_err();
+        let err = parse_records::<RuleRun>(format!("[{GOOD}]").as_bytes(), BodyFormat::Json, &ctx(), 1).unwrap_err();
         assert!(matches!(err, ParseError::Invalid { .. }));
-        let err = parse_records::<RuleRun>(
-            format!("{GOOD} {GOOD}").as_bytes(),
-            BodyFormat::Json,
-            &ctx(),
-            1,
-        )
-        .unwrap_err();
+        let err =
+            parse_records::<RuleRun>(format!("{GOOD} {GOOD}").as_bytes(), BodyFormat::Json, &ctx(), 1).unwrap_err();
         assert!(matches!(err, ParseError::Syntax { .. }), "{err:?}");
     }
 }

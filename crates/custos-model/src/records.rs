@@ -33,11 +33,7 @@ pub struct ValidationContext {
 
 impl ValidationContext {
     pub fn new(now: Timestamp) -> Self {
-        Self {
-            now,
-            max_context_bytes: DEFAULT_MAX_CONTEXT_BYTES,
-            path_component_id: None,
-        }
+        Self { now, max_context_bytes: DEFAULT_MAX_CONTEXT_BYTES, path_component_id: None }
     }
 }
 
@@ -92,11 +88,10 @@ pub trait IngestRecord: Serialize + DeserializeOwned + Clone + Send + Sync + 'st
     }
 }
 
-/// SHA-256 of a record's compact JSON with object keys sorted (serde_json's default map
-/// order). Stored beside each record; an equal digest means the same content.
+/// SHA-256 of a record's canonical JSON ([`crate::canonical`]). Stored beside each
+/// record; an equal digest means the same content.
 pub fn content_digest(record_json: &serde_json::Value) -> [u8; 32] {
-    let bytes = serde_json::to_vec(record_json).expect("JSON values serialize infallibly");
-    Sha256::digest(bytes).into()
+    Sha256::digest(crate::canonical::to_vec(record_json)).into()
 }
 
 /// Checks that `value` names a variant of the enum `E` (its snake_case wire name).
@@ -147,21 +142,13 @@ fn opt_component_id(field: &str, value: Option<String>) -> Result<Option<String>
     Ok(value)
 }
 
-fn span(
-    started_at: &str,
-    finished_at: Option<&str>,
-) -> Result<(Timestamp, Option<Timestamp>), FieldError> {
+fn span(started_at: &str, finished_at: Option<&str>) -> Result<(Timestamp, Option<Timestamp>), FieldError> {
     let started = Timestamp::parse("started_at", started_at)?;
-    let finished = finished_at
-        .map(|f| Timestamp::parse("finished_at", f))
-        .transpose()?;
+    let finished = finished_at.map(|f| Timestamp::parse("finished_at", f)).transpose()?;
     if let Some(finished) = finished
         && finished < started
     {
-        return Err(FieldError::new(
-            "finished_at",
-            "must not be before started_at",
-        ));
+        return Err(FieldError::new("finished_at", "must not be before started_at"));
     }
     Ok((started, finished))
 }
@@ -280,9 +267,7 @@ impl IngestRecord for RuleRun {
             started_at,
             finished_at,
             trace_id: opt_trace_id(input.trace_id)?,
-            context: input
-                .context
-                .map(|c| truncate_context(c, ctx.max_context_bytes)),
+            context: input.context.map(|c| truncate_context(c, ctx.max_context_bytes)),
         })
     }
 
@@ -441,9 +426,10 @@ impl IngestRecord for QueueSnapshot {
     const FILTERS: &'static [&'static str] = &["component_id"];
 
     fn validate(input: QueueSnapshotInput, ctx: &ValidationContext) -> Result<Self, FieldError> {
-        let component_id = ctx.path_component_id.clone().ok_or_else(|| {
-            FieldError::new("component_id", "is taken from the URL and is missing")
-        })?;
+        let component_id = ctx
+            .path_component_id
+            .clone()
+            .ok_or_else(|| FieldError::new("component_id", "is taken from the URL and is missing"))?;
         ids::component_id("component_id", &component_id)?;
         let observed_at = match input.observed_at {
             Some(raw) => Timestamp::parse("observed_at", &raw)?,
@@ -532,10 +518,7 @@ impl IngestRecord for Delivery {
         ids::component_id("destination_id", &input.destination_id)?;
         let attempt = input.attempt.unwrap_or(1);
         if attempt < 1 {
-            return Err(FieldError::new(
-                "attempt",
-                format!("must be at least 1 (got {attempt})"),
-            ));
+            return Err(FieldError::new("attempt", format!("must be at least 1 (got {attempt})")));
         }
         Ok(Delivery {
             id: ids::record_id("id", input.id)?,
@@ -620,18 +603,9 @@ mod tests {
         let ctx = run.context.unwrap();
         assert_eq!(ctx["_custos_truncated"], true);
         assert_eq!(ctx["original_bytes"], big.to_string().len());
-        assert_eq!(
-            ctx["preview"].as_str().unwrap().len(),
-            CONTEXT_PREVIEW_BYTES
-        );
+        assert_eq!(ctx["preview"].as_str().unwrap().len(), CONTEXT_PREVIEW_BYTES);
         let small = serde_json::json!({"event": {"user": "u1"}});
-        assert_eq!(
-            rule_run(with("context", small.clone()))
-                .unwrap()
-                .context
-                .unwrap(),
-            small
-        );
+        assert_eq!(rule_run(with("context", small.clone())).unwrap().context.unwrap(), small);
     }
 
     #[test]
@@ -648,28 +622,21 @@ mod tests {
     fn snapshot_takes_its_component_from_the_url_and_defaults_time() {
         let mut ctx = ctx();
         ctx.path_component_id = Some("siem-queue".into());
-        let input: QueueSnapshotInput =
-            serde_json::from_value(serde_json::json!({"depth": {"pending": 4}})).unwrap();
+        let input: QueueSnapshotInput = serde_json::from_value(serde_json::json!({"depth": {"pending": 4}})).unwrap();
         let snap = QueueSnapshot::validate(input, &ctx).unwrap();
         assert_eq!(snap.component_id, "siem-queue");
         assert_eq!(snap.observed_at, ctx.now);
         assert_eq!(snap.depth.pending, 4);
-        let input: QueueSnapshotInput =
-            serde_json::from_value(serde_json::json!({"depth": {"retrying": -1}})).unwrap();
-        assert_eq!(
-            QueueSnapshot::validate(input, &ctx).unwrap_err().field,
-            "depth.retrying"
-        );
+        let input: QueueSnapshotInput = serde_json::from_value(serde_json::json!({"depth": {"retrying": -1}})).unwrap();
+        assert_eq!(QueueSnapshot::validate(input, &ctx).unwrap_err().field, "depth.retrying");
     }
 
     #[test]
     fn delivery_attempt_starts_at_one() {
         let input: DeliveryInput = serde_json::from_value(serde_json::json!({
             "destination_id": "splunk", "status": "retrying", "attempt": 0, "attempted_at": "2026-11-22T09:00:00Z"
-        })).unwrap();
-        assert_eq!(
-            Delivery::validate(input, &ctx()).unwrap_err().field,
-            "attempt"
-        );
+        }))
+        .unwrap();
+        assert_eq!(Delivery::validate(input, &ctx()).unwrap_err().field, "attempt");
     }
 }

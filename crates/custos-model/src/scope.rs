@@ -22,11 +22,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 3] = [
-        Permission::IngestWrite,
-        Permission::ObsRead,
-        Permission::Admin,
-    ];
+    pub const ALL: [Permission; 3] = [Permission::IngestWrite, Permission::ObsRead, Permission::Admin];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,16 +36,10 @@ impl Permission {
 impl FromStr for Permission {
     type Err = FieldError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Permission::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| {
-                let known: Vec<_> = Permission::ALL.iter().map(|p| p.as_str()).collect();
-                FieldError::new(
-                    "scope",
-                    format!("unknown permission {s:?}; known: {}", known.join(", ")),
-                )
-            })
+        Permission::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
+            let known: Vec<_> = Permission::ALL.iter().map(|p| p.as_str()).collect();
+            FieldError::new("scope", format!("unknown permission {s:?}; known: {}", known.join(", ")))
+        })
     }
 }
 
@@ -68,11 +58,7 @@ pub enum TenantSelector {
 
 impl TenantSelector {
     pub fn parse(value: &str) -> Result<Self, FieldError> {
-        if value == "*" {
-            Ok(TenantSelector::All)
-        } else {
-            TenantId::parse(value).map(TenantSelector::One)
-        }
+        if value == "*" { Ok(TenantSelector::All) } else { TenantId::parse(value).map(TenantSelector::One) }
     }
 
     pub fn matches(&self, tenant: &TenantId) -> bool {
@@ -109,10 +95,7 @@ impl Scope {
         let (permission, tenant) = match value.split_once('#') {
             Some((permission, binding)) => {
                 let tenant = binding.strip_prefix("tenant/").ok_or_else(|| {
-                    FieldError::new(
-                        "scope",
-                        format!("{value:?}: the binding must be '#tenant/<id>' or '#tenant/*'"),
-                    )
+                    FieldError::new("scope", format!("{value:?}: the binding must be '#tenant/<id>' or '#tenant/*'"))
                 })?;
                 (permission, TenantSelector::parse(tenant)?)
             }
@@ -121,23 +104,17 @@ impl Scope {
                 None => {
                     return Err(FieldError::new(
                         "scope",
-                        format!(
-                            "{value:?} names no tenant; write '{value}#tenant/<id>' or '{value}#tenant/*'"
-                        ),
+                        format!("{value:?} names no tenant; write '{value}#tenant/<id>' or '{value}#tenant/*'"),
                     ));
                 }
             },
         };
-        Ok(Self {
-            permission: permission.parse()?,
-            tenant,
-        })
+        Ok(Self { permission: permission.parse()?, tenant })
     }
 
     /// Whether this scope allows `permission` on `tenant`.
     pub fn grants(&self, permission: Permission, tenant: &TenantId) -> bool {
-        (self.permission == permission || self.permission == Permission::Admin)
-            && self.tenant.matches(tenant)
+        (self.permission == permission || self.permission == Permission::Admin) && self.tenant.matches(tenant)
     }
 }
 
@@ -189,13 +166,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_and_malformed() {
-        for bad in [
-            "obs:delete#tenant/acme",
-            "obs:read#acme",
-            "obs:read#tenant/",
-            "obs:read#tenant/ACME",
-            "",
-        ] {
+        for bad in ["obs:delete#tenant/acme", "obs:read#acme", "obs:read#tenant/", "obs:read#tenant/ACME", ""] {
             assert!(bad.parse::<Scope>().is_err(), "{bad}");
         }
     }

@@ -38,18 +38,11 @@ impl Timestamp {
 
     /// Parses an RFC 3339 timestamp; the error names `field`.
     pub fn parse(field: &str, value: &str) -> Result<Self, FieldError> {
-        let datetime = OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
-            FieldError::new(
-                field,
-                "must be an RFC 3339 timestamp such as 2026-11-22T10:00:00Z",
-            )
-        })?;
+        let datetime = OffsetDateTime::parse(value, &Rfc3339)
+            .map_err(|_| FieldError::new(field, "must be an RFC 3339 timestamp such as 2026-11-22T10:00:00Z"))?;
         let ts = Self::from_datetime(datetime);
         if !(MIN_MICROS..=MAX_MICROS).contains(&ts.0) {
-            return Err(FieldError::new(
-                field,
-                "must be between 1970-01-01 and 9999-12-31",
-            ));
+            return Err(FieldError::new(field, "must be between 1970-01-01 and 9999-12-31"));
         }
         Ok(ts)
     }
@@ -101,9 +94,7 @@ impl utoipa::PartialSchema for Timestamp {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                utoipa::openapi::KnownFormat::DateTime,
-            )))
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime)))
             .examples(["2026-11-22T10:00:00.000000Z"])
             .into()
     }
@@ -120,28 +111,13 @@ mod tests {
     fn normalises_offsets_and_precision() {
         let ts = Timestamp::parse("t", "2026-11-22T12:30:00.123456789+02:00").unwrap();
         assert_eq!(ts.to_string(), "2026-11-22T10:30:00.123456Z");
-        assert_eq!(
-            Timestamp::parse("t", "1970-01-01T00:00:00Z")
-                .unwrap()
-                .as_micros(),
-            0
-        );
+        assert_eq!(Timestamp::parse("t", "1970-01-01T00:00:00Z").unwrap().as_micros(), 0);
     }
 
     #[test]
     fn rejects_non_rfc3339() {
-        for bad in [
-            "",
-            "2026-11-22",
-            "2026-11-22 10:00:00",
-            "yesterday",
-            "1969-12-31T23:59:59Z",
-        ] {
-            assert_eq!(
-                Timestamp::parse("started_at", bad).unwrap_err().field,
-                "started_at",
-                "{bad}"
-            );
+        for bad in ["", "2026-11-22", "2026-11-22 10:00:00", "yesterday", "1969-12-31T23:59:59Z"] {
+            assert_eq!(Timestamp::parse("started_at", bad).unwrap_err().field, "started_at", "{bad}");
         }
     }
 

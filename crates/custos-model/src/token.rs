@@ -26,11 +26,7 @@ pub fn generate() -> GeneratedToken {
     let secret_bytes: [u8; 32] = rand::random();
     let id_bytes: [u8; 8] = rand::random();
     let secret = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret_bytes));
-    GeneratedToken {
-        id: format!("tok_{}", hex::encode(id_bytes)),
-        secret_hash: hash_secret(&secret),
-        secret,
-    }
+    GeneratedToken { id: format!("tok_{}", hex::encode(id_bytes)), secret_hash: hash_secret(&secret), secret }
 }
 
 pub fn hash_secret(secret: &str) -> String {

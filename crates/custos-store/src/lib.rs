@@ -13,9 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
-use custos_model::{
-    Component, Cursor, FreshnessPolicy, FreshnessThresholds, Scope, TenantId, Timestamp,
-};
+use custos_model::{Component, Cursor, FreshnessPolicy, FreshnessThresholds, Scope, TenantId, Timestamp};
 
 pub use error::{StoreError, StoreResult};
 pub use postgres::{APP_ROLE, PostgresStore};
@@ -133,18 +131,10 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Marks a token revoked at `at`; revoking twice keeps the first time.
     async fn revoke_token(&self, id: &str, at: Timestamp) -> StoreResult<TokenRecord>;
 
-    async fn put_component(
-        &self,
-        tenant: &TenantId,
-        component: &Component,
-    ) -> StoreResult<(PutOutcome, Component)>;
+    async fn put_component(&self, tenant: &TenantId, component: &Component) -> StoreResult<(PutOutcome, Component)>;
     async fn component(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Component>>;
     async fn components(&self, tenant: &TenantId) -> StoreResult<Vec<Component>>;
-    async fn put_freshness_policy(
-        &self,
-        tenant: &TenantId,
-        policy: &FreshnessPolicy,
-    ) -> StoreResult<()>;
+    async fn put_freshness_policy(&self, tenant: &TenantId, policy: &FreshnessPolicy) -> StoreResult<()>;
     async fn freshness_policies(&self, tenant: &TenantId) -> StoreResult<Vec<FreshnessPolicy>>;
     /// The finish time of the most recent successful sync of each of `integration_ids`
     /// (absent when there is none).
@@ -161,11 +151,7 @@ pub trait Store: Send + Sync + Debug + 'static {
         records: Vec<RuleRun>,
         received_at: Timestamp,
     ) -> StoreResult<IngestSummary>;
-    async fn rule_runs_page(
-        &self,
-        tenant: &TenantId,
-        query: &RecordQuery,
-    ) -> StoreResult<Page<Stored<RuleRun>>>;
+    async fn rule_runs_page(&self, tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<RuleRun>>>;
     async fn record_connector_syncs(
         &self,
         tenant: &TenantId,
@@ -194,11 +180,7 @@ pub trait Store: Send + Sync + Debug + 'static {
         records: Vec<Delivery>,
         received_at: Timestamp,
     ) -> StoreResult<IngestSummary>;
-    async fn deliveries_page(
-        &self,
-        tenant: &TenantId,
-        query: &RecordQuery,
-    ) -> StoreResult<Page<Stored<Delivery>>>;
+    async fn deliveries_page(&self, tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<Delivery>>>;
 }
 
 /// Routes a record type to its `Store` operations, so code generic over the record
@@ -211,11 +193,7 @@ pub trait StoredRecord: IngestRecord {
         records: Vec<Self>,
         received_at: Timestamp,
     ) -> StoreResult<IngestSummary>;
-    async fn page(
-        store: &dyn Store,
-        tenant: &TenantId,
-        query: &RecordQuery,
-    ) -> StoreResult<Page<Stored<Self>>>;
+    async fn page(store: &dyn Store, tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<Self>>>;
 }
 
 macro_rules! stored_record {
@@ -286,29 +264,18 @@ pub async fn open(database_url: Option<&str>, data_dir: &Path) -> StoreResult<Ar
 /// Parses stored scope strings; a scope this version does not know (written by a newer
 /// one) grants nothing and is dropped.
 pub(crate) fn parse_scopes(stored: &str) -> Vec<Scope> {
-    stored
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
-        .collect()
+    stored.split_whitespace().filter_map(|s| s.parse().ok()).collect()
 }
 
 pub(crate) fn format_scopes(scopes: &[Scope]) -> String {
-    scopes
-        .iter()
-        .map(Scope::to_string)
-        .collect::<Vec<_>>()
-        .join(" ")
+    scopes.iter().map(Scope::to_string).collect::<Vec<_>>().join(" ")
 }
 
-pub(crate) fn thresholds_from(
-    green: Option<i64>,
-    yellow: Option<i64>,
-) -> Option<FreshnessThresholds> {
+pub(crate) fn thresholds_from(green: Option<i64>, yellow: Option<i64>) -> Option<FreshnessThresholds> {
     match (green, yellow) {
-        (Some(green_under_seconds), Some(yellow_under_seconds)) => Some(FreshnessThresholds {
-            green_under_seconds,
-            yellow_under_seconds,
-        }),
+        (Some(green_under_seconds), Some(yellow_under_seconds)) => {
+            Some(FreshnessThresholds { green_under_seconds, yellow_under_seconds })
+        }
         _ => None,
     }
 }

@@ -11,9 +11,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
-use custos_model::{
-    Component, ComponentKind, FreshnessPolicy, FreshnessThresholds, TenantId, Timestamp,
-};
+use custos_model::{Component, ComponentKind, FreshnessPolicy, FreshnessThresholds, TenantId, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
 
@@ -22,15 +20,12 @@ use crate::schema::{Migration, SchemaDescription, TableDescription};
 use crate::sqlite::same_definition;
 use crate::table::{self, ColType, Dialect, EncodedRecord, TableSpec, Value};
 use crate::{
-    Backend, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored, Tenant, TokenRecord,
-    format_scopes, parse_scopes, thresholds_from,
+    Backend, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored, Tenant, TokenRecord, format_scopes,
+    parse_scopes, thresholds_from,
 };
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/postgres/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "initial", sql: include_str!("../migrations/postgres/0001_initial.sql") }];
 
 /// Arbitrary constant naming custos's migration lock among the database's advisory locks.
 const MIGRATION_LOCK_KEY: i64 = 0x6375_7374_6f73; // "custos"
@@ -73,9 +68,7 @@ impl PostgresStore {
     }
 
     async fn owner_connection(&self) -> StoreResult<PgConnection> {
-        PgConnection::connect_with(&self.options)
-            .await
-            .ctx("connecting as the database owner")
+        PgConnection::connect_with(&self.options).await.ctx("connecting as the database owner")
     }
 
     /// A transaction in which row-level security admits only `tenant`'s rows.
@@ -98,32 +91,21 @@ impl PostgresStore {
         let spec = table::spec_of::<R>();
         let encoded = records.iter().map(|r| table::encode(spec, r)).collect();
         let (unique, duplicates) = table::dedupe_batch(R::KIND, encoded)?;
-        let mut summary = IngestSummary {
-            inserted: 0,
-            duplicates,
-        };
+        let mut summary = IngestSummary { inserted: 0, duplicates };
         let mut tx = self.tenant_tx(tenant).await?;
         let sql = insert_sql(spec);
         for chunk in unique.chunks(INSERT_CHUNK) {
-            let inserted: Vec<String> = bind_chunk(
-                sqlx::query_scalar(sql_text(sql.clone())),
-                spec,
-                tenant,
-                received_at,
-                chunk,
-            )
-            .fetch_all(&mut *tx)
-            .await
-            .ctx("inserting records")?;
+            let inserted: Vec<String> =
+                bind_chunk(sqlx::query_scalar(sql_text(sql.clone())), spec, tenant, received_at, chunk)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .ctx("inserting records")?;
             summary.inserted += inserted.len();
             if inserted.len() == chunk.len() {
                 continue;
             }
             let inserted: HashSet<String> = inserted.into_iter().collect();
-            let others: Vec<&EncodedRecord> = chunk
-                .iter()
-                .filter(|r| !inserted.contains(r.id()))
-                .collect();
+            let others: Vec<&EncodedRecord> = chunk.iter().filter(|r| !inserted.contains(r.id())).collect();
             let ids: Vec<&str> = others.iter().map(|r| r.id()).collect();
             let stored: Vec<(String, Vec<u8>)> = sqlx::query_as(sql_text(format!(
                 "SELECT id, content_sha256 FROM {} WHERE tenant_id = $1 AND id = ANY($2)",
@@ -139,10 +121,7 @@ impl PostgresStore {
                 match stored.get(record.id()) {
                     Some(digest) if digest[..] == record.digest[..] => summary.duplicates += 1,
                     _ => {
-                        return Err(StoreError::Conflict {
-                            kind: R::KIND,
-                            id: record.id().to_owned(),
-                        });
+                        return Err(StoreError::Conflict { kind: R::KIND, id: record.id().to_owned() });
                     }
                 }
             }
@@ -151,11 +130,7 @@ impl PostgresStore {
         Ok(summary)
     }
 
-    async fn page<R: IngestRecord>(
-        &self,
-        tenant: &TenantId,
-        query: &RecordQuery,
-    ) -> StoreResult<Page<Stored<R>>> {
+    async fn page<R: IngestRecord>(&self, tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<R>>> {
         let spec = table::spec_of::<R>();
         let (sql, params) = table::page_sql(spec, query, Dialect::Postgres)?;
         let mut statement = sqlx::query(sql_text(sql)).bind(tenant.as_str());
@@ -169,10 +144,8 @@ impl PostgresStore {
         let mut tx = self.tenant_tx(tenant).await?;
         let rows = statement.fetch_all(&mut *tx).await.ctx("reading a page")?;
         tx.commit().await.ctx("ending a read transaction")?;
-        let items = rows
-            .iter()
-            .map(|row| table::decode(spec, row_values(spec, row)?))
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items =
+            rows.iter().map(|row| table::decode(spec, row_values(spec, row)?)).collect::<StoreResult<Vec<_>>>()?;
         Ok(table::into_page(items, query.limit))
     }
 
@@ -190,16 +163,10 @@ impl PostgresStore {
         let mut tx = self.tenant_tx(tenant).await?;
         let sql = insert_sql(spec);
         for chunk in encoded.chunks(INSERT_CHUNK) {
-            bind_chunk(
-                sqlx::query_scalar::<_, String>(sql_text(sql.clone())),
-                spec,
-                tenant,
-                received_at,
-                chunk,
-            )
-            .fetch_all(&mut *tx)
-            .await
-            .ctx("inserting")?;
+            bind_chunk(sqlx::query_scalar::<_, String>(sql_text(sql.clone())), spec, tenant, received_at, chunk)
+                .fetch_all(&mut *tx)
+                .await
+                .ctx("inserting")?;
         }
         tx.commit().await.ctx("committing")?;
         Ok(records.len())
@@ -247,9 +214,7 @@ fn bind_chunk<'q>(
     received_at: Timestamp,
     chunk: &[EncodedRecord],
 ) -> ScalarQuery<'q> {
-    query = query
-        .bind(tenant.as_str().to_owned())
-        .bind(received_at.as_micros());
+    query = query.bind(tenant.as_str().to_owned()).bind(received_at.as_micros());
     for (i, column) in spec.columns.iter().enumerate() {
         query = match column.ty {
             ColType::Text | ColType::Json => query.bind(
@@ -272,33 +237,21 @@ fn bind_chunk<'q>(
             ),
         };
     }
-    query.bind(
-        chunk
-            .iter()
-            .map(|r| r.digest.to_vec())
-            .collect::<Vec<Vec<u8>>>(),
-    )
+    query.bind(chunk.iter().map(|r| r.digest.to_vec()).collect::<Vec<Vec<u8>>>())
 }
 
 fn row_values(spec: &TableSpec, row: &PgRow) -> StoreResult<Vec<Value>> {
     let mut values = Vec::with_capacity(spec.columns.len() + 1);
     for (i, column) in spec.columns.iter().enumerate() {
         let value = match column.ty {
-            ColType::Text | ColType::Json => row
-                .try_get::<Option<String>, _>(i)
-                .ctx("reading a column")?
-                .map(Value::Text),
-            ColType::Int | ColType::Time => row
-                .try_get::<Option<i64>, _>(i)
-                .ctx("reading a column")?
-                .map(Value::Int),
+            ColType::Text | ColType::Json => {
+                row.try_get::<Option<String>, _>(i).ctx("reading a column")?.map(Value::Text)
+            }
+            ColType::Int | ColType::Time => row.try_get::<Option<i64>, _>(i).ctx("reading a column")?.map(Value::Int),
         };
         values.push(value.unwrap_or(Value::Null));
     }
-    values.push(Value::Int(
-        row.try_get::<i64, _>(spec.columns.len())
-            .ctx("reading received_at_us")?,
-    ));
+    values.push(Value::Int(row.try_get::<i64, _>(spec.columns.len()).ctx("reading received_at_us")?));
     Ok(values)
 }
 
@@ -306,30 +259,22 @@ fn component_from_row(row: &PgRow) -> StoreResult<Component> {
     let kind: String = row.try_get("kind").ctx("reading a component")?;
     Ok(Component {
         id: row.try_get("id").ctx("reading a component")?,
-        kind: ComponentKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
-            what: "component",
-            detail: format!("unknown kind {kind:?}"),
-        })?,
+        kind: ComponentKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt { what: "component", detail: format!("unknown kind {kind:?}") })?,
         name: row.try_get("name").ctx("reading a component")?,
         provider: row.try_get("provider").ctx("reading a component")?,
         freshness: thresholds_from(
-            row.try_get("green_under_seconds")
-                .ctx("reading a component")?,
-            row.try_get("yellow_under_seconds")
-                .ctx("reading a component")?,
+            row.try_get("green_under_seconds").ctx("reading a component")?,
+            row.try_get("yellow_under_seconds").ctx("reading a component")?,
         ),
-        created_at: Timestamp::from_micros(
-            row.try_get("created_at_us").ctx("reading a component")?,
-        ),
-        updated_at: Timestamp::from_micros(
-            row.try_get("updated_at_us").ctx("reading a component")?,
-        ),
+        created_at: Timestamp::from_micros(row.try_get("created_at_us").ctx("reading a component")?),
+        updated_at: Timestamp::from_micros(row.try_get("updated_at_us").ctx("reading a component")?),
     })
 }
 
-const COMPONENT_COLUMNS: &str = "id, kind, name, provider, green_under_seconds, yellow_under_seconds, created_at_us, updated_at_us";
-const TOKEN_COLUMNS: &str =
-    "id, name, secret_hash, scopes, created_at_us, expires_at_us, revoked_at_us";
+const COMPONENT_COLUMNS: &str =
+    "id, kind, name, provider, green_under_seconds, yellow_under_seconds, created_at_us, updated_at_us";
+const TOKEN_COLUMNS: &str = "id, name, secret_hash, scopes, created_at_us, expires_at_us, revoked_at_us";
 
 fn token_from_row(row: &PgRow) -> StoreResult<TokenRecord> {
     let scopes: String = row.try_get("scopes").ctx("reading a token")?;
@@ -339,24 +284,15 @@ fn token_from_row(row: &PgRow) -> StoreResult<TokenRecord> {
         secret_hash: row.try_get("secret_hash").ctx("reading a token")?,
         scopes: parse_scopes(&scopes),
         created_at: Timestamp::from_micros(row.try_get("created_at_us").ctx("reading a token")?),
-        expires_at: row
-            .try_get::<Option<i64>, _>("expires_at_us")
-            .ctx("reading a token")?
-            .map(Timestamp::from_micros),
-        revoked_at: row
-            .try_get::<Option<i64>, _>("revoked_at_us")
-            .ctx("reading a token")?
-            .map(Timestamp::from_micros),
+        expires_at: row.try_get::<Option<i64>, _>("expires_at_us").ctx("reading a token")?.map(Timestamp::from_micros),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at_us").ctx("reading a token")?.map(Timestamp::from_micros),
     })
 }
 
 fn tenant_from_row(row: &PgRow) -> StoreResult<Tenant> {
     let id: String = row.try_get("id").ctx("reading a tenant")?;
     Ok(Tenant {
-        id: TenantId::parse(&id).map_err(|e| StoreError::Corrupt {
-            what: "tenant",
-            detail: e.to_string(),
-        })?,
+        id: TenantId::parse(&id).map_err(|e| StoreError::Corrupt { what: "tenant", detail: e.to_string() })?,
         name: row.try_get("name").ctx("reading a tenant")?,
         retention_days: row.try_get("retention_days").ctx("reading a tenant")?,
         created_at: Timestamp::from_micros(row.try_get("created_at_us").ctx("reading a tenant")?),
@@ -377,20 +313,14 @@ impl Store for PostgresStore {
             .await
             .ctx("taking the migration lock")?;
         let result = apply_migrations(&mut conn).await;
-        let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(MIGRATION_LOCK_KEY)
-            .execute(&mut conn)
-            .await;
+        let unlock = sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK_KEY).execute(&mut conn).await;
         let applied = result?;
         unlock.ctx("releasing the migration lock")?;
         Ok(applied)
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .ctx("ping")?;
+        sqlx::query("SELECT 1").execute(&self.pool).await.ctx("ping")?;
         Ok(())
     }
 
@@ -413,10 +343,7 @@ impl Store for PostgresStore {
             .fetch_all(&mut conn)
             .await
             .ctx("listing columns")?;
-            table.columns = columns
-                .into_iter()
-                .map(|(c, nullable)| (c, nullable == "YES"))
-                .collect();
+            table.columns = columns.into_iter().map(|(c, nullable)| (c, nullable == "YES")).collect();
             let indexes: Vec<(String, bool, bool, Vec<String>)> = sqlx::query_as(
                 "SELECT i.relname::text, ix.indisunique, ix.indisprimary, array_agg(a.attname::text ORDER BY k.ord)
                  FROM pg_index ix
@@ -445,42 +372,37 @@ impl Store for PostgresStore {
     }
 
     async fn create_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
-        let result = sqlx::query(
-            "INSERT INTO tenants (id, name, retention_days, created_at_us) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(tenant.id.as_str())
-        .bind(&tenant.name)
-        .bind(tenant.retention_days)
-        .bind(tenant.created_at.as_micros())
-        .execute(&self.pool)
-        .await;
+        let result =
+            sqlx::query("INSERT INTO tenants (id, name, retention_days, created_at_us) VALUES ($1, $2, $3, $4)")
+                .bind(tenant.id.as_str())
+                .bind(&tenant.name)
+                .bind(tenant.retention_days)
+                .bind(tenant.created_at.as_micros())
+                .execute(&self.pool)
+                .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists {
-                what: "tenant",
-                id: tenant.id.to_string(),
-            }),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::AlreadyExists { what: "tenant", id: tenant.id.to_string() })
+            }
             Err(e) => Err(e).ctx("creating a tenant"),
         }
     }
 
     async fn tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
-        let row = sqlx::query(
-            "SELECT id, name, retention_days, created_at_us FROM tenants WHERE id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .ctx("reading a tenant")?;
+        let row = sqlx::query("SELECT id, name, retention_days, created_at_us FROM tenants WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading a tenant")?;
         row.as_ref().map(tenant_from_row).transpose()
     }
 
     async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
-        let rows =
-            sqlx::query("SELECT id, name, retention_days, created_at_us FROM tenants ORDER BY id")
-                .fetch_all(&self.pool)
-                .await
-                .ctx("listing tenants")?;
+        let rows = sqlx::query("SELECT id, name, retention_days, created_at_us FROM tenants ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing tenants")?;
         rows.iter().map(tenant_from_row).collect()
     }
 
@@ -499,32 +421,25 @@ impl Store for PostgresStore {
         .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists {
-                what: "token",
-                id: token.id.clone(),
-            }),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists { what: "token", id: token.id.clone() }),
             Err(e) => Err(e).ctx("creating a token"),
         }
     }
 
     async fn token_by_secret_hash(&self, secret_hash: &str) -> StoreResult<Option<TokenRecord>> {
-        let row = sqlx::query(sql_text(format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE secret_hash = $1"
-        )))
-        .bind(secret_hash)
-        .fetch_optional(&self.pool)
-        .await
-        .ctx("looking up a token")?;
+        let row = sqlx::query(sql_text(format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE secret_hash = $1")))
+            .bind(secret_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("looking up a token")?;
         row.as_ref().map(token_from_row).transpose()
     }
 
     async fn tokens(&self) -> StoreResult<Vec<TokenRecord>> {
-        let rows = sqlx::query(sql_text(format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at_us, id"
-        )))
-        .fetch_all(&self.pool)
-        .await
-        .ctx("listing tokens")?;
+        let rows = sqlx::query(sql_text(format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at_us, id")))
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing tokens")?;
         rows.iter().map(token_from_row).collect()
     }
 
@@ -539,23 +454,13 @@ impl Store for PostgresStore {
         .ctx("revoking a token")?;
         match row {
             Some(row) => token_from_row(&row),
-            None => Err(StoreError::NotFound {
-                what: "token",
-                id: id.to_owned(),
-            }),
+            None => Err(StoreError::NotFound { what: "token", id: id.to_owned() }),
         }
     }
 
-    async fn put_component(
-        &self,
-        tenant: &TenantId,
-        component: &Component,
-    ) -> StoreResult<(PutOutcome, Component)> {
+    async fn put_component(&self, tenant: &TenantId, component: &Component) -> StoreResult<(PutOutcome, Component)> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let (green, yellow) = component
-            .freshness
-            .map(|f| (f.green_under_seconds, f.yellow_under_seconds))
-            .unzip();
+        let (green, yellow) = component.freshness.map(|f| (f.green_under_seconds, f.yellow_under_seconds)).unzip();
         // Two replicas may create the same component at once: the loser of the insert
         // race finds the winner's row on its second pass and updates it.
         for _ in 0..2 {
@@ -607,22 +512,13 @@ impl Store for PostgresStore {
                     .execute(&mut *tx)
                     .await
                     .ctx("updating a component")?;
-                    (
-                        PutOutcome::Updated,
-                        Component {
-                            created_at: old.created_at,
-                            ..component.clone()
-                        },
-                    )
+                    (PutOutcome::Updated, Component { created_at: old.created_at, ..component.clone() })
                 }
             };
             tx.commit().await.ctx("committing")?;
             return Ok(outcome);
         }
-        Err(StoreError::Conflict {
-            kind: custos_model::RecordKind::RuleRun,
-            id: component.id.clone(),
-        })
+        Err(StoreError::Conflict { kind: custos_model::RecordKind::RuleRun, id: component.id.clone() })
     }
 
     async fn component(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Component>> {
@@ -652,11 +548,7 @@ impl Store for PostgresStore {
         rows.iter().map(component_from_row).collect()
     }
 
-    async fn put_freshness_policy(
-        &self,
-        tenant: &TenantId,
-        policy: &FreshnessPolicy,
-    ) -> StoreResult<()> {
+    async fn put_freshness_policy(&self, tenant: &TenantId, policy: &FreshnessPolicy) -> StoreResult<()> {
         let mut tx = self.tenant_tx(tenant).await?;
         sqlx::query(
             "INSERT INTO freshness_policies (tenant_id, provider, green_under_seconds, yellow_under_seconds, updated_at_us)
@@ -691,10 +583,7 @@ impl Store for PostgresStore {
             .into_iter()
             .map(|(provider, green, yellow, updated)| FreshnessPolicy {
                 provider,
-                thresholds: FreshnessThresholds {
-                    green_under_seconds: green,
-                    yellow_under_seconds: yellow,
-                },
+                thresholds: FreshnessThresholds { green_under_seconds: green, yellow_under_seconds: yellow },
                 updated_at: Timestamp::from_micros(updated),
             })
             .collect())
@@ -720,10 +609,7 @@ impl Store for PostgresStore {
         .await
         .ctx("reading last syncs")?;
         tx.commit().await.ctx("ending a read transaction")?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, us)| (id, Timestamp::from_micros(us)))
-            .collect())
+        Ok(rows.into_iter().map(|(id, us)| (id, Timestamp::from_micros(us))).collect())
     }
 
     async fn record_rule_runs(
@@ -734,11 +620,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<IngestSummary> {
         self.insert(tenant, records, received_at).await
     }
-    async fn rule_runs_page(
-        &self,
-        tenant: &TenantId,
-        query: &RecordQuery,
-    ) -> StoreResult<Page<Stored<RuleRun>>> {
+    async fn rule_runs_page(&self, tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<RuleRun>>> {
         self.page(tenant, query).await
     }
     async fn record_connector_syncs(
@@ -779,11 +661,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<IngestSummary> {
         self.insert(tenant, records, received_at).await
     }
-    async fn deliveries_page(
-        &self,
-        tenant: &TenantId,
-        query: &RecordQuery,
-    ) -> StoreResult<Page<Stored<Delivery>>> {
+    async fn deliveries_page(&self, tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<Delivery>>> {
         self.page(tenant, query).await
     }
 }
@@ -802,19 +680,15 @@ async fn apply_migrations(conn: &mut PgConnection) -> StoreResult<usize> {
     .ctx("creating schema_migrations")?;
     let mut applied = 0;
     for migration in MIGRATIONS {
-        let stored: Option<String> =
-            sqlx::query_scalar("SELECT checksum FROM schema_migrations WHERE version = $1")
-                .bind(migration.version)
-                .fetch_optional(&mut *conn)
-                .await
-                .ctx("reading schema_migrations")?;
+        let stored: Option<String> = sqlx::query_scalar("SELECT checksum FROM schema_migrations WHERE version = $1")
+            .bind(migration.version)
+            .fetch_optional(&mut *conn)
+            .await
+            .ctx("reading schema_migrations")?;
         match stored {
             Some(checksum) if checksum == migration.checksum() => continue,
             Some(_) => {
-                return Err(StoreError::MigrationChanged {
-                    version: migration.version,
-                    name: migration.name.into(),
-                });
+                return Err(StoreError::MigrationChanged { version: migration.version, name: migration.name.into() });
             }
             None => {}
         }
@@ -824,10 +698,7 @@ async fn apply_migrations(conn: &mut PgConnection) -> StoreResult<usize> {
             source: source.into(),
         };
         let mut tx = conn.begin().await.map_err(failed)?;
-        sqlx::raw_sql(migration.sql)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
+        sqlx::raw_sql(migration.sql).execute(&mut *tx).await.map_err(failed)?;
         sqlx::query("INSERT INTO schema_migrations (version, name, checksum, applied_at_us) VALUES ($1, $2, $3, $4)")
             .bind(migration.version)
             .bind(migration.name)

@@ -21,15 +21,12 @@ use crate::error::{SqliteContext, StoreError, StoreResult};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
 use crate::table::{self, Dialect, EncodedRecord, TableSpec, Value};
 use crate::{
-    Backend, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored, Tenant, TokenRecord,
-    format_scopes, parse_scopes, thresholds_from,
+    Backend, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored, Tenant, TokenRecord, format_scopes,
+    parse_scopes, thresholds_from,
 };
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/sqlite/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "initial", sql: include_str!("../migrations/sqlite/0001_initial.sql") }];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const READERS: u32 = 4;
@@ -47,9 +44,7 @@ struct Inner {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.inner.path)
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish_non_exhaustive()
     }
 }
 
@@ -84,26 +79,14 @@ impl SqliteStore {
             let writer = Connection::open(&path).ctx("opening the database file")?;
             configure(&writer).ctx("configuring the writer connection")?;
             let manager = SqliteConnectionManager::file(&path)
-                .with_flags(
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
+                .with_flags(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .with_init(|conn| {
                     conn.busy_timeout(BUSY_TIMEOUT)?;
                     conn.set_prepared_statement_cache_capacity(64);
                     Ok(())
                 });
-            let readers = r2d2::Pool::builder()
-                .max_size(READERS)
-                .min_idle(Some(0))
-                .build(manager)?;
-            Ok(Self {
-                inner: Arc::new(Inner {
-                    path,
-                    writer: Mutex::new(writer),
-                    readers,
-                }),
-            })
+            let readers = r2d2::Pool::builder().max_size(READERS).min_idle(Some(0)).build(manager)?;
+            Ok(Self { inner: Arc::new(Inner { path, writer: Mutex::new(writer), readers }) })
         })
         .await?
     }
@@ -118,10 +101,7 @@ impl SqliteStore {
     ) -> StoreResult<T> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = inner
-                .writer
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut conn = inner.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             f(&mut conn)
         })
         .await?
@@ -153,14 +133,9 @@ impl SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .ctx("beginning an ingest transaction")?;
-            let mut summary = IngestSummary {
-                inserted: 0,
-                duplicates,
-            };
+            let mut summary = IngestSummary { inserted: 0, duplicates };
             {
-                let mut insert = tx
-                    .prepare_cached(&insert_sql(spec))
-                    .ctx("preparing an insert")?;
+                let mut insert = tx.prepare_cached(&insert_sql(spec)).ctx("preparing an insert")?;
                 let mut existing = tx
                     .prepare_cached(&format!(
                         "SELECT content_sha256 FROM {} WHERE tenant_id = ?1 AND id = ?2",
@@ -168,8 +143,7 @@ impl SqliteStore {
                     ))
                     .ctx("preparing a digest lookup")?;
                 for record in &unique {
-                    bind_record(&mut insert, tenant.as_str(), record, received_at)
-                        .ctx("binding a record")?;
+                    bind_record(&mut insert, tenant.as_str(), record, received_at).ctx("binding a record")?;
                     if insert.raw_execute().ctx("inserting a record")? == 1 {
                         summary.inserted += 1;
                         continue;
@@ -178,10 +152,7 @@ impl SqliteStore {
                         .query_row(params![tenant.as_str(), record.id()], |row| row.get(0))
                         .ctx("reading a digest")?;
                     if stored != record.digest {
-                        return Err(StoreError::Conflict {
-                            kind: R::KIND,
-                            id: record.id().to_owned(),
-                        });
+                        return Err(StoreError::Conflict { kind: R::KIND, id: record.id().to_owned() });
                     }
                     summary.duplicates += 1;
                 }
@@ -192,22 +163,16 @@ impl SqliteStore {
         .await
     }
 
-    async fn page<R: IngestRecord>(
-        &self,
-        tenant: &TenantId,
-        query: &RecordQuery,
-    ) -> StoreResult<Page<Stored<R>>> {
+    async fn page<R: IngestRecord>(&self, tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<R>>> {
         let spec = table::spec_of::<R>();
         let (sql, params) = table::page_sql(spec, query, Dialect::Sqlite)?;
         let tenant = tenant.clone();
         let limit = query.limit;
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&sql).ctx("preparing a page query")?;
-            stmt.raw_bind_parameter(1, tenant.as_str())
-                .ctx("binding the tenant")?;
+            stmt.raw_bind_parameter(1, tenant.as_str()).ctx("binding the tenant")?;
             for (i, value) in params.iter().enumerate() {
-                stmt.raw_bind_parameter(i + 2, value)
-                    .ctx("binding a filter")?;
+                stmt.raw_bind_parameter(i + 2, value).ctx("binding a filter")?;
             }
             let mut rows = stmt.raw_query();
             let mut items = Vec::new();
@@ -234,15 +199,12 @@ impl SqliteStore {
         let spec = &table::RULE_RUNS;
         let tenant = tenant.clone();
         self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .ctx("beginning")?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
             {
                 let mut insert = tx.prepare_cached(&insert_sql(spec)).ctx("preparing")?;
                 for record in &records {
                     let encoded = table::encode(spec, record);
-                    bind_record(&mut insert, tenant.as_str(), &encoded, received_at)
-                        .ctx("binding")?;
+                    bind_record(&mut insert, tenant.as_str(), &encoded, received_at).ctx("binding")?;
                     insert.raw_execute().ctx("inserting")?;
                 }
             }
@@ -285,11 +247,7 @@ fn row_value(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Value> {
         ValueRef::Integer(i) => Value::Int(i),
         ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
         other => {
-            return Err(rusqlite::Error::InvalidColumnType(
-                index,
-                format!("{other:?}"),
-                other.data_type(),
-            ));
+            return Err(rusqlite::Error::InvalidColumnType(index, format!("{other:?}"), other.data_type()));
         }
     })
 }
@@ -313,7 +271,8 @@ fn component_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Component> {
     })
 }
 
-const COMPONENT_COLUMNS: &str = "id, kind, name, provider, green_under_seconds, yellow_under_seconds, created_at_us, updated_at_us";
+const COMPONENT_COLUMNS: &str =
+    "id, kind, name, provider, green_under_seconds, yellow_under_seconds, created_at_us, updated_at_us";
 
 fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
     let scopes: String = row.get(3)?;
@@ -328,18 +287,13 @@ fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
     })
 }
 
-const TOKEN_COLUMNS: &str =
-    "id, name, secret_hash, scopes, created_at_us, expires_at_us, revoked_at_us";
+const TOKEN_COLUMNS: &str = "id, name, secret_hash, scopes, created_at_us, expires_at_us, revoked_at_us";
 
 fn tenant_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
     let id: String = row.get(0)?;
     Ok(Tenant {
         id: TenantId::parse(&id).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(
-                0,
-                rusqlite::types::Type::Text,
-                e.to_string().into(),
-            )
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.to_string().into())
         })?,
         name: row.get(1)?,
         retention_days: row.get(2)?,
@@ -368,13 +322,18 @@ impl Store for SqliteStore {
             let mut applied = 0;
             for migration in MIGRATIONS {
                 let stored: Option<String> = tx
-                    .query_row("SELECT checksum FROM schema_migrations WHERE version = ?1", [migration.version], |r| r.get(0))
+                    .query_row("SELECT checksum FROM schema_migrations WHERE version = ?1", [migration.version], |r| {
+                        r.get(0)
+                    })
                     .optional()
                     .ctx("reading schema_migrations")?;
                 match stored {
                     Some(checksum) if checksum == migration.checksum() => continue,
                     Some(_) => {
-                        return Err(StoreError::MigrationChanged { version: migration.version, name: migration.name.into() });
+                        return Err(StoreError::MigrationChanged {
+                            version: migration.version,
+                            name: migration.name.into(),
+                        });
                     }
                     None => {}
                 }
@@ -397,22 +356,32 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).ctx("ping"))
-            .await
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).ctx("ping")).await
     }
 
     async fn describe_schema(&self) -> StoreResult<SchemaDescription> {
         self.read(|conn| {
             let mut schema = SchemaDescription::default();
             let mut tables = conn
-                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+                .prepare(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+                )
                 .ctx("listing tables")?;
-            let names: Vec<String> = tables.query_map([], |r| r.get(0)).ctx("listing tables")?.collect::<Result<_, _>>().ctx("listing tables")?;
+            let names: Vec<String> = tables
+                .query_map([], |r| r.get(0))
+                .ctx("listing tables")?
+                .collect::<Result<_, _>>()
+                .ctx("listing tables")?;
             for name in names {
                 let mut table = TableDescription::default();
-                let mut columns = conn.prepare("SELECT name, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid").ctx("columns")?;
+                let mut columns = conn
+                    .prepare("SELECT name, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid")
+                    .ctx("columns")?;
                 let mut pk: Vec<(i64, String)> = Vec::new();
-                for row in columns.query_map([&name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, i64>(2)?))).ctx("columns")? {
+                for row in columns
+                    .query_map([&name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, i64>(2)?)))
+                    .ctx("columns")?
+                {
                     let (column, not_null, pk_position) = row.ctx("columns")?;
                     if pk_position > 0 {
                         pk.push((pk_position, column.clone()));
@@ -423,12 +392,22 @@ impl Store for SqliteStore {
                 }
                 pk.sort();
                 table.primary_key = pk.into_iter().map(|(_, c)| c).collect();
-                let mut indexes = conn.prepare("SELECT name, \"unique\" FROM pragma_index_list(?1) WHERE origin = 'c'").ctx("indexes")?;
-                let list: Vec<(String, bool)> =
-                    indexes.query_map([&name], |r| Ok((r.get(0)?, r.get(1)?))).ctx("indexes")?.collect::<Result<_, _>>().ctx("indexes")?;
+                let mut indexes = conn
+                    .prepare("SELECT name, \"unique\" FROM pragma_index_list(?1) WHERE origin = 'c'")
+                    .ctx("indexes")?;
+                let list: Vec<(String, bool)> = indexes
+                    .query_map([&name], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .ctx("indexes")?
+                    .collect::<Result<_, _>>()
+                    .ctx("indexes")?;
                 for (index, unique) in list {
-                    let mut info = conn.prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno").ctx("index columns")?;
-                    let cols: Vec<String> = info.query_map([&index], |r| r.get(0)).ctx("index columns")?.collect::<Result<_, _>>().ctx("index columns")?;
+                    let mut info =
+                        conn.prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno").ctx("index columns")?;
+                    let cols: Vec<String> = info
+                        .query_map([&index], |r| r.get(0))
+                        .ctx("index columns")?
+                        .collect::<Result<_, _>>()
+                        .ctx("index columns")?;
                     table.indexes.insert(index, (cols, unique));
                 }
                 schema.tables.insert(name, table);
@@ -446,7 +425,9 @@ impl Store for SqliteStore {
                 params![tenant.id.as_str(), tenant.name, tenant.retention_days, tenant.created_at.as_micros()],
             ) {
                 Ok(_) => Ok(()),
-                Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists { what: "tenant", id: tenant.id.to_string() }),
+                Err(e) if is_unique_violation(&e) => {
+                    Err(StoreError::AlreadyExists { what: "tenant", id: tenant.id.to_string() })
+                }
                 Err(e) => Err(e).ctx("creating a tenant"),
             }
         })
@@ -456,11 +437,9 @@ impl Store for SqliteStore {
     async fn tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
         let id = id.clone();
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT id, name, retention_days, created_at_us FROM tenants WHERE id = ?1",
-            )
-            .and_then(|mut s| s.query_row([id.as_str()], tenant_from_row).optional())
-            .ctx("reading a tenant")
+            conn.prepare_cached("SELECT id, name, retention_days, created_at_us FROM tenants WHERE id = ?1")
+                .and_then(|mut s| s.query_row([id.as_str()], tenant_from_row).optional())
+                .ctx("reading a tenant")
         })
         .await
     }
@@ -470,10 +449,7 @@ impl Store for SqliteStore {
             let mut stmt = conn
                 .prepare("SELECT id, name, retention_days, created_at_us FROM tenants ORDER BY id")
                 .ctx("listing tenants")?;
-            stmt.query_map([], tenant_from_row)
-                .ctx("listing tenants")?
-                .collect::<Result<_, _>>()
-                .ctx("listing tenants")
+            stmt.query_map([], tenant_from_row).ctx("listing tenants")?.collect::<Result<_, _>>().ctx("listing tenants")
         })
         .await
     }
@@ -482,9 +458,7 @@ impl Store for SqliteStore {
         let token = token.clone();
         self.write(move |conn| {
             match conn.execute(
-                &format!(
-                    "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-                ),
+                &format!("INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
                 params![
                     token.id,
                     token.name,
@@ -496,10 +470,7 @@ impl Store for SqliteStore {
                 ],
             ) {
                 Ok(_) => Ok(()),
-                Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists {
-                    what: "token",
-                    id: token.id,
-                }),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists { what: "token", id: token.id }),
                 Err(e) => Err(e).ctx("creating a token"),
             }
         })
@@ -509,11 +480,9 @@ impl Store for SqliteStore {
     async fn token_by_secret_hash(&self, secret_hash: &str) -> StoreResult<Option<TokenRecord>> {
         let secret_hash = secret_hash.to_owned();
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE secret_hash = ?1"
-            ))
-            .and_then(|mut s| s.query_row([secret_hash], token_from_row).optional())
-            .ctx("looking up a token")
+            conn.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE secret_hash = ?1"))
+                .and_then(|mut s| s.query_row([secret_hash], token_from_row).optional())
+                .ctx("looking up a token")
         })
         .await
     }
@@ -521,14 +490,9 @@ impl Store for SqliteStore {
     async fn tokens(&self) -> StoreResult<Vec<TokenRecord>> {
         self.read(|conn| {
             let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at_us, id"
-                ))
+                .prepare(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at_us, id"))
                 .ctx("listing tokens")?;
-            stmt.query_map([], token_from_row)
-                .ctx("listing tokens")?
-                .collect::<Result<_, _>>()
-                .ctx("listing tokens")
+            stmt.query_map([], token_from_row).ctx("listing tokens")?.collect::<Result<_, _>>().ctx("listing tokens")
         })
         .await
     }
@@ -541,23 +505,15 @@ impl Store for SqliteStore {
                 params![id, at.as_micros()],
             )
             .ctx("revoking a token")?;
-            conn.query_row(
-                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"),
-                [&id],
-                token_from_row,
-            )
-            .optional()
-            .ctx("reading a token")?
-            .ok_or(StoreError::NotFound { what: "token", id })
+            conn.query_row(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"), [&id], token_from_row)
+                .optional()
+                .ctx("reading a token")?
+                .ok_or(StoreError::NotFound { what: "token", id })
         })
         .await
     }
 
-    async fn put_component(
-        &self,
-        tenant: &TenantId,
-        component: &Component,
-    ) -> StoreResult<(PutOutcome, Component)> {
+    async fn put_component(&self, tenant: &TenantId, component: &Component) -> StoreResult<(PutOutcome, Component)> {
         let (tenant, component) = (tenant.clone(), component.clone());
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
@@ -608,14 +564,9 @@ impl Store for SqliteStore {
     async fn component(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Component>> {
         let (tenant, id) = (tenant.clone(), id.to_owned());
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {COMPONENT_COLUMNS} FROM components WHERE tenant_id = ?1 AND id = ?2"
-            ))
-            .and_then(|mut s| {
-                s.query_row([tenant.as_str(), &id], component_from_row)
-                    .optional()
-            })
-            .ctx("reading a component")
+            conn.prepare_cached(&format!("SELECT {COMPONENT_COLUMNS} FROM components WHERE tenant_id = ?1 AND id = ?2"))
+                .and_then(|mut s| s.query_row([tenant.as_str(), &id], component_from_row).optional())
+                .ctx("reading a component")
         })
         .await
     }
@@ -624,18 +575,19 @@ impl Store for SqliteStore {
         let tenant = tenant.clone();
         self.read(move |conn| {
             let mut stmt = conn
-                .prepare_cached(&format!("SELECT {COMPONENT_COLUMNS} FROM components WHERE tenant_id = ?1 ORDER BY kind, id"))
+                .prepare_cached(&format!(
+                    "SELECT {COMPONENT_COLUMNS} FROM components WHERE tenant_id = ?1 ORDER BY kind, id"
+                ))
                 .ctx("listing components")?;
-            stmt.query_map([tenant.as_str()], component_from_row).ctx("listing components")?.collect::<Result<_, _>>().ctx("listing components")
+            stmt.query_map([tenant.as_str()], component_from_row)
+                .ctx("listing components")?
+                .collect::<Result<_, _>>()
+                .ctx("listing components")
         })
         .await
     }
 
-    async fn put_freshness_policy(
-        &self,
-        tenant: &TenantId,
-        policy: &FreshnessPolicy,
-    ) -> StoreResult<()> {
+    async fn put_freshness_policy(&self, tenant: &TenantId, policy: &FreshnessPolicy) -> StoreResult<()> {
         let (tenant, policy) = (tenant.clone(), policy.clone());
         self.write(move |conn| {
             conn.execute(
@@ -711,11 +663,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<IngestSummary> {
         self.insert(tenant, records, received_at).await
     }
-    async fn rule_runs_page(
-        &self,
-        tenant: &TenantId,
-        query: &RecordQuery,
-    ) -> StoreResult<Page<Stored<RuleRun>>> {
+    async fn rule_runs_page(&self, tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<RuleRun>>> {
         self.page(tenant, query).await
     }
     async fn record_connector_syncs(
@@ -756,11 +704,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<IngestSummary> {
         self.insert(tenant, records, received_at).await
     }
-    async fn deliveries_page(
-        &self,
-        tenant: &TenantId,
-        query: &RecordQuery,
-    ) -> StoreResult<Page<Stored<Delivery>>> {
+    async fn deliveries_page(&self, tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<Delivery>>> {
         self.page(tenant, query).await
     }
 }

@@ -157,8 +157,7 @@ impl EncodedRecord {
 }
 
 fn field<'a>(object: &'a Json, path: &str) -> Option<&'a Json> {
-    path.split('.')
-        .try_fold(object, |value, key| value.get(key))
+    path.split('.').try_fold(object, |value, key| value.get(key))
 }
 
 pub(crate) fn encode<R: IngestRecord>(spec: &TableSpec, record: &R) -> EncodedRecord {
@@ -169,34 +168,20 @@ pub(crate) fn encode<R: IngestRecord>(spec: &TableSpec, record: &R) -> EncodedRe
         .map(|c| match (field(&json, c.field), c.ty) {
             (None | Some(Json::Null), _) => Value::Null,
             (Some(Json::String(s)), Text) => Value::Text(s.clone()),
-            (Some(Json::String(s)), Time) => Value::Int(
-                Timestamp::parse(c.field, s)
-                    .expect("serialized timestamps parse")
-                    .as_micros(),
-            ),
+            (Some(Json::String(s)), Time) => {
+                Value::Int(Timestamp::parse(c.field, s).expect("serialized timestamps parse").as_micros())
+            }
             (Some(Json::Number(n)), Int) => Value::Int(n.as_i64().expect("counts are i64")),
             (Some(other), J) => Value::Text(other.to_string()),
-            (Some(other), ty) => unreachable!(
-                "{}.{} is {ty:?} but serialized as {other}",
-                spec.table, c.field
-            ),
+            (Some(other), ty) => unreachable!("{}.{} is {ty:?} but serialized as {other}", spec.table, c.field),
         })
         .collect();
-    EncodedRecord {
-        values,
-        digest: content_digest(&json),
-    }
+    EncodedRecord { values, digest: content_digest(&json) }
 }
 
 /// Rebuilds a stored record from its row: the spec's columns, then `received_at_us`.
-pub(crate) fn decode<R: IngestRecord>(
-    spec: &TableSpec,
-    mut row: Vec<Value>,
-) -> StoreResult<Stored<R>> {
-    let corrupt = |detail: String| StoreError::Corrupt {
-        what: spec.what,
-        detail,
-    };
+pub(crate) fn decode<R: IngestRecord>(spec: &TableSpec, mut row: Vec<Value>) -> StoreResult<Stored<R>> {
+    let corrupt = |detail: String| StoreError::Corrupt { what: spec.what, detail };
     let received_at = match row.pop() {
         Some(Value::Int(us)) => Timestamp::from_micros(us),
         other => return Err(corrupt(format!("received_at_us is {other:?}"))),
@@ -208,24 +193,15 @@ pub(crate) fn decode<R: IngestRecord>(
             (Value::Text(s), Text) => Json::String(s),
             (Value::Int(i), Int) => Json::from(i),
             (Value::Int(us), Time) => Json::String(Timestamp::from_micros(us).to_string()),
-            (Value::Text(s), J) => {
-                serde_json::from_str(&s).map_err(|e| corrupt(format!("{}: {e}", c.column)))?
-            }
+            (Value::Text(s), J) => serde_json::from_str(&s).map_err(|e| corrupt(format!("{}: {e}", c.column)))?,
             (other, ty) => {
-                return Err(corrupt(format!(
-                    "{} holds {other:?}, expected {ty:?}",
-                    c.column
-                )));
+                return Err(corrupt(format!("{} holds {other:?}, expected {ty:?}", c.column)));
             }
         };
         insert_path(&mut object, c.field, json);
     }
-    let record =
-        serde_json::from_value(Json::Object(object)).map_err(|e| corrupt(e.to_string()))?;
-    Ok(Stored {
-        record,
-        received_at,
-    })
+    let record = serde_json::from_value(Json::Object(object)).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Stored { record, received_at })
 }
 
 fn insert_path(object: &mut Map<String, Json>, path: &str, value: Json) {
@@ -234,9 +210,7 @@ fn insert_path(object: &mut Map<String, Json>, path: &str, value: Json) {
             object.insert(path.to_owned(), value);
         }
         Some((head, rest)) => {
-            let child = object
-                .entry(head.to_owned())
-                .or_insert_with(|| Json::Object(Map::new()));
+            let child = object.entry(head.to_owned()).or_insert_with(|| Json::Object(Map::new()));
             if let Json::Object(child) = child {
                 insert_path(child, rest, value);
             }
@@ -269,18 +243,9 @@ pub(crate) fn select_columns(spec: &TableSpec) -> String {
 
 /// Builds the newest-first keyset query. Filters must name spec fields (checked by
 /// the caller against the record type's `FILTERS`). The tenant is parameter 1.
-pub(crate) fn page_sql(
-    spec: &TableSpec,
-    query: &RecordQuery,
-    dialect: Dialect,
-) -> StoreResult<(String, Vec<Value>)> {
+pub(crate) fn page_sql(spec: &TableSpec, query: &RecordQuery, dialect: Dialect) -> StoreResult<(String, Vec<Value>)> {
     let mut params = Vec::new();
-    let mut sql = format!(
-        "SELECT {} FROM {} WHERE tenant_id = {}",
-        select_columns(spec),
-        spec.table,
-        dialect.param(1)
-    );
+    let mut sql = format!("SELECT {} FROM {} WHERE tenant_id = {}", select_columns(spec), spec.table, dialect.param(1));
     let push = |sql: &mut String, params: &mut Vec<Value>, clause: &str, value: Value| {
         params.push(value);
         let placeholder = dialect.param(params.len() + 1);
@@ -293,49 +258,19 @@ pub(crate) fn page_sql(
             .find(|c| c.field == name && c.ty == Text)
             .ok_or_else(|| StoreError::Config(format!("{} has no filter {name:?}", spec.table)))?
             .column;
-        push(
-            &mut sql,
-            &mut params,
-            &format!(" AND {column} = ?"),
-            Value::Text(value.clone()),
-        );
+        push(&mut sql, &mut params, &format!(" AND {column} = ?"), Value::Text(value.clone()));
     }
     let listed = spec.listed_at;
     if let Some(from) = query.from {
-        push(
-            &mut sql,
-            &mut params,
-            &format!(" AND {listed} >= ?"),
-            Value::Int(from.as_micros()),
-        );
+        push(&mut sql, &mut params, &format!(" AND {listed} >= ?"), Value::Int(from.as_micros()));
     }
     if let Some(to) = query.to {
-        push(
-            &mut sql,
-            &mut params,
-            &format!(" AND {listed} < ?"),
-            Value::Int(to.as_micros()),
-        );
+        push(&mut sql, &mut params, &format!(" AND {listed} < ?"), Value::Int(to.as_micros()));
     }
     if let Some(after) = &query.after {
-        push(
-            &mut sql,
-            &mut params,
-            &format!(" AND ({listed} < ?"),
-            Value::Int(after.listed_at.as_micros()),
-        );
-        push(
-            &mut sql,
-            &mut params,
-            &format!(" OR ({listed} = ?"),
-            Value::Int(after.listed_at.as_micros()),
-        );
-        push(
-            &mut sql,
-            &mut params,
-            " AND id < ?))",
-            Value::Text(after.id.clone()),
-        );
+        push(&mut sql, &mut params, &format!(" AND ({listed} < ?"), Value::Int(after.listed_at.as_micros()));
+        push(&mut sql, &mut params, &format!(" OR ({listed} = ?"), Value::Int(after.listed_at.as_micros()));
+        push(&mut sql, &mut params, " AND id < ?))", Value::Text(after.id.clone()));
     }
     // One more row than asked tells whether another page follows.
     push(
@@ -348,16 +283,10 @@ pub(crate) fn page_sql(
 }
 
 /// Cuts the extra row fetched by [`page_sql`] and derives the next cursor.
-pub(crate) fn into_page<R: IngestRecord>(
-    mut items: Vec<Stored<R>>,
-    limit: usize,
-) -> Page<Stored<R>> {
+pub(crate) fn into_page<R: IngestRecord>(mut items: Vec<Stored<R>>, limit: usize) -> Page<Stored<R>> {
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
-        items.last().map(|last| Cursor {
-            listed_at: last.record.listed_at(),
-            id: last.record.id().to_owned(),
-        })
+        items.last().map(|last| Cursor { listed_at: last.record.listed_at(), id: last.record.id().to_owned() })
     } else {
         None
     };
@@ -366,22 +295,15 @@ pub(crate) fn into_page<R: IngestRecord>(
 
 /// Removes repeated ids within one batch: the same content counts as a duplicate, a
 /// different content is a conflict (the batch is refused whole).
-pub(crate) fn dedupe_batch(
-    kind: RecordKind,
-    records: Vec<EncodedRecord>,
-) -> StoreResult<(Vec<EncodedRecord>, usize)> {
-    let mut seen: std::collections::HashMap<String, [u8; 32]> =
-        std::collections::HashMap::with_capacity(records.len());
+pub(crate) fn dedupe_batch(kind: RecordKind, records: Vec<EncodedRecord>) -> StoreResult<(Vec<EncodedRecord>, usize)> {
+    let mut seen: std::collections::HashMap<String, [u8; 32]> = std::collections::HashMap::with_capacity(records.len());
     let mut unique = Vec::with_capacity(records.len());
     let mut duplicates = 0;
     for record in records {
         match seen.get(record.id()) {
             Some(digest) if *digest == record.digest => duplicates += 1,
             Some(_) => {
-                return Err(StoreError::Conflict {
-                    kind,
-                    id: record.id().to_owned(),
-                });
+                return Err(StoreError::Conflict { kind, id: record.id().to_owned() });
             }
             None => {
                 seen.insert(record.id().to_owned(), record.digest);

@@ -4,12 +4,11 @@
 use std::sync::Arc;
 
 use custos_model::records::{
-    ConnectorSync, ConnectorSyncInput, Delivery, DeliveryInput, IngestRecord, QueueSnapshot,
-    QueueSnapshotInput, RuleRun, ValidationContext,
+    ConnectorSync, ConnectorSyncInput, Delivery, DeliveryInput, IngestRecord, QueueSnapshot, QueueSnapshotInput,
+    RuleRun, ValidationContext,
 };
 use custos_model::{
-    Component, ComponentInput, ComponentKind, FreshnessPolicy, FreshnessThresholds, Scope,
-    TenantId, Timestamp,
+    Component, ComponentInput, ComponentKind, FreshnessPolicy, FreshnessThresholds, Scope, TenantId, Timestamp,
 };
 use custos_store::{PutOutcome, RecordQuery, Store, StoreError, Tenant, TokenRecord};
 
@@ -21,17 +20,12 @@ struct Fixture {
 async fn sqlite() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = custos_store::open(None, dir.path()).await.unwrap();
-    Fixture {
-        store,
-        _dir: Some(dir),
-    }
+    Fixture { store, _dir: Some(dir) }
 }
 
 async fn postgres() -> Fixture {
     let url = custos_store::testing::fresh_postgres_url().await;
-    let store = custos_store::open(Some(&url), std::path::Path::new("/nonexistent"))
-        .await
-        .unwrap();
+    let store = custos_store::open(Some(&url), std::path::Path::new("/nonexistent")).await.unwrap();
     Fixture { store, _dir: None }
 }
 
@@ -100,22 +94,14 @@ fn run(id: &str, rule_key: &str, minute: u32) -> RuleRun {
 async fn with_tenants(store: &dyn Store, ids: &[&str]) {
     for id in ids {
         store
-            .create_tenant(&Tenant {
-                id: tenant(id),
-                name: None,
-                retention_days: 30,
-                created_at: now(),
-            })
+            .create_tenant(&Tenant { id: tenant(id), name: None, retention_days: 30, created_at: now() })
             .await
             .unwrap();
     }
 }
 
 fn query(limit: usize) -> RecordQuery {
-    RecordQuery {
-        limit,
-        ..RecordQuery::default()
-    }
+    RecordQuery { limit, ..RecordQuery::default() }
 }
 
 mod suite {
@@ -131,43 +117,18 @@ mod suite {
     pub async fn tenants_are_created_once(store: &dyn Store) {
         with_tenants(store, &["globex", "acme"]).await;
         let err = store
-            .create_tenant(&Tenant {
-                id: tenant("acme"),
-                name: None,
-                retention_days: 1,
-                created_at: now(),
-            })
+            .create_tenant(&Tenant { id: tenant("acme"), name: None, retention_days: 1, created_at: now() })
             .await
             .unwrap_err();
-        assert!(
-            matches!(err, StoreError::AlreadyExists { what: "tenant", .. }),
-            "{err:?}"
-        );
-        let listed: Vec<String> = store
-            .tenants()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.id.to_string())
-            .collect();
+        assert!(matches!(err, StoreError::AlreadyExists { what: "tenant", .. }), "{err:?}");
+        let listed: Vec<String> = store.tenants().await.unwrap().into_iter().map(|t| t.id.to_string()).collect();
         assert_eq!(listed, ["acme", "globex"]);
-        assert_eq!(
-            store
-                .tenant(&tenant("acme"))
-                .await
-                .unwrap()
-                .unwrap()
-                .retention_days,
-            30
-        );
+        assert_eq!(store.tenant(&tenant("acme")).await.unwrap().unwrap().retention_days, 30);
         assert!(store.tenant(&tenant("initech")).await.unwrap().is_none());
     }
 
     pub async fn tokens_are_looked_up_by_hash_and_revoked_once(store: &dyn Store) {
-        let scopes: Vec<Scope> = vec![
-            "obs:read#tenant/acme".parse().unwrap(),
-            "admin#tenant/*".parse().unwrap(),
-        ];
+        let scopes: Vec<Scope> = vec!["obs:read#tenant/acme".parse().unwrap(), "admin#tenant/*".parse().unwrap()];
         let token = TokenRecord {
             id: "tok_1".into(),
             name: "ci".into(),
@@ -178,45 +139,19 @@ mod suite {
             revoked_at: None,
         };
         store.create_token(&token).await.unwrap();
-        assert!(matches!(
-            store.create_token(&token).await.unwrap_err(),
-            StoreError::AlreadyExists { .. }
-        ));
-        let found = store
-            .token_by_secret_hash(&"ab".repeat(32))
-            .await
-            .unwrap()
-            .unwrap();
+        assert!(matches!(store.create_token(&token).await.unwrap_err(), StoreError::AlreadyExists { .. }));
+        let found = store.token_by_secret_hash(&"ab".repeat(32)).await.unwrap().unwrap();
         assert_eq!(found, token);
         assert!(found.is_active(now()));
         assert!(!found.is_active(ts("2027-01-01T00:00:00Z")));
-        assert!(
-            store
-                .token_by_secret_hash(&"cd".repeat(32))
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(store.token_by_secret_hash(&"cd".repeat(32)).await.unwrap().is_none());
 
-        let revoked = store
-            .revoke_token("tok_1", ts("2026-11-23T00:00:00Z"))
-            .await
-            .unwrap();
+        let revoked = store.revoke_token("tok_1", ts("2026-11-23T00:00:00Z")).await.unwrap();
         assert_eq!(revoked.revoked_at, Some(ts("2026-11-23T00:00:00Z")));
         assert!(!revoked.is_active(now()));
-        let again = store
-            .revoke_token("tok_1", ts("2026-12-01T00:00:00Z"))
-            .await
-            .unwrap();
-        assert_eq!(
-            again.revoked_at,
-            Some(ts("2026-11-23T00:00:00Z")),
-            "the first revocation time is kept"
-        );
-        assert!(matches!(
-            store.revoke_token("tok_x", now()).await.unwrap_err(),
-            StoreError::NotFound { .. }
-        ));
+        let again = store.revoke_token("tok_1", ts("2026-12-01T00:00:00Z")).await.unwrap();
+        assert_eq!(again.revoked_at, Some(ts("2026-11-23T00:00:00Z")), "the first revocation time is kept");
+        assert!(matches!(store.revoke_token("tok_x", now()).await.unwrap_err(), StoreError::NotFound { .. }));
         assert_eq!(store.tokens().await.unwrap().len(), 1);
     }
 
@@ -235,57 +170,21 @@ mod suite {
         with_tenants(store, &["acme", "globex"]).await;
         let acme = tenant("acme");
         let first = component("okta-prod", "Okta", now());
-        assert_eq!(
-            store.put_component(&acme, &first).await.unwrap(),
-            (PutOutcome::Created, first.clone())
-        );
+        assert_eq!(store.put_component(&acme, &first).await.unwrap(), (PutOutcome::Created, first.clone()));
         let later = ts("2026-11-22T13:00:00Z");
-        let (outcome, stored) = store
-            .put_component(&acme, &component("okta-prod", "Okta", later))
-            .await
-            .unwrap();
+        let (outcome, stored) = store.put_component(&acme, &component("okta-prod", "Okta", later)).await.unwrap();
         assert_eq!(outcome, PutOutcome::Unchanged);
-        assert_eq!(
-            stored.updated_at,
-            now(),
-            "an unchanged PUT does not touch updated_at"
-        );
-        let (outcome, stored) = store
-            .put_component(&acme, &component("okta-prod", "Okta (prod)", later))
-            .await
-            .unwrap();
+        assert_eq!(stored.updated_at, now(), "an unchanged PUT does not touch updated_at");
+        let (outcome, stored) =
+            store.put_component(&acme, &component("okta-prod", "Okta (prod)", later)).await.unwrap();
         assert_eq!(outcome, PutOutcome::Updated);
         assert_eq!((stored.created_at, stored.updated_at), (now(), later));
-        assert_eq!(
-            store.component(&acme, "okta-prod").await.unwrap().unwrap(),
-            stored
-        );
-        store
-            .put_component(&acme, &component("aaa", "A", now()))
-            .await
-            .unwrap();
-        let ids: Vec<String> = store
-            .components(&acme)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
+        assert_eq!(store.component(&acme, "okta-prod").await.unwrap().unwrap(), stored);
+        store.put_component(&acme, &component("aaa", "A", now())).await.unwrap();
+        let ids: Vec<String> = store.components(&acme).await.unwrap().into_iter().map(|c| c.id).collect();
         assert_eq!(ids, ["aaa", "okta-prod"]);
-        assert!(
-            store
-                .components(&tenant("globex"))
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert!(
-            store
-                .component(&tenant("globex"), "okta-prod")
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(store.components(&tenant("globex")).await.unwrap().is_empty());
+        assert!(store.component(&tenant("globex"), "okta-prod").await.unwrap().is_none());
     }
 
     pub async fn freshness_policies_upsert(store: &dyn Store) {
@@ -293,34 +192,19 @@ mod suite {
         let acme = tenant("acme");
         let policy = |green, at| FreshnessPolicy {
             provider: "okta".into(),
-            thresholds: FreshnessThresholds {
-                green_under_seconds: green,
-                yellow_under_seconds: green * 2,
-            },
+            thresholds: FreshnessThresholds { green_under_seconds: green, yellow_under_seconds: green * 2 },
             updated_at: at,
         };
-        store
-            .put_freshness_policy(&acme, &policy(60, now()))
-            .await
-            .unwrap();
-        store
-            .put_freshness_policy(&acme, &policy(90, ts("2026-11-22T13:00:00Z")))
-            .await
-            .unwrap();
-        assert_eq!(
-            store.freshness_policies(&acme).await.unwrap(),
-            vec![policy(90, ts("2026-11-22T13:00:00Z"))]
-        );
+        store.put_freshness_policy(&acme, &policy(60, now())).await.unwrap();
+        store.put_freshness_policy(&acme, &policy(90, ts("2026-11-22T13:00:00Z"))).await.unwrap();
+        assert_eq!(store.freshness_policies(&acme).await.unwrap(), vec![policy(90, ts("2026-11-22T13:00:00Z"))]);
     }
 
     pub async fn rule_runs_round_trip(store: &dyn Store) {
         with_tenants(store, &["acme"]).await;
         let acme = tenant("acme");
         let runs = vec![run("r1", "k", 1), run("r2", "k", 2)];
-        let summary = store
-            .record_rule_runs(&acme, runs.clone(), now())
-            .await
-            .unwrap();
+        let summary = store.record_rule_runs(&acme, runs.clone(), now()).await.unwrap();
         assert_eq!((summary.inserted, summary.duplicates), (2, 0));
         let page = store.rule_runs_page(&acme, &query(10)).await.unwrap();
         let got: Vec<RuleRun> = page.items.iter().map(|s| s.record.clone()).collect();
@@ -332,74 +216,36 @@ mod suite {
     pub async fn resends_are_duplicates_and_changes_are_conflicts(store: &dyn Store) {
         with_tenants(store, &["acme"]).await;
         let acme = tenant("acme");
-        store
-            .record_rule_runs(&acme, vec![run("r1", "k", 1)], now())
-            .await
-            .unwrap();
-        let again = store
-            .record_rule_runs(&acme, vec![run("r1", "k", 1), run("r2", "k", 2)], now())
-            .await
-            .unwrap();
+        store.record_rule_runs(&acme, vec![run("r1", "k", 1)], now()).await.unwrap();
+        let again = store.record_rule_runs(&acme, vec![run("r1", "k", 1), run("r2", "k", 2)], now()).await.unwrap();
         assert_eq!((again.inserted, again.duplicates), (1, 1));
         let mut changed = run("r1", "k", 1);
         changed.findings_created += 1;
-        let err = store
-            .record_rule_runs(&acme, vec![changed], now())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&err, StoreError::Conflict { id, .. } if id == "r1"),
-            "{err:?}"
-        );
+        let err = store.record_rule_runs(&acme, vec![changed], now()).await.unwrap_err();
+        assert!(matches!(&err, StoreError::Conflict { id, .. } if id == "r1"), "{err:?}");
         // Within one batch too: the same id twice is one record, or a conflict.
-        let twice = store
-            .record_rule_runs(&acme, vec![run("r3", "k", 3), run("r3", "k", 3)], now())
-            .await
-            .unwrap();
+        let twice = store.record_rule_runs(&acme, vec![run("r3", "k", 3), run("r3", "k", 3)], now()).await.unwrap();
         assert_eq!((twice.inserted, twice.duplicates), (1, 1));
         let mut other = run("r4", "k", 4);
         let first = other.clone();
         other.duration_ms = Some(1);
         assert!(matches!(
-            store
-                .record_rule_runs(&acme, vec![first, other], now())
-                .await
-                .unwrap_err(),
+            store.record_rule_runs(&acme, vec![first, other], now()).await.unwrap_err(),
             StoreError::Conflict { .. }
         ));
-        assert_eq!(
-            store
-                .rule_runs_page(&acme, &query(100))
-                .await
-                .unwrap()
-                .items
-                .len(),
-            3
-        );
+        assert_eq!(store.rule_runs_page(&acme, &query(100)).await.unwrap().items.len(), 3);
     }
 
     pub async fn a_conflicting_batch_writes_nothing(store: &dyn Store) {
         with_tenants(store, &["acme"]).await;
         let acme = tenant("acme");
-        store
-            .record_rule_runs(&acme, vec![run("r1", "k", 1)], now())
-            .await
-            .unwrap();
+        store.record_rule_runs(&acme, vec![run("r1", "k", 1)], now()).await.unwrap();
         let mut conflicting = run("r1", "k", 1);
         conflicting.status = custos_model::records::RuleRunStatus::Skipped;
         let batch = vec![run("new-1", "k", 2), run("new-2", "k", 3), conflicting];
-        store
-            .record_rule_runs(&acme, batch, now())
-            .await
-            .unwrap_err();
-        let ids: Vec<String> = store
-            .rule_runs_page(&acme, &query(100))
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|s| s.record.id)
-            .collect();
+        store.record_rule_runs(&acme, batch, now()).await.unwrap_err();
+        let ids: Vec<String> =
+            store.rule_runs_page(&acme, &query(100)).await.unwrap().items.into_iter().map(|s| s.record.id).collect();
         assert_eq!(ids, ["r1"], "the rows before the conflict were rolled back");
     }
 
@@ -407,15 +253,9 @@ mod suite {
         with_tenants(store, &["acme"]).await;
         let acme = tenant("acme");
         // 25 runs over 12 distinct start times, so ties are broken by id.
-        let runs: Vec<RuleRun> = (0..25)
-            .map(|i| run(&format!("r{i:02}"), "k", i % 12))
-            .collect();
-        store
-            .record_rule_runs(&acme, runs.clone(), now())
-            .await
-            .unwrap();
-        let mut expected: Vec<(Timestamp, String)> =
-            runs.iter().map(|r| (r.started_at, r.id.clone())).collect();
+        let runs: Vec<RuleRun> = (0..25).map(|i| run(&format!("r{i:02}"), "k", i % 12)).collect();
+        store.record_rule_runs(&acme, runs.clone(), now()).await.unwrap();
+        let mut expected: Vec<(Timestamp, String)> = runs.iter().map(|r| (r.started_at, r.id.clone())).collect();
         expected.sort();
         expected.reverse();
         let mut seen = Vec::new();
@@ -424,11 +264,7 @@ mod suite {
         loop {
             let page = store.rule_runs_page(&acme, &q).await.unwrap();
             pages += 1;
-            seen.extend(
-                page.items
-                    .iter()
-                    .map(|s| (s.record.started_at, s.record.id.clone())),
-            );
+            seen.extend(page.items.iter().map(|s| (s.record.started_at, s.record.id.clone())));
             match page.next_cursor {
                 Some(cursor) => q.after = Some(cursor),
                 None => break,
@@ -441,15 +277,8 @@ mod suite {
     pub async fn filters_and_windows_select_exactly(store: &dyn Store) {
         with_tenants(store, &["acme"]).await;
         let acme = tenant("acme");
-        let runs: Vec<RuleRun> = (0..20)
-            .map(|i| {
-                run(
-                    &format!("r{i:02}"),
-                    if i % 2 == 0 { "even" } else { "odd" },
-                    i,
-                )
-            })
-            .collect();
+        let runs: Vec<RuleRun> =
+            (0..20).map(|i| run(&format!("r{i:02}"), if i % 2 == 0 { "even" } else { "odd" }, i)).collect();
         store.record_rule_runs(&acme, runs, now()).await.unwrap();
         let ids = |q: RecordQuery| async move {
             store
@@ -461,62 +290,29 @@ mod suite {
                 .map(|s| s.record.id)
                 .collect::<Vec<_>>()
         };
-        let q = RecordQuery {
-            filters: vec![("rule_key".into(), "odd".into())],
-            ..query(100)
-        };
+        let q = RecordQuery { filters: vec![("rule_key".into(), "odd".into())], ..query(100) };
         assert_eq!(ids(q).await.len(), 10);
         let q = RecordQuery {
-            filters: vec![
-                ("rule_key".into(), "even".into()),
-                ("status".into(), "failed".into()),
-            ],
+            filters: vec![("rule_key".into(), "even".into()), ("status".into(), "failed".into())],
             ..query(100)
         };
         assert_eq!(ids(q).await, ["r10", "r00"]);
-        let q = RecordQuery {
-            from: Some(ts("2026-11-22T10:05:00Z")),
-            to: Some(ts("2026-11-22T10:08:00Z")),
-            ..query(100)
-        };
-        assert_eq!(
-            ids(q).await,
-            ["r07", "r06", "r05"],
-            "from is inclusive, to exclusive"
-        );
-        let q = RecordQuery {
-            filters: vec![("rule_key".into(), "nope".into())],
-            ..query(100)
-        };
+        let q =
+            RecordQuery { from: Some(ts("2026-11-22T10:05:00Z")), to: Some(ts("2026-11-22T10:08:00Z")), ..query(100) };
+        assert_eq!(ids(q).await, ["r07", "r06", "r05"], "from is inclusive, to exclusive");
+        let q = RecordQuery { filters: vec![("rule_key".into(), "nope".into())], ..query(100) };
         assert!(ids(q).await.is_empty());
     }
 
     pub async fn tenants_never_see_each_other(store: &dyn Store) {
         with_tenants(store, &["acme", "globex"]).await;
-        store
-            .record_rule_runs(&tenant("acme"), vec![run("shared-id", "k", 1)], now())
-            .await
-            .unwrap();
-        assert!(
-            store
-                .rule_runs_page(&tenant("globex"), &query(10))
-                .await
-                .unwrap()
-                .items
-                .is_empty()
-        );
+        store.record_rule_runs(&tenant("acme"), vec![run("shared-id", "k", 1)], now()).await.unwrap();
+        assert!(store.rule_runs_page(&tenant("globex"), &query(10)).await.unwrap().items.is_empty());
         // The same id under another tenant is a different record, not a conflict.
         let other = run("shared-id", "other", 2);
-        let summary = store
-            .record_rule_runs(&tenant("globex"), vec![other], now())
-            .await
-            .unwrap();
+        let summary = store.record_rule_runs(&tenant("globex"), vec![other], now()).await.unwrap();
         assert_eq!(summary.inserted, 1);
-        let acme_runs = store
-            .rule_runs_page(&tenant("acme"), &query(10))
-            .await
-            .unwrap()
-            .items;
+        let acme_runs = store.rule_runs_page(&tenant("acme"), &query(10)).await.unwrap().items;
         assert_eq!(acme_runs.len(), 1);
         assert_eq!(acme_runs[0].record.rule_key, "k");
     }
@@ -534,24 +330,10 @@ mod suite {
             &ctx(),
         )
         .unwrap();
-        store
-            .record_connector_syncs(&acme, vec![sync.clone()], now())
-            .await
-            .unwrap();
-        assert_eq!(
-            store
-                .connector_syncs_page(&acme, &query(5))
-                .await
-                .unwrap()
-                .items[0]
-                .record,
-            sync
-        );
+        store.record_connector_syncs(&acme, vec![sync.clone()], now()).await.unwrap();
+        assert_eq!(store.connector_syncs_page(&acme, &query(5)).await.unwrap().items[0].record, sync);
 
-        let snapshot_ctx = ValidationContext {
-            path_component_id: Some("siem-queue".into()),
-            ..ctx()
-        };
+        let snapshot_ctx = ValidationContext { path_component_id: Some("siem-queue".into()), ..ctx() };
         let snapshot = QueueSnapshot::validate(
             serde_json::from_value::<QueueSnapshotInput>(serde_json::json!({
                 "id": "q1", "depth": {"pending": 5, "in_flight": 2, "retrying": 1, "dead_lettered": 7},
@@ -561,15 +343,8 @@ mod suite {
             &snapshot_ctx,
         )
         .unwrap();
-        store
-            .record_queue_snapshots(&acme, vec![snapshot.clone()], now())
-            .await
-            .unwrap();
-        let stored = store
-            .queue_snapshots_page(&acme, &query(5))
-            .await
-            .unwrap()
-            .items;
+        store.record_queue_snapshots(&acme, vec![snapshot.clone()], now()).await.unwrap();
+        let stored = store.queue_snapshots_page(&acme, &query(5)).await.unwrap().items;
         assert_eq!(stored[0].record, snapshot);
         assert_eq!(stored[0].record.depth.dead_lettered, 7);
 
@@ -582,18 +357,9 @@ mod suite {
             &ctx(),
         )
         .unwrap();
-        store
-            .record_deliveries(&acme, vec![delivery.clone()], now())
-            .await
-            .unwrap();
-        let q = RecordQuery {
-            filters: vec![("status".into(), "dead_lettered".into())],
-            ..query(5)
-        };
-        assert_eq!(
-            store.deliveries_page(&acme, &q).await.unwrap().items[0].record,
-            delivery
-        );
+        store.record_deliveries(&acme, vec![delivery.clone()], now()).await.unwrap();
+        let q = RecordQuery { filters: vec![("status".into(), "dead_lettered".into())], ..query(5) };
+        assert_eq!(store.deliveries_page(&acme, &q).await.unwrap().items[0].record, delivery);
     }
 
     pub async fn last_successful_syncs_pick_the_latest_success(store: &dyn Store) {
@@ -616,15 +382,8 @@ mod suite {
             sync("a3", "okta", "failed", 9),
             sync("b1", "crowdstrike", "failed", 3),
         ];
-        store
-            .record_connector_syncs(&acme, syncs, now())
-            .await
-            .unwrap();
-        let ids = [
-            "okta".to_owned(),
-            "crowdstrike".to_owned(),
-            "never".to_owned(),
-        ];
+        store.record_connector_syncs(&acme, syncs, now()).await.unwrap();
+        let ids = ["okta".to_owned(), "crowdstrike".to_owned(), "never".to_owned()];
         let found = store.last_successful_syncs(&acme, &ids).await.unwrap();
         assert_eq!(found, vec![("okta".to_owned(), ts("2026-11-22T10:05:09Z"))]);
     }
@@ -632,13 +391,8 @@ mod suite {
     pub async fn large_batches_span_insert_chunks(store: &dyn Store) {
         with_tenants(store, &["acme"]).await;
         let acme = tenant("acme");
-        let runs: Vec<RuleRun> = (0..12_345)
-            .map(|i| run(&format!("bulk-{i}"), "bulk", i % 60))
-            .collect();
-        let summary = store
-            .record_rule_runs(&acme, runs.clone(), now())
-            .await
-            .unwrap();
+        let runs: Vec<RuleRun> = (0..12_345).map(|i| run(&format!("bulk-{i}"), "bulk", i % 60)).collect();
+        let summary = store.record_rule_runs(&acme, runs.clone(), now()).await.unwrap();
         assert_eq!(summary.inserted, 12_345);
         let again = store.record_rule_runs(&acme, runs, now()).await.unwrap();
         assert_eq!((again.inserted, again.duplicates), (0, 12_345));
@@ -653,14 +407,8 @@ async fn sqlite_and_postgres_schemas_are_equivalent() {
     let postgres = postgres().await;
     let a = sqlite.store.describe_schema().await.unwrap();
     let b = postgres.store.describe_schema().await.unwrap();
-    assert_eq!(
-        a.tables.keys().collect::<Vec<_>>(),
-        b.tables.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(a.tables.keys().collect::<Vec<_>>(), b.tables.keys().collect::<Vec<_>>());
     for (name, table) in &a.tables {
-        assert_eq!(
-            table, &b.tables[name],
-            "table {name} differs between SQLite and PostgreSQL"
-        );
+        assert_eq!(table, &b.tables[name], "table {name} differs between SQLite and PostgreSQL");
     }
 }

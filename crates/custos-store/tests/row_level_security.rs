@@ -23,58 +23,25 @@ async fn an_unfiltered_select_sees_only_the_current_tenant() {
     for (tenant, ids) in [("acme", vec!["a1", "a2"]), ("globex", vec!["g1"])] {
         let tenant = TenantId::parse(tenant).unwrap();
         store
-            .create_tenant(&Tenant {
-                id: tenant.clone(),
-                name: None,
-                retention_days: 1,
-                created_at: Timestamp::now(),
-            })
+            .create_tenant(&Tenant { id: tenant.clone(), name: None, retention_days: 1, created_at: Timestamp::now() })
             .await
             .unwrap();
-        store
-            .record_rule_runs(
-                &tenant,
-                ids.into_iter().map(run).collect(),
-                Timestamp::now(),
-            )
-            .await
-            .unwrap();
+        store.record_rule_runs(&tenant, ids.into_iter().map(run).collect(), Timestamp::now()).await.unwrap();
     }
 
     let mut conn = store.pool().acquire().await.unwrap();
-    let role: String = sqlx::query_scalar("SELECT current_user::text")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
+    let role: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut *conn).await.unwrap();
     assert_eq!(role, custos_store::APP_ROLE);
 
     // No tenant set: nothing is visible.
-    let rows = conn
-        .fetch_all("SELECT tenant_id, id FROM rule_runs")
-        .await
-        .unwrap();
-    assert!(
-        rows.is_empty(),
-        "without a tenant, row-level security hides every row"
-    );
+    let rows = conn.fetch_all("SELECT tenant_id, id FROM rule_runs").await.unwrap();
+    assert!(rows.is_empty(), "without a tenant, row-level security hides every row");
 
     let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
-    sqlx::query("SELECT set_config('custos.tenant_id', 'acme', true)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let rows = tx
-        .fetch_all("SELECT tenant_id, id FROM rule_runs ORDER BY id")
-        .await
-        .unwrap();
+    sqlx::query("SELECT set_config('custos.tenant_id', 'acme', true)").execute(&mut *tx).await.unwrap();
+    let rows = tx.fetch_all("SELECT tenant_id, id FROM rule_runs ORDER BY id").await.unwrap();
     let seen: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(
-        seen,
-        [
-            ("acme".to_owned(), "a1".to_owned()),
-            ("acme".to_owned(), "a2".to_owned())
-        ]
-    );
+    assert_eq!(seen, [("acme".to_owned(), "a1".to_owned()), ("acme".to_owned(), "a2".to_owned())]);
 
     // Writing another tenant's row is refused by the policy's WITH CHECK.
     let err = tx
@@ -95,8 +62,7 @@ async fn an_unfiltered_select_sees_only_the_current_tenant() {
     ] {
         let err = conn.execute(statement).await.unwrap_err();
         assert!(
-            err.to_string().contains("permission denied")
-                || err.to_string().contains("must be owner"),
+            err.to_string().contains("permission denied") || err.to_string().contains("must be owner"),
             "{statement}: {err}"
         );
     }

@@ -1,1 +1,8 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+pub mod logging;
+pub mod scrub;
+pub mod trace_context;
+
+pub use logging::{LogFormat, LogSettings, init_logging, json_layer};
+pub use trace_context::TraceContext;

@@ -1,0 +1,113 @@
+//! W3C Trace Context (`traceparent`): accept a caller's trace, or start one.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: [u8; 16],
+    /// This hop's span id.
+    pub span_id: [u8; 8],
+    /// The caller's span id, when the trace came from outside.
+    pub parent_span_id: Option<[u8; 8]>,
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// Continues the trace in a valid `traceparent` header (version 00, or a later
+    /// version read as 00 as the spec requires), or starts a new sampled trace.
+    pub fn from_traceparent(header: Option<&str>) -> Self {
+        match header.and_then(parse_traceparent) {
+            Some((trace_id, parent, flags)) => {
+                Self { trace_id, span_id: random_nonzero(), parent_span_id: Some(parent), sampled: flags & 1 == 1 }
+            }
+            None => Self { trace_id: random_nonzero(), span_id: random_nonzero(), parent_span_id: None, sampled: true },
+        }
+    }
+
+    pub fn trace_id_hex(&self) -> String {
+        hex::encode(self.trace_id)
+    }
+
+    pub fn span_id_hex(&self) -> String {
+        hex::encode(self.span_id)
+    }
+
+    /// The `traceparent` naming this hop, for responses and outbound calls.
+    pub fn traceparent(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "00-{}-{}-{:02x}", self.trace_id_hex(), self.span_id_hex(), u8::from(self.sampled))
+    }
+}
+
+fn random_nonzero<const N: usize>() -> [u8; N] {
+    loop {
+        let bytes: [u8; N] = rand::random();
+        if bytes.iter().any(|&b| b != 0) {
+            return bytes;
+        }
+    }
+}
+
+fn parse_traceparent(header: &str) -> Option<([u8; 16], [u8; 8], u8)> {
+    let header = header.trim();
+    let mut parts = header.split('-');
+    let version = parts.next()?;
+    let trace_id = parts.next()?;
+    let parent_id = parts.next()?;
+    let flags = parts.next()?;
+    let lower_hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !lower_hex(version, 2) || version == "ff" || !lower_hex(trace_id, 32) || !lower_hex(parent_id, 16) || !lower_hex(flags, 2) {
+        return None;
+    }
+    // Version 00 has exactly four parts; later versions may append more.
+    if version == "00" && parts.next().is_some() {
+        return None;
+    }
+    let mut trace = [0u8; 16];
+    let mut parent = [0u8; 8];
+    hex::decode_to_slice(trace_id, &mut trace).ok()?;
+    hex::decode_to_slice(parent_id, &mut parent).ok()?;
+    if trace == [0; 16] || parent == [0; 8] {
+        return None;
+    }
+    Some((trace, parent, u8::from_str_radix(flags, 16).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continues_a_valid_trace() {
+        let ctx = TraceContext::from_traceparent(Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        assert_eq!(ctx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(ctx.parent_span_id, Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]));
+        assert_ne!(ctx.span_id_hex(), "00f067aa0ba902b7");
+        assert!(ctx.sampled);
+        assert!(ctx.traceparent().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+    }
+
+    #[test]
+    fn starts_a_new_trace_on_invalid_input() {
+        for bad in [
+            "",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            let ctx = TraceContext::from_traceparent(Some(bad));
+            assert_eq!(ctx.parent_span_id, None, "{bad}");
+        }
+        // A future version with extra fields is read as version 00.
+        let ctx = TraceContext::from_traceparent(Some("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-what"));
+        assert!(ctx.parent_span_id.is_some());
+        assert!(!ctx.sampled);
+    }
+}
