@@ -50,6 +50,9 @@ mod tests {
     #[test]
     fn sorts_keys_recursively_without_whitespace() {
         let value = serde_json::json!({"b": [{"z": 1, "a": "x\ny"}], "a": null, "é": true, "Z": -5});
-        assert_eq!(String::from_utf8(to_vec(&value)).unwrap(), r#"{"Z":-5,"a":null,"b":[{"a":"x\ny","z":1}],"é":true}"#);
+        assert_eq!(
+            String::from_utf8(to_vec(&value)).unwrap(),
+            r#"{"Z":-5,"a":null,"b":[{"a":"x\ny","z":1}],"é":true}"#
+        );
     }
 }

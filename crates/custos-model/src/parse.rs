@@ -118,7 +118,7 @@ fn describe_error<R: IngestRecord>(text: &[u8], line_offset: usize, err: &serde_
 
 /// The field a serde data error is about: its path, or for errors reported at the
 /// parent object (`missing field `x``, `unknown field `x``), the field it names.
-fn field_at_fault(path: &str, message: &str) -> String {
+pub fn field_at_fault(path: &str, message: &str) -> String {
     let named = ["missing field `", "unknown field `"].iter().find_map(|prefix| {
         let rest = message.strip_prefix(prefix)?;
         rest.split('`').next().map(str::to_owned)
@@ -133,7 +133,7 @@ fn field_at_fault(path: &str, message: &str) -> String {
 }
 
 /// serde_json appends " at line L column C"; the error carries the position separately.
-fn strip_position(message: &str) -> String {
+pub fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(index) => message[..index].to_owned(),
         None => message.to_owned(),

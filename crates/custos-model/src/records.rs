@@ -65,6 +65,8 @@ pub trait IngestRecord: Serialize + DeserializeOwned + Clone + Send + Sync + 'st
     /// Query-string filters accepted by the list endpoint; each is an exact match on
     /// the field of the same name.
     const FILTERS: &'static [&'static str];
+    /// Output fields in order, nested ones as dotted paths: the columns of a CSV export.
+    const FIELDS: &'static [&'static str];
 
     fn validate(input: Self::Input, ctx: &ValidationContext) -> Result<Self, FieldError>;
     fn id(&self) -> &str;
@@ -239,6 +241,23 @@ pub struct RuleRun {
 impl IngestRecord for RuleRun {
     type Input = RuleRunInput;
     const KIND: RecordKind = RecordKind::RuleRun;
+    const FIELDS: &'static [&'static str] = &[
+        "id",
+        "rule_key",
+        "rule_version",
+        "integration_id",
+        "status",
+        "events_evaluated",
+        "findings_created",
+        "findings_reopened",
+        "findings_resolved",
+        "duration_ms",
+        "error_message",
+        "started_at",
+        "finished_at",
+        "trace_id",
+        "context",
+    ];
     const FILTERS: &'static [&'static str] = &["rule_key", "integration_id", "status"];
 
     fn check_filter(field: &str, value: &str) -> Result<(), FieldError> {
@@ -337,6 +356,20 @@ pub struct ConnectorSync {
 impl IngestRecord for ConnectorSync {
     type Input = ConnectorSyncInput;
     const KIND: RecordKind = RecordKind::ConnectorSync;
+    const FIELDS: &'static [&'static str] = &[
+        "id",
+        "integration_id",
+        "triggered_by",
+        "status",
+        "events_ingested",
+        "new_assets_observed",
+        "api_calls_made",
+        "duration_ms",
+        "error_message",
+        "started_at",
+        "finished_at",
+        "trace_id",
+    ];
     const FILTERS: &'static [&'static str] = &["integration_id", "status", "triggered_by"];
 
     fn check_filter(field: &str, value: &str) -> Result<(), FieldError> {
@@ -423,6 +456,18 @@ pub struct QueueSnapshot {
 impl IngestRecord for QueueSnapshot {
     type Input = QueueSnapshotInput;
     const KIND: RecordKind = RecordKind::QueueSnapshot;
+    const FIELDS: &'static [&'static str] = &[
+        "id",
+        "component_id",
+        "observed_at",
+        "depth.pending",
+        "depth.in_flight",
+        "depth.retrying",
+        "depth.dead_lettered",
+        "oldest_item_age_ms",
+        "processed_total",
+        "failed_total",
+    ];
     const FILTERS: &'static [&'static str] = &["component_id"];
 
     fn validate(input: QueueSnapshotInput, ctx: &ValidationContext) -> Result<Self, FieldError> {
@@ -505,6 +550,17 @@ pub struct Delivery {
 impl IngestRecord for Delivery {
     type Input = DeliveryInput;
     const KIND: RecordKind = RecordKind::Delivery;
+    const FIELDS: &'static [&'static str] = &[
+        "id",
+        "destination_id",
+        "item_id",
+        "status",
+        "attempt",
+        "latency_ms",
+        "error_message",
+        "attempted_at",
+        "trace_id",
+    ];
     const FILTERS: &'static [&'static str] = &["destination_id", "status"];
 
     fn check_filter(field: &str, value: &str) -> Result<(), FieldError> {

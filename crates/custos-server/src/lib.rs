@@ -1,1 +1,98 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+mod auth;
+mod body;
+pub mod error;
+mod observe;
+mod openapi;
+mod routes;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use custos_model::TenantId;
+use custos_store::Store;
+use tokio::net::TcpListener;
+
+pub use error::{ApiError, ErrorCode};
+pub use openapi::openapi_document;
+
+/// Limits and identity of a running server. Every bound here is documented in
+/// `docs/api.md` and tested.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Most records in one NDJSON body (413 beyond).
+    pub max_batch_records: usize,
+    /// Largest serialized rule-run `context` kept whole; larger ones are truncated.
+    pub max_context_bytes: usize,
+    /// Deployment name in logs (`env` field).
+    pub env: String,
+    /// This process's id in logs (`instance_id` field).
+    pub instance_id: String,
+    pub version: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024,
+            max_batch_records: 50_000,
+            max_context_bytes: custos_model::records::DEFAULT_MAX_CONTEXT_BYTES,
+            env: "dev".into(),
+            instance_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<ServerConfig>,
+    /// Tenants known to exist. Tenants are never deleted, so a positive answer can be
+    /// kept; a miss always asks the store (a tenant created by the CLI appears at once).
+    known_tenants: Arc<RwLock<HashSet<TenantId>>>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
+        Self { store, config: Arc::new(config), known_tenants: Arc::default() }
+    }
+
+    pub(crate) async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, ApiError> {
+        if self.known_tenants.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains(tenant) {
+            return Ok(true);
+        }
+        let exists = self.store.tenant(tenant).await?.is_some();
+        if exists {
+            self.known_tenants.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(tenant.clone());
+        }
+        Ok(exists)
+    }
+}
+
+/// The complete router: API, platform endpoints and the OpenAPI document, wrapped in
+/// the instrumentation every request goes through.
+pub fn router(state: AppState) -> Router {
+    let (api, _) = openapi::api_router().split_for_parts();
+    api.merge(routes::platform::router())
+        .fallback(routes::platform::not_found)
+        .layer(axum::middleware::from_fn(observe::observe))
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then drains in-flight
+/// requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

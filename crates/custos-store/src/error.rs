@@ -54,6 +54,22 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database could not be reached (as opposed to refusing the operation):
+    /// the request may succeed if retried.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::SqlitePool(_) => true,
+            StoreError::Postgres { source, .. } => matches!(
+                source,
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
+            ),
+            StoreError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. } => {
+                matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            }
+            _ => false,
+        }
+    }
+
     /// A short machine-readable name, for logs and metrics.
     pub fn code(&self) -> &'static str {
         match self {

@@ -313,3 +313,23 @@ pub(crate) fn dedupe_batch(kind: RecordKind, records: Vec<EncodedRecord>) -> Sto
     }
     Ok((unique, duplicates))
 }
+
+#[cfg(test)]
+mod tests {
+    use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
+
+    use super::spec_of;
+
+    fn fields_match<R: IngestRecord>() {
+        let spec: Vec<&str> = spec_of::<R>().columns.iter().map(|c| c.field).collect();
+        assert_eq!(spec, R::FIELDS, "{} table spec and FIELDS disagree", R::KIND.as_str());
+    }
+
+    #[test]
+    fn every_table_spec_covers_its_record_fields_in_order() {
+        fields_match::<RuleRun>();
+        fields_match::<ConnectorSync>();
+        fields_match::<QueueSnapshot>();
+        fields_match::<Delivery>();
+    }
+}

@@ -63,7 +63,8 @@ pub struct LogSettings {
 /// Installs the global subscriber; logs go to standard error.
 pub fn init_logging(settings: &LogSettings) -> Result<(), String> {
     use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.filter).map_err(|e| format!("invalid log filter: {e}"))?;
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&settings.filter).map_err(|e| format!("invalid log filter: {e}"))?;
     let registry = tracing_subscriber::registry().with(filter);
     let result = match settings.format {
         LogFormat::Json => registry.with(json_layer(settings, std::io::stderr)).try_init(),
@@ -176,10 +177,7 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let now = time::OffsetDateTime::now_utc();
         let mut line = SpanFields::default();
-        line.set(
-            "ts",
-            Json::String(now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()),
-        );
+        line.set("ts", Json::String(now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()));
         line.set("level", Json::String(event.metadata().level().as_str().to_ascii_lowercase()));
         line.set("service", Json::String(self.service.clone()));
         line.set("version", Json::String(self.version.clone()));
@@ -244,7 +242,10 @@ mod tests {
     }
 
     fn capture(f: impl FnOnce()) -> Vec<serde_json::Map<String, Json>> {
-        capture_raw(f).iter().map(|line| serde_json::from_str::<Json>(line).unwrap().as_object().unwrap().clone()).collect()
+        capture_raw(f)
+            .iter()
+            .map(|line| serde_json::from_str::<Json>(line).unwrap().as_object().unwrap().clone())
+            .collect()
     }
 
     fn capture_raw(f: impl FnOnce()) -> Vec<String> {

@@ -74,7 +74,9 @@ mod tests {
 
     #[test]
     fn sensitive_keys() {
-        for key in ["authorization", "Authorization", "token", "access_token", "password", "db.password", "api_key", "cookie"] {
+        for key in
+            ["authorization", "Authorization", "token", "access_token", "password", "db.password", "api_key", "cookie"]
+        {
             assert!(is_sensitive_key(key), "{key}");
         }
         for key in ["token_id", "tokens", "route", "secret_hash_prefix", "actor"] {

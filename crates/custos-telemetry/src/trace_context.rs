@@ -60,8 +60,14 @@ fn parse_traceparent(header: &str) -> Option<([u8; 16], [u8; 8], u8)> {
     let trace_id = parts.next()?;
     let parent_id = parts.next()?;
     let flags = parts.next()?;
-    let lower_hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !lower_hex(version, 2) || version == "ff" || !lower_hex(trace_id, 32) || !lower_hex(parent_id, 16) || !lower_hex(flags, 2) {
+    let lower_hex =
+        |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !lower_hex(version, 2)
+        || version == "ff"
+        || !lower_hex(trace_id, 32)
+        || !lower_hex(parent_id, 16)
+        || !lower_hex(flags, 2)
+    {
         return None;
     }
     // Version 00 has exactly four parts; later versions may append more.

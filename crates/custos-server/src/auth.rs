@@ -1,0 +1,78 @@
+//! Who is calling, and may they do this: bearer tokens and the tenant check.
+//!
+//! Every tenant route calls [`Caller::tenant_access`], which applies the same order
+//! everywhere: no or bad token → 401; token lacks the scope → 403 naming the missing
+//! scope and nothing else; tenant unknown (checked only once the scope allows it, so
+//! tenants cannot be enumerated) → 404.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use custos_model::{Permission, Scope, TenantId, TenantSelector, Timestamp, token};
+use custos_store::TokenRecord;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorCode};
+
+/// An authenticated caller: a live token.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub token: TokenRecord,
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, message)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| unauthorized("missing Authorization header; send 'Authorization: Bearer <token>'"))?;
+        let secret = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|secret| !secret.is_empty())
+            .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+        let record = state
+            .store
+            .token_by_secret_hash(&token::hash_secret(secret))
+            .await?
+            .ok_or_else(|| unauthorized("invalid token"))?;
+        if !record.is_active(Timestamp::now()) {
+            return Err(unauthorized(if record.revoked_at.is_some() { "token revoked" } else { "token expired" }));
+        }
+        tracing::Span::current().record("actor", record.id.as_str());
+        Ok(Caller { token: record })
+    }
+}
+
+impl Caller {
+    pub fn has(&self, permission: Permission, tenant: &TenantId) -> bool {
+        self.token.scopes.iter().any(|scope| scope.grants(permission, tenant))
+    }
+
+    /// Checks `permission` on the tenant named in the path, in the documented order.
+    pub async fn tenant_access(
+        &self,
+        state: &AppState,
+        raw_tenant: &str,
+        permission: Permission,
+    ) -> Result<TenantId, ApiError> {
+        let tenant = TenantId::parse(raw_tenant).map_err(|_| ApiError::not_found("tenant not found"))?;
+        if !self.has(permission, &tenant) {
+            let missing = Scope::new(permission, TenantSelector::One(tenant));
+            return Err(ApiError::new(ErrorCode::Forbidden, format!("missing scope {missing}")));
+        }
+        tracing::Span::current().record("tenant_id", tenant.as_str());
+        if !state.tenant_exists(&tenant).await? {
+            return Err(ApiError::not_found("tenant not found"));
+        }
+        Ok(tenant)
+    }
+}

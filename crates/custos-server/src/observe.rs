@@ -1,0 +1,108 @@
+//! The middleware every request passes through: it names the request (`X-Request-Id`,
+//! honoured when sane, generated otherwise), continues or starts its W3C trace, opens
+//! the span whose fields every log line inside it inherits, logs the start and the
+//! finish with status and duration, and gives every error response the JSON shape.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use custos_telemetry::TraceContext;
+use tracing::{Instrument, field::Empty};
+
+use crate::error::{ApiError, ErrorBody, ErrorCode, ErrorResponse};
+
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+fn sane_request_id(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    let ok = (1..=128).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| text.to_owned())
+}
+
+pub(crate) async fn observe(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id =
+        request.headers().get(REQUEST_ID).and_then(sane_request_id).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let trace = TraceContext::from_traceparent(request.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()));
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let method = request.method().to_string();
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route = %route,
+        request_id = %request_id,
+        trace_id = %trace.trace_id_hex(),
+        span_id = %trace.span_id_hex(),
+        tenant_id = Empty,
+        actor = Empty,
+        records = Empty,
+        status = Empty,
+        duration_ms = Empty,
+        error_code = Empty,
+        error_message = Empty,
+    );
+
+    async move {
+        tracing::info!("request started");
+        let response = match tokio::task::spawn(next.run(request).in_current_span()).await {
+            Ok(response) => response,
+            Err(join_error) => {
+                // A panicking handler must not take the connection down silently.
+                ApiError::internal(&join_error).into_response()
+            }
+        };
+        let mut response = with_error_body(response, &request_id);
+        let status = response.status();
+        let span = tracing::Span::current();
+        span.record("status", status.as_u16());
+        span.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
+        if let Some(error) = response.extensions().get::<ErrorBody>() {
+            span.record("error_code", error.code.as_str());
+            span.record("error_message", error.message.as_str());
+        }
+        if status.is_server_error() {
+            tracing::error!("request finished");
+        } else {
+            tracing::info!("request finished");
+        }
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            headers.insert(REQUEST_ID, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&trace.traceparent()) {
+            headers.insert(TRACEPARENT, value);
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Renders the JSON error body with the request id; gives a JSON body to error
+/// responses produced outside our handlers (axum's 405, a missing route).
+fn with_error_body(response: Response, request_id: &str) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let mut error = parts.extensions.remove::<ErrorBody>().unwrap_or_else(|| ErrorBody {
+        code: ErrorCode::for_status(status),
+        message: status.canonical_reason().unwrap_or("error").to_lowercase(),
+        request_id: None,
+        field: None,
+        line: None,
+    });
+    drop(body);
+    error.request_id = Some(request_id.to_owned());
+    let json = serde_json::to_vec(&ErrorResponse { error: error.clone() }).expect("error bodies serialize");
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.extensions.insert(error);
+    Response::from_parts(parts, Body::from(json))
+}

@@ -1,0 +1,5 @@
+//! Handlers, by resource.
+
+pub(crate) mod components;
+pub(crate) mod platform;
+pub(crate) mod records;

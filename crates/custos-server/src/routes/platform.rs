@@ -1,0 +1,95 @@
+//! Platform endpoints outside any tenant: the OpenAPI document and health probes.
+//! (The full health report, status page and metrics grow here.)
+
+use std::sync::OnceLock;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// `application/health+json` body (draft-inadarei-api-health-check).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct HealthStatus {
+    /// `pass` or `fail`.
+    pub status: &'static str,
+    pub version: String,
+    #[serde(rename = "releaseId")]
+    pub release_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+fn health_response(code: StatusCode, body: HealthStatus) -> Response {
+    let mut response = (code, Json(body)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/health+json"));
+    response
+}
+
+#[utoipa::path(
+    get, path = "/health/liveness", tag = "platform",
+    summary = "The process is alive (touches no dependency)",
+    responses((status = 200, body = HealthStatus, content_type = "application/health+json"))
+)]
+pub(crate) async fn liveness(State(state): State<AppState>) -> Response {
+    let version = state.config.version.clone();
+    health_response(StatusCode::OK, HealthStatus { status: "pass", release_id: version.clone(), version, output: None })
+}
+
+#[utoipa::path(
+    get, path = "/health/readiness", tag = "platform",
+    summary = "Ready for traffic: migrations applied and the store reachable",
+    responses(
+        (status = 200, body = HealthStatus, content_type = "application/health+json"),
+        (status = 503, body = HealthStatus, content_type = "application/health+json"),
+    )
+)]
+pub(crate) async fn readiness(State(state): State<AppState>) -> Response {
+    let version = state.config.version.clone();
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
+    match ping {
+        Ok(Ok(())) => health_response(
+            StatusCode::OK,
+            HealthStatus { status: "pass", release_id: version.clone(), version, output: None },
+        ),
+        Ok(Err(error)) => {
+            tracing::warn!(error = &error as &dyn std::error::Error, "readiness check failed");
+            let output = Some(format!("store: {}", error.code()));
+            health_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                HealthStatus { status: "fail", release_id: version.clone(), version, output },
+            )
+        }
+        Err(_) => {
+            let output = Some("store: no answer within 2 s".to_owned());
+            health_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                HealthStatus { status: "fail", release_id: version.clone(), version, output },
+            )
+        }
+    }
+}
+
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "platform",
+    summary = "This document",
+    responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json"))
+)]
+pub(crate) async fn openapi_json() -> Response {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let json = DOCUMENT
+        .get_or_init(|| crate::openapi::openapi_document().to_pretty_json().expect("the OpenAPI document serializes"));
+    ([(header::CONTENT_TYPE, "application/json")], json.clone()).into_response()
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see /openapi.json")
+}
+
+pub(crate) fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+}

@@ -1,0 +1,9 @@
+//! The HTTP API over real HTTP, against a real store: every test runs once on SQLite
+//! and once on the PostgreSQL that `scripts/test.sh` starts. Modules mirror the routes.
+
+mod support;
+
+mod auth;
+mod components;
+mod platform;
+mod records;

@@ -1,0 +1,118 @@
+use custos_server::ServerConfig;
+
+use crate::support::{Backend, JSON, NDJSON, TestApp, error, json, ndjson, rule_run};
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    error(app.client.get(app.url("/nope")).send().await.unwrap(), 404, "not_found").await;
+    error(app.client.delete(app.url("/v1/tenants/acme/rule-runs")).send().await.unwrap(), 405, "method_not_allowed")
+        .await;
+}
+
+#[tokio::test]
+async fn request_ids_and_trace_context_are_honoured_and_returned() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let response = app
+        .client
+        .get(app.url("/health/liveness"))
+        .header("x-request-id", "my-request-42")
+        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "my-request-42");
+    let traceparent = response.headers()["traceparent"].to_str().unwrap();
+    assert!(traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{traceparent}");
+    assert!(!traceparent.contains("00f067aa0ba902b7"), "the server answers with its own span id");
+    let generated = app.client.get(app.url("/health/liveness")).send().await.unwrap();
+    assert_eq!(generated.headers()["x-request-id"].len(), 36);
+}
+
+#[tokio::test]
+async fn health_probes() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    for path in ["/health/liveness", "/health/readiness"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.headers()["content-type"], "application/health+json");
+        let (status, body) = json(response).await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("pass")), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn body_and_batch_limits_are_413() {
+    let config = ServerConfig { max_body_bytes: 4096, max_batch_records: 5, ..ServerConfig::default() };
+    let app = TestApp::with_config(Backend::Sqlite, config).await;
+    let token = app.token(&["ingest:write#tenant/acme", "obs:read#tenant/acme"]).await;
+    let path = "/v1/tenants/acme/rule-runs";
+    let six: Vec<_> = (0..6).map(|i| rule_run(&format!("r{i}"), i)).collect();
+    let err = error(app.post(&token, path, NDJSON, ndjson(&six)).await, 413, "payload_too_large").await;
+    assert!(err["message"].as_str().unwrap().contains("more than 5 records"));
+    let big: Vec<_> = (0..5)
+        .map(|i| {
+            let mut r = rule_run(&format!("r{i}"), i);
+            r["context"] = serde_json::json!({"event": "e".repeat(700)});
+            r
+        })
+        .collect();
+    let err = error(app.post(&token, path, NDJSON, ndjson(&big)).await, 413, "payload_too_large").await;
+    assert!(err["message"].as_str().unwrap().contains("4096 bytes"));
+    // A chunked body (no Content-Length) over the limit is refused as it streams in.
+    let chunks: Vec<Result<String, std::io::Error>> = big.iter().map(|r| Ok(format!("{r}\n"))).collect();
+    let streamed = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    error(app.post(&token, path, NDJSON, streamed).await, 413, "payload_too_large").await;
+    let (_, page) = json(app.get(&token, path).await).await;
+    assert!(page["items"].as_array().unwrap().is_empty());
+    assert_eq!(app.post(&token, path, JSON, rule_run("ok", 1).to_string()).await.status(), 201);
+}
+
+#[tokio::test]
+async fn oversized_context_is_truncated_with_a_marker() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let token = app.token(&["ingest:write#tenant/acme", "obs:read#tenant/acme"]).await;
+    let mut run = rule_run("r1", 1);
+    run["context"] = serde_json::json!({"event": "x".repeat(20_000)});
+    assert_eq!(app.post(&token, "/v1/tenants/acme/rule-runs", JSON, run.to_string()).await.status(), 201);
+    let (_, page) = json(app.get(&token, "/v1/tenants/acme/rule-runs").await).await;
+    let context = &page["items"][0]["context"];
+    assert_eq!(context["_custos_truncated"], true);
+    assert!(context["original_bytes"].as_u64().unwrap() > 20_000);
+}
+
+/// Every route the router serves is in the OpenAPI document, with its security.
+#[tokio::test]
+async fn openapi_describes_every_endpoint() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let (status, doc) = json(app.client.get(app.url("/openapi.json")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let expected = [
+        ("/v1/tenants/{tenant}/components", vec!["get"]),
+        ("/v1/tenants/{tenant}/components/{component}", vec!["get", "put"]),
+        ("/v1/tenants/{tenant}/components/{component}/snapshots", vec!["get", "post"]),
+        ("/v1/tenants/{tenant}/freshness-policies", vec!["get"]),
+        ("/v1/tenants/{tenant}/freshness-policies/{provider}", vec!["put"]),
+        ("/v1/tenants/{tenant}/rule-runs", vec!["get", "post"]),
+        ("/v1/tenants/{tenant}/connector-syncs", vec!["get", "post"]),
+        ("/v1/tenants/{tenant}/deliveries", vec!["get", "post"]),
+        ("/v1/tenants/{tenant}/snapshots", vec!["get"]),
+        ("/health/liveness", vec!["get"]),
+        ("/health/readiness", vec!["get"]),
+        ("/openapi.json", vec!["get"]),
+    ];
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());
+    for (path, methods) in expected {
+        let item = paths.get(path).unwrap_or_else(|| panic!("{path} missing"));
+        for method in methods {
+            let operation = &item[method];
+            assert!(operation.is_object(), "{method} {path} missing");
+            if path.starts_with("/v1/") {
+                assert!(operation["security"][0]["bearer"].is_array(), "{method} {path} declares no scope");
+                assert!(operation["responses"]["403"].is_object(), "{method} {path} documents no 403");
+            }
+        }
+    }
+    assert!(doc["components"]["schemas"]["RuleRunInput"].is_object());
+}
