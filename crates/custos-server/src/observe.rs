@@ -60,7 +60,7 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
         let status = response.status();
         let span = tracing::Span::current();
         span.record("status", status.as_u16());
-        span.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
+        span.record("duration_ms", (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0);
         if let Some(error) = response.extensions().get::<ErrorBody>() {
             span.record("error_code", error.code.as_str());
             span.record("error_message", error.message.as_str());

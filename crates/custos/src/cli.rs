@@ -1,0 +1,216 @@
+//! The command line. Every setting is a flag and a `CUSTOS_*` variable (clap's `env`),
+//! with its default in code; `custos config print-default` lists them all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "custos",
+    version,
+    about = "Observability and forensics for security platforms",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings every command shares: where the data is, and how to log.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Directory for the embedded SQLite database and local objects.
+    #[arg(long, env = "CUSTOS_DATA_DIR", default_value = "./custos-data", global = true)]
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL (postgres://user:password@host/db); SQLite under --data-dir when unset.
+    #[arg(long, env = "CUSTOS_DATABASE_URL", value_parser = parse_secret, global = true, hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+    /// Log line format on standard error.
+    #[arg(long, env = "CUSTOS_LOG_FORMAT", value_enum, default_value = "json", global = true)]
+    pub log_format: LogFormatArg,
+    /// Log filter: a level (info, debug) or directives (custos=debug,sqlx=warn).
+    #[arg(long, env = "CUSTOS_LOG", default_value = "info", global = true)]
+    pub log_level: String,
+    /// Deployment name, written as `env` on every log line.
+    #[arg(long, env = "CUSTOS_ENV", default_value = "dev", global = true)]
+    pub env: String,
+}
+
+fn parse_secret(value: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(value.to_owned()))
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API server.
+    Serve(ServeArgs),
+    /// Run the server with a simulated platform reporting realistic traffic.
+    Demo(DemoArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Measure speed against baselines taken in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Show configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// How the API server listens and what it accepts.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port, logged at start).
+    #[arg(long, env = "CUSTOS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Largest request body, in bytes (413 beyond).
+    #[arg(long, env = "CUSTOS_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most records in one NDJSON request (413 beyond).
+    #[arg(long, env = "CUSTOS_MAX_BATCH_RECORDS", default_value_t = 50_000)]
+    pub max_batch_records: usize,
+    /// Largest rule-run `context` kept whole, in bytes; larger ones are truncated with a marker.
+    #[arg(long, env = "CUSTOS_MAX_CONTEXT_BYTES", default_value_t = 16 * 1024)]
+    pub max_context_bytes: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Records per second the simulated platform reports, across all tenants.
+    #[arg(long, env = "CUSTOS_DEMO_RATE", default_value_t = 50)]
+    pub rate: u32,
+    /// Seed of the simulation, so a run can be repeated.
+    #[arg(long, env = "CUSTOS_DEMO_SEED", default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// Create a tenant.
+    Create {
+        /// Tenant id: lowercase letters, digits and '-', at most 63.
+        id: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// How long the tenant's records are kept.
+        #[arg(long, default_value_t = 180)]
+        retention_days: u32,
+    },
+    /// List tenants.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token and print it, alone, on standard output. It is shown this once.
+    Create {
+        /// Tenant the scopes are bound to, or '*' for every tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A scope: ingest:write, obs:read or admin (bound to --tenant), or the full
+        /// form obs:read#tenant/acme. Repeat for several.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// A name to recognise the token by.
+        #[arg(long, default_value = "unnamed")]
+        name: String,
+        /// Lifetime, e.g. 90d, 12h; no expiry when absent.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// Revoke a token at once.
+    Revoke {
+        /// The token id (tok_…), as `tokens list` shows it.
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Rule runs streamed as NDJSON over loopback HTTP, against a direct insert baseline.
+    Ingest(BenchIngestArgs),
+    /// A filtered rule-run query over a large table, against an unloaded request.
+    Query(BenchQueryArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum BenchBackend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchIngestArgs {
+    /// Store to measure; postgres needs --database-url / CUSTOS_DATABASE_URL.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub backend: BenchBackend,
+    /// Rule runs to send end to end.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: usize,
+    /// Records per NDJSON request.
+    #[arg(long, default_value_t = 10_000)]
+    pub batch: usize,
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// Single-record POSTs timed one at a time for the latency figures.
+    #[arg(long, default_value_t = 2000)]
+    pub latency_samples: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchQueryArgs {
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub backend: BenchBackend,
+    /// Rule runs stored before querying.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub rows: usize,
+    /// Distinct rule keys among them.
+    #[arg(long, default_value_t = 1000)]
+    pub rule_keys: usize,
+    /// Days the rows are spread over.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Queries timed.
+    #[arg(long, default_value_t = 500)]
+    pub queries: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print every setting with its description, variable and default.
+    PrintDefault,
+}

@@ -1,0 +1,449 @@
+//! `custos bench`: speed figures, each next to a baseline measured in the same run on
+//! the same machine, because absolute numbers on shared machines mean little.
+//!
+//! - `ingest`: rule runs streamed as NDJSON over loopback HTTP into an in-process
+//!   server, against the same rows inserted directly into the same backend in one
+//!   transaction with a prepared statement; the process's peak RSS; single-record POST
+//!   latency against an unloaded `GET /health/liveness`.
+//! - `query`: a filtered rule-run query (one tenant, one rule key, one day) over a
+//!   large table, against the same unloaded request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use custos_model::records::{RuleRun, RuleRunStatus, ValidationContext};
+use custos_model::{BodyFormat, TenantId, Timestamp, token};
+use custos_server::{AppState, ServerConfig};
+use custos_store::{PostgresStore, SqliteStore, Store, StoreResult, Tenant, TokenRecord};
+use secrecy::ExposeSecret;
+
+use crate::cli::{BenchBackend, BenchCommand, BenchIngestArgs, BenchQueryArgs, GlobalArgs};
+
+pub async fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Ingest(args) => ingest(global, &args).await,
+        BenchCommand::Query(args) => query(global, &args).await,
+    }
+}
+
+/// The store under test, with its concrete type for the raw baseline insert.
+enum Bench {
+    /// The temp dir holding the database lives as long as the bench.
+    Sqlite(SqliteStore, #[allow(dead_code)] tempfile::TempDir),
+    Postgres(PostgresStore),
+}
+
+impl Bench {
+    async fn open(global: &GlobalArgs, backend: BenchBackend) -> anyhow::Result<Self> {
+        let bench = match backend {
+            BenchBackend::Sqlite => {
+                let dir = tempfile::Builder::new().prefix("custos-bench").tempdir().context("creating a temp dir")?;
+                let store = SqliteStore::open(&dir.path().join("custos.db")).await?;
+                Bench::Sqlite(store, dir)
+            }
+            BenchBackend::Postgres => {
+                let url = global
+                    .database_url
+                    .as_ref()
+                    .context("--backend postgres needs --database-url or CUSTOS_DATABASE_URL")?;
+                Bench::Postgres(PostgresStore::connect(url.expose_secret()).await?)
+            }
+        };
+        bench.store().migrate().await.context("migrating the bench store")?;
+        Ok(bench)
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Bench::Sqlite(store, _) => Arc::new(store.clone()),
+            Bench::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Bench::Sqlite(..) => "sqlite",
+            Bench::Postgres(_) => "postgres",
+        }
+    }
+
+    async fn baseline_insert(&self, tenant: &TenantId, runs: Vec<RuleRun>) -> StoreResult<usize> {
+        match self {
+            Bench::Sqlite(store, _) => store.baseline_insert_rule_runs(tenant, runs, Timestamp::now()).await,
+            Bench::Postgres(store) => store.baseline_insert_rule_runs(tenant, runs, Timestamp::now()).await,
+        }
+    }
+}
+
+/// A tenant unique to this run, so runs against a shared PostgreSQL do not collide.
+async fn bench_tenant(store: &dyn Store, prefix: &str) -> anyhow::Result<TenantId> {
+    let id =
+        TenantId::parse(&format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])).expect("valid id");
+    store
+        .create_tenant(&Tenant { id: id.clone(), name: None, retention_days: 1, created_at: Timestamp::now() })
+        .await?;
+    Ok(id)
+}
+
+async fn bench_token(store: &dyn Store, tenant: &TenantId) -> anyhow::Result<String> {
+    let generated = token::generate();
+    store
+        .create_token(&TokenRecord {
+            id: generated.id,
+            name: "bench".into(),
+            secret_hash: generated.secret_hash,
+            scopes: vec![format!("admin#tenant/{tenant}").parse().expect("valid scope")],
+            created_at: Timestamp::now(),
+            expires_at: None,
+            revoked_at: None,
+        })
+        .await?;
+    Ok(generated.secret)
+}
+
+/// Starts the real server on a loopback port; it stops when the sender drops.
+async fn start_server(store: Arc<dyn Store>) -> anyhow::Result<(String, tokio::sync::oneshot::Sender<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let state = AppState::new(store, ServerConfig::default());
+    tokio::spawn(custos_server::serve(listener, state, async {
+        let _ = rx.await;
+    }));
+    Ok((base, tx))
+}
+
+const BASE_MICROS: i64 = 1_795_000_000_000_000; // 2026-11-18
+
+/// The NDJSON line of rule run `index` of a run tagged `run`.
+fn rule_run_line(run: &str, index: usize, out: &mut String) {
+    use std::fmt::Write;
+    let started = Timestamp::from_micros(BASE_MICROS + index as i64 * 1_000);
+    let finished = started.saturating_add_micros(42_000);
+    let _ = writeln!(
+        out,
+        r#"{{"id":"{run}-{index}","rule_key":"bench.rule_{}","rule_version":"7","integration_id":"connector-{}","status":"{}","events_evaluated":{},"findings_created":{},"findings_reopened":0,"findings_resolved":{},"duration_ms":42,"started_at":"{started}","finished_at":"{finished}","trace_id":"{:032x}"}}"#,
+        index % 500,
+        index % 40,
+        if index % 50 == 0 { "failed" } else { "succeeded" },
+        index % 10_000,
+        index % 3,
+        index % 2,
+        (index as u128 + 1) * 0x9e37_79b9_7f4a_7c15,
+    );
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Resident set size and its peak, in MiB, from /proc (Linux).
+fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Times `samples` sequential requests made by `request`.
+async fn latencies<F, Fut>(samples: usize, mut request: F) -> anyhow::Result<Vec<Duration>>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let started = Instant::now();
+        request(i).await?;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    Ok(times)
+}
+
+async fn liveness_latencies(client: &reqwest::Client, base: &str, samples: usize) -> anyhow::Result<Vec<Duration>> {
+    let url = format!("{base}/health/liveness");
+    latencies(samples, |_| {
+        let request = client.get(&url);
+        async move {
+            let response = request.send().await?;
+            anyhow::ensure!(response.status().is_success(), "liveness answered {}", response.status());
+            response.bytes().await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn ingest(global: &GlobalArgs, args: &BenchIngestArgs) -> anyhow::Result<()> {
+    if args.batch == 0 || args.concurrency == 0 || args.records == 0 {
+        bail!("--records, --batch and --concurrency must be positive");
+    }
+    let bench = Bench::open(global, args.backend).await?;
+    let store = bench.store();
+    let tenant = bench_tenant(&*store, "bench").await?;
+    let token = bench_token(&*store, &tenant).await?;
+    let (base, _stop) = start_server(store.clone()).await?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    println!(
+        "custos bench ingest: {} backend, {} rule runs in NDJSON batches of {}, {} connections",
+        bench.name(),
+        args.records,
+        args.batch,
+        args.concurrency
+    );
+
+    // Peak RSS is sampled while the end-to-end run streams.
+    let peak_rss = Arc::new(std::sync::Mutex::new(0.0f64));
+    let sampler = {
+        let peak = peak_rss.clone();
+        tokio::spawn(async move {
+            loop {
+                let (rss, _) = rss_mib();
+                {
+                    let mut p = peak.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    *p = p.max(rss);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    let batches = args.records.div_ceil(args.batch);
+    let next = Arc::new(AtomicUsize::new(0));
+    let run_tag = format!("e2e{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let url = format!("{base}/v1/tenants/{tenant}/rule-runs");
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, url, token, next, run_tag) =
+            (client.clone(), url.clone(), token.clone(), next.clone(), run_tag.clone());
+        let (records, batch) = (args.records, args.batch);
+        workers.push(tokio::spawn(async move {
+            let mut sent = 0usize;
+            loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                if b >= batches {
+                    return Ok::<usize, anyhow::Error>(sent);
+                }
+                let end = ((b + 1) * batch).min(records);
+                let mut body = String::with_capacity((end - b * batch) * 330);
+                for i in b * batch..end {
+                    rule_run_line(&run_tag, i, &mut body);
+                }
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body)
+                    .send()
+                    .await?;
+                let status = response.status();
+                let text = response.text().await?;
+                anyhow::ensure!(status.is_success(), "batch {b} answered {status}: {text}");
+                sent += end - b * batch;
+            }
+        }));
+    }
+    let mut sent = 0;
+    for worker in workers {
+        sent += worker.await??;
+    }
+    let e2e = started.elapsed();
+    sampler.abort();
+    let peak = *peak_rss.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let e2e_rate = sent as f64 / e2e.as_secs_f64();
+
+    // Baseline: the same rows (another tag, another tenant), parsed ahead of time, then
+    // one transaction of prepared inserts. Capped so it fits in memory.
+    let baseline_rows = args.records.min(1_000_000);
+    let baseline_tenant = bench_tenant(&*store, "baseline").await?;
+    let mut text = String::with_capacity(baseline_rows * 330);
+    for i in 0..baseline_rows {
+        rule_run_line("base", i, &mut text);
+    }
+    let ctx = ValidationContext::new(Timestamp::now());
+    let runs: Vec<RuleRun> = custos_model::parse_records(text.as_bytes(), BodyFormat::Ndjson, &ctx, usize::MAX)?;
+    drop(text);
+    let started = Instant::now();
+    bench.baseline_insert(&baseline_tenant, runs).await?;
+    let baseline = started.elapsed();
+    let baseline_rate = baseline_rows as f64 / baseline.as_secs_f64();
+
+    // Latency: single-record POSTs one at a time, against unloaded liveness requests.
+    let post_url = url.clone();
+    let post = latencies(args.latency_samples, |i| {
+        let mut body = String::new();
+        rule_run_line("single", i, &mut body);
+        let request = client.post(&post_url).bearer_auth(&token).header("content-type", "application/json").body(body);
+        async move {
+            let response = request.send().await?;
+            anyhow::ensure!(response.status() == 201, "single POST answered {}", response.status());
+            response.bytes().await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let live = liveness_latencies(&client, &base, args.latency_samples).await?;
+
+    println!("  end to end (HTTP, NDJSON)      {:>12.0} records/s  ({sent} in {:.2} s)", e2e_rate, e2e.as_secs_f64());
+    println!(
+        "  baseline (direct insert)       {:>12.0} records/s  ({baseline_rows} in {:.2} s, one transaction, prepared statement)",
+        baseline_rate,
+        baseline.as_secs_f64()
+    );
+    println!("  ratio end to end / baseline    {:>12.2}", e2e_rate / baseline_rate);
+    println!("  peak RSS during end to end     {:>12.0} MiB", peak);
+    println!(
+        "  single-record POST             p50 {:.3} ms  p99 {:.3} ms  ({} samples)",
+        ms(percentile(&post, 50.0)),
+        ms(percentile(&post, 99.0)),
+        post.len()
+    );
+    println!(
+        "  unloaded GET /health/liveness  p50 {:.3} ms  p99 {:.3} ms",
+        ms(percentile(&live, 50.0)),
+        ms(percentile(&live, 99.0))
+    );
+    println!("  ratio POST p99 / liveness p99  {:>12.2}", ms(percentile(&post, 99.0)) / ms(percentile(&live, 99.0)));
+    tracing::info!(
+        backend = bench.name(),
+        records = sent,
+        e2e_records_per_second = e2e_rate,
+        baseline_records_per_second = baseline_rate,
+        peak_rss_mib = peak,
+        post_p99_ms = ms(percentile(&post, 99.0)),
+        "bench ingest finished"
+    );
+    Ok(())
+}
+
+async fn query(global: &GlobalArgs, args: &BenchQueryArgs) -> anyhow::Result<()> {
+    if args.rows == 0 || args.rule_keys == 0 || args.days == 0 || args.queries == 0 {
+        bail!("--rows, --rule-keys, --days and --queries must be positive");
+    }
+    let bench = Bench::open(global, args.backend).await?;
+    let store = bench.store();
+    let tenant = bench_tenant(&*store, "query").await?;
+    let token = bench_token(&*store, &tenant).await?;
+    println!(
+        "custos bench query: {} backend, {} rule runs over {} days and {} rule keys",
+        bench.name(),
+        args.rows,
+        args.days,
+        args.rule_keys
+    );
+
+    let span_micros = i64::from(args.days) * 86_400_000_000;
+    let step = (span_micros / args.rows as i64).max(1);
+    let fill_started = Instant::now();
+    let chunk = 250_000;
+    let mut done = 0;
+    while done < args.rows {
+        let end = (done + chunk).min(args.rows);
+        let runs: Vec<RuleRun> = (done..end)
+            .map(|i| {
+                let started = Timestamp::from_micros(BASE_MICROS + i as i64 * step);
+                RuleRun {
+                    id: format!("q{i}"),
+                    rule_key: format!("rule.{}", (i * 7919) % args.rule_keys),
+                    rule_version: Some("1".into()),
+                    integration_id: Some(format!("connector-{}", i % 40)),
+                    status: if i % 50 == 0 { RuleRunStatus::Failed } else { RuleRunStatus::Succeeded },
+                    events_evaluated: (i % 10_000) as i64,
+                    findings_created: (i % 3) as i64,
+                    findings_reopened: 0,
+                    findings_resolved: 0,
+                    duration_ms: Some(40),
+                    error_message: None,
+                    started_at: started,
+                    finished_at: Some(started.saturating_add_micros(40_000)),
+                    trace_id: None,
+                    context: None,
+                }
+            })
+            .collect();
+        bench.baseline_insert(&tenant, runs).await?;
+        done = end;
+        eprint!("\r  stored {done}/{} rows", args.rows);
+    }
+    eprintln!();
+    println!(
+        "  fill                           {:.1} s ({:.0} rows/s)",
+        fill_started.elapsed().as_secs_f64(),
+        args.rows as f64 / fill_started.elapsed().as_secs_f64()
+    );
+
+    let (base, _stop) = start_server(store.clone()).await?;
+    let client = reqwest::Client::new();
+    // Warm the pages a real deployment would have cached.
+    liveness_latencies(&client, &base, 50).await?;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next_random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let requests: Vec<String> = (0..args.queries)
+        .map(|_| {
+            let key = next_random() as usize % args.rule_keys;
+            let day = next_random() % u64::from(args.days);
+            let from = Timestamp::from_micros(BASE_MICROS + day as i64 * 86_400_000_000);
+            let to = from.saturating_add_micros(86_400_000_000);
+            format!("{base}/v1/tenants/{tenant}/rule-runs?rule_key=rule.{key}&from={from}&to={to}&limit=100")
+        })
+        .collect();
+    let returned = Arc::new(AtomicUsize::new(0));
+    let times = latencies(requests.len(), |i| {
+        let request = client.get(&requests[i]).bearer_auth(&token);
+        let returned = returned.clone();
+        async move {
+            let response = request.send().await?;
+            anyhow::ensure!(response.status().is_success(), "query answered {}", response.status());
+            let page: serde_json::Value = response.json().await?;
+            returned.fetch_add(page["items"].as_array().map_or(0, Vec::len), Ordering::Relaxed);
+            Ok(())
+        }
+    })
+    .await?;
+    let returned = returned.load(Ordering::Relaxed);
+    let live = liveness_latencies(&client, &base, args.queries).await?;
+    println!(
+        "  filtered query (HTTP)          p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  ({} queries, {:.0} rows each on average)",
+        ms(percentile(&times, 50.0)),
+        ms(percentile(&times, 95.0)),
+        ms(percentile(&times, 99.0)),
+        times.len(),
+        returned as f64 / times.len() as f64
+    );
+    println!(
+        "  unloaded GET /health/liveness  p50 {:.2} ms  p95 {:.2} ms",
+        ms(percentile(&live, 50.0)),
+        ms(percentile(&live, 95.0))
+    );
+    println!("  ratio query p95 / liveness p95 {:>8.1}", ms(percentile(&times, 95.0)) / ms(percentile(&live, 95.0)));
+    tracing::info!(
+        backend = bench.name(),
+        rows = args.rows,
+        query_p95_ms = ms(percentile(&times, 95.0)),
+        "bench query finished"
+    );
+    Ok(())
+}

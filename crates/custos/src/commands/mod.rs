@@ -1,0 +1,20 @@
+//! One module per command; [`dispatch`] routes to them.
+
+pub mod admin;
+pub mod bench;
+pub mod config;
+pub mod serve;
+
+use crate::cli::{Command, GlobalArgs};
+
+pub async fn dispatch(global: GlobalArgs, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve::run(&global, &args).await,
+        Command::Demo(args) => crate::demo::run(&global, &args).await,
+        Command::Migrate => admin::migrate(&global).await,
+        Command::Tenants(command) => admin::tenants(&global, command).await,
+        Command::Tokens(command) => admin::tokens(&global, command).await,
+        Command::Bench(command) => bench::run(&global, command).await,
+        Command::Config(command) => config::run(command),
+    }
+}

@@ -1,0 +1,485 @@
+//! `custos demo`: the server plus a simulated security platform that reports through
+//! the public API, so every page and endpoint has life.
+//!
+//! The simulation is seeded (`--seed`) and paced (`--rate` records per second). It
+//! registers a few tenants' connectors, destinations, queues and jobs, backfills some
+//! hours of history, then keeps reporting: mostly healthy traffic, with connectors that
+//! go stale or fail, rules that are slow or failing, and a destination that
+//! dead-letters.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use custos_model::{Scope, TenantId, TenantSelector, Timestamp, token};
+use custos_store::{Store, Tenant, TokenRecord};
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+use crate::cli::{DemoArgs, GlobalArgs};
+use crate::commands::serve;
+use crate::settings;
+
+const TENANTS: [(&str, &str); 3] = [("acme", "Acme Corp"), ("globex", "Globex"), ("initech", "Initech")];
+const PROVIDERS: [&str; 12] = [
+    "okta",
+    "azure-ad",
+    "google-workspace",
+    "crowdstrike",
+    "sentinelone",
+    "aws-cloudtrail",
+    "gcp-audit",
+    "github",
+    "slack",
+    "m365",
+    "zscaler",
+    "cloudflare",
+];
+const TECHNIQUES: [&str; 16] = [
+    "impossible_travel",
+    "mfa_fatigue",
+    "new_admin_grant",
+    "brute_force",
+    "dormant_account_login",
+    "suspicious_oauth_grant",
+    "mass_download",
+    "privilege_escalation",
+    "disabled_logging",
+    "public_bucket",
+    "token_theft",
+    "unusual_geo",
+    "malware_detected",
+    "lateral_movement",
+    "data_exfiltration",
+    "policy_change",
+];
+const SYNC_ERRORS: [&str; 4] = [
+    "provider API returned 429 Too Many Requests",
+    "timeout after 30s waiting for the provider",
+    "invalid credentials (401): rotate the API key",
+    "pagination cursor expired mid-sync",
+];
+const RULE_ERRORS: [&str; 3] =
+    ["query exceeded 10000 events limit", "lookup table assets_v2 not found", "evaluation timed out after 30s"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Healthy,
+    /// Stopped syncing this many hours ago.
+    Stale(u32),
+    Flaky,
+    /// Fails most of the time (rules) or dead-letters (destinations).
+    Failing,
+    Slow,
+}
+
+#[derive(Debug, Clone)]
+struct Connector {
+    id: String,
+    provider: &'static str,
+    health: Health,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    key: String,
+    integration_id: String,
+    health: Health,
+}
+
+#[derive(Debug, Clone)]
+struct Destination {
+    id: String,
+    kind: &'static str,
+    health: Health,
+}
+
+#[derive(Debug, Clone)]
+struct TenantWorld {
+    id: &'static str,
+    connectors: Vec<Connector>,
+    rules: Vec<Rule>,
+    destinations: Vec<Destination>,
+    queue_depth: i64,
+    dead_letters: i64,
+}
+
+fn build_world(rng: &mut ChaCha8Rng) -> Vec<TenantWorld> {
+    TENANTS
+        .iter()
+        .enumerate()
+        .map(|(t, (id, _))| {
+            let mut connectors = Vec::new();
+            for (i, provider) in PROVIDERS.iter().enumerate() {
+                for env in ["prod", "staging"] {
+                    if env == "staging" && rng.random_bool(0.6) {
+                        continue;
+                    }
+                    // A few connectors in every tenant are unhealthy, differently per tenant.
+                    let health = match (i + t * 5) % 13 {
+                        0 => Health::Stale(3),
+                        1 => Health::Stale(9),
+                        2 => Health::Flaky,
+                        _ => Health::Healthy,
+                    };
+                    connectors.push(Connector { id: format!("{provider}-{env}"), provider, health });
+                }
+            }
+            let mut rules = Vec::new();
+            for connector in &connectors {
+                for technique in TECHNIQUES.choose_multiple(rng, 6) {
+                    let health = match rng.random_range(0..100) {
+                        0..=3 => Health::Failing,
+                        4..=9 => Health::Slow,
+                        _ => Health::Healthy,
+                    };
+                    let key = format!("{}.{technique}", connector.provider.replace('-', "_"));
+                    if !rules.iter().any(|r: &Rule| r.key == key) {
+                        rules.push(Rule { key, integration_id: connector.id.clone(), health });
+                    }
+                }
+            }
+            let destinations = vec![
+                Destination { id: "splunk".into(), kind: "siem_destination", health: Health::Healthy },
+                Destination {
+                    id: "sentinel".into(),
+                    kind: "siem_destination",
+                    health: if t == 1 { Health::Failing } else { Health::Flaky },
+                },
+                Destination { id: "jira".into(), kind: "workflow_destination", health: Health::Healthy },
+                Destination { id: "pagerduty".into(), kind: "workflow_destination", health: Health::Healthy },
+            ];
+            TenantWorld { id, connectors, rules, destinations, queue_depth: 40, dead_letters: 0 }
+        })
+        .collect()
+}
+
+fn rfc3339(ts: Timestamp) -> String {
+    ts.to_string()
+}
+
+fn minutes_ago(now: Timestamp, minutes: f64) -> Timestamp {
+    now.saturating_add_micros(-(minutes * 60_000_000.0) as i64)
+}
+
+fn trace_id(rng: &mut ChaCha8Rng) -> String {
+    let bytes: [u8; 16] = rng.random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn rule_run(rng: &mut ChaCha8Rng, rule: &Rule, started: Timestamp) -> Value {
+    let (status, duration_ms, error) = match rule.health {
+        Health::Failing if rng.random_bool(0.6) => {
+            ("failed", rng.random_range(50..400), Some(*RULE_ERRORS.choose(rng).unwrap()))
+        }
+        Health::Slow => ("succeeded", rng.random_range(2_000..9_000), None),
+        _ if rng.random_bool(0.01) => ("failed", rng.random_range(10..300), Some(*RULE_ERRORS.choose(rng).unwrap())),
+        _ if rng.random_bool(0.03) => ("skipped", 1, None),
+        _ => ("succeeded", rng.random_range(15..350), None),
+    };
+    let events = if status == "skipped" { 0 } else { rng.random_range(0..5_000) };
+    let findings = if status == "succeeded" && rng.random_bool(0.08) { rng.random_range(1..4) } else { 0 };
+    json!({
+        "rule_key": rule.key, "rule_version": format!("{}", 1 + rule.key.len() % 4), "integration_id": rule.integration_id,
+        "status": status, "events_evaluated": events, "findings_created": findings,
+        "findings_reopened": i32::from(findings > 0 && rng.random_bool(0.2)), "findings_resolved": rng.random_range(0..2),
+        "duration_ms": duration_ms, "error_message": error,
+        "started_at": rfc3339(started), "finished_at": rfc3339(started.saturating_add_micros(duration_ms * 1000)),
+        "trace_id": trace_id(rng),
+        "context": {"trigger": {"kind": "schedule", "window_minutes": 5}, "engine": "custos-demo/1"}
+    })
+}
+
+fn connector_sync(rng: &mut ChaCha8Rng, connector: &Connector, started: Timestamp) -> Value {
+    let failed = match connector.health {
+        Health::Flaky => rng.random_bool(0.35),
+        _ => rng.random_bool(0.02),
+    };
+    let duration_ms: i64 = rng.random_range(800..25_000);
+    let (status, error) = if failed {
+        (if rng.random_bool(0.5) { "failed" } else { "partial" }, Some(*SYNC_ERRORS.choose(rng).unwrap()))
+    } else {
+        ("succeeded", None)
+    };
+    json!({
+        "integration_id": connector.id, "triggered_by": if rng.random_bool(0.9) { "scheduled" } else { "webhook" },
+        "status": status, "events_ingested": if status == "failed" { 0 } else { rng.random_range(10..20_000) },
+        "new_assets_observed": rng.random_range(0..25), "api_calls_made": rng.random_range(1..400),
+        "duration_ms": duration_ms, "error_message": error,
+        "started_at": rfc3339(started), "finished_at": rfc3339(started.saturating_add_micros(duration_ms * 1000)),
+        "trace_id": trace_id(rng),
+    })
+}
+
+fn delivery(rng: &mut ChaCha8Rng, destination: &Destination, at: Timestamp) -> Value {
+    let (status, attempt, error) = match destination.health {
+        Health::Failing if rng.random_bool(0.5) => {
+            ("dead_lettered", 5, Some("HTTP 503 from the collector after 5 attempts"))
+        }
+        Health::Failing | Health::Flaky if rng.random_bool(0.2) => {
+            ("retrying", rng.random_range(2..5), Some("HTTP 429 Too Many Requests"))
+        }
+        _ => ("succeeded", 1, None),
+    };
+    json!({
+        "destination_id": destination.id, "item_id": format!("finding-{}", rng.random_range(10_000..99_999)),
+        "status": status, "attempt": attempt, "latency_ms": rng.random_range(20..1_500), "error_message": error,
+        "attempted_at": rfc3339(at), "trace_id": trace_id(rng),
+    })
+}
+
+/// Posts `records` as one NDJSON batch; logs and drops a failed batch.
+async fn send(client: &reqwest::Client, base: &str, token: &str, path: &str, records: &[Value]) -> bool {
+    if records.is_empty() {
+        return true;
+    }
+    let body: String = records.iter().map(|r| format!("{r}\n")).collect();
+    let result = client
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await;
+    match result {
+        Ok(response) if response.status().is_success() => true,
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            tracing::warn!(status, path, error_message = text.as_str(), "demo batch refused");
+            false
+        }
+        Err(error) => {
+            tracing::warn!(error = &error as &dyn std::error::Error, path, "demo batch failed");
+            false
+        }
+    }
+}
+
+async fn put(client: &reqwest::Client, base: &str, token: &str, path: &str, body: Value) -> anyhow::Result<()> {
+    let response = client.put(format!("{base}{path}")).bearer_auth(token).json(&body).send().await?;
+    anyhow::ensure!(response.status().is_success(), "PUT {path}: {}", response.text().await.unwrap_or_default());
+    Ok(())
+}
+
+async fn new_token(store: &dyn Store, name: &str, scope: &str) -> anyhow::Result<String> {
+    let generated = token::generate();
+    let scope: Scope = scope.parse().map_err(|e: custos_model::FieldError| anyhow::anyhow!(e.message))?;
+    store
+        .create_token(&TokenRecord {
+            id: generated.id,
+            name: name.into(),
+            secret_hash: generated.secret_hash,
+            scopes: vec![scope],
+            created_at: Timestamp::now(),
+            expires_at: None,
+            revoked_at: None,
+        })
+        .await?;
+    Ok(generated.secret)
+}
+
+/// Registers the world's components and backfills `hours` of history.
+async fn seed(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    world: &[TenantWorld],
+    rng: &mut ChaCha8Rng,
+) -> anyhow::Result<()> {
+    let now = Timestamp::now();
+    for tenant in world {
+        let t = tenant.id;
+        for c in &tenant.connectors {
+            let name = format!("{} ({})", c.provider, c.id.rsplit('-').next().unwrap_or(""));
+            put(
+                client,
+                base,
+                token,
+                &format!("/v1/tenants/{t}/components/{}", c.id),
+                json!({"kind": "connector", "provider": c.provider, "name": name}),
+            )
+            .await?;
+        }
+        for d in &tenant.destinations {
+            put(client, base, token, &format!("/v1/tenants/{t}/components/{}", d.id), json!({"kind": d.kind})).await?;
+        }
+        put(
+            client,
+            base,
+            token,
+            &format!("/v1/tenants/{t}/components/ingest-queue"),
+            json!({"kind": "ingestion_queue", "name": "Event ingestion queue"}),
+        )
+        .await?;
+        put(
+            client,
+            base,
+            token,
+            &format!("/v1/tenants/{t}/components/delivery-queue"),
+            json!({"kind": "ingestion_queue", "name": "Finding delivery queue"}),
+        )
+        .await?;
+        for job in ["hourly-asset-sync", "nightly-rule-backtest", "daily-compliance-report"] {
+            put(client, base, token, &format!("/v1/tenants/{t}/components/{job}"), json!({"kind": "scheduled_job"}))
+                .await?;
+        }
+        put(client, base, token, &format!("/v1/tenants/{t}/components/api-gateway"), json!({"kind": "service"}))
+            .await?;
+        put(
+            client,
+            base,
+            token,
+            &format!("/v1/tenants/{t}/freshness-policies/aws-cloudtrail"),
+            json!({"green_under_seconds": 900, "yellow_under_seconds": 3600}),
+        )
+        .await?;
+
+        // Twelve hours of syncs every 20 minutes; stale connectors stop when they went stale.
+        let mut syncs = Vec::new();
+        for c in &tenant.connectors {
+            let stopped_hours = match c.health {
+                Health::Stale(hours) => f64::from(hours),
+                _ => 0.0,
+            };
+            let mut minutes = 12.0 * 60.0;
+            while minutes > stopped_hours * 60.0 + 1.0 {
+                syncs.push(connector_sync(rng, c, minutes_ago(now, minutes)));
+                minutes -= 20.0;
+            }
+        }
+        send(client, base, token, &format!("/v1/tenants/{t}/connector-syncs"), &syncs).await;
+        // Three hours of rule runs.
+        let runs: Vec<Value> = (0..3000)
+            .map(|_| {
+                let rule = tenant.rules.choose(rng).expect("every tenant has rules");
+                let started = minutes_ago(now, rng.random_range(1.0..180.0));
+                rule_run(rng, rule, started)
+            })
+            .collect();
+        send(client, base, token, &format!("/v1/tenants/{t}/rule-runs"), &runs).await;
+    }
+    Ok(())
+}
+
+/// One second of traffic: `budget` records spread over tenants and kinds.
+async fn tick(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    world: &mut [TenantWorld],
+    rng: &mut ChaCha8Rng,
+    budget: u32,
+) -> usize {
+    let now = Timestamp::now();
+    let mut sent = 0;
+    let tenants = world.len();
+    for tenant in world.iter_mut() {
+        let share = (budget as usize).div_ceil(tenants);
+        let (mut runs, mut syncs, mut deliveries, mut snapshots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..share {
+            match rng.random_range(0..100) {
+                0..=71 => {
+                    let rule = tenant.rules.choose(rng).expect("rules");
+                    let started = minutes_ago(now, rng.random_range(0.0..0.5));
+                    runs.push(rule_run(rng, rule, started));
+                }
+                72..=83 => {
+                    let live: Vec<&Connector> =
+                        tenant.connectors.iter().filter(|c| !matches!(c.health, Health::Stale(_))).collect();
+                    if let Some(c) = live.choose(rng) {
+                        syncs.push(connector_sync(rng, c, minutes_ago(now, 0.5)));
+                    }
+                }
+                84..=97 => {
+                    let d = tenant.destinations.choose(rng).expect("destinations");
+                    if d.health == Health::Failing {
+                        tenant.dead_letters += 1;
+                    }
+                    deliveries.push(delivery(rng, d, now));
+                }
+                _ => {
+                    tenant.queue_depth = (tenant.queue_depth + rng.random_range(-15..=16)).clamp(0, 5_000);
+                    snapshots.push(("ingest-queue", json!({
+                        "depth": {"pending": tenant.queue_depth, "in_flight": rng.random_range(0..40), "retrying": rng.random_range(0..5)},
+                        "oldest_item_age_ms": tenant.queue_depth * 150,
+                    })));
+                    snapshots.push(("delivery-queue", json!({
+                        "depth": {"pending": rng.random_range(0..30), "retrying": rng.random_range(0..8), "dead_lettered": tenant.dead_letters},
+                        "oldest_item_age_ms": rng.random_range(100..90_000),
+                    })));
+                }
+            }
+        }
+        let t = tenant.id;
+        for (path, batch) in [("rule-runs", &runs), ("connector-syncs", &syncs), ("deliveries", &deliveries)] {
+            if send(client, base, token, &format!("/v1/tenants/{t}/{path}"), batch).await {
+                sent += batch.len();
+            }
+        }
+        for (component, snapshot) in snapshots {
+            if send(client, base, token, &format!("/v1/tenants/{t}/components/{component}/snapshots"), &[snapshot])
+                .await
+            {
+                sent += 1;
+            }
+        }
+    }
+    sent
+}
+
+pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
+    let store = settings::open_store(global).await?;
+    for (id, name) in TENANTS {
+        let id = TenantId::parse(id).expect("demo tenant ids are valid");
+        if store.tenant(&id).await?.is_none() {
+            store
+                .create_tenant(&Tenant {
+                    id,
+                    name: Some(name.into()),
+                    retention_days: 180,
+                    created_at: Timestamp::now(),
+                })
+                .await?;
+        }
+    }
+    let admin =
+        new_token(&*store, "demo-admin", &Scope::new(custos_model::Permission::Admin, TenantSelector::All).to_string())
+            .await?;
+    let simulator = new_token(&*store, "demo-simulator", "admin#tenant/*").await?;
+
+    let listener = serve::bind(&args.serve).await?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    let base = format!("http://{address}");
+    let server = serve::serve_until_signal(listener, store.clone(), settings::server_config(global, &args.serve));
+
+    println!("custos demo is running at {base}");
+    println!("admin token (every tenant; shown once): {admin}");
+    println!("try: curl -s -H 'Authorization: Bearer {admin}' {base}/v1/tenants/acme/components");
+    println!("stop with Ctrl-C; data stays under {}", global.data_dir.display());
+
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let rate = args.rate;
+    let simulate = async move {
+        let client = reqwest::Client::new();
+        let mut world = build_world(&mut rng);
+        if let Err(error) = seed(&client, &base, &simulator, &world, &mut rng).await {
+            tracing::error!(error = %format!("{error:#}"), "demo seeding failed");
+        }
+        tracing::info!(tenants = world.len(), rate, "demo simulation started");
+        let mut interval = tokio::time::interval(Duration::from_secs(1));
+        let mut total = 0usize;
+        loop {
+            interval.tick().await;
+            total += tick(&client, &base, &simulator, &mut world, &mut rng, rate).await;
+            if total % 1000 < rate as usize {
+                tracing::info!(records_sent = total, "demo traffic");
+            }
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = simulate => Ok(()),
+    }
+}

@@ -1,0 +1,68 @@
+#![doc = include_str!("../README.md")]
+
+pub mod cli;
+pub mod commands;
+pub mod demo;
+pub mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Parses the command line, sets up logging, runs the command inside its span, and
+/// turns the outcome into an exit code (0 success, 1 failure, 2 usage).
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(error) = settings::init_logging(&cli.global) {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let name = cli.command.name();
+    let span = tracing::info_span!(
+        "command",
+        command = name,
+        duration_ms = tracing::field::Empty,
+        error_message = tracing::field::Empty
+    );
+    let started = std::time::Instant::now();
+    let result =
+        runtime.block_on(tracing::Instrument::instrument(commands::dispatch(cli.global, cli.command), span.clone()));
+    span.record("duration_ms", (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0);
+    let _entered = span.enter();
+    match result {
+        Ok(()) => {
+            tracing::info!(outcome = "success", "command finished");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            let message = format!("{error:#}");
+            span.record("error_message", message.as_str());
+            tracing::error!(outcome = "failure", "command finished");
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Serve(_) => "serve",
+            Command::Demo(_) => "demo",
+            Command::Migrate => "migrate",
+            Command::Tenants(_) => "tenants",
+            Command::Tokens(_) => "tokens",
+            Command::Bench(_) => "bench",
+            Command::Config(_) => "config",
+        }
+    }
+}

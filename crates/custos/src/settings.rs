@@ -1,0 +1,53 @@
+//! Turning arguments into the pieces the library crates take: logging, the store, the
+//! server configuration.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use custos_server::ServerConfig;
+use custos_store::Store;
+use custos_telemetry::{LogFormat, LogSettings};
+use secrecy::ExposeSecret;
+
+use crate::cli::{GlobalArgs, LogFormatArg, ServeArgs};
+
+pub fn instance_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned())
+}
+
+pub fn init_logging(global: &GlobalArgs) -> Result<(), String> {
+    custos_telemetry::init_logging(&LogSettings {
+        service: "custos".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        env: global.env.clone(),
+        instance_id: instance_id().into(),
+        format: match global.log_format {
+            LogFormatArg::Json => LogFormat::Json,
+            LogFormatArg::Text => LogFormat::Text,
+        },
+        filter: global.log_level.clone(),
+    })
+}
+
+/// Opens the configured store and applies pending migrations.
+pub async fn open_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let url = global.database_url.as_ref().map(|u| u.expose_secret().to_owned());
+    let store = custos_store::open(url.as_deref(), &global.data_dir).await.with_context(|| match &url {
+        Some(_) => "opening the database named by CUSTOS_DATABASE_URL".to_owned(),
+        None => format!("opening the SQLite database under {}", global.data_dir.display()),
+    })?;
+    tracing::info!(backend = store.backend().as_str(), "store opened");
+    Ok(store)
+}
+
+pub fn server_config(global: &GlobalArgs, serve: &ServeArgs) -> ServerConfig {
+    ServerConfig {
+        max_body_bytes: serve.max_body_bytes,
+        max_batch_records: serve.max_batch_records,
+        max_context_bytes: serve.max_context_bytes,
+        env: global.env.clone(),
+        instance_id: instance_id().into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
