@@ -1,0 +1,281 @@
+//! The binary as operators use it: admin commands against the configured store, and
+//! `custos serve` processes talking real HTTP while the CLI changes the same store.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_custos");
+
+/// Where a test's store lives: a fresh SQLite directory or a fresh PostgreSQL database.
+struct Store {
+    dir: tempfile::TempDir,
+    database_url: Option<String>,
+}
+
+impl Store {
+    fn sqlite() -> Self {
+        Store { dir: tempfile::tempdir().unwrap(), database_url: None }
+    }
+
+    async fn postgres() -> Self {
+        Store {
+            dir: tempfile::tempdir().unwrap(),
+            database_url: Some(custos_store::testing::fresh_postgres_url().await),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        command.env("CUSTOS_DATA_DIR", self.dir.path());
+        if let Some(url) = &self.database_url {
+            command.env("CUSTOS_DATABASE_URL", url);
+        }
+        command
+    }
+
+    /// Runs `custos <args>`; returns (success, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let output = self.command().args(args).output().unwrap();
+        (output.status.success(), String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.run(args);
+        assert!(ok, "custos {args:?} failed: {stderr}");
+        stdout
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let (ok, _, stderr) = self.run(args);
+        assert!(!ok, "custos {args:?} should have failed");
+        stderr
+    }
+}
+
+/// A running `custos serve` child and the address it logged.
+struct Server {
+    child: Child,
+    base: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(store: &Store) -> Self {
+        let mut child = store
+            .command()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let address = loop {
+            let line = rx.recv_timeout(Duration::from_secs(30)).expect("custos serve logs its address");
+            let json: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+            if json["message"] == "listening" {
+                break json["address"].as_str().unwrap().to_owned();
+            }
+        };
+        Server { child, base: format!("http://{address}"), stderr: rx }
+    }
+
+    /// Sends SIGTERM and returns whether it exited cleanly, with its remaining log lines.
+    fn stop(mut self) -> (bool, Vec<String>) {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        (status.success(), self.stderr.try_iter().collect())
+    }
+}
+
+fn create_token(store: &Store, args: &[&str]) -> String {
+    let mut full = vec!["tokens", "create"];
+    full.extend_from_slice(args);
+    let stdout = store.ok(&full);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "tokens create prints the token alone: {stdout:?}");
+    assert!(lines[0].starts_with("cst_"), "{stdout}");
+    lines[0].to_owned()
+}
+
+fn rule_run(id: &str) -> String {
+    serde_json::json!({"id": id, "rule_key": "k", "status": "succeeded", "started_at": "2026-11-22T10:00:00Z"})
+        .to_string()
+}
+
+fn tenants_and_tokens_lifecycle(store: &Store) {
+    assert_eq!(store.ok(&["tenants", "create", "acme", "--retention-days", "30", "--name", "Acme"]).trim(), "acme");
+    let err = store.fails(&["tenants", "create", "acme"]);
+    assert!(err.contains("already exists"), "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&store.ok(&["tenants", "list", "--format", "json"])).unwrap();
+    assert_eq!((listed[0]["id"].as_str(), listed[0]["retention_days"].as_i64()), (Some("acme"), Some(30)));
+    assert!(store.ok(&["tenants", "list"]).contains("acme"));
+
+    let secret = create_token(
+        store,
+        &["--tenant", "acme", "--scope", "obs:read", "--scope", "ingest:write", "--name", "ci", "--expires-in", "30d"],
+    );
+    let listed = store.ok(&["tokens", "list", "--format", "json"]);
+    assert!(!listed.contains(&secret), "the secret is never shown again");
+    let tokens: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(tokens[0]["scopes"], serde_json::json!(["obs:read#tenant/acme", "ingest:write#tenant/acme"]));
+    assert_eq!(tokens[0]["active"], true);
+    assert!(tokens[0]["expires_at"].is_string());
+    let id = tokens[0]["id"].as_str().unwrap().to_owned();
+    assert!(store.ok(&["tokens", "revoke", &id]).contains("revoked"));
+    let tokens: serde_json::Value = serde_json::from_str(&store.ok(&["tokens", "list", "--format", "json"])).unwrap();
+    assert_eq!(tokens[0]["active"], false);
+    assert!(store.ok(&["tokens", "list"]).contains("revoked"));
+    assert!(store.fails(&["tokens", "revoke", "tok_nope"]).contains("not found"));
+}
+
+#[test]
+fn tenants_and_tokens_lifecycle_on_sqlite() {
+    tenants_and_tokens_lifecycle(&Store::sqlite());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_and_tokens_lifecycle_on_postgres() {
+    tenants_and_tokens_lifecycle(&Store::postgres().await);
+}
+
+#[test]
+fn token_creation_explains_its_errors() {
+    let store = Store::sqlite();
+    store.ok(&["tenants", "create", "acme"]);
+    assert!(
+        store
+            .fails(&["tokens", "create", "--tenant", "initech", "--scope", "obs:read"])
+            .contains("tenant initech does not exist")
+    );
+    assert!(
+        store.fails(&["tokens", "create", "--tenant", "acme", "--scope", "obs:delete"]).contains("unknown permission")
+    );
+    assert!(store.fails(&["tokens", "create", "--scope", "obs:read"]).contains("--tenant"));
+    assert!(store.fails(&["tenants", "create", "Bad_Id"]).contains("tenant id"));
+    // Platform operators: every tenant, and full scope strings.
+    create_token(&store, &["--tenant", "*", "--scope", "admin"]);
+    create_token(&store, &["--scope", "obs:read#tenant/acme"]);
+}
+
+#[test]
+fn commands_log_json_with_the_fixed_fields_and_never_the_secret() {
+    let store = Store::sqlite();
+    store.ok(&["tenants", "create", "acme"]);
+    let output =
+        store.command().args(["tokens", "create", "--tenant", "acme", "--scope", "obs:read"]).output().unwrap();
+    let secret = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(!stderr.contains(&secret));
+    let lines: Vec<serde_json::Value> = stderr.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let finished = lines.iter().find(|l| l["message"] == "command finished").expect("a command finished line");
+    for field in ["ts", "level", "service", "version", "env", "instance_id", "request_id", "trace_id", "error_code"] {
+        assert!(finished.get(field).is_some(), "{field} missing from {finished}");
+    }
+    assert_eq!(finished["command"], "tokens");
+    assert!(finished["duration_ms"].as_f64().unwrap() > 0.0);
+    assert!(lines.iter().any(|l| l["message"] == "token created" && l["token_id"].as_str().is_some_and(|id| id.starts_with("tok_"))));
+}
+
+#[test]
+fn config_print_default_lists_every_setting() {
+    let text = Store::sqlite().ok(&["config", "print-default"]);
+    for expected in [
+        "CUSTOS_LISTEN=127.0.0.1:8080",
+        "CUSTOS_DATA_DIR=./custos-data",
+        "# CUSTOS_DATABASE_URL=",
+        "CUSTOS_MAX_BODY_BYTES=10485760",
+        "CUSTOS_DEMO_RATE=50",
+    ] {
+        assert!(text.contains(expected), "{expected} missing:\n{text}");
+    }
+}
+
+#[test]
+fn migrate_reports_the_backend() {
+    assert!(Store::sqlite().ok(&["migrate"]).contains("sqlite"));
+}
+
+async fn serve_and_cli_share_the_store(store: Store) {
+    store.ok(&["tenants", "create", "acme"]);
+    let server = Server::start(&store);
+    // Created by the CLI while the server runs: usable at once.
+    let token = create_token(&store, &["--tenant", "acme", "--scope", "ingest:write"]);
+    let client = reqwest::Client::new();
+    let post = |id: &str| {
+        client
+            .post(format!("{}/v1/tenants/acme/rule-runs", server.base))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(rule_run(id))
+            .send()
+    };
+    assert_eq!(post("r1").await.unwrap().status(), 201);
+    let tokens: serde_json::Value = serde_json::from_str(&store.ok(&["tokens", "list", "--format", "json"])).unwrap();
+    store.ok(&["tokens", "revoke", tokens[0]["id"].as_str().unwrap()]);
+    assert_eq!(post("r2").await.unwrap().status(), 401, "revocation takes effect at once");
+    let (clean, lines) = server.stop();
+    assert!(clean, "SIGTERM drains and exits 0");
+    assert!(lines.iter().any(|l| l.contains("\"stopped\"")), "{lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_and_cli_share_the_store_on_sqlite() {
+    serve_and_cli_share_the_store(Store::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_and_cli_share_the_store_on_postgres() {
+    serve_and_cli_share_the_store(Store::postgres().await).await;
+}
+
+/// Several stateless replicas share one PostgreSQL: what one accepts, the other serves.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_share_one_postgres() {
+    let store = Store::postgres().await;
+    store.ok(&["tenants", "create", "acme"]);
+    let token = create_token(&store, &["--tenant", "acme", "--scope", "admin"]);
+    let (a, b) = (Server::start(&store), Server::start(&store));
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/v1/tenants/acme/rule-runs", a.base))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(rule_run("via-a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let page: serde_json::Value = client
+        .get(format!("{}/v1/tenants/acme/rule-runs", b.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"][0]["id"], "via-a");
+    // The same record sent to the other replica is recognised as a duplicate.
+    let response = client
+        .post(format!("{}/v1/tenants/acme/rule-runs", b.base))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(rule_run("via-a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(a.stop().0 && b.stop().0);
+}
