@@ -142,6 +142,8 @@ pub fn strip_position(message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::records::{QueueSnapshot, RuleRun};
     use crate::timestamp::Timestamp;
@@ -222,5 +224,22 @@ mod tests {
         let err =
             parse_records::<RuleRun>(format!("{GOOD} {GOOD}").as_bytes(), BodyFormat::Json, &ctx(), 1).unwrap_err();
         assert!(matches!(err, ParseError::Syntax { .. }), "{err:?}");
+    }
+
+    // The fuzz target (fuzz/fuzz_targets/ingest_body.rs) explores far more; this keeps
+    // a quick no-panic check in every test run.
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512), ndjson in any::<bool>()) {
+            let format = if ndjson { BodyFormat::Ndjson } else { BodyFormat::Json };
+            let _ = parse_records::<RuleRun>(&body, format, &ctx(), 8);
+        }
+
+        #[test]
+        fn json_shaped_text_never_panics(body in r#"[{}\[\]":,0-9a-z_ .\n-]{0,300}"#) {
+            let _ = parse_records::<RuleRun>(body.as_bytes(), BodyFormat::Ndjson, &ctx(), 8);
+            let c = ValidationContext { path_component_id: Some("q".into()), ..ctx() };
+            let _ = parse_records::<QueueSnapshot>(body.as_bytes(), BodyFormat::Json, &c, 8);
+        }
     }
 }
