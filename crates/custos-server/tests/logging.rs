@@ -47,7 +47,10 @@ async fn request_lines_carry_the_fixed_fields_and_no_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let store = custos_store::open(None, dir.path()).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
-    store.create_tenant(&Tenant { id: acme, name: None, retention_days: 1, created_at: Timestamp::now() }).await.unwrap();
+    store
+        .create_tenant(&Tenant { id: acme, name: None, retention_days: 1, created_at: Timestamp::now() })
+        .await
+        .unwrap();
     let generated = token::generate();
     let scope: Scope = "ingest:write#tenant/acme".parse().unwrap();
     store

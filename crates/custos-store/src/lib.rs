@@ -19,6 +19,7 @@ pub use error::{StoreError, StoreResult};
 pub use postgres::{APP_ROLE, PostgresStore};
 pub use schema::{SchemaDescription, TableDescription};
 pub use sqlite::SqliteStore;
+pub use table::BaselineBatch;
 
 /// Which engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

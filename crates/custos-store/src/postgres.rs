@@ -18,7 +18,7 @@ use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
 use crate::error::{PostgresContext, StoreError, StoreResult};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
 use crate::sqlite::same_definition;
-use crate::table::{self, ColType, Dialect, EncodedRecord, TableSpec, Value};
+use crate::table::{self, BaselineBatch, ColType, Dialect, EncodedRecord, TableSpec, Value};
 use crate::{
     Backend, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored, Tenant, TokenRecord, format_scopes,
     parse_scopes, thresholds_from,
@@ -149,27 +149,26 @@ impl PostgresStore {
         Ok(table::into_page(items, query.limit))
     }
 
-    /// The benchmark baseline: `records` inserted with the same prepared
+    /// The benchmark baseline: a prepared batch inserted with the same prepared
     /// `INSERT … SELECT FROM UNNEST` statement in one transaction, with no parsing,
-    /// validation, idempotency checks or HTTP.
+    /// validation, encoding, idempotency checks or HTTP.
     pub async fn baseline_insert_rule_runs(
         &self,
         tenant: &TenantId,
-        records: Vec<RuleRun>,
+        batch: BaselineBatch,
         received_at: Timestamp,
     ) -> StoreResult<usize> {
         let spec = &table::RULE_RUNS;
-        let encoded: Vec<EncodedRecord> = records.iter().map(|r| table::encode(spec, r)).collect();
         let mut tx = self.tenant_tx(tenant).await?;
         let sql = insert_sql(spec);
-        for chunk in encoded.chunks(INSERT_CHUNK) {
+        for chunk in batch.0.chunks(INSERT_CHUNK) {
             bind_chunk(sqlx::query_scalar::<_, String>(sql_text(sql.clone())), spec, tenant, received_at, chunk)
                 .fetch_all(&mut *tx)
                 .await
                 .ctx("inserting")?;
         }
         tx.commit().await.ctx("committing")?;
-        Ok(records.len())
+        Ok(batch.0.len())
     }
 }
 
@@ -518,7 +517,9 @@ impl Store for PostgresStore {
             tx.commit().await.ctx("committing")?;
             return Ok(outcome);
         }
-        Err(StoreError::Conflict { kind: custos_model::RecordKind::RuleRun, id: component.id.clone() })
+        // Unreachable in practice: a lost insert race waits for the winner's commit, so
+        // the second pass finds its row. Components are never deleted.
+        Err(StoreError::AlreadyExists { what: "component", id: component.id.clone() })
     }
 
     async fn component(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Component>> {

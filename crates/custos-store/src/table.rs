@@ -49,12 +49,18 @@ pub(crate) struct TableSpec {
     /// Record columns; the first is `id`. `tenant_id`, `content_sha256` and
     /// `received_at_us` are added around them.
     pub columns: &'static [Col],
+    /// The filter field with an index of its own, `(tenant_id, field, listed_at, id)`.
+    /// SQLite is told to use it (`INDEXED BY`): without statistics its planner prefers
+    /// the time index and reads a whole time window row by row (measured: 9 ms instead
+    /// of 0.1 ms per query at a million rows).
+    pub filter_index: (&'static str, &'static str),
 }
 
 use ColType::{Int, Json as J, Text, Time};
 
 pub(crate) static RULE_RUNS: TableSpec = TableSpec {
     table: "rule_runs",
+    filter_index: ("rule_key", "rule_runs_by_rule"),
     what: "rule run",
     listed_at: "started_at_us",
     columns: &[
@@ -78,6 +84,7 @@ pub(crate) static RULE_RUNS: TableSpec = TableSpec {
 
 pub(crate) static CONNECTOR_SYNCS: TableSpec = TableSpec {
     table: "connector_syncs",
+    filter_index: ("integration_id", "connector_syncs_by_integration"),
     what: "connector sync",
     listed_at: "started_at_us",
     columns: &[
@@ -98,6 +105,7 @@ pub(crate) static CONNECTOR_SYNCS: TableSpec = TableSpec {
 
 pub(crate) static QUEUE_SNAPSHOTS: TableSpec = TableSpec {
     table: "queue_snapshots",
+    filter_index: ("component_id", "queue_snapshots_by_component"),
     what: "queue snapshot",
     listed_at: "observed_at_us",
     columns: &[
@@ -116,6 +124,7 @@ pub(crate) static QUEUE_SNAPSHOTS: TableSpec = TableSpec {
 
 pub(crate) static DELIVERIES: TableSpec = TableSpec {
     table: "deliveries",
+    filter_index: ("destination_id", "deliveries_by_destination"),
     what: "delivery",
     listed_at: "attempted_at_us",
     columns: &[
@@ -137,6 +146,25 @@ pub(crate) fn spec_of<R: IngestRecord>() -> &'static TableSpec {
         RecordKind::ConnectorSync => &CONNECTOR_SYNCS,
         RecordKind::QueueSnapshot => &QUEUE_SNAPSHOTS,
         RecordKind::Delivery => &DELIVERIES,
+    }
+}
+
+/// Rule runs encoded for a benchmark baseline ahead of time, so the baseline measures
+/// the database insert alone.
+#[derive(Debug)]
+pub struct BaselineBatch(pub(crate) Vec<EncodedRecord>);
+
+impl BaselineBatch {
+    pub fn prepare(runs: &[custos_model::records::RuleRun]) -> Self {
+        Self(runs.iter().map(|r| encode(&RULE_RUNS, r)).collect())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -245,7 +273,14 @@ pub(crate) fn select_columns(spec: &TableSpec) -> String {
 /// the caller against the record type's `FILTERS`). The tenant is parameter 1.
 pub(crate) fn page_sql(spec: &TableSpec, query: &RecordQuery, dialect: Dialect) -> StoreResult<(String, Vec<Value>)> {
     let mut params = Vec::new();
-    let mut sql = format!("SELECT {} FROM {} WHERE tenant_id = {}", select_columns(spec), spec.table, dialect.param(1));
+    let (indexed_field, index) = spec.filter_index;
+    let hint = if dialect == Dialect::Sqlite && query.filters.iter().any(|(field, _)| field == indexed_field) {
+        format!(" INDEXED BY {index}")
+    } else {
+        String::new()
+    };
+    let mut sql =
+        format!("SELECT {} FROM {}{hint} WHERE tenant_id = {}", select_columns(spec), spec.table, dialect.param(1));
     let push = |sql: &mut String, params: &mut Vec<Value>, clause: &str, value: Value| {
         params.push(value);
         let placeholder = dialect.param(params.len() + 1);

@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use custos_model::records::{RuleRun, RuleRunStatus, ValidationContext};
 use custos_model::{BodyFormat, TenantId, Timestamp, token};
 use custos_server::{AppState, ServerConfig};
-use custos_store::{PostgresStore, SqliteStore, Store, StoreResult, Tenant, TokenRecord};
+use custos_store::{BaselineBatch, PostgresStore, SqliteStore, Store, StoreResult, Tenant, TokenRecord};
 use secrecy::ExposeSecret;
 
 use crate::cli::{BenchBackend, BenchCommand, BenchIngestArgs, BenchQueryArgs, GlobalArgs};
@@ -69,10 +69,10 @@ impl Bench {
         }
     }
 
-    async fn baseline_insert(&self, tenant: &TenantId, runs: Vec<RuleRun>) -> StoreResult<usize> {
+    async fn baseline_insert(&self, tenant: &TenantId, batch: BaselineBatch) -> StoreResult<usize> {
         match self {
-            Bench::Sqlite(store, _) => store.baseline_insert_rule_runs(tenant, runs, Timestamp::now()).await,
-            Bench::Postgres(store) => store.baseline_insert_rule_runs(tenant, runs, Timestamp::now()).await,
+            Bench::Sqlite(store, _) => store.baseline_insert_rule_runs(tenant, batch, Timestamp::now()).await,
+            Bench::Postgres(store) => store.baseline_insert_rule_runs(tenant, batch, Timestamp::now()).await,
         }
     }
 }
@@ -281,8 +281,10 @@ async fn ingest(global: &GlobalArgs, args: &BenchIngestArgs) -> anyhow::Result<(
     let ctx = ValidationContext::new(Timestamp::now());
     let runs: Vec<RuleRun> = custos_model::parse_records(text.as_bytes(), BodyFormat::Ndjson, &ctx, usize::MAX)?;
     drop(text);
+    let batch = BaselineBatch::prepare(&runs);
+    drop(runs);
     let started = Instant::now();
-    bench.baseline_insert(&baseline_tenant, runs).await?;
+    bench.baseline_insert(&baseline_tenant, batch).await?;
     let baseline = started.elapsed();
     let baseline_rate = baseline_rows as f64 / baseline.as_secs_f64();
 
@@ -379,7 +381,7 @@ async fn query(global: &GlobalArgs, args: &BenchQueryArgs) -> anyhow::Result<()>
                 }
             })
             .collect();
-        bench.baseline_insert(&tenant, runs).await?;
+        bench.baseline_insert(&tenant, BaselineBatch::prepare(&runs)).await?;
         done = end;
         eprint!("\r  stored {done}/{} rows", args.rows);
     }
@@ -401,15 +403,37 @@ async fn query(global: &GlobalArgs, args: &BenchQueryArgs) -> anyhow::Result<()>
         state ^= state << 17;
         state
     };
-    let requests: Vec<String> = (0..args.queries)
+    let selections: Vec<(usize, Timestamp)> = (0..args.queries)
         .map(|_| {
             let key = next_random() as usize % args.rule_keys;
             let day = next_random() % u64::from(args.days);
-            let from = Timestamp::from_micros(BASE_MICROS + day as i64 * 86_400_000_000);
-            let to = from.saturating_add_micros(86_400_000_000);
-            format!("{base}/v1/tenants/{tenant}/rule-runs?rule_key=rule.{key}&from={from}&to={to}&limit=100")
+            (key, Timestamp::from_micros(BASE_MICROS + day as i64 * 86_400_000_000))
         })
         .collect();
+    let day = |from: Timestamp| from.saturating_add_micros(86_400_000_000);
+    let requests: Vec<String> = selections
+        .iter()
+        .map(|(key, from)| {
+            format!("{base}/v1/tenants/{tenant}/rule-runs?rule_key=rule.{key}&from={from}&to={}&limit=100", day(*from))
+        })
+        .collect();
+    // The same selections as direct store calls: the database's share of the time.
+    let direct = latencies(selections.len(), |i| {
+        let (key, from) = selections[i];
+        let query = custos_store::RecordQuery {
+            filters: vec![("rule_key".into(), format!("rule.{key}"))],
+            from: Some(from),
+            to: Some(day(from)),
+            after: None,
+            limit: 100,
+        };
+        let (store, tenant) = (store.clone(), tenant.clone());
+        async move {
+            store.rule_runs_page(&tenant, &query).await?;
+            Ok(())
+        }
+    })
+    .await?;
     let returned = Arc::new(AtomicUsize::new(0));
     let times = latencies(requests.len(), |i| {
         let request = client.get(&requests[i]).bearer_auth(&token);
@@ -425,6 +449,11 @@ async fn query(global: &GlobalArgs, args: &BenchQueryArgs) -> anyhow::Result<()>
     .await?;
     let returned = returned.load(Ordering::Relaxed);
     let live = liveness_latencies(&client, &base, args.queries).await?;
+    println!(
+        "  same queries, direct store call p50 {:.2} ms  p95 {:.2} ms",
+        ms(percentile(&direct, 50.0)),
+        ms(percentile(&direct, 95.0))
+    );
     println!(
         "  filtered query (HTTP)          p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  ({} queries, {:.0} rows each on average)",
         ms(percentile(&times, 50.0)),
