@@ -17,6 +17,8 @@ if [ "${CUSTOS_TEST_SKIP_LINT:-0}" != 1 ]; then
     cargo fmt --all -- --check
     echo "test.sh: cargo clippy" >&2
     cargo clippy --workspace --all-targets --locked -- -D warnings
+    echo "test.sh: cargo doc" >&2
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 fi
 
 [ "${1:-}" = "--" ] && shift

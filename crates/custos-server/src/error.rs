@@ -69,7 +69,6 @@ impl ErrorCode {
     /// The code for an error response that carries none (axum's own responses).
     pub fn for_status(status: StatusCode) -> Self {
         match status.as_u16() {
-            400 => ErrorCode::BadRequest,
             401 => ErrorCode::Unauthorized,
             403 => ErrorCode::Forbidden,
             404 => ErrorCode::NotFound,

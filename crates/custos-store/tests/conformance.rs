@@ -82,7 +82,7 @@ fn validate<R: IngestRecord>(json: serde_json::Value) -> R {
 /// A rule run `id` started `minute` minutes after 10:00.
 fn run(id: &str, rule_key: &str, minute: u32) -> RuleRun {
     validate::<RuleRun>(serde_json::json!({
-        "id": id, "rule_key": rule_key, "status": if minute % 5 == 0 { "failed" } else { "succeeded" },
+        "id": id, "rule_key": rule_key, "status": if minute.is_multiple_of(5) { "failed" } else { "succeeded" },
         "events_evaluated": minute * 10, "findings_created": minute % 3, "duration_ms": 40 + minute,
         "started_at": format!("2026-11-22T10:{:02}:00Z", minute % 60),
         "finished_at": format!("2026-11-22T10:{:02}:30Z", minute % 60),

@@ -209,7 +209,7 @@ pub struct BenchQueryArgs {
     pub queries: usize,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Copy, Subcommand)]
 pub enum ConfigCommand {
     /// Print every setting with its description, variable and default.
     PrintDefault,

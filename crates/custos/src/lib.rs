@@ -1,4 +1,6 @@
 #![doc = include_str!("../README.md")]
+// Commands print their results on standard output; that is their job here, and only here.
+#![allow(clippy::print_stdout)]
 
 pub mod cli;
 pub mod commands;

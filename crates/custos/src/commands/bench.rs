@@ -32,7 +32,7 @@ pub async fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<(
 enum Bench {
     /// The temp dir holding the database lives as long as the bench.
     Sqlite(SqliteStore, #[allow(dead_code)] tempfile::TempDir),
-    Postgres(PostgresStore),
+    Postgres(Box<PostgresStore>),
 }
 
 impl Bench {
@@ -48,7 +48,7 @@ impl Bench {
                     .database_url
                     .as_ref()
                     .context("--backend postgres needs --database-url or CUSTOS_DATABASE_URL")?;
-                Bench::Postgres(PostgresStore::connect(url.expose_secret()).await?)
+                Bench::Postgres(Box::new(PostgresStore::connect(url.expose_secret()).await?))
             }
         };
         bench.store().migrate().await.context("migrating the bench store")?;
@@ -58,7 +58,7 @@ impl Bench {
     fn store(&self) -> Arc<dyn Store> {
         match self {
             Bench::Sqlite(store, _) => Arc::new(store.clone()),
-            Bench::Postgres(store) => Arc::new(store.clone()),
+            Bench::Postgres(store) => Arc::new(PostgresStore::clone(store)),
         }
     }
 
@@ -127,7 +127,7 @@ fn rule_run_line(run: &str, index: usize, out: &mut String) {
         r#"{{"id":"{run}-{index}","rule_key":"bench.rule_{}","rule_version":"7","integration_id":"connector-{}","status":"{}","events_evaluated":{},"findings_created":{},"findings_reopened":0,"findings_resolved":{},"duration_ms":42,"started_at":"{started}","finished_at":"{finished}","trace_id":"{:032x}"}}"#,
         index % 500,
         index % 40,
-        if index % 50 == 0 { "failed" } else { "succeeded" },
+        if index.is_multiple_of(50) { "failed" } else { "succeeded" },
         index % 10_000,
         index % 3,
         index % 2,
@@ -367,7 +367,7 @@ async fn query(global: &GlobalArgs, args: &BenchQueryArgs) -> anyhow::Result<()>
                     rule_key: format!("rule.{}", (i * 7919) % args.rule_keys),
                     rule_version: Some("1".into()),
                     integration_id: Some(format!("connector-{}", i % 40)),
-                    status: if i % 50 == 0 { RuleRunStatus::Failed } else { RuleRunStatus::Succeeded },
+                    status: if i.is_multiple_of(50) { RuleRunStatus::Failed } else { RuleRunStatus::Succeeded },
                     events_evaluated: (i % 10_000) as i64,
                     findings_created: (i % 3) as i64,
                     findings_reopened: 0,
