@@ -44,8 +44,8 @@ pub const FIXED_FIELDS: [&str; 17] = [
 pub enum LogFormat {
     /// One JSON object per line (the default; for machines).
     Json,
-    /// tracing's human-readable format (for a terminal). Not scrubbed field by field:
-    /// use only where logs are not collected.
+    /// One human-readable line per event (for a terminal): time, level, message, then
+    /// the non-empty fields as `key=value`. Scrubbed exactly like JSON.
     Text,
 }
 
@@ -65,15 +65,14 @@ pub fn init_logging(settings: &LogSettings) -> Result<(), String> {
     use tracing_subscriber::prelude::*;
     let filter =
         tracing_subscriber::EnvFilter::try_new(&settings.filter).map_err(|e| format!("invalid log filter: {e}"))?;
-    let registry = tracing_subscriber::registry().with(filter);
-    let result = match settings.format {
-        LogFormat::Json => registry.with(json_layer(settings, std::io::stderr)).try_init(),
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init(),
-    };
-    result.map_err(|e| e.to_string())
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(json_layer(settings, std::io::stderr))
+        .try_init()
+        .map_err(|e| e.to_string())
 }
 
-/// The JSON layer writing to `writer`; tests pass a buffer.
+/// The log layer writing to `writer` in `settings.format`; tests pass a buffer.
 pub fn json_layer<W>(settings: &LogSettings, writer: W) -> JsonLayer<W>
 where
     W: for<'a> MakeWriter<'a> + 'static,
@@ -83,6 +82,7 @@ where
         version: settings.version.clone(),
         env: settings.env.clone(),
         instance_id: settings.instance_id.clone(),
+        format: settings.format,
         writer,
     }
 }
@@ -93,6 +93,7 @@ pub struct JsonLayer<W> {
     version: String,
     env: String,
     instance_id: String,
+    format: LogFormat,
     writer: W,
 }
 
@@ -198,19 +199,57 @@ where
         event.record(&mut Visitor(&mut line));
         line.set("target", Json::String(event.metadata().target().to_owned()));
 
-        let mut out = String::with_capacity(512);
-        out.push('{');
-        for (i, (key, value)) in line.0.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&Json::String(key.clone()).to_string());
-            out.push(':');
-            out.push_str(&value.to_string());
-        }
-        out.push_str("}\n");
+        let out = match self.format {
+            LogFormat::Json => render_json(&line),
+            LogFormat::Text => render_text(&line),
+        };
         let _ = self.writer.make_writer().write_all(out.as_bytes());
     }
+}
+
+fn render_json(line: &SpanFields) -> String {
+    let mut out = String::with_capacity(512);
+    out.push('{');
+    for (i, (key, value)) in line.0.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Json::String(key.clone()).to_string());
+        out.push(':');
+        out.push_str(&value.to_string());
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// `ts LEVEL message key=value …`, leaving out empty fields and the per-process ones.
+fn render_text(line: &SpanFields) -> String {
+    let get = |key: &str| line.0.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+    let text = |value: Option<&Json>| match value {
+        Some(Json::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    let mut out = format!("{} {:>5} {}", text(get("ts")), text(get("level")).to_uppercase(), text(get("message")));
+    for (key, value) in &line.0 {
+        let skip = matches!(
+            key.as_str(),
+            "ts" | "level" | "message" | "service" | "version" | "env" | "instance_id" | "target"
+        );
+        if skip || value.is_null() {
+            continue;
+        }
+        let _ = write!(
+            out,
+            " {key}={}",
+            match value {
+                Json::String(s) if !s.contains(' ') => s.clone(),
+                other => other.to_string(),
+            }
+        );
+    }
+    out.push('\n');
+    out
 }
 
 #[cfg(test)]
@@ -249,13 +288,17 @@ mod tests {
     }
 
     fn capture_raw(f: impl FnOnce()) -> Vec<String> {
+        capture_format(LogFormat::Json, f)
+    }
+
+    fn capture_format(format: LogFormat, f: impl FnOnce()) -> Vec<String> {
         let buffer = Buffer::default();
         let settings = LogSettings {
             service: "custos".into(),
             version: "1.2.3".into(),
             env: "test".into(),
             instance_id: "i-1".into(),
-            format: LogFormat::Json,
+            format,
             filter: "trace".into(),
         };
         let subscriber = tracing_subscriber::registry().with(json_layer(&settings, buffer.clone()));
@@ -301,5 +344,23 @@ mod tests {
         assert_eq!(lines[0]["token"], REDACTED);
         assert_eq!(lines[0]["user"], "[redacted-email]");
         assert!(lines[0]["message"].as_str().unwrap().contains("cst_[redacted]"));
+    }
+
+    #[test]
+    fn text_lines_are_readable_and_scrubbed_the_same_way() {
+        let secret = "cst_q9Xz4Jt2LmN8vB3kR7wY1pD6sF0hG5aE9cU2iO4tZ8x";
+        let lines = capture_format(LogFormat::Text, || {
+            let span = tracing::info_span!("request", route = "/v1/x", status = tracing::field::Empty);
+            let _guard = span.enter();
+            tracing::warn!(token = secret, user = "alice@example.com", "denied {secret}");
+        });
+        assert_eq!(lines.len(), 1);
+        let line = &lines[0];
+        assert!(line.contains(" WARN denied cst_[redacted]"), "{line}");
+        assert!(
+            line.contains("route=/v1/x") && line.contains("token=[redacted]") && line.contains("user=[redacted-email]"),
+            "{line}"
+        );
+        assert!(!line.contains(secret) && !line.contains("alice@") && !line.contains("status="), "{line}");
     }
 }
