@@ -289,7 +289,7 @@ async fn seed(
     rng: &mut ChaCha8Rng,
 ) -> anyhow::Result<()> {
     let now = Timestamp::now();
-    for tenant in world {
+    for tenant in world.iter_mut() {
         let t = tenant.id;
         for c in &tenant.connectors {
             let name = format!("{} ({})", c.provider, c.id.rsplit('-').next().unwrap_or(""));
@@ -359,6 +359,32 @@ async fn seed(
             })
             .collect();
         send(client, base, token, &format!("/v1/tenants/{t}/rule-runs"), &runs).await;
+        // Three hours of deliveries, and the queues' state every five minutes.
+        let deliveries: Vec<Value> = (0..600)
+            .map(|_| {
+                let destination = tenant.destinations.choose(rng).expect("every tenant has destinations");
+                let at = minutes_ago(now, rng.random_range(1.0..180.0));
+                delivery(rng, destination, at)
+            })
+            .collect();
+        send(client, base, token, &format!("/v1/tenants/{t}/deliveries"), &deliveries).await;
+        let dead: i64 = deliveries.iter().filter(|d| d["status"] == "dead_lettered").count() as i64;
+        tenant.dead_letters = dead;
+        for queue in ["ingest-queue", "delivery-queue"] {
+            let snapshots: Vec<Value> = (0..36)
+                .map(|i| {
+                    let observed = minutes_ago(now, f64::from(180 - i * 5));
+                    let pending: i64 = rng.random_range(0..200);
+                    let dead_lettered = if queue == "delivery-queue" { dead * i64::from(i) / 36 } else { 0 };
+                    json!({
+                        "observed_at": rfc3339(observed),
+                        "depth": {"pending": pending, "in_flight": rng.random_range(0..20), "retrying": rng.random_range(0..6), "dead_lettered": dead_lettered},
+                        "oldest_item_age_ms": pending * 150,
+                    })
+                })
+                .collect();
+            send(client, base, token, &format!("/v1/tenants/{t}/components/{queue}/snapshots"), &snapshots).await;
+        }
     }
     Ok(())
 }
@@ -464,7 +490,7 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     let simulate = async move {
         let client = reqwest::Client::new();
         let mut world = build_world(&mut rng);
-        if let Err(error) = seed(&client, &base, &simulator, &world, &mut rng).await {
+        if let Err(error) = seed(&client, &base, &simulator, &mut world, &mut rng).await {
             tracing::error!(error = %format!("{error:#}"), "demo seeding failed");
         }
         tracing::info!(tenants = world.len(), rate, "demo simulation started");
