@@ -280,12 +280,12 @@ async fn new_token(store: &dyn Store, name: &str, scope: &str) -> anyhow::Result
     Ok(generated.secret)
 }
 
-/// Registers the world's components and backfills `hours` of history.
+/// Registers the world's components and backfills a few hours of history.
 async fn seed(
     client: &reqwest::Client,
     base: &str,
     token: &str,
-    world: &[TenantWorld],
+    world: &mut [TenantWorld],
     rng: &mut ChaCha8Rng,
 ) -> anyhow::Result<()> {
     let now = Timestamp::now();
