@@ -4,7 +4,8 @@
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -- <filters>    # pass nextest filters, e.g. -- conformance
-#   CUSTOS_TEST_SKIP_LINT=1 scripts/test.sh   # skip fmt/clippy (local iteration only)
+#   CUSTOS_TEST_SKIP_LINT=1 scripts/test.sh   # skip fmt/clippy/doc (local iteration only)
+#   CUSTOS_TEST_FUZZ_SECONDS=0 scripts/test.sh  # skip the fuzz pass (default: 20 s per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
@@ -19,6 +20,32 @@ if [ "${CUSTOS_TEST_SKIP_LINT:-0}" != 1 ]; then
     cargo clippy --workspace --all-targets --locked -- -D warnings
     echo "test.sh: cargo doc" >&2
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+fi
+
+# A short pass of every fuzz target over its seeds: catches a parser that panics on
+# inputs the property tests did not think of. Longer runs: see docs/development.md.
+fuzz_seconds=${CUSTOS_TEST_FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" -gt 0 ]; then
+    if ! command -v cargo-fuzz >/dev/null 2>&1; then
+        echo "test.sh: installing cargo-fuzz" >&2
+        cargo install cargo-fuzz --locked --quiet
+    fi
+    for target in ingest_body cursor; do
+        echo "test.sh: fuzzing $target for ${fuzz_seconds}s" >&2
+        corpus=$(mktemp -d)
+        log=$(mktemp)
+        if [ -d "fuzz/seeds/$target" ]; then cp fuzz/seeds/"$target"/* "$corpus"/; fi
+        if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus" -- \
+                -max_total_time="$fuzz_seconds" >"$log" 2>&1); then
+            tail -n 60 "$log" >&2
+            echo "test.sh: fuzz target $target failed; the crashing input is under fuzz/artifacts/$target" >&2
+            exit 1
+        fi
+        grep -E '^Done [0-9]+ runs' "$log" >&2 || true
+        rm -rf "$corpus" "$log"
+    done
+else
+    echo "test.sh: fuzz pass skipped (CUSTOS_TEST_FUZZ_SECONDS=0)" >&2
 fi
 
 [ "${1:-}" = "--" ] && shift
