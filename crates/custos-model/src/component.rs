@@ -171,6 +171,16 @@ impl ComponentInput {
 }
 
 impl Component {
+    /// Whether `other` defines the same component (timestamps aside): a PUT of it
+    /// changes nothing.
+    pub fn same_definition(&self, other: &Component) -> bool {
+        self.id == other.id
+            && self.kind == other.kind
+            && self.name == other.name
+            && self.provider == other.provider
+            && self.freshness == other.freshness
+    }
+
     /// The thresholds that apply: the component's own, else its provider's policy, else
     /// the defaults.
     pub fn effective_thresholds(

@@ -45,18 +45,13 @@ pub(crate) async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) 
         use std::error::Error as _;
         let mut source = error.source();
         while let Some(cause) = source {
-            if cause.is::<http_body_util_limit::LengthLimitError>() {
+            if cause.is::<http_body_util::LengthLimitError>() {
                 return too_large();
             }
             source = cause.source();
         }
         ApiError::new(ErrorCode::MalformedBody, format!("could not read the body: {error}"))
     })
-}
-
-/// axum re-exports no name for the limit error; its type lives in http-body-util.
-mod http_body_util_limit {
-    pub use http_body_util::LengthLimitError;
 }
 
 /// Reads a JSON document body (`application/json` only) into `T`, with errors that name

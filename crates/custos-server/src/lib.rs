@@ -80,10 +80,7 @@ impl AppState {
 /// the instrumentation every request goes through.
 pub fn router(state: AppState) -> Router {
     let (api, _) = openapi::api_router().split_for_parts();
-    api.merge(routes::platform::router())
-        .fallback(routes::platform::not_found)
-        .layer(axum::middleware::from_fn(observe::observe))
-        .with_state(state)
+    api.fallback(routes::platform::not_found).layer(axum::middleware::from_fn(observe::observe)).with_state(state)
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, then drains in-flight

@@ -225,17 +225,17 @@ stored_record!(ConnectorSync, record_connector_syncs, connector_syncs_page);
 stored_record!(QueueSnapshot, record_queue_snapshots, queue_snapshots_page);
 stored_record!(Delivery, record_deliveries, deliveries_page);
 
-/// Where data lives: a PostgreSQL URL, or SQLite under a data directory.
-#[derive(Debug, Clone)]
-pub enum StoreLocation<'a> {
-    Postgres(&'a str),
-    SqliteDir(&'a Path),
-}
-
 /// Opens the store the settings name and applies pending migrations. `database_url`
 /// wins when set (`postgres://` or `sqlite://path`); otherwise SQLite at
 /// `<data_dir>/custos.db`.
 pub async fn open(database_url: Option<&str>, data_dir: &Path) -> StoreResult<Arc<dyn Store>> {
+    let store = connect(database_url, data_dir).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Like [`open`], without migrating.
+pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> StoreResult<Arc<dyn Store>> {
     let store: Arc<dyn Store> = match database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             Arc::new(PostgresStore::connect(url).await?)
@@ -258,7 +258,6 @@ pub async fn open(database_url: Option<&str>, data_dir: &Path) -> StoreResult<Ar
             Arc::new(SqliteStore::open(&data_dir.join("custos.db")).await?)
         }
     };
-    store.migrate().await?;
     Ok(store)
 }
 

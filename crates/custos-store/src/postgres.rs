@@ -17,7 +17,6 @@ use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
 
 use crate::error::{PostgresContext, StoreError, StoreResult};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
-use crate::sqlite::same_definition;
 use crate::table::{self, BaselineBatch, ColType, Dialect, EncodedRecord, TableSpec, Value};
 use crate::{
     Backend, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored, Tenant, TokenRecord, format_scopes,
@@ -494,7 +493,7 @@ impl Store for PostgresStore {
                     }
                     (PutOutcome::Created, component.clone())
                 }
-                Some(old) if same_definition(&old, component) => (PutOutcome::Unchanged, old),
+                Some(old) if old.same_definition(component) => (PutOutcome::Unchanged, old),
                 Some(old) => {
                     sqlx::query(
                         "UPDATE components SET kind = $3, name = $4, provider = $5, green_under_seconds = $6,

@@ -565,7 +565,7 @@ impl Store for SqliteStore {
                     .ctx("inserting a component")?;
                     (PutOutcome::Created, component)
                 }
-                Some(old) if same_definition(&old, &component) => (PutOutcome::Unchanged, old),
+                Some(old) if old.same_definition(&component) => (PutOutcome::Unchanged, old),
                 Some(old) => {
                     tx.execute(
                         "UPDATE components SET kind = ?3, name = ?4, provider = ?5, green_under_seconds = ?6, yellow_under_seconds = ?7, updated_at_us = ?8 WHERE tenant_id = ?1 AND id = ?2",
@@ -732,9 +732,4 @@ impl Store for SqliteStore {
     async fn deliveries_page(&self, tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<Delivery>>> {
         self.page(tenant, query).await
     }
-}
-
-/// Whether a PUT would change nothing (timestamps aside).
-pub(crate) fn same_definition(a: &Component, b: &Component) -> bool {
-    a.kind == b.kind && a.name == b.name && a.provider == b.provider && a.freshness == b.freshness
 }

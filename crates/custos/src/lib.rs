@@ -46,7 +46,8 @@ pub fn run() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            let message = format!("{error:#}");
+            // Printed outside the log layer, so scrubbed here too (a URL with a password).
+            let message = custos_telemetry::scrub::scrub(&format!("{error:#}")).into_owned();
             span.record("error_message", message.as_str());
             tracing::error!(outcome = "failure", "command finished");
             eprintln!("error: {message}");

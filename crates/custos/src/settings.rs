@@ -32,13 +32,19 @@ pub fn init_logging(global: &GlobalArgs) -> Result<(), String> {
 
 /// Opens the configured store and applies pending migrations.
 pub async fn open_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let store = connect_store(global).await?;
+    let applied = store.migrate().await.context("applying database migrations")?;
+    tracing::info!(backend = store.backend().as_str(), migrations_applied = applied, "store opened");
+    Ok(store)
+}
+
+/// Opens the configured store without migrating it.
+pub async fn connect_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>> {
     let url = global.database_url.as_ref().map(|u| u.expose_secret().to_owned());
-    let store = custos_store::open(url.as_deref(), &global.data_dir).await.with_context(|| match &url {
+    custos_store::connect(url.as_deref(), &global.data_dir).await.with_context(|| match &url {
         Some(_) => "opening the database named by CUSTOS_DATABASE_URL".to_owned(),
         None => format!("opening the SQLite database under {}", global.data_dir.display()),
-    })?;
-    tracing::info!(backend = store.backend().as_str(), "store opened");
-    Ok(store)
+    })
 }
 
 pub fn server_config(global: &GlobalArgs, serve: &ServeArgs) -> ServerConfig {

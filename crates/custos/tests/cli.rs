@@ -204,7 +204,9 @@ fn config_print_default_lists_every_setting() {
 
 #[test]
 fn migrate_reports_the_backend() {
-    assert!(Store::sqlite().ok(&["migrate"]).contains("sqlite"));
+    let store = Store::sqlite();
+    assert_eq!(store.ok(&["migrate"]).trim(), "applied 1 migration(s); sqlite schema up to date");
+    assert_eq!(store.ok(&["migrate"]).trim(), "applied 0 migration(s); sqlite schema up to date");
 }
 
 async fn serve_and_cli_share_the_store(store: Store) {

@@ -89,7 +89,3 @@ pub(crate) async fn openapi_json() -> Response {
 pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint; see /openapi.json")
 }
-
-pub(crate) fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-}

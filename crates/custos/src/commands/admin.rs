@@ -11,11 +11,10 @@ use crate::cli::{GlobalArgs, OutputFormat, TenantsCommand, TokensCommand};
 use crate::settings;
 
 pub async fn migrate(global: &GlobalArgs) -> anyhow::Result<()> {
-    // Opening applies pending migrations; a second pass reports the state.
-    let store = settings::open_store(global).await?;
+    let store = settings::connect_store(global).await?;
     let applied = store.migrate().await.context("applying migrations")?;
     tracing::info!(applied, backend = store.backend().as_str(), "migrations up to date");
-    println!("migrations up to date ({} backend)", store.backend().as_str());
+    println!("applied {applied} migration(s); {} schema up to date", store.backend().as_str());
     Ok(())
 }
 
