@@ -2,38 +2,15 @@
 //! every request with the fixed fields filled in, and nothing secret or personal even
 //! when a client puts it where custos logs verbatim (the request id it chose).
 
-use std::sync::{Arc, Mutex};
-
 use custos_model::{Scope, TenantId, Timestamp, token};
 use custos_server::{AppState, ServerConfig};
 use custos_store::{Tenant, TokenRecord};
-use custos_telemetry::{LogFormat, LogSettings, json_layer};
-use tracing_subscriber::fmt::MakeWriter;
+use custos_telemetry::{CaptureWriter, LogFormat, LogSettings, json_layer};
 use tracing_subscriber::prelude::*;
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_lines_carry_the_fixed_fields_and_no_secrets() {
-    let buffer = Buffer::default();
+    let buffer = CaptureWriter::default();
     let settings = LogSettings {
         service: "custos".into(),
         version: "test".into(),
@@ -95,7 +72,7 @@ async fn request_lines_carry_the_fixed_fields_and_no_secrets() {
         .unwrap();
     assert_eq!(response.status(), 415);
 
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let text = buffer.contents();
     assert!(!text.contains(&generated.secret), "the token leaked into the logs");
     assert!(!text.contains("jane.doe@example.com"), "an e-mail address leaked into the logs");
     let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

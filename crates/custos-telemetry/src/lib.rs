@@ -4,5 +4,5 @@ pub mod logging;
 pub mod scrub;
 pub mod trace_context;
 
-pub use logging::{LogFormat, LogSettings, init_logging, json_layer};
+pub use logging::{CaptureWriter, LogFormat, LogSettings, init_logging, json_layer};
 pub use trace_context::TraceContext;

@@ -207,6 +207,34 @@ where
     }
 }
 
+/// An in-memory log destination, for tests that read what was logged.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CaptureWriter {
+    /// Everything written so far, as text.
+    pub fn contents(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned()
+    }
+}
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for CaptureWriter {
+    type Writer = CaptureWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 fn render_json(line: &SpanFields) -> String {
     let mut out = String::with_capacity(512);
     out.push('{');
@@ -254,31 +282,9 @@ fn render_text(line: &SpanFields) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use tracing_subscriber::prelude::*;
 
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Buffer {
-        type Writer = Buffer;
-        fn make_writer(&'a self) -> Self::Writer {
-            self.clone()
-        }
-    }
 
     fn capture(f: impl FnOnce()) -> Vec<serde_json::Map<String, Json>> {
         capture_raw(f)
@@ -292,7 +298,7 @@ mod tests {
     }
 
     fn capture_format(format: LogFormat, f: impl FnOnce()) -> Vec<String> {
-        let buffer = Buffer::default();
+        let buffer = CaptureWriter::default();
         let settings = LogSettings {
             service: "custos".into(),
             version: "1.2.3".into(),
@@ -303,8 +309,7 @@ mod tests {
         };
         let subscriber = tracing_subscriber::registry().with(json_layer(&settings, buffer.clone()));
         tracing::subscriber::with_default(subscriber, f);
-        let bytes = buffer.0.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap().lines().map(str::to_owned).collect()
+        buffer.contents().lines().map(str::to_owned).collect()
     }
 
     #[test]
