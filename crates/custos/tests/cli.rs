@@ -191,6 +191,7 @@ fn commands_log_json_with_the_fixed_fields_and_never_the_secret() {
 #[test]
 fn config_print_default_lists_every_setting() {
     let text = Store::sqlite().ok(&["config", "print-default"]);
+    insta::assert_snapshot!("config_print_default", text);
     for expected in [
         "CUSTOS_LISTEN=127.0.0.1:8080",
         "CUSTOS_DATA_DIR=./custos-data",

@@ -116,3 +116,21 @@ async fn openapi_describes_every_endpoint() {
     }
     assert!(doc["components"]["schemas"]["RuleRunInput"].is_object());
 }
+
+/// The shapes clients parse: an error body and a list page (ids and times redacted).
+#[tokio::test]
+async fn response_shapes_are_stable() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let token = app.token(&["ingest:write#tenant/acme", "obs:read#tenant/acme"]).await;
+    let mut bad = rule_run("r1", 1);
+    bad["duration_ms"] = serde_json::json!(-5);
+    let (_, error) =
+        json(app.post(&token, "/v1/tenants/acme/rule-runs", NDJSON, ndjson(&[rule_run("r0", 0), bad])).await).await;
+    insta::assert_json_snapshot!("error_body", error, { ".error.request_id" => "[request_id]" });
+    app.post(&token, "/v1/tenants/acme/rule-runs", NDJSON, ndjson(&[rule_run("r1", 1), rule_run("r2", 2)])).await;
+    let (_, page) = json(app.get(&token, "/v1/tenants/acme/rule-runs?limit=1").await).await;
+    insta::assert_json_snapshot!("rule_run_page", page, {
+        ".items[].received_at" => "[received_at]",
+        ".next_cursor" => "[cursor]",
+    });
+}
