@@ -303,9 +303,13 @@ pub(crate) fn page_sql(spec: &TableSpec, query: &RecordQuery, dialect: Dialect) 
         push(&mut sql, &mut params, &format!(" AND {listed} < ?"), Value::Int(to.as_micros()));
     }
     if let Some(after) = &query.after {
-        push(&mut sql, &mut params, &format!(" AND ({listed} < ?"), Value::Int(after.listed_at.as_micros()));
-        push(&mut sql, &mut params, &format!(" OR ({listed} = ?"), Value::Int(after.listed_at.as_micros()));
-        push(&mut sql, &mut params, " AND id < ?))", Value::Text(after.id.clone()));
+        // (listed, id) < (cursor): written so the first conjunct bounds the index range.
+        // The plain `listed < ? OR (listed = ? AND id < ?)` makes SQLite rescan from the
+        // newest row on every page, which turns a long export quadratic.
+        let at = after.listed_at.as_micros();
+        push(&mut sql, &mut params, &format!(" AND {listed} <= ?"), Value::Int(at));
+        push(&mut sql, &mut params, &format!(" AND ({listed} < ?"), Value::Int(at));
+        push(&mut sql, &mut params, " OR id < ?)", Value::Text(after.id.clone()));
     }
     // One more row than asked tells whether another page follows.
     push(

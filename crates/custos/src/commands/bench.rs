@@ -270,6 +270,36 @@ async fn ingest(global: &GlobalArgs, args: &BenchIngestArgs) -> anyhow::Result<(
     let peak = *peak_rss.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let e2e_rate = sent as f64 / e2e.as_secs_f64();
 
+    // Export: every row just ingested, streamed back as NDJSON and counted as it
+    // arrives; the RSS growth while it streams shows whether memory stays flat.
+    let export_url = format!("{url}?format=ndjson");
+    let (rss_before_export, _) = rss_mib();
+    let export_peak = Arc::new(std::sync::Mutex::new(rss_before_export));
+    let export_sampler = {
+        let peak = export_peak.clone();
+        tokio::spawn(async move {
+            loop {
+                let (rss, _) = rss_mib();
+                {
+                    let mut p = peak.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    *p = p.max(rss);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut response = client.get(&export_url).bearer_auth(&token).send().await?;
+    anyhow::ensure!(response.status().is_success(), "export answered {}", response.status());
+    let mut exported = 0usize;
+    while let Some(chunk) = response.chunk().await? {
+        exported += chunk.iter().filter(|&&b| b == b'\n').count();
+    }
+    let export = started.elapsed();
+    export_sampler.abort();
+    let export_growth = *export_peak.lock().unwrap_or_else(std::sync::PoisonError::into_inner) - rss_before_export;
+    anyhow::ensure!(exported == sent, "exported {exported} rows, expected {sent}");
+
     // Baseline: the same rows (another tag, another tenant), parsed ahead of time, then
     // one transaction of prepared inserts. Capped so it fits in memory.
     let baseline_rows = args.records.min(1_000_000);
@@ -312,6 +342,12 @@ async fn ingest(global: &GlobalArgs, args: &BenchIngestArgs) -> anyhow::Result<(
     );
     println!("  ratio end to end / baseline    {:>12.2}", e2e_rate / baseline_rate);
     println!("  peak RSS during end to end     {:>12.0} MiB", peak);
+    println!(
+        "  NDJSON export of every row     {:>12.0} rows/s     ({exported} in {:.2} s, RSS grew {:.0} MiB while streaming)",
+        exported as f64 / export.as_secs_f64(),
+        export.as_secs_f64(),
+        export_growth.max(0.0)
+    );
     println!(
         "  single-record POST             p50 {:.3} ms  p99 {:.3} ms  ({} samples)",
         ms(percentile(&post, 50.0)),
