@@ -13,6 +13,13 @@ source scripts/lib/postgres.sh
 trap stop_postgres EXIT
 start_postgres
 
+# promtool validates the metrics exposition (Debian's prometheus package ships it).
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "test.sh: installing prometheus (for promtool) from Debian's packages" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+fi
+
 if [ "${CUSTOS_TEST_SKIP_LINT:-0}" != 1 ]; then
     echo "test.sh: cargo fmt --check" >&2
     cargo fmt --all -- --check

@@ -20,7 +20,9 @@ pub(crate) struct Caller {
     pub token: TokenRecord,
 }
 
-fn unauthorized(message: &str) -> ApiError {
+/// A 401, counted by `reason` in `custos_auth_failures_total`.
+fn unauthorized(state: &AppState, reason: &str, message: &str) -> ApiError {
+    state.metrics.count_auth_failure(reason);
     ApiError::new(ErrorCode::Unauthorized, message)
 }
 
@@ -28,24 +30,29 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| unauthorized("missing Authorization header; send 'Authorization: Bearer <token>'"))?;
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            unauthorized(state, "missing_token", "missing Authorization header; send 'Authorization: Bearer <token>'")
+        })?;
         let secret = header
             .to_str()
             .ok()
             .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .map(str::trim)
             .filter(|secret| !secret.is_empty())
-            .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+            .ok_or_else(|| {
+                unauthorized(state, "malformed_header", "the Authorization header must be 'Bearer <token>'")
+            })?;
         let record = state
             .store
             .token_by_secret_hash(&token::hash_secret(secret))
             .await?
-            .ok_or_else(|| unauthorized("invalid token"))?;
+            .ok_or_else(|| unauthorized(state, "unknown_token", "invalid token"))?;
         if !record.is_active(Timestamp::now()) {
-            return Err(unauthorized(if record.revoked_at.is_some() { "token revoked" } else { "token expired" }));
+            return Err(if record.revoked_at.is_some() {
+                unauthorized(state, "revoked_token", "token revoked")
+            } else {
+                unauthorized(state, "expired_token", "token expired")
+            });
         }
         tracing::Span::current().record("actor", record.id.as_str());
         Ok(Caller { token: record })
@@ -66,6 +73,7 @@ impl Caller {
     ) -> Result<TenantId, ApiError> {
         let tenant = TenantId::parse(raw_tenant).map_err(|_| ApiError::not_found("tenant not found"))?;
         if !self.has(permission, &tenant) {
+            state.metrics.count_auth_failure("missing_scope");
             let missing = Scope::new(permission, TenantSelector::One(tenant));
             return Err(ApiError::new(ErrorCode::Forbidden, format!("missing scope {missing}")));
         }

@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 use axum::Router;
 use custos_model::TenantId;
 use custos_store::Store;
+use custos_telemetry::Metrics;
 use tokio::net::TcpListener;
 
 pub use error::{ApiError, ErrorCode};
@@ -34,6 +35,12 @@ pub struct ServerConfig {
     /// This process's id in logs (`instance_id` field).
     pub instance_id: String,
     pub version: String,
+    /// The git commit of this build (`custos_build_info`).
+    pub commit: String,
+    /// Prefix of every custos metric family (`custos_http_requests_total`).
+    pub metrics_namespace: String,
+    /// When set, `/metrics` requires `Authorization: Bearer <this>`.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -45,15 +52,22 @@ impl Default for ServerConfig {
             env: "dev".into(),
             instance_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
             version: env!("CARGO_PKG_VERSION").into(),
+            commit: BUILD_COMMIT.into(),
+            metrics_namespace: "custos".into(),
+            metrics_token: None,
         }
     }
 }
+
+/// The git commit this binary was built from (`unknown` outside a checkout).
+pub const BUILD_COMMIT: &str = env!("CUSTOS_BUILD_COMMIT");
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<ServerConfig>,
+    pub metrics: Arc<Metrics>,
     /// Tenants known to exist. Tenants are never deleted, so a positive answer can be
     /// kept; a miss always asks the store (a tenant created by the CLI appears at once).
     known_tenants: Arc<RwLock<HashSet<TenantId>>>,
@@ -61,7 +75,8 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
-        Self { store, config: Arc::new(config), known_tenants: Arc::default() }
+        let metrics = Arc::new(Metrics::new(&config.metrics_namespace, &config.version, &config.commit));
+        Self { store, config: Arc::new(config), metrics, known_tenants: Arc::default() }
     }
 
     pub(crate) async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, ApiError> {
@@ -80,7 +95,19 @@ impl AppState {
 /// the instrumentation every request goes through.
 pub fn router(state: AppState) -> Router {
     let (api, _) = openapi::api_router().split_for_parts();
-    api.fallback(routes::platform::not_found).layer(axum::middleware::from_fn(observe::observe)).with_state(state)
+    api.fallback(routes::platform::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
+        .with_state(state)
+}
+
+/// Only `/metrics`, for `--metrics-listen`: a port that can be exposed to a scraper
+/// without exposing the API.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(routes::platform::metrics))
+        .fallback(routes::platform::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
+        .with_state(state)
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, then drains in-flight
@@ -90,6 +117,15 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    serve_router(listener, router(state), shutdown).await
+}
+
+/// Serves any of this crate's routers (see [`router`], [`metrics_router`]).
+pub async fn serve_router(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -6,13 +6,14 @@
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use custos_telemetry::TraceContext;
+use custos_telemetry::{HttpLabels, TraceContext};
 use tracing::{Instrument, field::Empty};
 
+use crate::AppState;
 use crate::error::{ApiError, ErrorBody, ErrorCode, ErrorResponse};
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -24,7 +25,7 @@ fn sane_request_id(value: &HeaderValue) -> Option<String> {
     ok.then(|| text.to_owned())
 }
 
-pub(crate) async fn observe(request: Request, next: Next) -> Response {
+pub(crate) async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id =
         request.headers().get(REQUEST_ID).and_then(sane_request_id).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -49,6 +50,7 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
 
     async move {
         tracing::info!("request started");
+        let in_flight = InFlight::enter(&state.metrics.http_in_flight);
         let response = match tokio::task::spawn(next.run(request).in_current_span()).await {
             Ok(response) => response,
             Err(join_error) => {
@@ -58,9 +60,13 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
         };
         let mut response = with_error_body(response, &request_id);
         let status = response.status();
+        drop(in_flight);
+        let elapsed = started.elapsed();
+        let labels = HttpLabels { method: method.clone(), route: route.clone(), status: status.as_u16() };
+        state.metrics.observe_request(&labels, elapsed.as_secs_f64(), trace.sampled.then(|| trace.trace_id_hex()));
         let span = tracing::Span::current();
         span.record("status", status.as_u16());
-        span.record("duration_ms", (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0);
+        span.record("duration_ms", (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0);
         if let Some(error) = response.extensions().get::<ErrorBody>() {
             span.record("error_code", error.code.as_str());
             span.record("error_message", error.message.as_str());
@@ -81,6 +87,22 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
+}
+
+/// Counts a request in flight until dropped, so a cancelled request is not left counted.
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Renders the JSON error body with the request id; gives a JSON body to error

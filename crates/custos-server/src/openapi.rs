@@ -97,6 +97,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(platform::liveness))
         .routes(routes!(platform::readiness))
         .routes(routes!(platform::openapi_json))
+        .routes(routes!(platform::metrics))
 }
 
 /// The OpenAPI document served at `/openapi.json`.

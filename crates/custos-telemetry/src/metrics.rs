@@ -157,9 +157,9 @@ impl Metrics {
     }
 
     /// Records one answered request.
-    pub fn observe_request(&self, labels: HttpLabels, seconds: f64, trace_id: Option<String>) {
-        self.http_requests.get_or_create_owned(&labels).inc();
-        let histogram = self.http_request_duration.get_or_create_owned(&labels);
+    pub fn observe_request(&self, labels: &HttpLabels, seconds: f64, trace_id: Option<String>) {
+        self.http_requests.get_or_create_owned(labels).inc();
+        let histogram = self.http_request_duration.get_or_create_owned(labels);
         histogram.observe(seconds, trace_id.map(|trace_id| TraceExemplar { trace_id }), None);
     }
 
@@ -313,7 +313,7 @@ mod tests {
     fn sample() -> Metrics {
         let metrics = Metrics::new("custos", "1.2.3", "abc123");
         let labels = HttpLabels { method: "POST".into(), route: "/v1/tenants/{tenant}/rule-runs".into(), status: 201 };
-        metrics.observe_request(labels, 0.0042, Some("4bf92f3577b34da6a3ce929d0e0e4736".into()));
+        metrics.observe_request(&labels, 0.0042, Some("4bf92f3577b34da6a3ce929d0e0e4736".into()));
         metrics.count_records("rule_run", "inserted", 10);
         metrics.count_auth_failure("invalid_token");
         metrics

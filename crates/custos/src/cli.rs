@@ -88,6 +88,25 @@ pub struct ServeArgs {
     /// Largest rule-run `context` kept whole, in bytes; larger ones are truncated with a marker.
     #[arg(long, env = "CUSTOS_MAX_CONTEXT_BYTES", default_value_t = 16 * 1024)]
     pub max_context_bytes: usize,
+    /// Also serve /metrics (only) on this address, e.g. 0.0.0.0:9090.
+    #[arg(long, env = "CUSTOS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <token>` on /metrics.
+    #[arg(long, env = "CUSTOS_METRICS_TOKEN", value_parser = parse_secret, hide_env_values = true)]
+    pub metrics_token: Option<SecretString>,
+    /// Prefix of every custos metric name.
+    #[arg(long, env = "CUSTOS_METRICS_NAMESPACE", default_value = "custos", value_parser = parse_namespace)]
+    pub metrics_namespace: String,
+}
+
+fn parse_namespace(value: &str) -> Result<String, String> {
+    let mut chars = value.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(value.to_owned())
+    } else {
+        Err("a metric namespace is letters, digits and '_', not starting with a digit".into())
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -478,7 +478,8 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     let listener = serve::bind(&args.serve).await?;
     let address = listener.local_addr().context("reading the bound address")?;
     let base = format!("http://{address}");
-    let server = serve::serve_until_signal(listener, store.clone(), settings::server_config(global, &args.serve));
+    let server =
+        serve::serve_until_signal(listener, &args.serve, store.clone(), settings::server_config(global, &args.serve));
 
     println!("custos demo is running at {base}");
     println!("admin token (every tenant; shown once): {admin}");

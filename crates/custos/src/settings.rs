@@ -55,5 +55,8 @@ pub fn server_config(global: &GlobalArgs, serve: &ServeArgs) -> ServerConfig {
         env: global.env.clone(),
         instance_id: instance_id().into(),
         version: env!("CARGO_PKG_VERSION").into(),
+        commit: custos_server::BUILD_COMMIT.into(),
+        metrics_namespace: serve.metrics_namespace.clone(),
+        metrics_token: serve.metrics_token.as_ref().map(|t| t.expose_secret().to_owned()),
     }
 }

@@ -64,9 +64,14 @@ struct Server {
 
 impl Server {
     fn start(store: &Store) -> Self {
+        Self::start_with(store, &[])
+    }
+
+    fn start_with(store: &Store, extra: &[&str]) -> Self {
         let mut child = store
             .command()
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -281,4 +286,28 @@ async fn replicas_share_one_postgres() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert!(a.stop().0 && b.stop().0);
+}
+
+/// `--metrics-listen` serves /metrics, and only /metrics, on a second port.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_listen_serves_metrics_on_its_own_port() {
+    let store = Store::sqlite();
+    let mut server =
+        Server::start_with(&store, &["--metrics-listen", "127.0.0.1:0", "--metrics-namespace", "acme_custos"]);
+    let address = loop {
+        let line = server.stderr.recv_timeout(Duration::from_secs(30)).expect("the metrics address is logged");
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if json["message"] == "metrics listening" {
+            break json["address"].as_str().unwrap().to_owned();
+        }
+    };
+    let client = reqwest::Client::new();
+    let text = client.get(format!("http://{address}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("acme_custos_build_info{version="), "{text}");
+    let response = client.get(format!("http://{address}/openapi.json")).send().await.unwrap();
+    assert_eq!(response.status(), 404, "the metrics port serves nothing else");
+    assert_eq!(client.get(format!("{}/metrics", server.base)).send().await.unwrap().status(), 200);
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
+    let _ = &mut server;
 }

@@ -86,6 +86,43 @@ pub(crate) async fn openapi_json() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], json.clone()).into_response()
 }
 
+#[utoipa::path(
+    get, path = "/metrics", tag = "platform",
+    summary = "Prometheus metrics",
+    description = "The classic Prometheus text format, or OpenMetrics with exemplars when `Accept` asks for \
+        `application/openmetrics-text`. Requires `Authorization: Bearer <metrics token>` when custos runs with \
+        `--metrics-token`.",
+    responses(
+        (status = 200, content((String = "text/plain"), (String = "application/openmetrics-text"))),
+        (status = 401, body = crate::error::ErrorResponse),
+    )
+)]
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(expected) = &state.config.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+            state.metrics.count_auth_failure("metrics_token");
+            return Err(ApiError::new(crate::ErrorCode::Unauthorized, "this endpoint needs the metrics token"));
+        }
+    }
+    let format =
+        custos_telemetry::ExpositionFormat::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let body = state.metrics.render(format);
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+}
+
+/// Compares secrets without leaking where they differ through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint; see /openapi.json")
 }

@@ -59,21 +59,33 @@ pub(crate) async fn ingest<R: StoredRecord>(
     }
     let format = body::record_format(headers)?;
     let bytes = body::read_limited(headers, request_body, state.config.max_body_bytes).await?;
+    // Records in a refused body count as rejected; for a body that does not parse, its
+    // non-blank lines are the best count there is.
+    let lines = || bytes.split(|&b| b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).count() as u64;
+    let reject = |error: ApiError, count: u64| {
+        state.metrics.count_records(R::KIND.as_str(), "rejected", count);
+        error
+    };
     let now = Timestamp::now();
     let ctx =
         ValidationContext { now, max_context_bytes: state.config.max_context_bytes, path_component_id: path_component };
     let max_records = state.config.max_batch_records;
-    let records = if bytes.len() < INLINE_PARSE_BYTES {
-        parse_records::<R>(&bytes, format, &ctx, max_records)?
+    let parsed = if bytes.len() < INLINE_PARSE_BYTES {
+        parse_records::<R>(&bytes, format, &ctx, max_records)
     } else {
-        tokio::task::spawn_blocking(move || parse_records::<R>(&bytes, format, &ctx, max_records))
+        let body = bytes.clone();
+        tokio::task::spawn_blocking(move || parse_records::<R>(&body, format, &ctx, max_records))
             .await
-            .map_err(|e| ApiError::internal(&e))??
+            .map_err(|e| ApiError::internal(&e))?
     };
+    let records = parsed.map_err(|e| reject(e.into(), lines()))?;
     let received = records.len();
     tracing::Span::current().record("records", received);
     let single_id = (format == custos_model::BodyFormat::Json).then(|| records[0].id().to_owned());
-    let summary = R::record(&*state.store, &tenant, records, now).await?;
+    let summary =
+        R::record(&*state.store, &tenant, records, now).await.map_err(|e| reject(e.into(), received as u64))?;
+    state.metrics.count_records(R::KIND.as_str(), "inserted", summary.inserted as u64);
+    state.metrics.count_records(R::KIND.as_str(), "duplicate", summary.duplicates as u64);
     let status = if single_id.is_some() && summary.inserted == 1 { StatusCode::CREATED } else { StatusCode::OK };
     let response =
         IngestResponse { id: single_id, received, inserted: summary.inserted, duplicates: summary.duplicates };

@@ -5,5 +5,6 @@ mod support;
 
 mod auth;
 mod components;
+mod metrics;
 mod platform;
 mod records;

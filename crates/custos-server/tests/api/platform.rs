@@ -100,6 +100,7 @@ async fn openapi_describes_every_endpoint() {
         ("/health/liveness", vec!["get"]),
         ("/health/readiness", vec!["get"]),
         ("/openapi.json", vec!["get"]),
+        ("/metrics", vec!["get"]),
     ];
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());

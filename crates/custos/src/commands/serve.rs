@@ -14,23 +14,52 @@ use crate::settings;
 pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let store = settings::open_store(global).await?;
     let listener = bind(args).await?;
-    serve_until_signal(listener, store, settings::server_config(global, args)).await
+    serve_until_signal(listener, args, store, settings::server_config(global, args)).await
 }
 
 pub async fn bind(args: &ServeArgs) -> anyhow::Result<TcpListener> {
-    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
-    let address = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(address = %address, "listening");
+    bind_address(args.listen, "listening").await
+}
+
+async fn bind_address(address: std::net::SocketAddr, what: &'static str) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(address).await.with_context(|| format!("listening on {address}"))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(address = %bound, "{what}");
     Ok(listener)
 }
 
+/// Serves the API on `listener` (and `/metrics` on `--metrics-listen` when set) until
+/// SIGINT or SIGTERM, then drains both.
 pub async fn serve_until_signal(
     listener: TcpListener,
+    args: &ServeArgs,
     store: Arc<dyn Store>,
     config: custos_server::ServerConfig,
 ) -> anyhow::Result<()> {
     let state = AppState::new(store, config);
-    custos_server::serve(listener, state, shutdown_signal()).await.context("serving HTTP")?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let metrics_server = match args.metrics_listen {
+        Some(address) => {
+            let listener = bind_address(address, "metrics listening").await?;
+            let router = custos_server::metrics_router(state.clone());
+            Some(tokio::spawn(custos_server::serve_router(listener, router, until_stopped())))
+        }
+        None => None,
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    custos_server::serve(listener, state, until_stopped()).await.context("serving HTTP")?;
+    if let Some(server) = metrics_server {
+        server.await.context("the metrics server stopped abnormally")?.context("serving /metrics")?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

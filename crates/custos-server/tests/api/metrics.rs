@@ -1,0 +1,113 @@
+use custos_server::ServerConfig;
+
+use crate::support::{Backend, JSON, NDJSON, TestApp, error, ndjson, rule_run};
+
+async fn scrape(app: &TestApp, accept: Option<&str>) -> (String, String) {
+    let mut request = app.client.get(app.url("/metrics"));
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    (content_type, response.text().await.unwrap())
+}
+
+/// The value of the sample whose name and labels are exactly `series`.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn requests_ingest_outcomes_and_auth_failures_are_counted() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let token = app.token(&["ingest:write#tenant/acme"]).await;
+    let path = "/v1/tenants/acme/rule-runs";
+    assert_eq!(app.post(&token, path, JSON, rule_run("r1", 1).to_string()).await.status(), 201);
+    app.post(&token, path, NDJSON, ndjson(&[rule_run("r1", 1), rule_run("r2", 2), rule_run("r3", 3)])).await;
+    let mut bad = rule_run("r4", 4);
+    bad["status"] = serde_json::json!("exploded");
+    error(app.post(&token, path, NDJSON, ndjson(&[rule_run("r5", 5), bad])).await, 422, "invalid_field").await;
+    error(app.post("cst_nope", path, JSON, "{}").await, 401, "unauthorized").await;
+    error(app.get(&token, path).await, 403, "forbidden").await;
+
+    let (content_type, text) = scrape(&app, None).await;
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    let route = r#"route="/v1/tenants/{tenant}/rule-runs""#;
+    assert_eq!(
+        value(&text, &format!(r#"custos_http_requests_total{{method="POST",{route},status="201"}}"#)),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, &format!(r#"custos_http_requests_total{{method="POST",{route},status="200"}}"#)),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, &format!(r#"custos_http_request_duration_seconds_count{{method="POST",{route},status="422"}}"#)),
+        Some(1.0)
+    );
+    assert_eq!(value(&text, r#"custos_ingest_records_total{kind="rule_run",outcome="inserted"}"#), Some(3.0));
+    assert_eq!(value(&text, r#"custos_ingest_records_total{kind="rule_run",outcome="duplicate"}"#), Some(1.0));
+    assert_eq!(value(&text, r#"custos_ingest_records_total{kind="rule_run",outcome="rejected"}"#), Some(2.0));
+    assert_eq!(value(&text, r#"custos_auth_failures_total{reason="unknown_token"}"#), Some(1.0));
+    assert_eq!(value(&text, r#"custos_auth_failures_total{reason="missing_scope"}"#), Some(1.0));
+    assert_eq!(value(&text, "custos_http_requests_in_flight"), Some(1.0), "the scrape itself is in flight");
+    assert!(text.lines().any(|l| l.starts_with("custos_build_info{version=")), "{text}");
+    assert!(!text.contains("/v1/tenants/acme"), "raw paths never become label values");
+}
+
+#[tokio::test]
+async fn openmetrics_exemplars_carry_the_callers_trace_id() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    app.client
+        .get(app.url("/health/liveness"))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    let (content_type, text) = scrape(&app, Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")).await;
+    assert_eq!(content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    assert!(text.ends_with("# EOF\n"));
+    let bucket = text
+        .lines()
+        .find(|l| {
+            l.starts_with("custos_http_request_duration_seconds_bucket{")
+                && l.contains(r#"route="/health/liveness""#)
+                && l.contains(" # {")
+        })
+        .unwrap_or_else(|| panic!("no exemplar on the liveness histogram:\n{text}"));
+    assert!(bucket.contains(&format!(r#"# {{trace_id="{trace_id}"}}"#)), "{bucket}");
+}
+
+#[tokio::test]
+async fn promtool_accepts_the_classic_format() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let token = app.token(&["ingest:write#tenant/acme"]).await;
+    app.post(&token, "/v1/tenants/acme/rule-runs", JSON, rule_run("r1", 1).to_string()).await;
+    let (_, text) = scrape(&app, None).await;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed by scripts/test.sh (Debian package prometheus)");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "promtool refused the exposition:\n{report}\n{text}");
+    assert!(report.trim().is_empty(), "promtool found problems:\n{report}");
+}
+
+#[tokio::test]
+async fn the_metrics_token_gates_the_endpoint() {
+    let config = ServerConfig { metrics_token: Some("s3cret-metrics".into()), ..ServerConfig::default() };
+    let app = TestApp::with_config(Backend::Sqlite, config).await;
+    error(app.client.get(app.url("/metrics")).send().await.unwrap(), 401, "unauthorized").await;
+    error(app.client.get(app.url("/metrics")).bearer_auth("wrong").send().await.unwrap(), 401, "unauthorized").await;
+    let response = app.client.get(app.url("/metrics")).bearer_auth("s3cret-metrics").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains(r#"custos_auth_failures_total{reason="metrics_token"} 2"#));
+}
