@@ -111,3 +111,72 @@ async fn the_metrics_token_gates_the_endpoint() {
     assert_eq!(response.status(), 200);
     assert!(response.text().await.unwrap().contains(r#"custos_auth_failures_total{reason="metrics_token"} 2"#));
 }
+
+/// A Prometheus server scraping one target every second, stopped on drop.
+struct Prometheus {
+    child: std::process::Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: custos\n    static_configs: [{{targets: [\"{target}\"]}}]\n"
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus is installed by scripts/test.sh (Debian package prometheus)");
+        Prometheus { child, base: format!("http://127.0.0.1:{port}"), _dir: dir }
+    }
+
+    /// The value of an instant query once it has one (polls for up to 60 s).
+    async fn query_until(&self, client: &reqwest::Client, promql: &str, expected: f64) -> f64 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut last = f64::NAN;
+        while std::time::Instant::now() < deadline {
+            let response = client.get(format!("{}/api/v1/query", self.base)).query(&[("query", promql)]).send().await;
+            if let Ok(response) = response
+                && let Ok(body) = response.json::<serde_json::Value>().await
+                && let Some(value) = body["data"]["result"][0]["value"][1].as_str()
+            {
+                last = value.parse().unwrap();
+                if last == expected {
+                    return last;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        last
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real Prometheus scrapes a running custos and answers a query with a value custos
+/// ingested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_custos() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let token = app.token(&["ingest:write#tenant/acme"]).await;
+    let runs: Vec<_> = (0..7).map(|i| rule_run(&format!("r{i}"), i)).collect();
+    assert_eq!(app.post(&token, "/v1/tenants/acme/rule-runs", NDJSON, ndjson(&runs)).await.status(), 200);
+    let prometheus = Prometheus::start(app.base.trim_start_matches("http://"));
+    let client = reqwest::Client::new();
+    assert_eq!(prometheus.query_until(&client, r#"up{job="custos"}"#, 1.0).await, 1.0, "the scrape succeeded");
+    let inserted = r#"custos_ingest_records_total{job="custos",kind="rule_run",outcome="inserted"}"#;
+    assert_eq!(prometheus.query_until(&client, inserted, 7.0).await, 7.0);
+}
