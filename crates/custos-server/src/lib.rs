@@ -3,6 +3,7 @@
 mod auth;
 mod body;
 pub mod error;
+mod instrumented_store;
 mod observe;
 mod openapi;
 mod routes;
@@ -76,6 +77,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
         let metrics = Arc::new(Metrics::new(&config.metrics_namespace, &config.version, &config.commit));
+        let store = instrumented_store::InstrumentedStore::wrap(store, metrics.clone());
         Self { store, config: Arc::new(config), metrics, known_tenants: Arc::default() }
     }
 

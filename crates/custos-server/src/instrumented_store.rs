@@ -1,0 +1,80 @@
+//! Every store call the server makes is timed into
+//! `custos_store_operation_duration_seconds{operation}` and runs in a `store` span, in
+//! one place, so no handler can forget to.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use custos_model::records::{ConnectorSync, Delivery, QueueSnapshot, RuleRun};
+use custos_model::{Component, FreshnessPolicy, TenantId, Timestamp};
+use custos_store::{
+    Backend, IngestSummary, Page, PutOutcome, RecordQuery, SchemaDescription, Store, StoreResult, Stored, Tenant,
+    TokenRecord,
+};
+use custos_telemetry::Metrics;
+use tracing::Instrument;
+
+#[derive(Debug)]
+pub(crate) struct InstrumentedStore {
+    inner: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl InstrumentedStore {
+    pub(crate) fn wrap(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<dyn Store> {
+        Arc::new(Self { inner, metrics })
+    }
+
+    async fn timed<T>(&self, operation: &'static str, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        let span = tracing::debug_span!("store", operation, backend = self.inner.backend().as_str());
+        let started = Instant::now();
+        let result = call.instrument(span).await;
+        self.metrics.observe_store_operation(operation, started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+/// Implements [`Store`] by timing each listed operation around the inner store's.
+macro_rules! instrument {
+    ($( $name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty; )*) => {
+        #[async_trait::async_trait]
+        impl Store for InstrumentedStore {
+            fn backend(&self) -> Backend {
+                self.inner.backend()
+            }
+            $(
+                async fn $name(&self, $($arg: $ty),*) -> $ret {
+                    self.timed(stringify!($name), self.inner.$name($($arg),*)).await
+                }
+            )*
+        }
+    };
+}
+
+instrument! {
+    migrate() -> StoreResult<usize>;
+    ping() -> StoreResult<()>;
+    describe_schema() -> StoreResult<SchemaDescription>;
+    create_tenant(tenant: &Tenant) -> StoreResult<()>;
+    tenant(id: &TenantId) -> StoreResult<Option<Tenant>>;
+    tenants() -> StoreResult<Vec<Tenant>>;
+    create_token(token: &TokenRecord) -> StoreResult<()>;
+    token_by_secret_hash(secret_hash: &str) -> StoreResult<Option<TokenRecord>>;
+    tokens() -> StoreResult<Vec<TokenRecord>>;
+    revoke_token(id: &str, at: Timestamp) -> StoreResult<TokenRecord>;
+    put_component(tenant: &TenantId, component: &Component) -> StoreResult<(PutOutcome, Component)>;
+    component(tenant: &TenantId, id: &str) -> StoreResult<Option<Component>>;
+    components(tenant: &TenantId) -> StoreResult<Vec<Component>>;
+    put_freshness_policy(tenant: &TenantId, policy: &FreshnessPolicy) -> StoreResult<()>;
+    freshness_policies(tenant: &TenantId) -> StoreResult<Vec<FreshnessPolicy>>;
+    last_successful_syncs(tenant: &TenantId, integration_ids: &[String]) -> StoreResult<Vec<(String, Timestamp)>>;
+    record_rule_runs(tenant: &TenantId, records: Vec<RuleRun>, received_at: Timestamp) -> StoreResult<IngestSummary>;
+    rule_runs_page(tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<RuleRun>>>;
+    record_connector_syncs(tenant: &TenantId, records: Vec<ConnectorSync>, received_at: Timestamp) -> StoreResult<IngestSummary>;
+    connector_syncs_page(tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<ConnectorSync>>>;
+    record_queue_snapshots(tenant: &TenantId, records: Vec<QueueSnapshot>, received_at: Timestamp) -> StoreResult<IngestSummary>;
+    queue_snapshots_page(tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<QueueSnapshot>>>;
+    record_deliveries(tenant: &TenantId, records: Vec<Delivery>, received_at: Timestamp) -> StoreResult<IngestSummary>;
+    deliveries_page(tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<Delivery>>>;
+}
