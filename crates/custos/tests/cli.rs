@@ -119,6 +119,19 @@ fn rule_run(id: &str) -> String {
         .to_string()
 }
 
+/// Reports rule run `id` to tenant acme on the server at `base`; returns the status.
+async fn post_rule_run(client: &reqwest::Client, base: &str, token: &str, id: &str) -> u16 {
+    let response = client
+        .post(format!("{base}/v1/tenants/acme/rule-runs"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(rule_run(id))
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
 fn tenants_and_tokens_lifecycle(store: &Store) {
     assert_eq!(store.ok(&["tenants", "create", "acme", "--retention-days", "30", "--name", "Acme"]).trim(), "acme");
     let err = store.fails(&["tenants", "create", "acme"]);
@@ -221,18 +234,10 @@ async fn serve_and_cli_share_the_store(store: Store) {
     // Created by the CLI while the server runs: usable at once.
     let token = create_token(&store, &["--tenant", "acme", "--scope", "ingest:write"]);
     let client = reqwest::Client::new();
-    let post = |id: &str| {
-        client
-            .post(format!("{}/v1/tenants/acme/rule-runs", server.base))
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .body(rule_run(id))
-            .send()
-    };
-    assert_eq!(post("r1").await.unwrap().status(), 201);
+    assert_eq!(post_rule_run(&client, &server.base, &token, "r1").await, 201);
     let tokens: serde_json::Value = serde_json::from_str(&store.ok(&["tokens", "list", "--format", "json"])).unwrap();
     store.ok(&["tokens", "revoke", tokens[0]["id"].as_str().unwrap()]);
-    assert_eq!(post("r2").await.unwrap().status(), 401, "revocation takes effect at once");
+    assert_eq!(post_rule_run(&client, &server.base, &token, "r2").await, 401, "revocation takes effect at once");
     let (clean, lines) = server.stop();
     assert!(clean, "SIGTERM drains and exits 0");
     assert!(lines.iter().any(|l| l.contains("\"stopped\"")), "{lines:?}");
@@ -256,15 +261,7 @@ async fn replicas_share_one_postgres() {
     let token = create_token(&store, &["--tenant", "acme", "--scope", "admin"]);
     let (a, b) = (Server::start(&store), Server::start(&store));
     let client = reqwest::Client::new();
-    let response = client
-        .post(format!("{}/v1/tenants/acme/rule-runs", a.base))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body(rule_run("via-a"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    assert_eq!(post_rule_run(&client, &a.base, &token, "via-a").await, 201);
     let page: serde_json::Value = client
         .get(format!("{}/v1/tenants/acme/rule-runs", b.base))
         .bearer_auth(&token)
@@ -276,15 +273,7 @@ async fn replicas_share_one_postgres() {
         .unwrap();
     assert_eq!(page["items"][0]["id"], "via-a");
     // The same record sent to the other replica is recognised as a duplicate.
-    let response = client
-        .post(format!("{}/v1/tenants/acme/rule-runs", b.base))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body(rule_run("via-a"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(post_rule_run(&client, &b.base, &token, "via-a").await, 200);
     assert!(a.stop().0 && b.stop().0);
 }
 
