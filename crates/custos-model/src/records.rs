@@ -187,6 +187,18 @@ pub enum RuleRunStatus {
     Skipped,
 }
 
+impl RuleRunStatus {
+    /// The wire name (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleRunStatus::Started => "started",
+            RuleRunStatus::Succeeded => "succeeded",
+            RuleRunStatus::Failed => "failed",
+            RuleRunStatus::Skipped => "skipped",
+        }
+    }
+}
+
 /// One evaluation of a detection rule, as the platform reports it.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -310,12 +322,34 @@ pub enum SyncTrigger {
     Webhook,
 }
 
+impl SyncTrigger {
+    /// The wire name (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncTrigger::Scheduled => "scheduled",
+            SyncTrigger::Manual => "manual",
+            SyncTrigger::Webhook => "webhook",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncStatus {
     Succeeded,
     Failed,
     Partial,
+}
+
+impl SyncStatus {
+    /// The wire name (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncStatus::Succeeded => "succeeded",
+            SyncStatus::Failed => "failed",
+            SyncStatus::Partial => "partial",
+        }
+    }
 }
 
 /// One sync of a connector (integration) with its provider.
@@ -516,6 +550,17 @@ pub enum DeliveryStatus {
     DeadLettered,
 }
 
+impl DeliveryStatus {
+    /// The wire name (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Retrying => "retrying",
+            DeliveryStatus::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
 /// One attempt to deliver an item (a finding, an event) to a SIEM or workflow destination.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -685,6 +730,25 @@ mod tests {
         assert_eq!(snap.depth.pending, 4);
         let input: QueueSnapshotInput = serde_json::from_value(serde_json::json!({"depth": {"retrying": -1}})).unwrap();
         assert_eq!(QueueSnapshot::validate(input, &ctx).unwrap_err().field, "depth.retrying");
+    }
+
+    #[test]
+    fn status_names_match_their_serialization() {
+        fn wire<T: Serialize>(value: T) -> String {
+            serde_json::to_value(value).unwrap().as_str().unwrap().to_owned()
+        }
+        for s in [RuleRunStatus::Started, RuleRunStatus::Succeeded, RuleRunStatus::Failed, RuleRunStatus::Skipped] {
+            assert_eq!(s.as_str(), wire(s));
+        }
+        for s in [SyncStatus::Succeeded, SyncStatus::Failed, SyncStatus::Partial] {
+            assert_eq!(s.as_str(), wire(s));
+        }
+        for s in [SyncTrigger::Scheduled, SyncTrigger::Manual, SyncTrigger::Webhook] {
+            assert_eq!(s.as_str(), wire(s));
+        }
+        for s in [DeliveryStatus::Succeeded, DeliveryStatus::Retrying, DeliveryStatus::DeadLettered] {
+            assert_eq!(s.as_str(), wire(s));
+        }
     }
 
     #[test]

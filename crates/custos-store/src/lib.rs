@@ -2,6 +2,7 @@
 
 mod error;
 mod postgres;
+pub mod rollup;
 mod schema;
 mod sqlite;
 mod table;
@@ -17,6 +18,7 @@ use custos_model::{Component, Cursor, FreshnessPolicy, FreshnessThresholds, Scop
 
 pub use error::{StoreError, StoreResult};
 pub use postgres::{APP_ROLE, PostgresStore};
+pub use rollup::{RollupFamily, SeriesRow, SeriesValues};
 pub use schema::{SchemaDescription, TableDescription};
 pub use sqlite::SqliteStore;
 pub use table::BaselineBatch;
@@ -182,6 +184,14 @@ pub trait Store: Send + Sync + Debug + 'static {
         received_at: Timestamp,
     ) -> StoreResult<IngestSummary>;
     async fn deliveries_page(&self, tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<Delivery>>>;
+
+    /// Bounds the series each rollup family may hold per tenant (see [`rollup`]);
+    /// applies to ingests that start after the call. Default [`rollup::DEFAULT_SERIES_CAP`].
+    fn set_metric_series_cap(&self, cap: usize);
+    /// Every rollup series of a tenant, ordered by family, key and status.
+    async fn metric_series(&self, tenant: &TenantId) -> StoreResult<Vec<SeriesRow>>;
+    /// The latest snapshot of each of a tenant's queues, ordered by component id.
+    async fn latest_queue_snapshots(&self, tenant: &TenantId) -> StoreResult<Vec<Stored<QueueSnapshot>>>;
 }
 
 /// Routes a record type to its `Store` operations, so code generic over the record

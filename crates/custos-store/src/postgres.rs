@@ -8,6 +8,7 @@
 //! replicas by an advisory lock.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
@@ -16,6 +17,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
 
 use crate::error::{PostgresContext, StoreError, StoreResult};
+use crate::rollup::{self, Rollup, RollupFamily, RollupItem, SeriesRow, SeriesValues};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
 use crate::table::{self, BaselineBatch, ColType, Dialect, EncodedRecord, TableSpec, Value};
 use crate::{
@@ -23,8 +25,14 @@ use crate::{
     parse_scopes, thresholds_from,
 };
 
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "initial", sql: include_str!("../migrations/postgres/0001_initial.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial", sql: include_str!("../migrations/postgres/0001_initial.sql") },
+    Migration {
+        version: 2,
+        name: "metric_rollups",
+        sql: include_str!("../migrations/postgres/0002_metric_rollups.sql"),
+    },
+];
 
 /// Arbitrary constant naming custos's migration lock among the database's advisory locks.
 const MIGRATION_LOCK_KEY: i64 = 0x6375_7374_6f73; // "custos"
@@ -37,6 +45,7 @@ const INSERT_CHUNK: usize = 10_000;
 pub struct PostgresStore {
     pool: PgPool,
     options: PgConnectOptions,
+    series_cap: std::sync::Arc<AtomicUsize>,
 }
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {
@@ -57,7 +66,7 @@ impl PostgresStore {
                 })
             })
             .connect_lazy_with(options.clone());
-        Ok(Self { pool, options })
+        Ok(Self { pool, options, series_cap: std::sync::Arc::new(AtomicUsize::new(rollup::DEFAULT_SERIES_CAP)) })
     }
 
     /// The pool of `custos_app` sessions, for tests that probe row-level security.
@@ -81,16 +90,17 @@ impl PostgresStore {
         Ok(tx)
     }
 
-    async fn insert<R: IngestRecord>(
+    async fn insert<R: Rollup>(
         &self,
         tenant: &TenantId,
         records: Vec<R>,
         received_at: Timestamp,
     ) -> StoreResult<IngestSummary> {
         let spec = table::spec_of::<R>();
-        let encoded = records.iter().map(|r| table::encode(spec, r)).collect();
+        let encoded = records.iter().map(|r| table::encode_for_insert(spec, r)).collect();
         let (unique, duplicates) = table::dedupe_batch(R::KIND, encoded)?;
         let mut summary = IngestSummary { inserted: 0, duplicates };
+        let mut rollups = Vec::new();
         let mut tx = self.tenant_tx(tenant).await?;
         let sql = insert_sql(spec);
         for chunk in unique.chunks(INSERT_CHUNK) {
@@ -101,9 +111,11 @@ impl PostgresStore {
                     .ctx("inserting records")?;
             summary.inserted += inserted.len();
             if inserted.len() == chunk.len() {
+                rollups.extend(chunk.iter().filter_map(|r| r.rollup.clone()));
                 continue;
             }
             let inserted: HashSet<String> = inserted.into_iter().collect();
+            rollups.extend(chunk.iter().filter(|r| inserted.contains(r.id())).filter_map(|r| r.rollup.clone()));
             let others: Vec<&EncodedRecord> = chunk.iter().filter(|r| !inserted.contains(r.id())).collect();
             let ids: Vec<&str> = others.iter().map(|r| r.id()).collect();
             let stored: Vec<(String, Vec<u8>)> = sqlx::query_as(sql_text(format!(
@@ -125,6 +137,8 @@ impl PostgresStore {
                 }
             }
         }
+        let cap = self.series_cap.load(Ordering::Relaxed);
+        apply_rollups(&mut tx, tenant, R::FAMILY, rollups, cap, received_at).await?;
         tx.commit().await.ctx("committing an ingest transaction")?;
         Ok(summary)
     }
@@ -146,6 +160,18 @@ impl PostgresStore {
         let items =
             rows.iter().map(|row| table::decode(spec, row_values(spec, row)?)).collect::<StoreResult<Vec<_>>>()?;
         Ok(table::into_page(items, query.limit))
+    }
+
+    /// Empties the rollup tables and refills them with migration 0002's backfill from
+    /// the stored records (as the owner): for the test that the backfill agrees with
+    /// the ingest path.
+    #[doc(hidden)]
+    pub async fn rerun_rollup_backfill(&self) -> StoreResult<()> {
+        let mut conn = self.owner_connection().await?;
+        let mut tx = conn.begin().await.ctx("beginning")?;
+        tx.execute("DELETE FROM metric_series; DELETE FROM queue_latest;").await.ctx("emptying rollups")?;
+        tx.execute(rollup::backfill_sql(MIGRATIONS[1].sql)).await.ctx("backfilling rollups")?;
+        tx.commit().await.ctx("committing")
     }
 
     /// The benchmark baseline: a prepared batch inserted with the same prepared
@@ -198,6 +224,147 @@ fn insert_sql(spec: &TableSpec) -> String {
 
 /// Marks SQL text assembled from this module's constants and the static table specs as
 /// safe to send: no value is ever formatted into it, every value is a bound parameter.
+/// Adds the inserted records to the metric rollups, in the ingest transaction.
+async fn apply_rollups(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &TenantId,
+    family: Option<RollupFamily>,
+    items: Vec<RollupItem>,
+    cap: usize,
+    received_at: Timestamp,
+) -> StoreResult<()> {
+    let (contributions, queues) = rollup::split(items);
+    if let Some(family) = family
+        && !contributions.is_empty()
+    {
+        let batch = rollup::aggregate(contributions);
+        let mut new = new_series(tx, tenant, family, &batch).await?;
+        let batch = if new.is_empty() {
+            batch
+        } else {
+            // Replicas adding series to the same family take turns, so the cap holds
+            // across them; the decision is made on what is committed once it is our turn.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(format!("custos.metric_series/{}/{}", tenant.as_str(), family.as_str()))
+                .execute(&mut **tx)
+                .await
+                .ctx("locking the series count")?;
+            new = new_series(tx, tenant, family, &batch).await?;
+            let stored: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM metric_series WHERE tenant_id = $1 AND family = $2 AND series_key <> ''",
+            )
+            .bind(tenant.as_str())
+            .bind(family.as_str())
+            .fetch_one(&mut **tx)
+            .await
+            .ctx("counting series")?;
+            rollup::fold_over_cap(batch, new, cap.saturating_sub(stored as usize))
+        };
+        upsert_series(tx, tenant, family, &batch, received_at).await?;
+    }
+    for q in rollup::latest_per_queue(queues) {
+        sqlx::query(sql_text(format!(
+            "INSERT INTO queue_latest ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) {}",
+            rollup::QUEUE_COLUMNS,
+            rollup::upsert_queue_conflict_clause(" COLLATE \"C\"")
+        )))
+        .bind(tenant.as_str())
+        .bind(&q.component_id)
+        .bind(&q.id)
+        .bind(q.observed_at.as_micros())
+        .bind(q.depth.pending)
+        .bind(q.depth.in_flight)
+        .bind(q.depth.retrying)
+        .bind(q.depth.dead_lettered)
+        .bind(q.oldest_item_age_ms)
+        .bind(q.processed_total)
+        .bind(q.failed_total)
+        .bind(received_at.as_micros())
+        .execute(&mut **tx)
+        .await
+        .ctx("upserting a queue's latest snapshot")?;
+    }
+    Ok(())
+}
+
+/// The batch's series not stored yet (the overflow series aside).
+async fn new_series(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &TenantId,
+    family: RollupFamily,
+    batch: &std::collections::HashMap<(String, String), SeriesValues>,
+) -> StoreResult<Vec<(String, String)>> {
+    let (keys, statuses): (Vec<&str>, Vec<&str>) =
+        batch.keys().map(|(key, status)| (key.as_str(), status.as_str())).unzip();
+    // Plan with this batch's arrays. The generic plan PostgreSQL switches a prepared
+    // statement to after five runs scans the family once per pair (measured: 5 s for
+    // 10,000 pairs into 10,000 series, against 30 ms with a custom plan).
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+        .execute(&mut **tx)
+        .await
+        .ctx("planning a series lookup")?;
+    let stored: HashSet<(String, String)> = sqlx::query_as(
+        "SELECT m.series_key, m.status FROM UNNEST($3::text[], $4::text[]) AS b(series_key, status)
+         JOIN metric_series AS m
+           ON m.tenant_id = $1 AND m.family = $2 AND m.series_key = b.series_key AND m.status = b.status",
+    )
+    .bind(tenant.as_str())
+    .bind(family.as_str())
+    .bind(&keys)
+    .bind(&statuses)
+    .fetch_all(&mut **tx)
+    .await
+    .ctx("looking up series")?
+    .into_iter()
+    .collect();
+    sqlx::query("SET LOCAL plan_cache_mode = auto").execute(&mut **tx).await.ctx("planning a series lookup")?;
+    Ok(batch.keys().filter(|k| k.0 != rollup::FOLDED_KEY && !stored.contains(*k)).cloned().collect())
+}
+
+/// One `INSERT … SELECT FROM UNNEST … ON CONFLICT DO UPDATE` for the whole batch.
+async fn upsert_series(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &TenantId,
+    family: RollupFamily,
+    batch: &std::collections::HashMap<(String, String), SeriesValues>,
+    received_at: Timestamp,
+) -> StoreResult<()> {
+    let columns = rollup::value_columns();
+    let mut types = vec!["text[]", "text[]", "bigint[]", "bigint[]", "float8[]"];
+    types.extend([&"bigint[]"; rollup::BUCKETS]);
+    types.extend([&"float8[]"; 4]);
+    types.extend(["bigint[]", "bigint[]"]);
+    let arrays: Vec<String> = types.iter().enumerate().map(|(i, ty)| format!("${}::{ty}", i + 3)).collect();
+    let sql = format!(
+        "INSERT INTO metric_series (tenant_id, family, series_key, status, {}) SELECT $1, $2, u.* FROM UNNEST({}) AS u {}",
+        columns.join(", "),
+        arrays.join(", "),
+        rollup::upsert_series_conflict_clause()
+    );
+    let series: Vec<(&(String, String), &SeriesValues)> = batch.iter().collect();
+    let mut query = sqlx::query(sql_text(sql))
+        .bind(tenant.as_str())
+        .bind(family.as_str())
+        .bind(series.iter().map(|((key, _), _)| key.as_str()).collect::<Vec<_>>())
+        .bind(series.iter().map(|((_, status), _)| status.as_str()).collect::<Vec<_>>())
+        .bind(series.iter().map(|(_, v)| v.records).collect::<Vec<_>>())
+        .bind(series.iter().map(|(_, v)| v.observations).collect::<Vec<_>>())
+        .bind(series.iter().map(|(_, v)| v.sum).collect::<Vec<_>>());
+    for bucket in 0..rollup::BUCKETS {
+        query = query.bind(series.iter().map(|(_, v)| v.buckets[bucket]).collect::<Vec<_>>());
+    }
+    for total in 0..4 {
+        query = query.bind(series.iter().map(|(_, v)| v.totals[total]).collect::<Vec<_>>());
+    }
+    query
+        .bind(series.iter().map(|(_, v)| v.last_us).collect::<Vec<_>>())
+        .bind(vec![received_at.as_micros(); series.len()])
+        .execute(&mut **tx)
+        .await
+        .ctx("upserting series")?;
+    Ok(())
+}
+
 fn sql_text(text: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(text)
 }
@@ -663,6 +830,61 @@ impl Store for PostgresStore {
     }
     async fn deliveries_page(&self, tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<Delivery>>> {
         self.page(tenant, query).await
+    }
+
+    fn set_metric_series_cap(&self, cap: usize) {
+        self.series_cap.store(cap, Ordering::Relaxed);
+    }
+
+    async fn metric_series(&self, tenant: &TenantId) -> StoreResult<Vec<SeriesRow>> {
+        let sql = format!(
+            "SELECT family, series_key, status, {} FROM metric_series WHERE tenant_id = $1 \
+             ORDER BY family, series_key COLLATE \"C\", status",
+            rollup::value_columns().join(", ")
+        );
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query(sql_text(sql)).bind(tenant.as_str()).fetch_all(&mut *tx).await.ctx("reading series")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        rows.iter()
+            .map(|row| {
+                let family: String = row.try_get(0).ctx("reading a series")?;
+                let family = RollupFamily::parse(&family).ok_or_else(|| StoreError::Corrupt {
+                    what: "metric series",
+                    detail: format!("unknown family {family:?}"),
+                })?;
+                let mut values = SeriesValues {
+                    records: row.try_get(3).ctx("reading a series")?,
+                    observations: row.try_get(4).ctx("reading a series")?,
+                    sum: row.try_get(5).ctx("reading a series")?,
+                    ..SeriesValues::default()
+                };
+                for (i, bucket) in values.buckets.iter_mut().enumerate() {
+                    *bucket = row.try_get(6 + i).ctx("reading a series")?;
+                }
+                for (i, total) in values.totals.iter_mut().enumerate() {
+                    *total = row.try_get(6 + rollup::BUCKETS + i).ctx("reading a series")?;
+                }
+                values.last_us = row.try_get(10 + rollup::BUCKETS).ctx("reading a series")?;
+                Ok(SeriesRow {
+                    family,
+                    key: row.try_get(1).ctx("reading a series")?,
+                    status: row.try_get(2).ctx("reading a series")?,
+                    values,
+                })
+            })
+            .collect()
+    }
+
+    async fn latest_queue_snapshots(&self, tenant: &TenantId) -> StoreResult<Vec<Stored<QueueSnapshot>>> {
+        let spec = &table::QUEUE_SNAPSHOTS;
+        let sql = format!(
+            "SELECT {} FROM queue_latest WHERE tenant_id = $1 ORDER BY component_id COLLATE \"C\"",
+            table::select_columns(spec)
+        );
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query(sql_text(sql)).bind(tenant.as_str()).fetch_all(&mut *tx).await.ctx("reading queues")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        rows.iter().map(|row| table::decode(spec, row_values(spec, row)?)).collect()
     }
 }
 

@@ -7,6 +7,7 @@
 //! and wait up to the busy timeout for it.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, TransactionBehavior, params};
 
 use crate::error::{SqliteContext, StoreError, StoreResult};
+use crate::rollup::{self, Rollup, RollupFamily, RollupItem, SeriesRow, SeriesValues};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
 use crate::table::{self, BaselineBatch, Dialect, EncodedRecord, TableSpec, Value};
 use crate::{
@@ -25,8 +27,10 @@ use crate::{
     parse_scopes, thresholds_from,
 };
 
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "initial", sql: include_str!("../migrations/sqlite/0001_initial.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial", sql: include_str!("../migrations/sqlite/0001_initial.sql") },
+    Migration { version: 2, name: "metric_rollups", sql: include_str!("../migrations/sqlite/0002_metric_rollups.sql") },
+];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const READERS: u32 = 4;
@@ -40,6 +44,7 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: r2d2::Pool<SqliteConnectionManager>,
+    series_cap: AtomicUsize,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -96,7 +101,14 @@ impl SqliteStore {
                     Ok(())
                 });
             let readers = r2d2::Pool::builder().max_size(READERS).min_idle(Some(0)).build(manager)?;
-            Ok(Self { inner: Arc::new(Inner { path, writer: Mutex::new(writer), readers }) })
+            Ok(Self {
+                inner: Arc::new(Inner {
+                    path,
+                    writer: Mutex::new(writer),
+                    readers,
+                    series_cap: AtomicUsize::new(rollup::DEFAULT_SERIES_CAP),
+                }),
+            })
         })
         .await?
     }
@@ -140,7 +152,7 @@ impl SqliteStore {
         .await?
     }
 
-    async fn insert<R: IngestRecord>(
+    async fn insert<R: Rollup>(
         &self,
         tenant: &TenantId,
         records: Vec<R>,
@@ -148,12 +160,15 @@ impl SqliteStore {
     ) -> StoreResult<IngestSummary> {
         let spec = table::spec_of::<R>();
         let tenant = tenant.clone();
-        let prepare = move || table::dedupe_batch(R::KIND, records.iter().map(|r| table::encode(spec, r)).collect());
+        let cap = self.inner.series_cap.load(Ordering::Relaxed);
+        let prepare =
+            move || table::dedupe_batch(R::KIND, records.iter().map(|r| table::encode_for_insert(spec, r)).collect());
         self.prepare_then_write(prepare, move |conn, (unique, duplicates)| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .ctx("beginning an ingest transaction")?;
             let mut summary = IngestSummary { inserted: 0, duplicates };
+            let mut inserted = vec![false; unique.len()];
             {
                 let mut insert = tx.prepare_cached(&insert_sql(spec)).ctx("preparing an insert")?;
                 let mut existing = tx
@@ -162,10 +177,11 @@ impl SqliteStore {
                         spec.table
                     ))
                     .ctx("preparing a digest lookup")?;
-                for record in &unique {
+                for (record, inserted) in unique.iter().zip(&mut inserted) {
                     bind_record(&mut insert, tenant.as_str(), record, received_at).ctx("binding a record")?;
                     if insert.raw_execute().ctx("inserting a record")? == 1 {
                         summary.inserted += 1;
+                        *inserted = true;
                         continue;
                     }
                     let stored: Vec<u8> = existing
@@ -177,6 +193,8 @@ impl SqliteStore {
                     summary.duplicates += 1;
                 }
             }
+            let items = unique.into_iter().zip(inserted).filter_map(|(record, new)| new.then_some(record.rollup?));
+            apply_rollups(&tx, tenant.as_str(), R::FAMILY, items, cap, received_at)?;
             tx.commit().ctx("committing an ingest transaction")?;
             Ok(summary)
         })
@@ -208,6 +226,19 @@ impl SqliteStore {
         .await
     }
 
+    /// Empties the rollup tables and refills them with migration 0002's backfill from
+    /// the stored records: for the test that the backfill agrees with the ingest path.
+    #[doc(hidden)]
+    pub async fn rerun_rollup_backfill(&self) -> StoreResult<()> {
+        self.write(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
+            tx.execute_batch("DELETE FROM metric_series; DELETE FROM queue_latest;").ctx("emptying rollups")?;
+            tx.execute_batch(rollup::backfill_sql(MIGRATIONS[1].sql)).ctx("backfilling rollups")?;
+            tx.commit().ctx("committing")
+        })
+        .await
+    }
+
     /// The benchmark baseline: a prepared batch of rule runs inserted with one prepared
     /// statement in one transaction, with no parsing, validation, encoding or
     /// idempotency checks.
@@ -233,6 +264,102 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// Adds the inserted records to the metric rollups, in the ingest transaction.
+fn apply_rollups(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &str,
+    family: Option<RollupFamily>,
+    items: impl Iterator<Item = RollupItem>,
+    cap: usize,
+    received_at: Timestamp,
+) -> StoreResult<()> {
+    let (contributions, queues) = rollup::split(items);
+    if let Some(family) = family
+        && !contributions.is_empty()
+    {
+        let batch = rollup::aggregate(contributions);
+        let mut exists = tx
+            .prepare_cached(
+                "SELECT 1 FROM metric_series WHERE tenant_id = ?1 AND family = ?2 AND series_key = ?3 AND status = ?4",
+            )
+            .ctx("preparing a series lookup")?;
+        let mut new = Vec::new();
+        for (key, status) in batch.keys() {
+            if key != rollup::FOLDED_KEY
+                && !exists.exists(params![tenant, family.as_str(), key, status]).ctx("looking up a series")?
+            {
+                new.push((key.clone(), status.clone()));
+            }
+        }
+        let batch = if new.is_empty() {
+            batch
+        } else {
+            let stored: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM metric_series WHERE tenant_id = ?1 AND family = ?2 AND series_key <> ''",
+                    params![tenant, family.as_str()],
+                    |row| row.get(0),
+                )
+                .ctx("counting series")?;
+            rollup::fold_over_cap(batch, new, cap.saturating_sub(stored as usize))
+        };
+        let columns = rollup::value_columns();
+        let placeholders: Vec<String> = (1..=columns.len() + 4).map(|n| format!("?{n}")).collect();
+        let mut upsert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO metric_series (tenant_id, family, series_key, status, {}) VALUES ({}) {}",
+                columns.join(", "),
+                placeholders.join(", "),
+                rollup::upsert_series_conflict_clause()
+            ))
+            .ctx("preparing a series upsert")?;
+        for ((key, status), v) in &batch {
+            let mut values: Vec<rusqlite::types::Value> = vec![
+                tenant.to_owned().into(),
+                family.as_str().to_owned().into(),
+                key.clone().into(),
+                status.clone().into(),
+                v.records.into(),
+                v.observations.into(),
+                v.sum.into(),
+            ];
+            values.extend(v.buckets.iter().map(|&b| b.into()));
+            values.extend(v.totals.iter().map(|&t| t.into()));
+            values.push(v.last_us.into());
+            values.push(received_at.as_micros().into());
+            upsert.execute(rusqlite::params_from_iter(values)).ctx("upserting a series")?;
+        }
+    }
+    if !queues.is_empty() {
+        let mut upsert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO queue_latest ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) {}",
+                rollup::QUEUE_COLUMNS,
+                rollup::upsert_queue_conflict_clause("")
+            ))
+            .ctx("preparing a queue upsert")?;
+        for q in rollup::latest_per_queue(queues) {
+            upsert
+                .execute(params![
+                    tenant,
+                    q.component_id,
+                    q.id,
+                    q.observed_at.as_micros(),
+                    q.depth.pending,
+                    q.depth.in_flight,
+                    q.depth.retrying,
+                    q.depth.dead_lettered,
+                    q.oldest_item_age_ms,
+                    q.processed_total,
+                    q.failed_total,
+                    received_at.as_micros(),
+                ])
+                .ctx("upserting a queue's latest snapshot")?;
+        }
+    }
+    Ok(())
 }
 
 fn insert_sql(spec: &TableSpec) -> String {
@@ -731,5 +858,74 @@ impl Store for SqliteStore {
     }
     async fn deliveries_page(&self, tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<Delivery>>> {
         self.page(tenant, query).await
+    }
+
+    fn set_metric_series_cap(&self, cap: usize) {
+        self.inner.series_cap.store(cap, Ordering::Relaxed);
+    }
+
+    async fn metric_series(&self, tenant: &TenantId) -> StoreResult<Vec<SeriesRow>> {
+        let tenant = tenant.clone();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT family, series_key, status, {} FROM metric_series WHERE tenant_id = ?1 \
+                 ORDER BY family, series_key, status",
+                rollup::value_columns().join(", ")
+            );
+            let mut stmt = conn.prepare_cached(&sql).ctx("preparing a series query")?;
+            let rows = stmt
+                .query_map(params![tenant.as_str()], |row| {
+                    let family: String = row.get(0)?;
+                    let mut values = SeriesValues {
+                        records: row.get(3)?,
+                        observations: row.get(4)?,
+                        sum: row.get(5)?,
+                        ..SeriesValues::default()
+                    };
+                    for (i, bucket) in values.buckets.iter_mut().enumerate() {
+                        *bucket = row.get(6 + i)?;
+                    }
+                    for (i, total) in values.totals.iter_mut().enumerate() {
+                        *total = row.get(6 + rollup::BUCKETS + i)?;
+                    }
+                    values.last_us = row.get(10 + rollup::BUCKETS)?;
+                    Ok((family, row.get::<_, String>(1)?, row.get::<_, String>(2)?, values))
+                })
+                .ctx("reading series")?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (family, key, status, values) = row.ctx("reading a series")?;
+                let family = RollupFamily::parse(&family).ok_or_else(|| StoreError::Corrupt {
+                    what: "metric series",
+                    detail: format!("unknown family {family:?}"),
+                })?;
+                out.push(SeriesRow { family, key, status, values });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn latest_queue_snapshots(&self, tenant: &TenantId) -> StoreResult<Vec<Stored<QueueSnapshot>>> {
+        let tenant = tenant.clone();
+        self.read(move |conn| {
+            let spec = &table::QUEUE_SNAPSHOTS;
+            let sql = format!(
+                "SELECT {} FROM queue_latest WHERE tenant_id = ?1 ORDER BY component_id",
+                table::select_columns(spec)
+            );
+            let mut stmt = conn.prepare_cached(&sql).ctx("preparing a queue query")?;
+            let mut rows = stmt.query(params![tenant.as_str()]).ctx("reading queues")?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().ctx("reading a queue")? {
+                let values = (0..=spec.columns.len())
+                    .map(|i| row_value(row, i))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .ctx("reading a queue row")?;
+                out.push(table::decode(spec, values)?);
+            }
+            Ok(out)
+        })
+        .await
     }
 }

@@ -9,6 +9,7 @@ use custos_model::{Cursor, Timestamp};
 use serde_json::{Map, Value as Json};
 
 use crate::error::{StoreError, StoreResult};
+use crate::rollup::{Rollup, RollupItem};
 use crate::{Page, RecordQuery, Stored};
 
 /// A column value as bound to or read from either backend.
@@ -173,6 +174,8 @@ impl BaselineBatch {
 pub(crate) struct EncodedRecord {
     pub values: Vec<Value>,
     pub digest: [u8; 32],
+    /// What the record adds to the metric rollups once inserted.
+    pub rollup: Option<RollupItem>,
 }
 
 impl EncodedRecord {
@@ -204,7 +207,14 @@ pub(crate) fn encode<R: IngestRecord>(spec: &TableSpec, record: &R) -> EncodedRe
             (Some(other), ty) => unreachable!("{}.{} is {ty:?} but serialized as {other}", spec.table, c.field),
         })
         .collect();
-    EncodedRecord { values, digest: content_digest(&json) }
+    EncodedRecord { values, digest: content_digest(&json), rollup: None }
+}
+
+/// [`encode`], plus the record's rollup contribution.
+pub(crate) fn encode_for_insert<R: Rollup>(spec: &TableSpec, record: &R) -> EncodedRecord {
+    let mut encoded = encode(spec, record);
+    encoded.rollup = Some(record.rollup_item());
+    encoded
 }
 
 /// Rebuilds a stored record from its row: the spec's columns, then `received_at_us`.
