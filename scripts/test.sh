@@ -20,6 +20,12 @@ if ! command -v promtool >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
 fi
 
+# Independent readers of our formats (the OpenMetrics parser of prometheus_client), from PyPI.
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+    echo "test.sh: installing the Python test readers (scripts/requirements-test.txt)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-test.txt
+fi
+
 if [ "${CUSTOS_TEST_SKIP_LINT:-0}" != 1 ]; then
     echo "test.sh: cargo fmt --check" >&2
     cargo fmt --all -- --check

@@ -14,6 +14,24 @@ use custos_store::TokenRecord;
 use crate::AppState;
 use crate::error::{ApiError, ErrorCode};
 
+/// What the token did on this request, for `custos_api_token_invocations_total`: the
+/// request's middleware provides the slot, [`Caller::tenant_access`] fills it.
+#[derive(Debug, Default)]
+pub(crate) struct Invocation {
+    pub tenant: Option<TenantId>,
+    pub permission: Option<Permission>,
+}
+
+pub(crate) type InvocationSlot = std::sync::Arc<std::sync::Mutex<Invocation>>;
+
+tokio::task_local! {
+    pub(crate) static INVOCATION: InvocationSlot;
+}
+
+fn note_invocation(update: impl FnOnce(&mut Invocation)) {
+    let _ = INVOCATION.try_with(|slot| update(&mut slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)));
+}
+
 /// An authenticated caller: a live token.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
@@ -71,6 +89,7 @@ impl Caller {
         raw_tenant: &str,
         permission: Permission,
     ) -> Result<TenantId, ApiError> {
+        note_invocation(|i| i.permission = Some(permission));
         let tenant = TenantId::parse(raw_tenant).map_err(|_| ApiError::not_found("tenant not found"))?;
         if !self.has(permission, &tenant) {
             state.metrics.count_auth_failure("missing_scope");
@@ -81,6 +100,7 @@ impl Caller {
         if !state.tenant_exists(&tenant).await? {
             return Err(ApiError::not_found("tenant not found"));
         }
+        note_invocation(|i| i.tenant = Some(tenant.clone()));
         Ok(tenant)
     }
 }

@@ -9,8 +9,8 @@ use std::time::Instant;
 use custos_model::records::{ConnectorSync, Delivery, QueueSnapshot, RuleRun};
 use custos_model::{Component, FreshnessPolicy, TenantId, Timestamp};
 use custos_store::{
-    Backend, IngestSummary, Page, PutOutcome, RecordQuery, SchemaDescription, Store, StoreResult, Stored, Tenant,
-    TokenRecord,
+    Backend, IngestSummary, Page, PutOutcome, RecordQuery, SchemaDescription, SeriesRow, Store, StoreResult, Stored,
+    Tenant, TokenRecord,
 };
 use custos_telemetry::Metrics;
 use tracing::Instrument;
@@ -42,6 +42,9 @@ macro_rules! instrument {
         impl Store for InstrumentedStore {
             fn backend(&self) -> Backend {
                 self.inner.backend()
+            }
+            fn set_metric_series_cap(&self, cap: usize) {
+                self.inner.set_metric_series_cap(cap)
             }
             $(
                 async fn $name(&self, $($arg: $ty),*) -> $ret {
@@ -77,4 +80,6 @@ instrument! {
     queue_snapshots_page(tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<QueueSnapshot>>>;
     record_deliveries(tenant: &TenantId, records: Vec<Delivery>, received_at: Timestamp) -> StoreResult<IngestSummary>;
     deliveries_page(tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<Delivery>>>;
+    metric_series(tenant: &TenantId) -> StoreResult<Vec<SeriesRow>>;
+    latest_queue_snapshots(tenant: &TenantId) -> StoreResult<Vec<Stored<QueueSnapshot>>>;
 }

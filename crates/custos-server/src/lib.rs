@@ -6,6 +6,7 @@ pub mod error;
 mod instrumented_store;
 mod observe;
 mod openapi;
+mod platform_metrics;
 mod routes;
 
 use std::collections::HashSet;
@@ -42,6 +43,9 @@ pub struct ServerConfig {
     pub metrics_namespace: String,
     /// When set, `/metrics` requires `Authorization: Bearer <this>`.
     pub metrics_token: Option<String>,
+    /// Most series per tenant in each platform rollup family; new label sets beyond it
+    /// fold into an `other` series.
+    pub metrics_series_cap: usize,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +60,7 @@ impl Default for ServerConfig {
             commit: BUILD_COMMIT.into(),
             metrics_namespace: "custos".into(),
             metrics_token: None,
+            metrics_series_cap: custos_store::rollup::DEFAULT_SERIES_CAP,
         }
     }
 }
@@ -72,13 +77,23 @@ pub struct AppState {
     /// Tenants known to exist. Tenants are never deleted, so a positive answer can be
     /// kept; a miss always asks the store (a tenant created by the CLI appears at once).
     known_tenants: Arc<RwLock<HashSet<TenantId>>>,
+    /// One scrape at a time derives the platform families, so concurrent scrapers
+    /// cannot multiply the load on the store.
+    pub(crate) platform_scrape: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
         let metrics = Arc::new(Metrics::new(&config.metrics_namespace, &config.version, &config.commit));
+        store.set_metric_series_cap(config.metrics_series_cap);
         let store = instrumented_store::InstrumentedStore::wrap(store, metrics.clone());
-        Self { store, config: Arc::new(config), metrics, known_tenants: Arc::default() }
+        Self {
+            store,
+            config: Arc::new(config),
+            metrics,
+            known_tenants: Arc::default(),
+            platform_scrape: Arc::default(),
+        }
     }
 
     pub(crate) async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, ApiError> {

@@ -10,6 +10,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use custos_telemetry::metrics::InvocationLabels;
 use custos_telemetry::{HttpLabels, TraceContext};
 use tracing::{Instrument, field::Empty};
 
@@ -51,7 +52,9 @@ pub(crate) async fn observe(State(state): State<AppState>, request: Request, nex
     async move {
         tracing::info!("request started");
         let in_flight = InFlight::enter(&state.metrics.http_in_flight);
-        let response = match tokio::task::spawn(next.run(request).in_current_span()).await {
+        let invocation = crate::auth::InvocationSlot::default();
+        let handler = crate::auth::INVOCATION.scope(invocation.clone(), next.run(request));
+        let response = match tokio::task::spawn(handler.in_current_span()).await {
             Ok(response) => response,
             Err(join_error) => {
                 // A panicking handler must not take the connection down silently.
@@ -64,6 +67,14 @@ pub(crate) async fn observe(State(state): State<AppState>, request: Request, nex
         let elapsed = started.elapsed();
         let labels = HttpLabels { method: method.clone(), route: route.clone(), status: status.as_u16() };
         state.metrics.observe_request(&labels, elapsed.as_secs_f64(), trace.sampled.then(|| trace.trace_id_hex()));
+        let invocation = std::mem::take(&mut *invocation.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if let Some(permission) = invocation.permission {
+            state.metrics.count_invocation(&InvocationLabels {
+                tenant: invocation.tenant.map(|t| t.as_str().to_owned()).unwrap_or_default(),
+                scope: permission.as_str().to_owned(),
+                status: status.as_u16(),
+            });
+        }
         let span = tracing::Span::current();
         span.record("status", status.as_u16());
         span.record("duration_ms", (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0);

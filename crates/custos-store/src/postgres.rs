@@ -297,8 +297,9 @@ async fn new_series(
     let (keys, statuses): (Vec<&str>, Vec<&str>) =
         batch.keys().map(|(key, status)| (key.as_str(), status.as_str())).unzip();
     // Plan with this batch's arrays. The generic plan PostgreSQL switches a prepared
-    // statement to after five runs scans the family once per pair (measured: 5 s for
-    // 10,000 pairs into 10,000 series, against 30 ms with a custom plan).
+    // statement to after five runs scans the family once per pair (measured: 5 s per
+    // lookup of 10,000 pairs among 10,000 series; the whole 10,000-record ingest takes
+    // 0.3 s with a custom plan).
     sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
         .execute(&mut **tx)
         .await

@@ -33,15 +33,20 @@ async fn an_unfiltered_select_sees_only_the_current_tenant() {
     let role: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut *conn).await.unwrap();
     assert_eq!(role, custos_store::APP_ROLE);
 
-    // No tenant set: nothing is visible.
+    // No tenant set: nothing is visible, records or their metric rollups.
     let rows = conn.fetch_all("SELECT tenant_id, id FROM rule_runs").await.unwrap();
     assert!(rows.is_empty(), "without a tenant, row-level security hides every row");
+    let rows = conn.fetch_all("SELECT tenant_id FROM metric_series").await.unwrap();
+    assert!(rows.is_empty(), "rollups are tenant rows too");
 
     let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
     sqlx::query("SELECT set_config('custos.tenant_id', 'acme', true)").execute(&mut *tx).await.unwrap();
     let rows = tx.fetch_all("SELECT tenant_id, id FROM rule_runs ORDER BY id").await.unwrap();
     let seen: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(seen, [("acme".to_owned(), "a1".to_owned()), ("acme".to_owned(), "a2".to_owned())]);
+    let rows = tx.fetch_all("SELECT tenant_id, records FROM metric_series").await.unwrap();
+    let seen: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(seen, [("acme".to_owned(), 2)]);
 
     // Writing another tenant's row is refused by the policy's WITH CHECK.
     let err = tx
@@ -58,6 +63,7 @@ async fn an_unfiltered_select_sees_only_the_current_tenant() {
     for statement in [
         "UPDATE rule_runs SET rule_key = 'x'",
         "DELETE FROM rule_runs",
+        "DELETE FROM metric_series",
         "ALTER TABLE rule_runs DISABLE ROW LEVEL SECURITY",
     ] {
         let err = conn.execute(statement).await.unwrap_err();

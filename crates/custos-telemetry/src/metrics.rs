@@ -17,6 +17,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::families::ConstFamilies;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub method: String,
@@ -46,6 +48,16 @@ pub struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
     pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InvocationLabels {
+    /// The tenant named in the path; empty when the call was refused before the
+    /// tenant was established (so refused calls cannot mint series).
+    pub tenant: String,
+    /// The scope the route requires (`ingest:write`, `obs:read`, `admin`).
+    pub scope: String,
+    pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -94,6 +106,11 @@ pub struct Metrics {
     pub ingest_records: Family<IngestLabels, Counter>,
     pub auth_failures: Family<ReasonLabels, Counter>,
     pub store_operation_duration: Family<OperationLabels, Histogram>,
+    pub api_token_invocations: Family<InvocationLabels, Counter>,
+    /// Time the latest scrape spent deriving the platform families from the store.
+    pub platform_collection_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub platform_collection_errors: Counter,
+    namespace: String,
 }
 
 impl Metrics {
@@ -145,8 +162,31 @@ impl Metrics {
             store_operation_duration.clone(),
         );
 
+        let api_token_invocations = Family::<InvocationLabels, Counter>::default();
+        own.register(
+            "api_token_invocations",
+            "Tenant API calls made with a token, by tenant, required scope and response status",
+            api_token_invocations.clone(),
+        );
+        let platform_collection_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        own.register(
+            "metrics_collection_duration_seconds",
+            "Time the latest scrape spent deriving the platform families from the store",
+            platform_collection_seconds.clone(),
+        );
+        let platform_collection_errors = Counter::default();
+        own.register(
+            "metrics_collection_errors",
+            "Scrapes whose platform families could not be read from the store (custos's own families were still served)",
+            platform_collection_errors.clone(),
+        );
+
         Self {
             registry,
+            api_token_invocations,
+            platform_collection_seconds,
+            platform_collection_errors,
+            namespace: namespace.to_owned(),
             http_requests,
             http_request_duration,
             http_in_flight,
@@ -181,17 +221,38 @@ impl Metrics {
             .observe(seconds);
     }
 
+    pub fn count_invocation(&self, labels: &InvocationLabels) {
+        self.api_token_invocations.get_or_create_owned(labels).inc();
+    }
+
     /// The registry's current values in `format`.
     pub fn render(&self, format: ExpositionFormat) -> String {
+        self.render_with(format, ConstFamilies::default())
+    }
+
+    /// The registry's current values plus `extra` families (named under the same
+    /// namespace), in `format`.
+    pub fn render_with(&self, format: ExpositionFormat, extra: ConstFamilies) -> String {
         let mut openmetrics = String::with_capacity(16 * 1024);
         prometheus_client::encoding::text::encode(&mut openmetrics, &self.registry)
             .expect("writing to a String cannot fail");
+        if !extra.0.is_empty() {
+            let mut registry = Registry::with_prefix(&self.namespace);
+            registry.register_collector(Box::new(extra));
+            let mut more = String::new();
+            prometheus_client::encoding::text::encode(&mut more, &registry).expect("writing to a String cannot fail");
+            // Both end with the single `# EOF` OpenMetrics allows.
+            openmetrics.truncate(openmetrics.len() - EOF.len());
+            openmetrics.push_str(&more);
+        }
         match format {
             ExpositionFormat::OpenMetrics => openmetrics,
             ExpositionFormat::Prometheus => openmetrics_to_prometheus(&openmetrics),
         }
     }
 }
+
+const EOF: &str = "# EOF\n";
 
 /// Rewrites OpenMetrics text as the classic Prometheus text format (0.0.4): counters'
 /// `HELP`/`TYPE` lines name the `_total` series, `unknown` becomes `untyped`, and

@@ -97,6 +97,11 @@ pub struct ServeArgs {
     /// Prefix of every custos metric name.
     #[arg(long, env = "CUSTOS_METRICS_NAMESPACE", default_value = "custos", value_parser = parse_namespace)]
     pub metrics_namespace: String,
+    /// Most series per tenant in each platform metric family (rule runs, connector
+    /// syncs, deliveries); label sets beyond it are counted in an `other` series.
+    #[arg(long, env = "CUSTOS_METRICS_SERIES_CAP", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub metrics_series_cap: u32,
 }
 
 fn parse_namespace(value: &str) -> Result<String, String> {

@@ -58,5 +58,6 @@ pub fn server_config(global: &GlobalArgs, serve: &ServeArgs) -> ServerConfig {
         commit: custos_server::BUILD_COMMIT.into(),
         metrics_namespace: serve.metrics_namespace.clone(),
         metrics_token: serve.metrics_token.as_ref().map(|t| t.expose_secret().to_owned()),
+        metrics_series_cap: serve.metrics_series_cap as usize,
     }
 }

@@ -224,7 +224,7 @@ fn config_print_default_lists_every_setting() {
 #[test]
 fn migrate_reports_the_backend() {
     let store = Store::sqlite();
-    assert_eq!(store.ok(&["migrate"]).trim(), "applied 1 migration(s); sqlite schema up to date");
+    assert_eq!(store.ok(&["migrate"]).trim(), "applied 2 migration(s); sqlite schema up to date");
     assert_eq!(store.ok(&["migrate"]).trim(), "applied 0 migration(s); sqlite schema up to date");
 }
 

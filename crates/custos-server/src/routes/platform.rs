@@ -114,7 +114,25 @@ pub(crate) async fn metrics(
     }
     let format =
         custos_telemetry::ExpositionFormat::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let body = state.metrics.render(format);
+    let platform = {
+        let _one_at_a_time = state.platform_scrape.lock().await;
+        let started = std::time::Instant::now();
+        let loaded = crate::platform_metrics::load(&*state.store).await;
+        let families = match loaded {
+            Ok(data) => crate::platform_metrics::derive(&data, custos_model::Timestamp::now()),
+            Err(error) => {
+                tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    "reading platform metrics from the store failed"
+                );
+                state.metrics.platform_collection_errors.inc();
+                custos_telemetry::ConstFamilies::default()
+            }
+        };
+        state.metrics.platform_collection_seconds.set(started.elapsed().as_secs_f64());
+        families
+    };
+    let body = state.metrics.render_with(format, platform);
     Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
 }
 

@@ -7,4 +7,5 @@ mod auth;
 mod components;
 mod metrics;
 mod platform;
+mod platform_metrics;
 mod records;

@@ -2,7 +2,7 @@ use custos_server::ServerConfig;
 
 use crate::support::{Backend, JSON, NDJSON, TestApp, error, ndjson, rule_run};
 
-async fn scrape(app: &TestApp, accept: Option<&str>) -> (String, String) {
+pub(crate) async fn scrape(app: &TestApp, accept: Option<&str>) -> (String, String) {
     let mut request = app.client.get(app.url("/metrics"));
     if let Some(accept) = accept {
         request = request.header("accept", accept);
@@ -14,7 +14,7 @@ async fn scrape(app: &TestApp, accept: Option<&str>) -> (String, String) {
 }
 
 /// The value of the sample whose name and labels are exactly `series`.
-fn value(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn value(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
 }
 
@@ -89,6 +89,30 @@ async fn openmetrics_exemplars_carry_the_callers_trace_id() {
         })
         .unwrap_or_else(|| panic!("no exemplar on the liveness histogram:\n{text}"));
     assert!(bucket.contains(&format!(r#"# {{trace_id="{trace_id}"}}"#)), "{bucket}");
+    openmetrics_check(&text);
+}
+
+/// Asserts that an independent OpenMetrics parser (the Python `prometheus_client`
+/// package's strict one, installed by scripts/test.sh) accepts `text` whole.
+pub(crate) fn openmetrics_check(text: &str) {
+    let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+                  families = list(text_string_to_metric_families(sys.stdin.read()))\nprint(len(families))";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the OpenMetrics parser refused the exposition:\n{}\n{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let families: usize = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap();
+    assert!(families > 5, "parsed only {families} families");
 }
 
 #[tokio::test]
@@ -97,6 +121,11 @@ async fn promtool_accepts_the_classic_format() {
     let token = app.token(&["ingest:write#tenant/acme"]).await;
     app.post(&token, "/v1/tenants/acme/rule-runs", JSON, rule_run("r1", 1).to_string()).await;
     let (_, text) = scrape(&app, None).await;
+    promtool_check(&text);
+}
+
+/// Asserts that `promtool check metrics` finds nothing to say about `text`.
+pub(crate) fn promtool_check(text: &str) {
     let mut child = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())

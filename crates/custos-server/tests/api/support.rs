@@ -62,6 +62,16 @@ impl TestApp {
         TestApp { base, client: reqwest::Client::new(), store, _dir: dir, _shutdown: tx }
     }
 
+    /// Another server on the same store, as after a restart or on a second replica;
+    /// returns its base URL.
+    pub async fn another_server(&self, config: ServerConfig) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = AppState::new(self.store.clone(), config);
+        tokio::spawn(async move { custos_server::serve(listener, state, std::future::pending()).await.unwrap() });
+        base
+    }
+
     /// A new token with `scopes` (full scope strings), created in the store.
     pub async fn token(&self, scopes: &[&str]) -> String {
         self.token_with(scopes, None).await
