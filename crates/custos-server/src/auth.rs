@@ -41,6 +41,7 @@ pub(crate) struct Caller {
 /// A 401, counted by `reason` in `custos_auth_failures_total`.
 fn unauthorized(state: &AppState, reason: &str, message: &str) -> ApiError {
     state.metrics.count_auth_failure(reason);
+    tracing::Span::current().record("custos.auth.outcome", "unauthenticated");
     ApiError::new(ErrorCode::Unauthorized, message)
 }
 
@@ -93,10 +94,12 @@ impl Caller {
         let tenant = TenantId::parse(raw_tenant).map_err(|_| ApiError::not_found("tenant not found"))?;
         if !self.has(permission, &tenant) {
             state.metrics.count_auth_failure("missing_scope");
+            tracing::Span::current().record("custos.auth.outcome", "forbidden");
             let missing = Scope::new(permission, TenantSelector::One(tenant));
             return Err(ApiError::new(ErrorCode::Forbidden, format!("missing scope {missing}")));
         }
         tracing::Span::current().record("tenant_id", tenant.as_str());
+        tracing::Span::current().record("custos.auth.outcome", "allowed");
         if !state.tenant_exists(&tenant).await? {
             return Err(ApiError::not_found("tenant not found"));
         }

@@ -27,7 +27,19 @@ impl InstrumentedStore {
     }
 
     async fn timed<T>(&self, operation: &'static str, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
-        let span = tracing::debug_span!("store", operation, backend = self.inner.backend().as_str());
+        let (system, kind) = match self.inner.backend() {
+            Backend::Postgres => ("postgresql", "client"),
+            Backend::Sqlite => ("sqlite", "internal"),
+        };
+        let span = tracing::debug_span!(
+            "store",
+            otel.name = operation,
+            otel.kind = kind,
+            db.system.name = system,
+            db.operation.name = operation,
+            operation,
+            backend = self.inner.backend().as_str()
+        );
         let started = Instant::now();
         let result = call.instrument(span).await;
         self.metrics.observe_store_operation(operation, started.elapsed().as_secs_f64());

@@ -10,8 +10,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use custos_telemetry::HttpLabels;
 use custos_telemetry::metrics::InvocationLabels;
-use custos_telemetry::{HttpLabels, TraceContext};
+use custos_telemetry::trace_context::continue_trace;
 use tracing::{Instrument, field::Empty};
 
 use crate::AppState;
@@ -19,6 +20,7 @@ use crate::error::{ApiError, ErrorBody, ErrorCode, ErrorResponse};
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(crate) const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub(crate) const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 fn sane_request_id(value: &HeaderValue) -> Option<String> {
     let text = value.to_str().ok()?;
@@ -30,16 +32,30 @@ pub(crate) async fn observe(State(state): State<AppState>, request: Request, nex
     let started = Instant::now();
     let request_id =
         request.headers().get(REQUEST_ID).and_then(sane_request_id).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let trace = TraceContext::from_traceparent(request.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()));
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
     let method = request.method().to_string();
+    let client_address = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip().to_string());
+    // Span name and attributes follow the OpenTelemetry HTTP server conventions; the
+    // undotted fields are the log lines' own.
     let span = tracing::info_span!(
         "request",
+        otel.name = %route.as_ref().map_or_else(|| method.clone(), |r| format!("{method} {r}")),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = %method,
+        http.route = route.as_deref(),
+        http.response.status_code = Empty,
+        url.path = %request.uri().path(),
+        client.address = client_address.as_deref(),
+        custos.auth.outcome = Empty,
         method = %method,
-        route = %route,
+        route = route.as_deref().unwrap_or("unmatched"),
         request_id = %request_id,
-        trace_id = %trace.trace_id_hex(),
-        span_id = %trace.span_id_hex(),
+        trace_id = Empty,
+        span_id = Empty,
         tenant_id = Empty,
         actor = Empty,
         records = Empty,
@@ -48,6 +64,14 @@ pub(crate) async fn observe(State(state): State<AppState>, request: Request, nex
         error_code = Empty,
         error_message = Empty,
     );
+    let trace = {
+        let headers = request.headers();
+        let header = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        continue_trace(&span, header(&TRACEPARENT), header(&TRACESTATE))
+    };
+    span.record("trace_id", trace.trace_id_hex());
+    span.record("span_id", trace.span_id_hex());
+    let route = route.unwrap_or_else(|| "unmatched".to_owned());
 
     async move {
         tracing::info!("request started");
@@ -77,6 +101,11 @@ pub(crate) async fn observe(State(state): State<AppState>, request: Request, nex
         }
         let span = tracing::Span::current();
         span.record("status", status.as_u16());
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            // Only 5xx marks the server span failed (a 4xx is the client's error).
+            span.record("otel.status_code", "ERROR");
+        }
         span.record("duration_ms", (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0);
         if let Some(error) = response.extensions().get::<ErrorBody>() {
             span.record("error_code", error.code.as_str());

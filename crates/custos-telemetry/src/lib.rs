@@ -3,10 +3,11 @@
 pub mod families;
 pub mod logging;
 pub mod metrics;
+pub mod otel;
 pub mod scrub;
 pub mod trace_context;
 
 pub use families::{ConstFamilies, ConstFamily, FamilyKind, SampleValue};
-pub use logging::{CaptureWriter, LogFormat, LogSettings, init_logging, json_layer};
+pub use logging::{CaptureWriter, LogFormat, LogSettings, init_logging, init_subscriber, json_layer};
 pub use metrics::{ExpositionFormat, HttpLabels, Metrics};
 pub use trace_context::TraceContext;

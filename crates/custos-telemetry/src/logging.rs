@@ -62,12 +62,30 @@ pub struct LogSettings {
 
 /// Installs the global subscriber; logs go to standard error.
 pub fn init_logging(settings: &LogSettings) -> Result<(), String> {
+    init_subscriber(settings, None)
+}
+
+/// Installs the log layer on stderr and, when `traces` is given, the OpenTelemetry
+/// layer exporting spans through it. Each has its own filter: the log filter
+/// (`CUSTOS_LOG`) does not decide which spans are traced. Traces get custos's spans at
+/// every level (requests, store calls, commands) and only warnings and errors as span
+/// events; other crates' spans (the exporter's own HTTP client among them) never.
+pub fn init_subscriber(
+    settings: &LogSettings,
+    traces: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
+) -> Result<(), String> {
+    use tracing_subscriber::Layer as _;
     use tracing_subscriber::prelude::*;
     let filter =
         tracing_subscriber::EnvFilter::try_new(&settings.filter).map_err(|e| format!("invalid log filter: {e}"))?;
+    let otel = traces.map(|provider| {
+        crate::otel::layer(provider).with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            if meta.is_span() { meta.target().starts_with("custos") } else { *meta.level() <= tracing::Level::WARN }
+        }))
+    });
     tracing_subscriber::registry()
-        .with(filter)
-        .with(json_layer(settings, std::io::stderr))
+        .with(json_layer(settings, std::io::stderr).with_filter(filter))
+        .with(otel)
         .try_init()
         .map_err(|e| e.to_string())
 }
@@ -190,7 +208,9 @@ where
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {
                 if let Some(fields) = span.extensions().get::<SpanFields>() {
-                    for (key, value) in &fields.0 {
+                    // Dotted names (`otel.name`, `http.route`) are trace attributes;
+                    // log lines have their own fields for the same facts.
+                    for (key, value) in fields.0.iter().filter(|(key, _)| !key.contains('.')) {
                         line.set(key, value.clone());
                     }
                 }

@@ -120,6 +120,7 @@ impl Metrics {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(ProcessCollector { started: SystemTime::now() }));
         let own = registry.sub_registry_with_prefix(namespace);
+        own.register_collector(Box::new(SpanExportCollector));
 
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: version.into(), commit: commit.into() }).set(1);
@@ -292,6 +293,37 @@ pub fn openmetrics_to_prometheus(openmetrics: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Trace export counts ([`crate::otel::SPAN_STATS`]); all zero while export is off.
+#[derive(Debug)]
+struct SpanExportCollector;
+
+impl Collector for SpanExportCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &crate::otel::SPAN_STATS;
+        for (name, help, value) in [
+            ("trace_spans_exported", "Finished spans the OTLP exporter delivered", &stats.exported),
+            (
+                "trace_spans_dropped",
+                "Finished spans dropped because the export queue was full (collector down or slow)",
+                &stats.dropped,
+            ),
+            ("trace_spans_export_failed", "Finished spans whose OTLP export failed", &stats.export_failed),
+        ] {
+            let metric = ConstCounter::new(value.load(Relaxed));
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+        }
+        let pending = ConstGauge::new(stats.pending.load(Relaxed) as i64);
+        pending.encode(encoder.encode_descriptor(
+            "trace_spans_pending",
+            "Finished spans waiting for export (bounded by OTEL_BSP_MAX_QUEUE_SIZE)",
+            None,
+            pending.metric_type(),
+        )?)?;
+        Ok(())
+    }
 }
 
 /// Standard process metrics, read from /proc at each scrape (Linux; elsewhere they are

@@ -38,6 +38,37 @@ impl TraceContext {
     }
 }
 
+/// Continues the caller's trace on `span`: when trace export is on, the span becomes
+/// the child of the caller's (`traceparent`, with its `tracestate`) and the returned
+/// ids are the exported span's own; otherwise they are generated here. Either way the
+/// result is what the request's log lines and its response `traceparent` carry.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>, tracestate: Option<&str>) -> TraceContext {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    let ours = TraceContext::from_traceparent(traceparent);
+    if let Some(parent) = ours.parent_span_id {
+        let state = tracestate.and_then(|s| s.parse::<TraceState>().ok()).unwrap_or_default();
+        let flags = if ours.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+        let remote =
+            SpanContext::new(TraceId::from_bytes(ours.trace_id), SpanId::from_bytes(parent), flags, true, state);
+        // Fails only when no OpenTelemetry layer is installed: then there is nothing to parent.
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    }
+    let cx = span.context();
+    let exported = cx.span().span_context().clone();
+    if exported.is_valid() {
+        TraceContext {
+            trace_id: exported.trace_id().to_bytes(),
+            span_id: exported.span_id().to_bytes(),
+            parent_span_id: ours.parent_span_id,
+            sampled: exported.is_sampled(),
+        }
+    } else {
+        ours
+    }
+}
+
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "00-{}-{}-{:02x}", self.trace_id_hex(), self.span_id_hex(), u8::from(self.sampled))

@@ -17,10 +17,6 @@ use crate::cli::{Cli, Command};
 /// turns the outcome into an exit code (0 success, 1 failure, 2 usage).
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(error) = settings::init_logging(&cli.global) {
-        eprintln!("error: {error}");
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -28,6 +24,19 @@ pub fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let telemetry = match settings::init_telemetry(&cli.global, &runtime) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = run_command(cli, &runtime);
+    telemetry.shutdown();
+    code
+}
+
+fn run_command(cli: Cli, runtime: &tokio::runtime::Runtime) -> ExitCode {
     let name = cli.command.name();
     let span = tracing::info_span!(
         "command",

@@ -16,8 +16,29 @@ pub fn instance_id() -> &'static str {
     ID.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned())
 }
 
-pub fn init_logging(global: &GlobalArgs) -> Result<(), String> {
-    custos_telemetry::init_logging(&LogSettings {
+/// Logging, and trace export when the `OTEL_*` variables ask for it. Keep it until
+/// the end of the command and call [`Telemetry::shutdown`], which flushes pending spans.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports what is pending (waiting at most 5 s for the collector) and stops.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown_with_timeout(std::time::Duration::from_secs(5))
+        {
+            tracing::warn!(error = %error, "flushing traces at exit failed");
+        }
+    }
+}
+
+/// Installs logging and, when configured, trace export. Runs within `runtime` (the
+/// gRPC exporter keeps its connection on it).
+pub fn init_telemetry(global: &GlobalArgs, runtime: &tokio::runtime::Runtime) -> Result<Telemetry, String> {
+    use custos_telemetry::otel::{OtelSettings, OtlpProtocol, ServiceIdentity};
+    let log = LogSettings {
         service: "custos".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         env: global.env.clone(),
@@ -27,7 +48,33 @@ pub fn init_logging(global: &GlobalArgs) -> Result<(), String> {
             LogFormatArg::Text => LogFormat::Text,
         },
         filter: global.log_level.clone(),
-    })
+    };
+    let otel = OtelSettings::from_env(|name| std::env::var(name).ok())?;
+    let provider = match &otel {
+        None => None,
+        Some(settings) => {
+            let identity = ServiceIdentity {
+                name: log.service.clone(),
+                version: log.version.clone(),
+                instance_id: log.instance_id.clone(),
+                env: log.env.clone(),
+            };
+            // The HTTP exporter's blocking client must be built outside the runtime.
+            let _entered = (settings.protocol == OtlpProtocol::Grpc).then(|| runtime.enter());
+            Some(custos_telemetry::otel::build_provider(settings, &identity)?)
+        }
+    };
+    custos_telemetry::init_subscriber(&log, provider.as_ref())?;
+    if let Some(settings) = &otel {
+        tracing::info!(
+            protocol = settings.protocol.as_str(),
+            endpoint = settings.endpoint.as_str(),
+            sampler = settings.sampler_name.as_str(),
+            max_queue = settings.max_queue,
+            "trace export on"
+        );
+    }
+    Ok(Telemetry { provider })
 }
 
 /// Opens the configured store and applies pending migrations.
