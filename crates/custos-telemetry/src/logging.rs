@@ -79,8 +79,13 @@ pub fn init_subscriber(
     let filter =
         tracing_subscriber::EnvFilter::try_new(&settings.filter).map_err(|e| format!("invalid log filter: {e}"))?;
     let otel = traces.map(|provider| {
-        crate::otel::layer(provider).with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-            if meta.is_span() { meta.target().starts_with("custos") } else { *meta.level() <= tracing::Level::WARN }
+        crate::otel::layer(provider).with_filter(tracing_subscriber::filter::dynamic_filter_fn(|meta, _| {
+            crate::otel::export_enabled()
+                && if meta.is_span() {
+                    meta.target().starts_with("custos")
+                } else {
+                    *meta.level() <= tracing::Level::WARN
+                }
         }))
     });
     tracing_subscriber::registry()

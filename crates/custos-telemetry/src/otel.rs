@@ -13,7 +13,7 @@
 //! The counts are process-wide ([`SPAN_STATS`]) and exposed as
 //! `custos_trace_spans_{exported,dropped,export_failed}_total`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -45,6 +45,19 @@ pub static SPAN_STATS: SpanStats = SpanStats {
     export_failed: AtomicU64::new(0),
 };
 
+static EXPORT_ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns span creation for export on or off while the process runs (it starts on).
+/// For `custos bench ingest --tracing`, which measures both in one process; off, the
+/// OpenTelemetry layer sees no span at all.
+pub fn set_export_enabled(on: bool) {
+    EXPORT_ENABLED.store(on, Ordering::Relaxed);
+}
+
+pub fn export_enabled() -> bool {
+    EXPORT_ENABLED.load(Ordering::Relaxed)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtlpProtocol {
     Grpc,
@@ -74,6 +87,9 @@ pub struct OtelSettings {
     pub max_queue: usize,
     /// How long to wait between exports (`OTEL_BSP_SCHEDULE_DELAY`, ms; default 5000).
     pub schedule_delay: Duration,
+    /// A full trace endpoint URL given in code (the benchmark's receiver); otherwise the
+    /// exporter reads the `OTEL_EXPORTER_OTLP_*ENDPOINT` variables itself.
+    pub explicit_endpoint: Option<String>,
 }
 
 impl OtelSettings {
@@ -105,7 +121,8 @@ impl OtelSettings {
                 ));
             }
         };
-        let (sampler, sampler_name) = parse_sampler(set("OTEL_TRACES_SAMPLER"), set("OTEL_TRACES_SAMPLER_ARG").as_deref())?;
+        let (sampler, sampler_name) =
+            parse_sampler(set("OTEL_TRACES_SAMPLER"), set("OTEL_TRACES_SAMPLER_ARG").as_deref())?;
         let number = |name: &str, default: u64| -> Result<u64, String> {
             set(name).map_or(Ok(default), |v| {
                 v.parse::<u64>()
@@ -125,7 +142,23 @@ impl OtelSettings {
             service_name_from_env,
             max_queue: number("OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_MAX_QUEUE as u64)? as usize,
             schedule_delay: Duration::from_millis(number("OTEL_BSP_SCHEDULE_DELAY", 5000)?),
+            explicit_endpoint: None,
         }))
+    }
+
+    /// Export over HTTP/protobuf to `base_url` (`http://host:port`), every span sampled:
+    /// what `custos bench ingest --tracing` measures.
+    pub fn for_benchmark(base_url: &str) -> Self {
+        Self {
+            protocol: OtlpProtocol::HttpProtobuf,
+            endpoint: base_url.to_owned(),
+            sampler: Sampler::AlwaysOn,
+            sampler_name: "always_on".to_owned(),
+            service_name_from_env: false,
+            max_queue: DEFAULT_MAX_QUEUE,
+            schedule_delay: Duration::from_secs(1),
+            explicit_endpoint: Some(format!("{}/v1/traces", base_url.trim_end_matches('/'))),
+        }
     }
 }
 
@@ -186,23 +219,25 @@ pub fn build_provider(settings: &OtelSettings, identity: &ServiceIdentity) -> Re
         // The guard below keeps at most `max_queue` spans pending; the SDK's queue has
         // room for them, so it never drops silently on its own.
         .with_max_queue_size(settings.max_queue + 64)
-        .with_max_export_batch_size(512.min(settings.max_queue))
+        .with_max_export_batch_size(1024.min(settings.max_queue))
         .with_scheduled_delay(settings.schedule_delay)
         .build();
     let inner = match settings.protocol {
         OtlpProtocol::Grpc => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .build()
-                .map_err(|e| format!("configuring the OTLP gRPC exporter: {e}"))?;
+            let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+            if let Some(endpoint) = &settings.explicit_endpoint {
+                builder = builder.with_endpoint(endpoint.clone());
+            }
+            let exporter = builder.build().map_err(|e| format!("configuring the OTLP gRPC exporter: {e}"))?;
             BatchSpanProcessor::builder(CountingExporter(exporter)).with_batch_config(batch).build()
         }
         OtlpProtocol::HttpProtobuf => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .build()
-                .map_err(|e| format!("configuring the OTLP HTTP exporter: {e}"))?;
+            let mut builder =
+                opentelemetry_otlp::SpanExporter::builder().with_http().with_protocol(Protocol::HttpBinary);
+            if let Some(endpoint) = &settings.explicit_endpoint {
+                builder = builder.with_endpoint(endpoint.clone());
+            }
+            let exporter = builder.build().map_err(|e| format!("configuring the OTLP HTTP exporter: {e}"))?;
             BatchSpanProcessor::builder(CountingExporter(exporter)).with_batch_config(batch).build()
         }
     };
@@ -229,6 +264,9 @@ where
         .with_threads(false)
         .with_target(false)
         .with_tracked_inactivity(false)
+        // Nothing reads `opentelemetry::Context::current()`: trace context is taken
+        // from the span explicitly, so entering a span need not swap contexts.
+        .with_context_activation(false)
 }
 
 /// Scrubs spans and bounds how many wait for export; see the module docs.
@@ -277,7 +315,13 @@ fn scrub_value(key: &str, value: &mut Value) {
     }
 }
 
+/// Span fields that exist for the log lines and repeat what the span itself says
+/// (its ids, `http.request.method`, `http.route`, `http.response.status_code`, its
+/// duration); not exported.
+const LOG_ONLY_FIELDS: [&str; 6] = ["trace_id", "span_id", "method", "route", "status", "duration_ms"];
+
 fn scrub_span(span: &mut SpanData) {
+    span.attributes.retain(|kv| !LOG_ONLY_FIELDS.contains(&kv.key.as_str()));
     for kv in &mut span.attributes {
         scrub_value(kv.key.as_str(), &mut kv.value);
     }

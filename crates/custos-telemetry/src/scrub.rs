@@ -14,25 +14,31 @@ static SENSITIVE_KEY: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// Patterns masked inside any value, with their replacement.
+const PATTERN_SOURCES: [(&str, &str); 6] = [
+    // custos API tokens
+    (r"cst_[A-Za-z0-9_-]{16,}", "cst_[redacted]"),
+    // HTTP credentials in header form
+    (r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}", "$1 [redacted]"),
+    // JSON Web Tokens
+    (r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", "[redacted-jwt]"),
+    // passwords in URLs (postgres://user:pass@host)
+    (r"(?i)([a-z][a-z0-9+.-]*://[^/:@\s]+):[^@\s/]+@", "$1:[redacted]@"),
+    // AWS access key ids
+    (r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", "[redacted-aws-key]"),
+    // e-mail addresses (personal data)
+    (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", "[redacted-email]"),
+];
+
 static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
-    [
-        // custos API tokens
-        (r"cst_[A-Za-z0-9_-]{16,}", "cst_[redacted]"),
-        // HTTP credentials in header form
-        (r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}", "$1 [redacted]"),
-        // JSON Web Tokens
-        (r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", "[redacted-jwt]"),
-        // passwords in URLs (postgres://user:pass@host)
-        (r"(?i)([a-z][a-z0-9+.-]*://[^/:@\s]+):[^@\s/]+@", "$1:[redacted]@"),
-        // AWS access key ids
-        (r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", "[redacted-aws-key]"),
-        // e-mail addresses (personal data)
-        (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", "[redacted-email]"),
-    ]
-    .into_iter()
-    .map(|(pattern, replacement)| (Regex::new(pattern).expect("valid regex"), replacement))
-    .collect()
+    PATTERN_SOURCES
+        .into_iter()
+        .map(|(pattern, replacement)| (Regex::new(pattern).expect("valid regex"), replacement))
+        .collect()
 });
+
+/// All patterns in one automaton: most values match none, and one pass tells.
+static ANY_PATTERN: LazyLock<regex::RegexSet> =
+    LazyLock::new(|| regex::RegexSet::new(PATTERN_SOURCES.map(|(pattern, _)| pattern)).expect("valid regexes"));
 
 pub const REDACTED: &str = "[redacted]";
 
@@ -43,8 +49,15 @@ pub fn is_sensitive_key(key: &str) -> bool {
 /// Masks every sensitive pattern in `value`.
 pub fn scrub(value: &str) -> std::borrow::Cow<'_, str> {
     let mut out = std::borrow::Cow::Borrowed(value);
-    for (pattern, replacement) in PATTERNS.iter() {
-        if pattern.is_match(&out) {
+    let matched = ANY_PATTERN.matches(value);
+    if !matched.matched_any() {
+        return out;
+    }
+    for (index, (pattern, replacement)) in PATTERNS.iter().enumerate() {
+        // A pattern that did not match the original may match after an earlier
+        // replacement only by accident of the replacement text; those never create
+        // secrets, so checking the original's matches suffices.
+        if matched.matched(index) && pattern.is_match(&out) {
             out = std::borrow::Cow::Owned(pattern.replace_all(&out, *replacement).into_owned());
         }
     }

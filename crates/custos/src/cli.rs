@@ -213,6 +213,13 @@ pub struct BenchIngestArgs {
     /// Single-record POSTs timed one at a time for the latency figures.
     #[arg(long, default_value_t = 2000)]
     pub latency_samples: usize,
+    /// Also measure tracing's cost: the same load with trace export off and on (every
+    /// span sampled, exported over OTLP/HTTP to a live receiver in the process).
+    #[arg(long)]
+    pub tracing: bool,
+    /// Single-record POSTs per tracing round (with --tracing).
+    #[arg(long, default_value_t = 10_000)]
+    pub tracing_requests: usize,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -24,7 +24,24 @@ pub fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let telemetry = match settings::init_telemetry(&cli.global, &runtime) {
+    // `bench ingest --tracing` exports to a receiver of its own, on a port bound now.
+    let bench_receiver = match &cli.command {
+        Command::Bench(cli::BenchCommand::Ingest(args)) if args.tracing => {
+            match std::net::TcpListener::bind("127.0.0.1:0") {
+                Ok(listener) => Some(listener),
+                Err(error) => {
+                    eprintln!("error: binding the benchmark's trace receiver: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => None,
+    };
+    let bench_endpoint = bench_receiver.as_ref().and_then(|l| l.local_addr().ok()).map(|a| format!("http://{a}"));
+    if let Some(listener) = bench_receiver {
+        commands::bench::set_trace_receiver(listener);
+    }
+    let telemetry = match settings::init_telemetry(&cli.global, &runtime, bench_endpoint.as_deref()) {
         Ok(telemetry) => telemetry,
         Err(error) => {
             eprintln!("error: {error}");

@@ -35,8 +35,13 @@ impl Telemetry {
 }
 
 /// Installs logging and, when configured, trace export. Runs within `runtime` (the
-/// gRPC exporter keeps its connection on it).
-pub fn init_telemetry(global: &GlobalArgs, runtime: &tokio::runtime::Runtime) -> Result<Telemetry, String> {
+/// gRPC exporter keeps its connection on it). `bench_endpoint` replaces the `OTEL_*`
+/// configuration with the benchmark's own receiver.
+pub fn init_telemetry(
+    global: &GlobalArgs,
+    runtime: &tokio::runtime::Runtime,
+    bench_endpoint: Option<&str>,
+) -> Result<Telemetry, String> {
     use custos_telemetry::otel::{OtelSettings, OtlpProtocol, ServiceIdentity};
     let log = LogSettings {
         service: "custos".into(),
@@ -49,7 +54,10 @@ pub fn init_telemetry(global: &GlobalArgs, runtime: &tokio::runtime::Runtime) ->
         },
         filter: global.log_level.clone(),
     };
-    let otel = OtelSettings::from_env(|name| std::env::var(name).ok())?;
+    let otel = match bench_endpoint {
+        Some(endpoint) => Some(OtelSettings::for_benchmark(endpoint)),
+        None => OtelSettings::from_env(|name| std::env::var(name).ok())?,
+    };
     let provider = match &otel {
         None => None,
         Some(settings) => {

@@ -21,6 +21,14 @@ use secrecy::ExposeSecret;
 
 use crate::cli::{BenchBackend, BenchCommand, BenchIngestArgs, BenchQueryArgs, GlobalArgs};
 
+static TRACE_RECEIVER: std::sync::Mutex<Option<std::net::TcpListener>> = std::sync::Mutex::new(None);
+
+/// Hands over the port `bench ingest --tracing` exports to (bound before logging
+/// starts, since the exporter is configured then).
+pub fn set_trace_receiver(listener: std::net::TcpListener) {
+    *TRACE_RECEIVER.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(listener);
+}
+
 pub async fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest(global, &args).await,
@@ -368,6 +376,128 @@ async fn ingest(global: &GlobalArgs, args: &BenchIngestArgs) -> anyhow::Result<(
         peak_rss_mib = peak,
         post_p99_ms = ms(percentile(&post, 99.0)),
         "bench ingest finished"
+    );
+    if args.tracing {
+        tracing_overhead(&client, &url, &token, args).await?;
+    }
+    Ok(())
+}
+
+/// A live OTLP/HTTP trace receiver: accepts each export and answers success (an empty
+/// `ExportTraceServiceResponse` is an empty protobuf message).
+async fn start_trace_receiver() -> anyhow::Result<()> {
+    let listener = TRACE_RECEIVER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+        .context("--tracing: the trace receiver's port was not bound at startup")?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            let status = if body.is_empty() { axum::http::StatusCode::BAD_REQUEST } else { axum::http::StatusCode::OK };
+            (status, [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")])
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(())
+}
+
+/// The same load with trace export off and on, alternating twice (off, on, off, on) so
+/// drift on a shared machine hits both alike: NDJSON batches, then single-record POSTs
+/// over several connections (the worst case: one request span per record).
+async fn tracing_overhead(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    args: &BenchIngestArgs,
+) -> anyhow::Result<()> {
+    use custos_telemetry::otel::{SPAN_STATS, set_export_enabled};
+    start_trace_receiver().await?;
+    let batch_records = 200_000usize.min(args.records.max(args.batch));
+    let connections = (args.concurrency * 2).max(2);
+    let mut totals = [[Duration::ZERO; 2]; 2]; // [batches, posts][off, on]
+    for round in 0..2 {
+        for (mode, on) in [false, true].into_iter().enumerate() {
+            set_export_enabled(on);
+            let tag = format!("tr{round}{mode}{}", &uuid::Uuid::new_v4().simple().to_string()[..4]);
+            let started = Instant::now();
+            let mut sent = 0;
+            while sent < batch_records {
+                let end = (sent + args.batch).min(batch_records);
+                let mut body = String::with_capacity((end - sent) * 330);
+                for i in sent..end {
+                    rule_run_line(&tag, i, &mut body);
+                }
+                let response = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(response.status().is_success(), "batch answered {}", response.status());
+                response.bytes().await?;
+                sent = end;
+            }
+            totals[0][mode] += started.elapsed();
+
+            let next = Arc::new(AtomicUsize::new(0));
+            let started = Instant::now();
+            let mut workers = Vec::new();
+            for _ in 0..connections {
+                let (client, url, token, next, tag) =
+                    (client.clone(), url.to_owned(), token.to_owned(), next.clone(), format!("{tag}p"));
+                let requests = args.tracing_requests;
+                workers.push(tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= requests {
+                            return Ok::<(), anyhow::Error>(());
+                        }
+                        let mut body = String::new();
+                        rule_run_line(&tag, i, &mut body);
+                        let response = client
+                            .post(&url)
+                            .bearer_auth(&token)
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await?;
+                        anyhow::ensure!(response.status() == 201, "POST answered {}", response.status());
+                        response.bytes().await?;
+                    }
+                }));
+            }
+            for worker in workers {
+                worker.await??;
+            }
+            totals[1][mode] += started.elapsed();
+        }
+    }
+    set_export_enabled(true);
+    // Let the last batch of spans leave before reading the counts.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let rate = |count: usize, time: Duration| 2.0 * count as f64 / time.as_secs_f64();
+    println!("  tracing overhead (every span sampled, OTLP/HTTP to a live receiver; off/on alternated twice)");
+    for (row, (name, count, unit)) in
+        [("NDJSON batches", batch_records, "records/s"), ("single-record POSTs", args.tracing_requests, "requests/s")]
+            .into_iter()
+            .enumerate()
+    {
+        let (off, on) = (rate(count, totals[row][0]), rate(count, totals[row][1]));
+        println!(
+            "    {name:<20} off {off:>10.0} {unit}   on {on:>10.0} {unit}   loss {:>5.1} %",
+            (1.0 - on / off) * 100.0
+        );
+        tracing::info!(phase = name, off_per_second = off, on_per_second = on, "tracing overhead");
+    }
+    println!(
+        "    spans exported {}, dropped {}, failed {}",
+        SPAN_STATS.exported.load(Ordering::Relaxed),
+        SPAN_STATS.dropped.load(Ordering::Relaxed),
+        SPAN_STATS.export_failed.load(Ordering::Relaxed)
     );
     Ok(())
 }
