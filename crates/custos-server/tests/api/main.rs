@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod components;
+mod deploy;
 mod metrics;
 mod platform;
 mod platform_metrics;

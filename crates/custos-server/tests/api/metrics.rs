@@ -152,14 +152,14 @@ async fn the_metrics_token_gates_the_endpoint() {
 }
 
 /// A Prometheus server scraping one target every second, stopped on drop.
-struct Prometheus {
+pub(crate) struct Prometheus {
     child: std::process::Child,
-    base: String,
+    pub base: String,
     _dir: tempfile::TempDir,
 }
 
 impl Prometheus {
-    fn start(target: &str) -> Self {
+    pub(crate) fn start(target: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: custos\n    static_configs: [{{targets: [\"{target}\"]}}]\n"
@@ -178,7 +178,7 @@ impl Prometheus {
     }
 
     /// The value of an instant query once it has one (polls for up to 60 s).
-    async fn query_until(&self, client: &reqwest::Client, promql: &str, expected: f64) -> f64 {
+    pub(crate) async fn query_until(&self, client: &reqwest::Client, promql: &str, expected: f64) -> f64 {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let mut last = f64::NAN;
         while std::time::Instant::now() < deadline {
