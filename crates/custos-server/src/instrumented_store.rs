@@ -58,6 +58,9 @@ macro_rules! instrument {
             fn set_metric_series_cap(&self, cap: usize) {
                 self.inner.set_metric_series_cap(cap)
             }
+            fn pool_stats(&self) -> custos_store::PoolStats {
+                self.inner.pool_stats()
+            }
             $(
                 async fn $name(&self, $($arg: $ty),*) -> $ret {
                     self.timed(stringify!($name), self.inner.$name($($arg),*)).await

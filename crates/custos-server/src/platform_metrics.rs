@@ -435,6 +435,22 @@ pub(crate) fn derive(data: &[TenantData], now: Timestamp) -> ConstFamilies {
     ConstFamilies(f.build())
 }
 
+/// The store's connection pool, for `custos_db_pool_*` (golden signals, no tenant).
+pub(crate) fn pool_families(stats: custos_store::PoolStats, backend: &str) -> Vec<ConstFamily> {
+    let labels = |state: &str| vec![("backend", backend.to_owned()), ("state", state.to_owned())];
+    let mut connections = ConstFamily::new(
+        "db_pool_connections",
+        "Database connections open, by state (idle, in_use)",
+        FamilyKind::Gauge,
+    );
+    connections.push(labels("idle"), SampleValue::Gauge(f64::from(stats.idle)));
+    connections.push(labels("in_use"), SampleValue::Gauge(f64::from(stats.open.saturating_sub(stats.idle))));
+    let mut max =
+        ConstFamily::new("db_pool_max_connections", "The most connections the pool will open", FamilyKind::Gauge);
+    max.push(vec![("backend", backend.to_owned())], SampleValue::Gauge(f64::from(stats.max)));
+    vec![connections, max]
+}
+
 fn depths(depth: &QueueDepth) -> [(&'static str, i64); 4] {
     [
         ("pending", depth.pending),

@@ -66,6 +66,16 @@ impl TokenRecord {
     }
 }
 
+/// A database connection pool's state, for `custos_db_pool_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Connections open (idle or in use).
+    pub open: u32,
+    pub idle: u32,
+    /// The most the pool will open.
+    pub max: u32,
+}
+
 /// What a `put_component` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {
@@ -188,6 +198,8 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Bounds the series each rollup family may hold per tenant (see [`rollup`]);
     /// applies to ingests that start after the call. Default [`rollup::DEFAULT_SERIES_CAP`].
     fn set_metric_series_cap(&self, cap: usize);
+    /// The connection pool's state now (no IO).
+    fn pool_stats(&self) -> PoolStats;
     /// Every rollup series of a tenant, ordered by family, key and status.
     async fn metric_series(&self, tenant: &TenantId) -> StoreResult<Vec<SeriesRow>>;
     /// The latest snapshot of each of a tenant's queues, ordered by component id.

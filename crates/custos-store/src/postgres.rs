@@ -837,6 +837,14 @@ impl Store for PostgresStore {
         self.series_cap.store(cap, Ordering::Relaxed);
     }
 
+    fn pool_stats(&self) -> crate::PoolStats {
+        crate::PoolStats {
+            open: self.pool.size(),
+            idle: self.pool.num_idle() as u32,
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
     async fn metric_series(&self, tenant: &TenantId) -> StoreResult<Vec<SeriesRow>> {
         let sql = format!(
             "SELECT family, series_key, status, {} FROM metric_series WHERE tenant_id = $1 \

@@ -864,6 +864,18 @@ impl Store for SqliteStore {
         self.inner.series_cap.store(cap, Ordering::Relaxed);
     }
 
+    /// The reader pool plus the one writer connection (always open; idle unless its
+    /// lock is held).
+    fn pool_stats(&self) -> crate::PoolStats {
+        let readers = self.inner.readers.state();
+        let writer_idle = u32::from(self.inner.writer.try_lock().is_ok());
+        crate::PoolStats {
+            open: readers.connections + 1,
+            idle: readers.idle_connections + writer_idle,
+            max: READERS + 1,
+        }
+    }
+
     async fn metric_series(&self, tenant: &TenantId) -> StoreResult<Vec<SeriesRow>> {
         let tenant = tenant.clone();
         self.read(move |conn| {

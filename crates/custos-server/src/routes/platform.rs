@@ -130,6 +130,10 @@ pub(crate) async fn metrics(
             }
         };
         state.metrics.platform_collection_seconds.set(started.elapsed().as_secs_f64());
+        let mut families = families;
+        families
+            .0
+            .extend(crate::platform_metrics::pool_families(state.store.pool_stats(), state.store.backend().as_str()));
         families
     };
     let body = state.metrics.render_with(format, platform);

@@ -162,6 +162,14 @@ async fn platform_families_follow_what_tenants_report(app: TestApp) {
     assert_eq!(value(&text, &format!(r#"custos_metrics_series{{{t},family="rule_runs"}}"#)), Some(2.0));
     assert_eq!(value(&text, &format!(r#"custos_metrics_series_dropped_total{{{t},family="rule_runs"}}"#)), Some(0.0));
     assert!(!text.contains(r#"tenant="globex",rule_key"#), "globex reported nothing");
+    let (backend, max) = match app.store.backend() {
+        custos_store::Backend::Sqlite => ("sqlite", 5.0),
+        custos_store::Backend::Postgres => ("postgres", 16.0),
+    };
+    assert_eq!(value(&text, &format!(r#"custos_db_pool_max_connections{{backend="{backend}"}}"#)), Some(max));
+    let open = value(&text, &format!(r#"custos_db_pool_connections{{backend="{backend}",state="idle"}}"#)).unwrap()
+        + value(&text, &format!(r#"custos_db_pool_connections{{backend="{backend}",state="in_use"}}"#)).unwrap();
+    assert!((1.0..=max).contains(&open), "{open} connections open");
     promtool_check(&text);
     let (_, openmetrics) = scrape(&app, Some("application/openmetrics-text;version=1.0.0")).await;
     openmetrics_check(&openmetrics);
