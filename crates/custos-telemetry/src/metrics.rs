@@ -61,6 +61,11 @@ pub struct InvocationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    pub worker: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
     commit: String,
@@ -107,6 +112,8 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabels, Counter>,
     pub store_operation_duration: Family<OperationLabels, Histogram>,
     pub api_token_invocations: Family<InvocationLabels, Counter>,
+    pub worker_loop_duration: Family<WorkerLabels, Histogram>,
+    pub worker_last_run: Family<WorkerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Time the latest scrape spent deriving the platform families from the store.
     pub platform_collection_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub platform_collection_errors: Counter,
@@ -169,6 +176,19 @@ impl Metrics {
             "Tenant API calls made with a token, by tenant, required scope and response status",
             api_token_invocations.clone(),
         );
+        let worker_loop_duration =
+            Family::<WorkerLabels, Histogram>::new_with_constructor(|| Histogram::new(duration_buckets()));
+        own.register(
+            "worker_loop_duration_seconds",
+            "Time one iteration of a background worker took, by worker",
+            worker_loop_duration.clone(),
+        );
+        let worker_last_run = Family::<WorkerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        own.register(
+            "worker_last_run_timestamp_seconds",
+            "When a background worker last finished an iteration (Unix time), by worker",
+            worker_last_run.clone(),
+        );
         let platform_collection_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         own.register(
             "metrics_collection_duration_seconds",
@@ -185,6 +205,8 @@ impl Metrics {
         Self {
             registry,
             api_token_invocations,
+            worker_loop_duration,
+            worker_last_run,
             platform_collection_seconds,
             platform_collection_errors,
             namespace: namespace.to_owned(),
@@ -220,6 +242,14 @@ impl Metrics {
         self.store_operation_duration
             .get_or_create_owned(&OperationLabels { operation: operation.into() })
             .observe(seconds);
+    }
+
+    /// Records one finished iteration of a background worker.
+    pub fn observe_worker_iteration(&self, worker: &str, seconds: f64) {
+        let labels = WorkerLabels { worker: worker.to_owned() };
+        self.worker_loop_duration.get_or_create_owned(&labels).observe(seconds);
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
+        self.worker_last_run.get_or_create_owned(&labels).set(now);
     }
 
     pub fn count_invocation(&self, labels: &InvocationLabels) {

@@ -69,6 +69,62 @@ pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>, tracestat
     }
 }
 
+/// A span for an outbound HTTP call (kind `client`, named after the method), child of
+/// the current span. Record `http.response.status_code` on it when the answer comes.
+pub fn client_span(method: &str, url: &str) -> tracing::Span {
+    let (address, port) = server_address(url);
+    tracing::info_span!(
+        "http client",
+        otel.name = method,
+        otel.kind = "client",
+        http.request.method = method,
+        url.full = url,
+        server.address = address,
+        server.port = port,
+        http.response.status_code = tracing::field::Empty,
+    )
+}
+
+fn server_address(url: &str) -> (&str, Option<u16>) {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    if host_port.ends_with(']') {
+        return (host_port, None);
+    }
+    match host_port.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().ok()),
+        None => (host_port, None),
+    }
+}
+
+/// The `traceparent` (and `tracestate`, when there is one) that continue `span`'s
+/// trace in an outbound request. Empty while trace export is off.
+pub fn outbound_headers(span: &tracing::Span) -> Vec<(&'static str, String)> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    let cx = span.context();
+    let span_context = cx.span().span_context().clone();
+    if !span_context.is_valid() {
+        return Vec::new();
+    }
+    let mut headers = vec![(
+        "traceparent",
+        format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            u8::from(span_context.is_sampled())
+        ),
+    )];
+    let state = span_context.trace_state().header();
+    if !state.is_empty() {
+        headers.push(("tracestate", state));
+    }
+    headers
+}
+
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "00-{}-{}-{:02x}", self.trace_id_hex(), self.span_id_hex(), u8::from(self.sampled))
@@ -118,6 +174,19 @@ fn parse_traceparent(header: &str) -> Option<([u8; 16], [u8; 8], u8)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_address_of_a_url() {
+        assert_eq!(server_address("http://127.0.0.1:8080/v1/x?y=1"), ("127.0.0.1", Some(8080)));
+        assert_eq!(server_address("https://user:pw@siem.example/api"), ("siem.example", None));
+        assert_eq!(server_address("http://[::1]:9/x"), ("[::1]", Some(9)));
+        assert_eq!(server_address("http://[::1]/x"), ("[::1]", None));
+    }
+
+    #[test]
+    fn no_outbound_headers_without_trace_export() {
+        assert!(outbound_headers(&tracing::Span::none()).is_empty());
+    }
 
     #[test]
     fn continues_a_valid_trace() {

@@ -16,6 +16,7 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::cli::{DemoArgs, GlobalArgs};
 use crate::commands::serve;
@@ -229,19 +230,31 @@ fn delivery(rng: &mut ChaCha8Rng, destination: &Destination, at: Timestamp) -> V
     })
 }
 
+/// An outbound request in a client span of its own, carrying the trace onward.
+fn traced(mut request: reqwest::RequestBuilder, method: &str, url: &str) -> (reqwest::RequestBuilder, tracing::Span) {
+    let span = custos_telemetry::trace_context::client_span(method, url);
+    for (name, value) in custos_telemetry::trace_context::outbound_headers(&span) {
+        request = request.header(name, value);
+    }
+    (request, span)
+}
+
 /// Posts `records` as one NDJSON batch; logs and drops a failed batch.
 async fn send(client: &reqwest::Client, base: &str, token: &str, path: &str, records: &[Value]) -> bool {
     if records.is_empty() {
         return true;
     }
     let body: String = records.iter().map(|r| format!("{r}\n")).collect();
-    let result = client
-        .post(format!("{base}{path}"))
-        .bearer_auth(token)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await;
+    let url = format!("{base}{path}");
+    let (request, span) = traced(
+        client.post(&url).bearer_auth(token).header("content-type", "application/x-ndjson").body(body),
+        "POST",
+        &url,
+    );
+    let result = request.send().instrument(span.clone()).await;
+    if let Ok(response) = &result {
+        span.record("http.response.status_code", response.status().as_u16());
+    }
     match result {
         Ok(response) if response.status().is_success() => true,
         Ok(response) => {
@@ -258,7 +271,10 @@ async fn send(client: &reqwest::Client, base: &str, token: &str, path: &str, rec
 }
 
 async fn put(client: &reqwest::Client, base: &str, token: &str, path: &str, body: Value) -> anyhow::Result<()> {
-    let response = client.put(format!("{base}{path}")).bearer_auth(token).json(&body).send().await?;
+    let url = format!("{base}{path}");
+    let (request, span) = traced(client.put(&url).bearer_auth(token).json(&body), "PUT", &url);
+    let response = request.send().instrument(span.clone()).await?;
+    span.record("http.response.status_code", response.status().as_u16());
     anyhow::ensure!(response.status().is_success(), "PUT {path}: {}", response.text().await.unwrap_or_default());
     Ok(())
 }
@@ -478,8 +494,9 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     let listener = serve::bind(&args.serve).await?;
     let address = listener.local_addr().context("reading the bound address")?;
     let base = format!("http://{address}");
-    let server =
-        serve::serve_until_signal(listener, &args.serve, store.clone(), settings::server_config(global, &args.serve));
+    let state = custos_server::AppState::new(store.clone(), settings::server_config(global, &args.serve));
+    let metrics = state.metrics.clone();
+    let server = serve::serve_until_signal(listener, &args.serve, state);
 
     println!("custos demo is running at {base}");
     println!("admin token (every tenant; shown once): {admin}");
@@ -491,7 +508,8 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     let simulate = async move {
         let client = reqwest::Client::new();
         let mut world = build_world(&mut rng);
-        if let Err(error) = seed(&client, &base, &simulator, &mut world, &mut rng).await {
+        let seeding = tracing::info_span!("worker", otel.name = "demo_simulator seed", worker = "demo_simulator");
+        if let Err(error) = seed(&client, &base, &simulator, &mut world, &mut rng).instrument(seeding).await {
             tracing::error!(error = %format!("{error:#}"), "demo seeding failed");
         }
         tracing::info!(tenants = world.len(), rate, "demo simulation started");
@@ -499,7 +517,19 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
         let mut total = 0usize;
         loop {
             interval.tick().await;
-            total += tick(&client, &base, &simulator, &mut world, &mut rng, rate).await;
+            // Each second of traffic is one iteration of the simulator, a worker like
+            // any other: timed, and the root of the traces of the requests it makes.
+            let span = tracing::info_span!(
+                "worker",
+                otel.name = "demo_simulator iteration",
+                worker = "demo_simulator",
+                records = tracing::field::Empty
+            );
+            let started = std::time::Instant::now();
+            let sent = tick(&client, &base, &simulator, &mut world, &mut rng, rate).instrument(span.clone()).await;
+            span.record("records", sent);
+            metrics.observe_worker_iteration("demo_simulator", started.elapsed().as_secs_f64());
+            total += sent;
             if total % 1000 < rate as usize {
                 tracing::info!(records_sent = total, "demo traffic");
             }

@@ -170,3 +170,47 @@ async fn a_dead_collector_costs_requests_nothing() {
         server.child.wait().unwrap();
     }
 }
+
+/// custos's own outbound calls carry the trace: the demo's simulator (a worker) makes
+/// client spans whose `traceparent` the server continues, so one trace runs worker →
+/// HTTP client → HTTP server → store. The worker's iterations are timed in /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_iteration_traces_through_its_outbound_call() {
+    let received = Received::default();
+    let endpoint = otlp::start_http(received.clone()).await;
+    let store = Store::sqlite();
+    let env = otel_env(&endpoint, "http/protobuf");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut demo = Server::spawn(&store, &["demo", "--listen", "127.0.0.1:0", "--rate", "20"], &env);
+
+    let worker = received.wait_for("for a simulator iteration", |s| s.name == "demo_simulator iteration").await;
+    let client = received
+        .wait_for("for an outbound call of that iteration", |s| {
+            s.parent_span_id == worker.span_id && s.kind == otlp::SPAN_KIND_CLIENT
+        })
+        .await;
+    assert_eq!(client.name, "POST");
+    assert_eq!(client.attr("http.request.method"), Some("POST"));
+    assert_eq!(client.attr("server.address"), Some("127.0.0.1"));
+    let server = received
+        .wait_for("for the server side of that call", |s| {
+            s.parent_span_id == client.span_id && s.kind == SPAN_KIND_SERVER
+        })
+        .await;
+    assert_eq!(server.trace_id, worker.trace_id, "one trace from the worker to the server");
+    assert!(server.name.starts_with("POST /v1/tenants/{tenant}/"), "{}", server.name);
+    received
+        .wait_for("for a store call under it", |s| {
+            s.parent_span_id == server.span_id && s.attr("db.system.name") == Some("sqlite")
+        })
+        .await;
+
+    let metrics = reqwest::get(format!("{}/metrics", demo.base)).await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with(r#"custos_worker_loop_duration_seconds_count{worker="demo_simulator"}"#)),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"custos_worker_last_run_timestamp_seconds{worker="demo_simulator"}"#));
+    demo.child.kill().unwrap();
+    demo.child.wait().unwrap();
+}

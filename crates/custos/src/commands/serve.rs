@@ -1,11 +1,8 @@
 //! `custos serve`: the API on the configured listener until SIGINT or SIGTERM, then a
 //! graceful drain.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use custos_server::AppState;
-use custos_store::Store;
 use tokio::net::TcpListener;
 
 use crate::cli::{GlobalArgs, ServeArgs};
@@ -14,7 +11,7 @@ use crate::settings;
 pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let store = settings::open_store(global).await?;
     let listener = bind(args).await?;
-    serve_until_signal(listener, args, store, settings::server_config(global, args)).await
+    serve_until_signal(listener, args, AppState::new(store, settings::server_config(global, args))).await
 }
 
 pub async fn bind(args: &ServeArgs) -> anyhow::Result<TcpListener> {
@@ -30,13 +27,7 @@ async fn bind_address(address: std::net::SocketAddr, what: &'static str) -> anyh
 
 /// Serves the API on `listener` (and `/metrics` on `--metrics-listen` when set) until
 /// SIGINT or SIGTERM, then drains both.
-pub async fn serve_until_signal(
-    listener: TcpListener,
-    args: &ServeArgs,
-    store: Arc<dyn Store>,
-    config: custos_server::ServerConfig,
-) -> anyhow::Result<()> {
-    let state = AppState::new(store, config);
+pub async fn serve_until_signal(listener: TcpListener, args: &ServeArgs, state: AppState) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = move || {
         let mut stopped = stopped.clone();

@@ -76,10 +76,16 @@ impl Server {
 
     /// Starts `custos serve` with extra arguments and environment variables.
     pub fn start_with_env(store: &Store, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Self::spawn(store, &args, env)
+    }
+
+    /// Starts `custos <args>` (a command that serves and logs `listening`).
+    pub fn spawn(store: &Store, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = store
             .command()
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
+            .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

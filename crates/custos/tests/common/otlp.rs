@@ -33,6 +33,7 @@ impl ReceivedSpan {
 }
 
 pub const SPAN_KIND_SERVER: i32 = 2;
+pub const SPAN_KIND_CLIENT: i32 = 3;
 
 #[derive(Debug, Clone, Default)]
 pub struct Received(Arc<Mutex<Vec<ReceivedSpan>>>);
