@@ -170,6 +170,7 @@ DASHBOARDS = {
             panel("Resident memory", "process_resident_memory_bytes", unit="bytes", legend="{{instance}}"),
             panel("CPU", f"rate(process_cpu_seconds_total[{R}])", unit="percentunit", legend="{{instance}}"),
             panel("Platform metrics collection time", "custos_metrics_collection_duration_seconds", unit="s", legend="{{instance}}"),
+            panel("Worker iteration p99", f"histogram_quantile(0.99, sum by (worker, le) (rate(custos_worker_loop_duration_seconds_bucket[{R}])))", unit="s", legend="{{worker}}"),
             panel("Database connections", [("sum by (state) (custos_db_pool_connections)", "{{state}}"), ("max (custos_db_pool_max_connections)", "max")]),
             panel("Running builds", "custos_build_info", "table"),
         ],

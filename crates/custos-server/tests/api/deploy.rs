@@ -98,6 +98,8 @@ async fn seed_every_family(app: &TestApp) {
     for (path, body) in posts {
         assert_eq!(app.post(&token, path, NDJSON, body).await.status(), 200, "{path}");
     }
+    // A worker iteration (the demo's simulator is the only worker so far).
+    app.metrics.observe_worker_iteration("test_worker", 0.01);
     // An auth failure, so custos_auth_failures_total has a series too.
     assert_eq!(app.get("cst_not-a-token", "/v1/tenants/acme/rule-runs").await.status(), 401);
     for queue in ["ingest", "splunk", "jira"] {

@@ -11,6 +11,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
+    /// The server's metrics registry (to stand in for a worker, which the API tests do not run).
+    pub metrics: Arc<custos_telemetry::Metrics>,
     _dir: Option<tempfile::TempDir>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -52,6 +54,7 @@ impl TestApp {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let state = AppState::new(store.clone(), config);
+        let metrics = state.metrics.clone();
         tokio::spawn(async move {
             custos_server::serve(listener, state, async {
                 let _ = rx.await;
@@ -59,7 +62,7 @@ impl TestApp {
             .await
             .unwrap();
         });
-        TestApp { base, client: reqwest::Client::new(), store, _dir: dir, _shutdown: tx }
+        TestApp { base, client: reqwest::Client::new(), store, metrics, _dir: dir, _shutdown: tx }
     }
 
     /// Another server on the same store, as after a restart or on a second replica;
