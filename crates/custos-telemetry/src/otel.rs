@@ -320,10 +320,29 @@ fn scrub_value(key: &str, value: &mut Value) {
 /// duration); not exported.
 const LOG_ONLY_FIELDS: [&str; 6] = ["trace_id", "span_id", "method", "route", "status", "duration_ms"];
 
+/// Attributes whose values custos builds from fixed vocabularies or validated ids, never
+/// from free text: not worth a scan. Everything else is scrubbed.
+const CONSTRAINED_FIELDS: [&str; 12] = [
+    "http.request.method",
+    "http.route",
+    "actor",
+    "tenant_id",
+    "custos.auth.outcome",
+    "db.system.name",
+    "db.operation.name",
+    "operation",
+    "backend",
+    "client.address",
+    "worker",
+    "error_code",
+];
+
 fn scrub_span(span: &mut SpanData) {
     span.attributes.retain(|kv| !LOG_ONLY_FIELDS.contains(&kv.key.as_str()));
     for kv in &mut span.attributes {
-        scrub_value(kv.key.as_str(), &mut kv.value);
+        if !CONSTRAINED_FIELDS.contains(&kv.key.as_str()) {
+            scrub_value(kv.key.as_str(), &mut kv.value);
+        }
     }
     for event in &mut span.events.events {
         if let std::borrow::Cow::Owned(clean) = scrub::scrub(&event.name) {

@@ -220,6 +220,9 @@ pub struct BenchIngestArgs {
     /// Single-record POSTs per tracing round (with --tracing).
     #[arg(long, default_value_t = 10_000)]
     pub tracing_requests: usize,
+    /// Rounds of off and on (with --tracing); the median is reported.
+    #[arg(long, default_value_t = 6)]
+    pub tracing_rounds: usize,
 }
 
 #[derive(Debug, Clone, Args)]

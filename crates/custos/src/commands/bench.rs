@@ -404,9 +404,11 @@ async fn start_trace_receiver() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The same load with trace export off and on, alternating twice (off, on, off, on) so
-/// drift on a shared machine hits both alike: NDJSON batches, then single-record POSTs
-/// over several connections (the worst case: one request span per record).
+/// The same load with trace export off and on, in `--tracing-rounds` rounds; each round
+/// runs both modes back to back (in alternating order, so drift on a shared machine
+/// hits both alike) and yields one on/off ratio. The median ratio is the figure:
+/// NDJSON batches, then single-record POSTs over several connections (the worst case:
+/// one request span per record).
 async fn tracing_overhead(
     client: &reqwest::Client,
     url: &str,
@@ -417,10 +419,14 @@ async fn tracing_overhead(
     start_trace_receiver().await?;
     let batch_records = 200_000usize.min(args.records.max(args.batch));
     let connections = (args.concurrency * 2).max(2);
-    let mut totals = [[Duration::ZERO; 2]; 2]; // [batches, posts][off, on]
-    for round in 0..2 {
-        for (mode, on) in [false, true].into_iter().enumerate() {
+    // rates[phase][round] = (off, on), per second
+    let mut rates = vec![Vec::new(), Vec::new()];
+    for round in 0..args.tracing_rounds.max(1) {
+        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
+        let mut round_rates = [[0.0f64; 2]; 2];
+        for on in order {
             set_export_enabled(on);
+            let mode = usize::from(on);
             let tag = format!("tr{round}{mode}{}", &uuid::Uuid::new_v4().simple().to_string()[..4]);
             let started = Instant::now();
             let mut sent = 0;
@@ -441,7 +447,7 @@ async fn tracing_overhead(
                 response.bytes().await?;
                 sent = end;
             }
-            totals[0][mode] += started.elapsed();
+            round_rates[0][mode] = batch_records as f64 / started.elapsed().as_secs_f64();
 
             let next = Arc::new(AtomicUsize::new(0));
             let started = Instant::now();
@@ -473,25 +479,36 @@ async fn tracing_overhead(
             for worker in workers {
                 worker.await??;
             }
-            totals[1][mode] += started.elapsed();
+            round_rates[1][mode] = args.tracing_requests as f64 / started.elapsed().as_secs_f64();
+        }
+        for (phase, r) in round_rates.iter().enumerate() {
+            rates[phase].push((r[0], r[1]));
         }
     }
     set_export_enabled(true);
     // Let the last batch of spans leave before reading the counts.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let rate = |count: usize, time: Duration| 2.0 * count as f64 / time.as_secs_f64();
-    println!("  tracing overhead (every span sampled, OTLP/HTTP to a live receiver; off/on alternated twice)");
-    for (row, (name, count, unit)) in
-        [("NDJSON batches", batch_records, "records/s"), ("single-record POSTs", args.tracing_requests, "requests/s")]
-            .into_iter()
-            .enumerate()
+    let median = |mut values: Vec<f64>| -> f64 {
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
+    };
+    println!(
+        "  tracing overhead (every span sampled, OTLP/HTTP to a live receiver; {} rounds of off and on, median)",
+        args.tracing_rounds.max(1)
+    );
+    for (phase, (name, unit)) in
+        [("NDJSON batches", "records/s"), ("single-record POSTs", "requests/s")].into_iter().enumerate()
     {
-        let (off, on) = (rate(count, totals[row][0]), rate(count, totals[row][1]));
+        let off = median(rates[phase].iter().map(|r| r.0).collect());
+        let on = median(rates[phase].iter().map(|r| r.1).collect());
+        let losses: Vec<f64> = rates[phase].iter().map(|(off, on)| (1.0 - on / off) * 100.0).collect();
+        let (low, high) = losses.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &l| (lo.min(l), hi.max(l)));
+        let loss = median(losses);
         println!(
-            "    {name:<20} off {off:>10.0} {unit}   on {on:>10.0} {unit}   loss {:>5.1} %",
-            (1.0 - on / off) * 100.0
+            "    {name:<20} off {off:>10.0} {unit}   on {on:>10.0} {unit}   loss {loss:>5.1} %  (rounds {low:.1} to {high:.1} %)"
         );
-        tracing::info!(phase = name, off_per_second = off, on_per_second = on, "tracing overhead");
+        tracing::info!(phase = name, off_per_second = off, on_per_second = on, loss_percent = loss, "tracing overhead");
     }
     println!(
         "    spans exported {}, dropped {}, failed {}",
