@@ -420,7 +420,7 @@ async fn tracing_overhead(
     let batch_records = 200_000usize.min(args.records.max(args.batch));
     let connections = (args.concurrency * 2).max(2);
     // rates[phase][round] = (off, on), per second
-    let mut rates = vec![Vec::new(), Vec::new()];
+    let mut rates = [Vec::new(), Vec::new()];
     for round in 0..args.tracing_rounds.max(1) {
         let order = if round % 2 == 0 { [false, true] } else { [true, false] };
         let mut round_rates = [[0.0f64; 2]; 2];
