@@ -8,27 +8,15 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::metrics::{Prometheus, scrape};
-use crate::support::{Backend, JSON, NDJSON, TestApp, ndjson, rule_run};
+use crate::support::{Backend, JSON, NDJSON, TestApp, ndjson, rule_run, run_checker};
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
 }
 
 fn run(program: &str, args: &[&str], stdin: Option<&str>) -> (bool, String) {
-    let mut child = std::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e} (scripts/test.sh installs it)"));
-    if let Some(input) = stdin {
-        std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    let output = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), text)
+    let (ok, stdout, stderr) = run_checker(program, args, stdin);
+    (ok, format!("{stdout}{stderr}"))
 }
 
 #[test]

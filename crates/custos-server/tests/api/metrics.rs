@@ -1,6 +1,6 @@
 use custos_server::ServerConfig;
 
-use crate::support::{Backend, JSON, NDJSON, TestApp, error, ndjson, rule_run};
+use crate::support::{Backend, JSON, NDJSON, TestApp, error, ndjson, rule_run, run_checker};
 
 pub(crate) async fn scrape(app: &TestApp, accept: Option<&str>) -> (String, String) {
     let mut request = app.client.get(app.url("/metrics"));
@@ -97,21 +97,9 @@ async fn openmetrics_exemplars_carry_the_callers_trace_id() {
 pub(crate) fn openmetrics_check(text: &str) {
     let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
                   families = list(text_string_to_metric_families(sys.stdin.read()))\nprint(len(families))";
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "the OpenMetrics parser refused the exposition:\n{}\n{text}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let families: usize = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap();
+    let (ok, stdout, stderr) = run_checker("python3", &["-c", script], Some(text));
+    assert!(ok, "the OpenMetrics parser refused the exposition:\n{stderr}\n{text}");
+    let families: usize = stdout.trim().parse().unwrap();
     assert!(families > 5, "parsed only {families} families");
 }
 
@@ -126,17 +114,9 @@ async fn promtool_accepts_the_classic_format() {
 
 /// Asserts that `promtool check metrics` finds nothing to say about `text`.
 pub(crate) fn promtool_check(text: &str) {
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is installed by scripts/test.sh (Debian package prometheus)");
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "promtool refused the exposition:\n{report}\n{text}");
+    let (ok, stdout, stderr) = run_checker("promtool", &["check", "metrics"], Some(text));
+    let report = format!("{stdout}{stderr}");
+    assert!(ok, "promtool refused the exposition:\n{report}\n{text}");
     assert!(report.trim().is_empty(), "promtool found problems:\n{report}");
 }
 

@@ -176,3 +176,26 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// Runs `program` with `stdin` fed to it; returns whether it succeeded, its standard
+/// output and its standard error. For the external checkers the suite uses (promtool,
+/// Python readers), which `scripts/test.sh` installs.
+pub fn run_checker(program: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e} (scripts/test.sh installs it)"));
+    if let Some(input) = stdin {
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
