@@ -69,6 +69,16 @@ pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>, tracestat
     }
 }
 
+/// Starts a trace at `span` (a command, a worker iteration: work no caller asked for)
+/// and records its ids in the span's `trace_id` and `span_id` fields, which the span
+/// must declare, so its log lines carry them.
+pub fn start_trace(span: &tracing::Span) -> TraceContext {
+    let trace = continue_trace(span, None, None);
+    span.record("trace_id", trace.trace_id_hex());
+    span.record("span_id", trace.span_id_hex());
+    trace
+}
+
 /// A span for an outbound HTTP call (kind `client`, named after the method), child of
 /// the current span. Record `http.response.status_code` on it when the answer comes.
 pub fn client_span(method: &str, url: &str) -> tracing::Span {

@@ -508,7 +508,15 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     let simulate = async move {
         let client = reqwest::Client::new();
         let mut world = build_world(&mut rng);
-        let seeding = tracing::info_span!("worker", otel.name = "demo_simulator seed", worker = "demo_simulator");
+        let seeding = tracing::info_span!(
+            parent: None,
+            "worker",
+            otel.name = "demo_simulator seed",
+            worker = "demo_simulator",
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty
+        );
+        custos_telemetry::trace_context::start_trace(&seeding);
         if let Err(error) = seed(&client, &base, &simulator, &mut world, &mut rng).instrument(seeding).await {
             tracing::error!(error = %format!("{error:#}"), "demo seeding failed");
         }
@@ -520,11 +528,15 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
             // Each second of traffic is one iteration of the simulator, a worker like
             // any other: timed, and the root of the traces of the requests it makes.
             let span = tracing::info_span!(
+                parent: None,
                 "worker",
                 otel.name = "demo_simulator iteration",
                 worker = "demo_simulator",
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
                 records = tracing::field::Empty
             );
+            custos_telemetry::trace_context::start_trace(&span);
             let started = std::time::Instant::now();
             let sent = tick(&client, &base, &simulator, &mut world, &mut rng, rate).instrument(span.clone()).await;
             span.record("records", sent);

@@ -58,9 +58,12 @@ fn run_command(cli: Cli, runtime: &tokio::runtime::Runtime) -> ExitCode {
     let span = tracing::info_span!(
         "command",
         command = name,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
         duration_ms = tracing::field::Empty,
         error_message = tracing::field::Empty
     );
+    custos_telemetry::trace_context::start_trace(&span);
     let started = std::time::Instant::now();
     let result =
         runtime.block_on(tracing::Instrument::instrument(commands::dispatch(cli.global, cli.command), span.clone()));

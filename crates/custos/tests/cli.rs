@@ -97,6 +97,18 @@ fn config_print_default_lists_every_setting() {
 }
 
 #[test]
+fn command_log_lines_carry_a_trace() {
+    let store = Store::sqlite();
+    let (ok, _, stderr) = store.run(&["migrate"]);
+    assert!(ok, "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let finished = lines.iter().find(|l| l["message"] == "command finished").expect("a finish line");
+    let trace_id = finished["trace_id"].as_str().expect("the command's trace id");
+    assert_eq!(trace_id.len(), 32);
+    assert!(lines.iter().all(|l| l["trace_id"] == trace_id), "every line of the command is in its trace: {stderr}");
+}
+
+#[test]
 fn migrate_reports_the_backend() {
     let store = Store::sqlite();
     assert_eq!(store.ok(&["migrate"]).trim(), "applied 2 migration(s); sqlite schema up to date");
