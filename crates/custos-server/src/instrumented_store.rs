@@ -61,6 +61,9 @@ macro_rules! instrument {
             fn pool_stats(&self) -> custos_store::PoolStats {
                 self.inner.pool_stats()
             }
+            fn expected_schema_version(&self) -> i64 {
+                self.inner.expected_schema_version()
+            }
             $(
                 async fn $name(&self, $($arg: $ty),*) -> $ret {
                     self.timed(stringify!($name), self.inner.$name($($arg),*)).await
@@ -73,6 +76,7 @@ macro_rules! instrument {
 instrument! {
     migrate() -> StoreResult<usize>;
     ping() -> StoreResult<()>;
+    schema_version() -> StoreResult<i64>;
     describe_schema() -> StoreResult<SchemaDescription>;
     create_tenant(tenant: &Tenant) -> StoreResult<()>;
     tenant(id: &TenantId) -> StoreResult<Option<Tenant>>;

@@ -3,11 +3,13 @@
 mod auth;
 mod body;
 pub mod error;
+mod health;
 mod instrumented_store;
 mod observe;
 mod openapi;
 mod platform_metrics;
 mod routes;
+mod workers;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -21,6 +23,7 @@ use tokio::net::TcpListener;
 
 pub use error::{ApiError, ErrorCode};
 pub use openapi::openapi_document;
+pub use workers::Workers;
 
 /// Limits and identity of a running server. Every bound here is documented in
 /// `docs/api.md` and tested.
@@ -80,6 +83,10 @@ pub struct AppState {
     /// One scrape at a time derives the platform families, so concurrent scrapers
     /// cannot multiply the load on the store.
     pub(crate) platform_scrape: Arc<tokio::sync::Mutex<()>>,
+    /// This process's background workers and their heartbeats (read by `/health`).
+    pub workers: Workers,
+    /// Set when shutdown begins: readiness answers 503 so load balancers stop sending.
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -90,10 +97,21 @@ impl AppState {
         Self {
             store,
             config: Arc::new(config),
-            metrics,
+            metrics: metrics.clone(),
             known_tenants: Arc::default(),
             platform_scrape: Arc::default(),
+            workers: Workers::new(metrics),
+            draining: Arc::default(),
         }
+    }
+
+    /// Marks the process as shutting down: `/health/readiness` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(crate) async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, ApiError> {

@@ -152,6 +152,12 @@ fn with_error_body(response: Response, request_id: &str) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
+    // Health answers are errors with a documented body of their own (503 with the
+    // failing checks); they keep it.
+    let is_health = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v == "application/health+json");
+    if is_health && response.extensions().get::<ErrorBody>().is_none() {
+        return response;
+    }
     let (mut parts, body) = response.into_parts();
     let mut error = parts.extensions.remove::<ErrorBody>().unwrap_or_else(|| ErrorBody {
         code: ErrorCode::for_status(status),

@@ -94,6 +94,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(endpoints::post_deliveries, endpoints::list_deliveries))
         .routes(routes!(endpoints::post_snapshots, endpoints::list_component_snapshots))
         .routes(routes!(endpoints::list_snapshots))
+        .routes(routes!(platform::health))
         .routes(routes!(platform::liveness))
         .routes(routes!(platform::readiness))
         .routes(routes!(platform::openapi_json))

@@ -131,6 +131,12 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn migrate(&self) -> StoreResult<usize>;
     /// A cheap round trip to the database.
     async fn ping(&self) -> StoreResult<()>;
+    /// The newest migration applied to the database (0 before any), read through the
+    /// same connections the service uses.
+    async fn schema_version(&self) -> StoreResult<i64>;
+    /// The newest migration this build knows: the database is current when
+    /// [`Store::schema_version`] equals it.
+    fn expected_schema_version(&self) -> i64;
     /// Tables, columns and indexes, for the schema-equivalence test and diagnostics.
     async fn describe_schema(&self) -> StoreResult<SchemaDescription>;
 

@@ -490,6 +490,18 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn schema_version(&self) -> StoreResult<i64> {
+        let version: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM schema_migrations")
+            .fetch_one(&self.pool)
+            .await
+            .ctx("reading the schema version")?;
+        Ok(version.unwrap_or(0))
+    }
+
+    fn expected_schema_version(&self) -> i64 {
+        MIGRATIONS.last().map_or(0, |m| m.version)
+    }
+
     async fn describe_schema(&self) -> StoreResult<SchemaDescription> {
         let mut conn = self.owner_connection().await?;
         let mut schema = SchemaDescription::default();
@@ -941,5 +953,10 @@ async fn apply_migrations(conn: &mut PgConnection) -> StoreResult<usize> {
         tx.commit().await.map_err(failed)?;
         applied += 1;
     }
+    // The service reads the schema version for its health check.
+    sqlx::raw_sql("GRANT SELECT ON schema_migrations TO custos_app")
+        .execute(&mut *conn)
+        .await
+        .ctx("granting read access to schema_migrations")?;
     Ok(applied)
 }

@@ -506,6 +506,18 @@ impl Store for SqliteStore {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).ctx("ping")).await
     }
 
+    async fn schema_version(&self) -> StoreResult<i64> {
+        self.read(|conn| {
+            conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |row| row.get(0))
+                .ctx("reading the schema version")
+        })
+        .await
+    }
+
+    fn expected_schema_version(&self) -> i64 {
+        MIGRATIONS.last().map_or(0, |m| m.version)
+    }
+
     async fn describe_schema(&self) -> StoreResult<SchemaDescription> {
         self.read(|conn| {
             let mut schema = SchemaDescription::default();

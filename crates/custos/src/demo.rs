@@ -495,7 +495,8 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the bound address")?;
     let base = format!("http://{address}");
     let state = custos_server::AppState::new(store.clone(), settings::server_config(global, &args.serve));
-    let metrics = state.metrics.clone();
+    let workers = state.workers.clone();
+    workers.register("demo_simulator", Duration::from_secs(1));
     let server = serve::serve_until_signal(listener, &args.serve, state);
 
     println!("custos demo is running at {base}");
@@ -540,7 +541,7 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let sent = tick(&client, &base, &simulator, &mut world, &mut rng, rate).instrument(span.clone()).await;
             span.record("records", sent);
-            metrics.observe_worker_iteration("demo_simulator", started.elapsed().as_secs_f64());
+            workers.finished_iteration("demo_simulator", started.elapsed());
             total += sent;
             if total % 1000 < rate as usize {
                 tracing::info!(records_sent = total, "demo traffic");

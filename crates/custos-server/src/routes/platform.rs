@@ -1,5 +1,5 @@
-//! Platform endpoints outside any tenant: the OpenAPI document and health probes.
-//! (The full health report, status page and metrics grow here.)
+//! Platform endpoints outside any tenant: health (the full report and the liveness and
+//! readiness probes), the OpenAPI document and metrics.
 
 use std::sync::OnceLock;
 
@@ -50,28 +50,54 @@ pub(crate) async fn liveness(State(state): State<AppState>) -> Response {
 )]
 pub(crate) async fn readiness(State(state): State<AppState>) -> Response {
     let version = state.config.version.clone();
-    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
-    match ping {
-        Ok(Ok(())) => health_response(
+    let fail = |output: String| {
+        health_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            HealthStatus {
+                status: "fail",
+                release_id: version.clone(),
+                version: version.clone(),
+                output: Some(output),
+            },
+        )
+    };
+    if state.is_draining() {
+        return fail("draining: shutting down".to_owned());
+    }
+    let probe = async { (state.store.ping().await, state.store.schema_version().await) };
+    match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
+        Ok((Ok(()), Ok(applied))) if applied == state.store.expected_schema_version() => health_response(
             StatusCode::OK,
             HealthStatus { status: "pass", release_id: version.clone(), version, output: None },
         ),
-        Ok(Err(error)) => {
+        Ok((Ok(()), Ok(applied))) => {
+            fail(format!("store: schema version {applied}, this build needs {}", state.store.expected_schema_version()))
+        }
+        Ok((Err(error), _) | (_, Err(error))) => {
             tracing::warn!(error = &error as &dyn std::error::Error, "readiness check failed");
-            let output = Some(format!("store: {}", error.code()));
-            health_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                HealthStatus { status: "fail", release_id: version.clone(), version, output },
-            )
+            fail(format!("store: {}", error.code()))
         }
-        Err(_) => {
-            let output = Some("store: no answer within 2 s".to_owned());
-            health_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                HealthStatus { status: "fail", release_id: version.clone(), version, output },
-            )
-        }
+        Err(_) => fail("store: no answer within 2 s".to_owned()),
     }
+}
+
+#[utoipa::path(
+    get, path = "/health", tag = "platform",
+    summary = "Every dependency and worker, checked now",
+    description = "The IETF health-check format. Checks run concurrently, each time-boxed to 50 ms (a check still \
+        running then reports `fail`). `pass` and `warn` answer 200, `fail` 503.",
+    responses(
+        (status = 200, body = crate::health::HealthReport, content_type = "application/health+json"),
+        (status = 503, body = crate::health::HealthReport, content_type = "application/health+json"),
+    )
+)]
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
+    let report = crate::health::report(&state).await;
+    let code =
+        if report.status == crate::health::Status::Fail { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let mut response = (code, Json(report)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/health+json"));
+    response
 }
 
 #[utoipa::path(

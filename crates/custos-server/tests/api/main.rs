@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod components;
 mod deploy;
+mod health;
 mod metrics;
 mod platform;
 mod platform_metrics;

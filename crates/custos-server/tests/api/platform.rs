@@ -97,6 +97,7 @@ async fn openapi_describes_every_endpoint() {
         ("/v1/tenants/{tenant}/connector-syncs", vec!["get", "post"]),
         ("/v1/tenants/{tenant}/deliveries", vec!["get", "post"]),
         ("/v1/tenants/{tenant}/snapshots", vec!["get"]),
+        ("/health", vec!["get"]),
         ("/health/liveness", vec!["get"]),
         ("/health/readiness", vec!["get"]),
         ("/openapi.json", vec!["get"]),

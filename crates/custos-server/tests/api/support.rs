@@ -13,6 +13,10 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     /// The server's metrics registry (to stand in for a worker, which the API tests do not run).
     pub metrics: Arc<custos_telemetry::Metrics>,
+    /// The server's state: its workers registry, its draining switch.
+    pub state: AppState,
+    /// The PostgreSQL database's URL (its owner), on that backend.
+    pub database_url: Option<String>,
     _dir: Option<tempfile::TempDir>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -29,14 +33,14 @@ impl TestApp {
     }
 
     pub async fn with_config(backend: Backend, config: ServerConfig) -> Self {
-        let (store, dir) = match backend {
+        let (store, dir, database_url) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
-                (custos_store::open(None, dir.path()).await.unwrap(), Some(dir))
+                (custos_store::open(None, dir.path()).await.unwrap(), Some(dir), None)
             }
             Backend::Postgres => {
                 let url = custos_store::testing::fresh_postgres_url().await;
-                (custos_store::open(Some(&url), std::path::Path::new("/nonexistent")).await.unwrap(), None)
+                (custos_store::open(Some(&url), std::path::Path::new("/nonexistent")).await.unwrap(), None, Some(url))
             }
         };
         for tenant in ["acme", "globex"] {
@@ -55,6 +59,7 @@ impl TestApp {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let state = AppState::new(store.clone(), config);
         let metrics = state.metrics.clone();
+        let kept = state.clone();
         tokio::spawn(async move {
             custos_server::serve(listener, state, async {
                 let _ = rx.await;
@@ -62,7 +67,16 @@ impl TestApp {
             .await
             .unwrap();
         });
-        TestApp { base, client: reqwest::Client::new(), store, metrics, _dir: dir, _shutdown: tx }
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            store,
+            metrics,
+            state: kept,
+            database_url,
+            _dir: dir,
+            _shutdown: tx,
+        }
     }
 
     /// Another server on the same store, as after a restart or on a second replica;

@@ -43,8 +43,11 @@ pub async fn serve_until_signal(listener: TcpListener, args: &ServeArgs, state: 
         }
         None => None,
     };
+    let draining = state.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
+        // Readiness fails from here on, while in-flight requests finish.
+        draining.start_draining();
         let _ = stop.send(true);
     });
     custos_server::serve(listener, state, until_stopped()).await.context("serving HTTP")?;

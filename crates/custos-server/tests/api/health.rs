@@ -1,0 +1,93 @@
+//! `GET /health` and the readiness probe: the IETF format, time-boxed checks (a stalled
+//! database), worker heartbeats (a dead worker), and draining on shutdown.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::Connection;
+
+use crate::on_both_backends;
+use crate::support::{Backend, TestApp};
+
+on_both_backends!(a_healthy_service_passes_every_check);
+
+async fn health(app: &TestApp) -> (u16, String, Value) {
+    let response = app.client.get(app.url("/health")).send().await.unwrap();
+    let status = response.status().as_u16();
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    (status, content_type, response.json().await.unwrap())
+}
+
+async fn a_healthy_service_passes_every_check(app: TestApp) {
+    let (status, content_type, body) = health(&app).await;
+    assert_eq!((status, content_type.as_str()), (200, "application/health+json"), "{body}");
+    assert_eq!(body["status"], "pass", "{body}");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert!(body["releaseId"].as_str().is_some_and(|r| !r.is_empty()));
+    let connectivity = &body["checks"]["database:connectivity"][0];
+    assert_eq!(connectivity["status"], "pass");
+    assert_eq!(connectivity["componentType"], "datastore");
+    assert_eq!(connectivity["observedUnit"], "ms");
+    assert_eq!(connectivity["componentId"], app.store.backend().as_str());
+    let migrations = &body["checks"]["database:migrations"][0];
+    assert_eq!((migrations["status"].as_str(), migrations["observedValue"].as_f64()), (Some("pass"), Some(2.0)));
+    assert!(body["checks"].get("worker:heartbeat").is_none(), "no workers registered");
+}
+
+/// A worker that stops beating turns the report to `warn`, then `fail` (503), naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_worker_fails_the_report() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    app.state.workers.register("alive", Duration::from_secs(60));
+    app.state.workers.register("stuck", Duration::from_millis(20));
+    app.state.workers.finished_iteration("stuck", Duration::from_millis(1));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    app.state.workers.finished_iteration("alive", Duration::from_millis(1));
+    let (status, _, body) = health(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "fail");
+    let workers = body["checks"]["worker:heartbeat"].as_array().unwrap();
+    let by_id = |id: &str| workers.iter().find(|w| w["componentId"] == id).unwrap().clone();
+    assert_eq!(by_id("alive")["status"], "pass");
+    let stuck = by_id("stuck");
+    assert_eq!(stuck["status"], "fail");
+    assert!(stuck["output"].as_str().unwrap().contains("no iteration for"), "{stuck}");
+    assert_eq!(stuck["observedUnit"], "s");
+    // The metrics saw the iterations too.
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"custos_worker_loop_duration_seconds_count{worker="stuck"} 1"#), "{metrics}");
+}
+
+/// A database that stops answering: the check that waits on it fails at its time box
+/// instead of holding the report, and the report says which check it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_database_fails_its_check_not_the_answer() {
+    let app = TestApp::start(Backend::Postgres).await;
+    let mut owner = sqlx::PgConnection::connect(app.database_url.as_deref().unwrap()).await.unwrap();
+    let mut tx = owner.begin().await.unwrap();
+    // Every read of the schema version now waits for this transaction.
+    sqlx::query("LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE").execute(&mut *tx).await.unwrap();
+    let (status, _, body) = health(&app).await;
+    assert_eq!(status, 503, "{body}");
+    let migrations = &body["checks"]["database:migrations"][0];
+    assert_eq!(migrations["status"], "fail");
+    assert_eq!(migrations["output"], "no answer within 50 ms");
+    assert_eq!(body["checks"]["database:connectivity"][0]["status"], "pass", "the database itself still answers");
+    tx.rollback().await.unwrap();
+    let (status, _, body) = health(&app).await;
+    assert_eq!(status, 200, "healthy again once the lock is gone: {body}");
+}
+
+/// Shutting down: readiness fails so load balancers stop sending, liveness still passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_draining() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let ready = app.client.get(app.url("/health/readiness")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    app.state.start_draining();
+    let ready = app.client.get(app.url("/health/readiness")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["output"], "draining: shutting down");
+    assert_eq!(app.client.get(app.url("/health/liveness")).send().await.unwrap().status(), 200);
+}
