@@ -18,8 +18,22 @@ async fn health(app: &TestApp) -> (u16, String, Value) {
     (status, content_type, response.json().await.unwrap())
 }
 
+/// The report once it passes: on a busy test machine, opening a fresh pool connection
+/// can take longer than a check's 50 ms, which the report rightly calls a failure.
+async fn health_once_passing(app: &TestApp) -> (u16, String, Value) {
+    let mut last = health(app).await;
+    for _ in 0..40 {
+        if last.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        last = health(app).await;
+    }
+    last
+}
+
 async fn a_healthy_service_passes_every_check(app: TestApp) {
-    let (status, content_type, body) = health(&app).await;
+    let (status, content_type, body) = health_once_passing(&app).await;
     assert_eq!((status, content_type.as_str()), (200, "application/health+json"), "{body}");
     assert_eq!(body["status"], "pass", "{body}");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
@@ -67,14 +81,21 @@ async fn a_stalled_database_fails_its_check_not_the_answer() {
     let mut tx = owner.begin().await.unwrap();
     // Every read of the schema version now waits for this transaction.
     sqlx::query("LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE").execute(&mut *tx).await.unwrap();
-    let (status, _, body) = health(&app).await;
-    assert_eq!(status, 503, "{body}");
-    let migrations = &body["checks"]["database:migrations"][0];
-    assert_eq!(migrations["status"], "fail");
-    assert_eq!(migrations["output"], "no answer within 50 ms");
-    assert_eq!(body["checks"]["database:connectivity"][0]["status"], "pass", "the database itself still answers");
+    let mut connectivity_passed = false;
+    for _ in 0..20 {
+        let (status, _, body) = health(&app).await;
+        assert_eq!(status, 503, "{body}");
+        let migrations = &body["checks"]["database:migrations"][0];
+        assert_eq!(migrations["status"], "fail");
+        assert_eq!(migrations["output"], "no answer within 50 ms");
+        if body["checks"]["database:connectivity"][0]["status"] == "pass" {
+            connectivity_passed = true;
+            break;
+        }
+    }
+    assert!(connectivity_passed, "the database itself still answers, and its check says so");
     tx.rollback().await.unwrap();
-    let (status, _, body) = health(&app).await;
+    let (status, _, body) = health_once_passing(&app).await;
     assert_eq!(status, 200, "healthy again once the lock is gone: {body}");
 }
 
