@@ -98,12 +98,12 @@ impl PostgresStore {
     ) -> StoreResult<IngestSummary> {
         let spec = table::spec_of::<R>();
         let encoded = records.iter().map(|r| table::encode_for_insert(spec, r)).collect();
-        let (unique, duplicates) = table::dedupe_batch(R::KIND, encoded)?;
+        let (mut unique, duplicates) = table::dedupe_batch(R::KIND, encoded)?;
         let mut summary = IngestSummary { inserted: 0, duplicates };
         let mut rollups = Vec::new();
         let mut tx = self.tenant_tx(tenant).await?;
         let sql = insert_sql(spec);
-        for chunk in unique.chunks(INSERT_CHUNK) {
+        for chunk in unique.chunks_mut(INSERT_CHUNK) {
             let inserted: Vec<String> =
                 bind_chunk(sqlx::query_scalar(sql_text(sql.clone())), spec, tenant, received_at, chunk)
                     .fetch_all(&mut *tx)
@@ -111,11 +111,11 @@ impl PostgresStore {
                     .ctx("inserting records")?;
             summary.inserted += inserted.len();
             if inserted.len() == chunk.len() {
-                rollups.extend(chunk.iter().filter_map(|r| r.rollup.clone()));
+                rollups.extend(chunk.iter_mut().filter_map(|r| r.rollup.take()));
                 continue;
             }
             let inserted: HashSet<String> = inserted.into_iter().collect();
-            rollups.extend(chunk.iter().filter(|r| inserted.contains(r.id())).filter_map(|r| r.rollup.clone()));
+            rollups.extend(chunk.iter_mut().filter(|r| inserted.contains(r.id())).filter_map(|r| r.rollup.take()));
             let others: Vec<&EncodedRecord> = chunk.iter().filter(|r| !inserted.contains(r.id())).collect();
             let ids: Vec<&str> = others.iter().map(|r| r.id()).collect();
             let stored: Vec<(String, Vec<u8>)> = sqlx::query_as(sql_text(format!(
@@ -262,27 +262,28 @@ async fn apply_rollups(
         };
         upsert_series(tx, tenant, family, &batch, received_at).await?;
     }
+    let upsert_queue = format!(
+        "INSERT INTO queue_latest ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) {}",
+        rollup::QUEUE_COLUMNS,
+        rollup::upsert_queue_conflict_clause(" COLLATE \"C\"")
+    );
     for q in rollup::latest_per_queue(queues) {
-        sqlx::query(sql_text(format!(
-            "INSERT INTO queue_latest ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) {}",
-            rollup::QUEUE_COLUMNS,
-            rollup::upsert_queue_conflict_clause(" COLLATE \"C\"")
-        )))
-        .bind(tenant.as_str())
-        .bind(&q.component_id)
-        .bind(&q.id)
-        .bind(q.observed_at.as_micros())
-        .bind(q.depth.pending)
-        .bind(q.depth.in_flight)
-        .bind(q.depth.retrying)
-        .bind(q.depth.dead_lettered)
-        .bind(q.oldest_item_age_ms)
-        .bind(q.processed_total)
-        .bind(q.failed_total)
-        .bind(received_at.as_micros())
-        .execute(&mut **tx)
-        .await
-        .ctx("upserting a queue's latest snapshot")?;
+        sqlx::query(sql_text(upsert_queue.clone()))
+            .bind(tenant.as_str())
+            .bind(&q.component_id)
+            .bind(&q.id)
+            .bind(q.observed_at.as_micros())
+            .bind(q.depth.pending)
+            .bind(q.depth.in_flight)
+            .bind(q.depth.retrying)
+            .bind(q.depth.dead_lettered)
+            .bind(q.oldest_item_age_ms)
+            .bind(q.processed_total)
+            .bind(q.failed_total)
+            .bind(received_at.as_micros())
+            .execute(&mut **tx)
+            .await
+            .ctx("upserting a queue's latest snapshot")?;
     }
     Ok(())
 }
@@ -296,19 +297,17 @@ async fn new_series(
 ) -> StoreResult<Vec<(String, String)>> {
     let (keys, statuses): (Vec<&str>, Vec<&str>) =
         batch.keys().map(|(key, status)| (key.as_str(), status.as_str())).unzip();
-    // Plan with this batch's arrays. The generic plan PostgreSQL switches a prepared
+    // Not a prepared statement (`persistent(false)`), so it is planned with this
+    // batch's arrays every time. The generic plan PostgreSQL switches a prepared
     // statement to after five runs scans the family once per pair (measured: 5 s per
     // lookup of 10,000 pairs among 10,000 series; the whole 10,000-record ingest takes
-    // 0.3 s with a custom plan).
-    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
-        .execute(&mut **tx)
-        .await
-        .ctx("planning a series lookup")?;
+    // 0.3 s with a plan for the actual arrays).
     let stored: HashSet<(String, String)> = sqlx::query_as(
         "SELECT m.series_key, m.status FROM UNNEST($3::text[], $4::text[]) AS b(series_key, status)
          JOIN metric_series AS m
            ON m.tenant_id = $1 AND m.family = $2 AND m.series_key = b.series_key AND m.status = b.status",
     )
+    .persistent(false)
     .bind(tenant.as_str())
     .bind(family.as_str())
     .bind(&keys)
@@ -318,7 +317,6 @@ async fn new_series(
     .ctx("looking up series")?
     .into_iter()
     .collect();
-    sqlx::query("SET LOCAL plan_cache_mode = auto").execute(&mut **tx).await.ctx("planning a series lookup")?;
     Ok(batch.keys().filter(|k| k.0 != rollup::FOLDED_KEY && !stored.contains(*k)).cloned().collect())
 }
 
@@ -419,6 +417,21 @@ fn row_values(spec: &TableSpec, row: &PgRow) -> StoreResult<Vec<Value>> {
     }
     values.push(Value::Int(row.try_get::<i64, _>(spec.columns.len()).ctx("reading received_at_us")?));
     Ok(values)
+}
+
+impl rollup::SeriesRowReader for PgRow {
+    fn text(&self, index: usize) -> StoreResult<String> {
+        self.try_get(index).ctx("reading a series")
+    }
+    fn int(&self, index: usize) -> StoreResult<i64> {
+        self.try_get(index).ctx("reading a series")
+    }
+    fn real(&self, index: usize) -> StoreResult<f64> {
+        self.try_get(index).ctx("reading a series")
+    }
+    fn opt_int(&self, index: usize) -> StoreResult<Option<i64>> {
+        self.try_get(index).ctx("reading a series")
+    }
 }
 
 fn component_from_row(row: &PgRow) -> StoreResult<Component> {
@@ -858,42 +871,11 @@ impl Store for PostgresStore {
     }
 
     async fn metric_series(&self, tenant: &TenantId) -> StoreResult<Vec<SeriesRow>> {
-        let sql = format!(
-            "SELECT family, series_key, status, {} FROM metric_series WHERE tenant_id = $1 \
-             ORDER BY family, series_key COLLATE \"C\", status",
-            rollup::value_columns().join(", ")
-        );
+        let sql = rollup::select_series_sql("$1", " COLLATE \"C\"");
         let mut tx = self.tenant_tx(tenant).await?;
         let rows = sqlx::query(sql_text(sql)).bind(tenant.as_str()).fetch_all(&mut *tx).await.ctx("reading series")?;
         tx.commit().await.ctx("ending a read transaction")?;
-        rows.iter()
-            .map(|row| {
-                let family: String = row.try_get(0).ctx("reading a series")?;
-                let family = RollupFamily::parse(&family).ok_or_else(|| StoreError::Corrupt {
-                    what: "metric series",
-                    detail: format!("unknown family {family:?}"),
-                })?;
-                let mut values = SeriesValues {
-                    records: row.try_get(3).ctx("reading a series")?,
-                    observations: row.try_get(4).ctx("reading a series")?,
-                    sum: row.try_get(5).ctx("reading a series")?,
-                    ..SeriesValues::default()
-                };
-                for (i, bucket) in values.buckets.iter_mut().enumerate() {
-                    *bucket = row.try_get(6 + i).ctx("reading a series")?;
-                }
-                for (i, total) in values.totals.iter_mut().enumerate() {
-                    *total = row.try_get(6 + rollup::BUCKETS + i).ctx("reading a series")?;
-                }
-                values.last_us = row.try_get(10 + rollup::BUCKETS).ctx("reading a series")?;
-                Ok(SeriesRow {
-                    family,
-                    key: row.try_get(1).ctx("reading a series")?,
-                    status: row.try_get(2).ctx("reading a series")?,
-                    values,
-                })
-            })
-            .collect()
+        rows.iter().map(rollup::series_from_row).collect()
     }
 
     async fn latest_queue_snapshots(&self, tenant: &TenantId) -> StoreResult<Vec<Stored<QueueSnapshot>>> {

@@ -17,6 +17,8 @@ use std::collections::HashMap;
 
 use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
 
+use crate::error::{StoreError, StoreResult};
+
 /// Finite histogram buckets per series (the `+Inf` bucket is the observation count).
 pub const BUCKETS: usize = 15;
 
@@ -177,19 +179,13 @@ pub(crate) enum RollupItem {
 pub(crate) trait Rollup: IngestRecord {
     /// The family the record counts in; `None` for kinds kept another way.
     const FAMILY: Option<RollupFamily>;
-    fn contribution(&self) -> Option<Contribution>;
-
     fn rollup_item(&self) -> RollupItem;
 }
 
 impl Rollup for RuleRun {
-    fn rollup_item(&self) -> RollupItem {
-        RollupItem::Series(self.contribution().expect("series kinds always contribute"))
-    }
-
     const FAMILY: Option<RollupFamily> = Some(RollupFamily::RuleRuns);
 
-    fn contribution(&self) -> Option<Contribution> {
+    fn rollup_item(&self) -> RollupItem {
         let mut values = SeriesValues {
             records: 1,
             totals: [
@@ -209,18 +205,14 @@ impl Rollup for RuleRun {
         if let Some(us) = duration_us {
             values.observe(RollupFamily::RuleRuns, us);
         }
-        Some(Contribution { key: self.rule_key.clone(), status: self.status.as_str(), values })
+        RollupItem::Series(Contribution { key: self.rule_key.clone(), status: self.status.as_str(), values })
     }
 }
 
 impl Rollup for ConnectorSync {
-    fn rollup_item(&self) -> RollupItem {
-        RollupItem::Series(self.contribution().expect("series kinds always contribute"))
-    }
-
     const FAMILY: Option<RollupFamily> = Some(RollupFamily::ConnectorSyncs);
 
-    fn contribution(&self) -> Option<Contribution> {
+    fn rollup_item(&self) -> RollupItem {
         let mut values = SeriesValues {
             records: 1,
             totals: [clamp(self.events_ingested), clamp(self.new_assets_observed), clamp(self.api_calls_made), 0.0],
@@ -230,18 +222,14 @@ impl Rollup for ConnectorSync {
         let duration_us =
             self.duration_ms.map_or(self.finished_at.micros_since(self.started_at), |ms| ms.saturating_mul(1000));
         values.observe(RollupFamily::ConnectorSyncs, duration_us);
-        Some(Contribution { key: self.integration_id.clone(), status: self.status.as_str(), values })
+        RollupItem::Series(Contribution { key: self.integration_id.clone(), status: self.status.as_str(), values })
     }
 }
 
 impl Rollup for Delivery {
-    fn rollup_item(&self) -> RollupItem {
-        RollupItem::Series(self.contribution().expect("series kinds always contribute"))
-    }
-
     const FAMILY: Option<RollupFamily> = Some(RollupFamily::Deliveries);
 
-    fn contribution(&self) -> Option<Contribution> {
+    fn rollup_item(&self) -> RollupItem {
         let mut values = SeriesValues {
             records: 1,
             totals: [self.latency_ms.map_or(0.0, clamp), 0.0, 0.0, 0.0],
@@ -249,17 +237,13 @@ impl Rollup for Delivery {
             ..SeriesValues::default()
         };
         values.observe(RollupFamily::Deliveries, self.attempt);
-        Some(Contribution { key: self.destination_id.clone(), status: self.status.as_str(), values })
+        RollupItem::Series(Contribution { key: self.destination_id.clone(), status: self.status.as_str(), values })
     }
 }
 
 impl Rollup for QueueSnapshot {
     /// Queues keep their latest snapshot instead (`queue_latest`).
     const FAMILY: Option<RollupFamily> = None;
-
-    fn contribution(&self) -> Option<Contribution> {
-        None
-    }
 
     fn rollup_item(&self) -> RollupItem {
         RollupItem::Queue(self.clone())
@@ -321,6 +305,41 @@ pub(crate) fn value_columns() -> Vec<String> {
     columns.extend((0..4).map(|i| format!("total_{i}")));
     columns.extend(["last_us", "first_seen_us"].map(String::from));
     columns
+}
+
+/// Typed access to one row of [`select_series_sql`], implemented by each backend's row.
+pub(crate) trait SeriesRowReader {
+    fn text(&self, index: usize) -> StoreResult<String>;
+    fn int(&self, index: usize) -> StoreResult<i64>;
+    fn real(&self, index: usize) -> StoreResult<f64>;
+    fn opt_int(&self, index: usize) -> StoreResult<Option<i64>>;
+}
+
+/// Every series of the tenant bound as the first parameter (`param`), in key order;
+/// `collate` makes the database order keys by bytes (empty on SQLite).
+pub(crate) fn select_series_sql(param: &str, collate: &str) -> String {
+    format!(
+        "SELECT family, series_key, status, {} FROM metric_series WHERE tenant_id = {param} \
+         ORDER BY family, series_key{collate}, status",
+        value_columns().join(", ")
+    )
+}
+
+/// Decodes a row of [`select_series_sql`]: family, key, status, then [`value_columns`].
+pub(crate) fn series_from_row(row: &impl SeriesRowReader) -> StoreResult<SeriesRow> {
+    let family = row.text(0)?;
+    let family = RollupFamily::parse(&family)
+        .ok_or_else(|| StoreError::Corrupt { what: "metric series", detail: format!("unknown family {family:?}") })?;
+    let mut values =
+        SeriesValues { records: row.int(3)?, observations: row.int(4)?, sum: row.real(5)?, ..SeriesValues::default() };
+    for (i, bucket) in values.buckets.iter_mut().enumerate() {
+        *bucket = row.int(6 + i)?;
+    }
+    for (i, total) in values.totals.iter_mut().enumerate() {
+        *total = row.real(6 + BUCKETS + i)?;
+    }
+    values.last_us = row.opt_int(6 + BUCKETS + values.totals.len())?;
+    Ok(SeriesRow { family, key: row.text(1)?, status: row.text(2)?, values })
 }
 
 /// The `ON CONFLICT` clause adding a batch's values to a stored series.

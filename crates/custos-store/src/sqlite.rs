@@ -19,7 +19,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, TransactionBehavior, params};
 
 use crate::error::{SqliteContext, StoreError, StoreResult};
-use crate::rollup::{self, Rollup, RollupFamily, RollupItem, SeriesRow, SeriesValues};
+use crate::rollup::{self, Rollup, RollupFamily, RollupItem, SeriesRow};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
 use crate::table::{self, BaselineBatch, Dialect, EncodedRecord, TableSpec, Value};
 use crate::{
@@ -397,6 +397,21 @@ fn row_value(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Value> {
             return Err(rusqlite::Error::InvalidColumnType(index, format!("{other:?}"), other.data_type()));
         }
     })
+}
+
+impl rollup::SeriesRowReader for rusqlite::Row<'_> {
+    fn text(&self, index: usize) -> StoreResult<String> {
+        self.get(index).ctx("reading a series")
+    }
+    fn int(&self, index: usize) -> StoreResult<i64> {
+        self.get(index).ctx("reading a series")
+    }
+    fn real(&self, index: usize) -> StoreResult<f64> {
+        self.get(index).ctx("reading a series")
+    }
+    fn opt_int(&self, index: usize) -> StoreResult<Option<i64>> {
+        self.get(index).ctx("reading a series")
+    }
 }
 
 fn component_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Component> {
@@ -891,39 +906,11 @@ impl Store for SqliteStore {
     async fn metric_series(&self, tenant: &TenantId) -> StoreResult<Vec<SeriesRow>> {
         let tenant = tenant.clone();
         self.read(move |conn| {
-            let sql = format!(
-                "SELECT family, series_key, status, {} FROM metric_series WHERE tenant_id = ?1 \
-                 ORDER BY family, series_key, status",
-                rollup::value_columns().join(", ")
-            );
-            let mut stmt = conn.prepare_cached(&sql).ctx("preparing a series query")?;
-            let rows = stmt
-                .query_map(params![tenant.as_str()], |row| {
-                    let family: String = row.get(0)?;
-                    let mut values = SeriesValues {
-                        records: row.get(3)?,
-                        observations: row.get(4)?,
-                        sum: row.get(5)?,
-                        ..SeriesValues::default()
-                    };
-                    for (i, bucket) in values.buckets.iter_mut().enumerate() {
-                        *bucket = row.get(6 + i)?;
-                    }
-                    for (i, total) in values.totals.iter_mut().enumerate() {
-                        *total = row.get(6 + rollup::BUCKETS + i)?;
-                    }
-                    values.last_us = row.get(10 + rollup::BUCKETS)?;
-                    Ok((family, row.get::<_, String>(1)?, row.get::<_, String>(2)?, values))
-                })
-                .ctx("reading series")?;
+            let mut stmt = conn.prepare_cached(&rollup::select_series_sql("?1", "")).ctx("preparing a series query")?;
+            let mut rows = stmt.query(params![tenant.as_str()]).ctx("reading series")?;
             let mut out = Vec::new();
-            for row in rows {
-                let (family, key, status, values) = row.ctx("reading a series")?;
-                let family = RollupFamily::parse(&family).ok_or_else(|| StoreError::Corrupt {
-                    what: "metric series",
-                    detail: format!("unknown family {family:?}"),
-                })?;
-                out.push(SeriesRow { family, key, status, values });
+            while let Some(row) = rows.next().ctx("reading a series")? {
+                out.push(rollup::series_from_row(row)?);
             }
             Ok(out)
         })

@@ -366,7 +366,8 @@ pub struct CountingExporter<E>(E);
 impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
     fn export(&self, batch: Vec<SpanData>) -> impl std::future::Future<Output = OTelSdkResult> + Send {
         let n = batch.len() as u64;
-        SPAN_STATS.pending.fetch_sub(n.min(SPAN_STATS.pending.load(Ordering::Acquire)), Ordering::AcqRel);
+        // Saturating: spans queued before the counts existed never push it below zero.
+        let _ = SPAN_STATS.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| Some(p.saturating_sub(n)));
         let export = self.0.export(batch);
         async move {
             let result = export.await;

@@ -79,6 +79,23 @@ pub fn start_trace(span: &tracing::Span) -> TraceContext {
     trace
 }
 
+/// The root span of one piece of a background worker's work (`phase`: `iteration`,
+/// `seed`, …), named `<worker> <phase>`, with its own trace started. Record `records`
+/// on it when known.
+pub fn worker_span(worker: &str, phase: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "worker",
+        otel.name = %format!("{worker} {phase}"),
+        worker,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        records = tracing::field::Empty,
+    );
+    start_trace(&span);
+    span
+}
+
 /// A span for an outbound HTTP call (kind `client`, named after the method), child of
 /// the current span. Record `http.response.status_code` on it when the answer comes.
 pub fn client_span(method: &str, url: &str) -> tracing::Span {

@@ -471,6 +471,9 @@ async fn tick(
     sent
 }
 
+/// The simulated platform's worker name (spans, heartbeats, metrics).
+const SIMULATOR: &str = "demo_simulator";
+
 pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     let store = settings::open_store(global).await?;
     for (id, name) in TENANTS {
@@ -496,7 +499,7 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     let base = format!("http://{address}");
     let state = custos_server::AppState::new(store.clone(), settings::server_config(global, &args.serve));
     let workers = state.workers.clone();
-    workers.register("demo_simulator", Duration::from_secs(1));
+    workers.register(SIMULATOR, Duration::from_secs(1));
     let server = serve::serve_until_signal(listener, &args.serve, state);
 
     println!("custos demo is running at {base}");
@@ -509,15 +512,7 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     let simulate = async move {
         let client = reqwest::Client::new();
         let mut world = build_world(&mut rng);
-        let seeding = tracing::info_span!(
-            parent: None,
-            "worker",
-            otel.name = "demo_simulator seed",
-            worker = "demo_simulator",
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty
-        );
-        custos_telemetry::trace_context::start_trace(&seeding);
+        let seeding = custos_telemetry::trace_context::worker_span(SIMULATOR, "seed");
         if let Err(error) = seed(&client, &base, &simulator, &mut world, &mut rng).instrument(seeding).await {
             tracing::error!(error = %format!("{error:#}"), "demo seeding failed");
         }
@@ -528,20 +523,11 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
             interval.tick().await;
             // Each second of traffic is one iteration of the simulator, a worker like
             // any other: timed, and the root of the traces of the requests it makes.
-            let span = tracing::info_span!(
-                parent: None,
-                "worker",
-                otel.name = "demo_simulator iteration",
-                worker = "demo_simulator",
-                trace_id = tracing::field::Empty,
-                span_id = tracing::field::Empty,
-                records = tracing::field::Empty
-            );
-            custos_telemetry::trace_context::start_trace(&span);
+            let span = custos_telemetry::trace_context::worker_span(SIMULATOR, "iteration");
             let started = std::time::Instant::now();
             let sent = tick(&client, &base, &simulator, &mut world, &mut rng, rate).instrument(span.clone()).await;
             span.record("records", sent);
-            workers.finished_iteration("demo_simulator", started.elapsed());
+            workers.finished_iteration(SIMULATOR, started.elapsed());
             total += sent;
             if total % 1000 < rate as usize {
                 tracing::info!(records_sent = total, "demo traffic");

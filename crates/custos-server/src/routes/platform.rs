@@ -144,7 +144,7 @@ pub(crate) async fn metrics(
         let _one_at_a_time = state.platform_scrape.lock().await;
         let started = std::time::Instant::now();
         let loaded = crate::platform_metrics::load(&*state.store).await;
-        let families = match loaded {
+        let mut families = match loaded {
             Ok(data) => crate::platform_metrics::derive(&data, custos_model::Timestamp::now()),
             Err(error) => {
                 tracing::error!(
@@ -156,7 +156,6 @@ pub(crate) async fn metrics(
             }
         };
         state.metrics.platform_collection_seconds.set(started.elapsed().as_secs_f64());
-        let mut families = families;
         families
             .0
             .extend(crate::platform_metrics::pool_families(state.store.pool_stats(), state.store.backend().as_str()));

@@ -143,6 +143,33 @@ fn rule_run_line(run: &str, index: usize, out: &mut String) {
     );
 }
 
+/// The NDJSON of rule runs `range` of a run tagged `run`.
+fn rule_run_lines(run: &str, range: std::ops::Range<usize>) -> String {
+    let mut body = String::with_capacity(range.len() * 330);
+    for i in range {
+        rule_run_line(run, i, &mut body);
+    }
+    body
+}
+
+/// POSTs `body` as `content_type`; an answer other than `expected` (any success when
+/// `None`) is an error carrying the response.
+async fn post_records(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    content_type: &str,
+    body: String,
+    expected: Option<u16>,
+) -> anyhow::Result<()> {
+    let response = client.post(url).bearer_auth(token).header("content-type", content_type).body(body).send().await?;
+    let status = response.status();
+    let text = response.text().await?;
+    let ok = expected.map_or(status.is_success(), |code| status.as_u16() == code);
+    anyhow::ensure!(ok, "POST {url} answered {status}: {text}");
+    Ok(())
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -251,20 +278,8 @@ async fn ingest(global: &GlobalArgs, args: &BenchIngestArgs) -> anyhow::Result<(
                     return Ok::<usize, anyhow::Error>(sent);
                 }
                 let end = ((b + 1) * batch).min(records);
-                let mut body = String::with_capacity((end - b * batch) * 330);
-                for i in b * batch..end {
-                    rule_run_line(&run_tag, i, &mut body);
-                }
-                let response = client
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header("content-type", "application/x-ndjson")
-                    .body(body)
-                    .send()
-                    .await?;
-                let status = response.status();
-                let text = response.text().await?;
-                anyhow::ensure!(status.is_success(), "batch {b} answered {status}: {text}");
+                let body = rule_run_lines(&run_tag, b * batch..end);
+                post_records(&client, &url, &token, "application/x-ndjson", body, None).await?;
                 sent += end - b * batch;
             }
         }));
@@ -432,19 +447,7 @@ async fn tracing_overhead(
             let mut sent = 0;
             while sent < batch_records {
                 let end = (sent + args.batch).min(batch_records);
-                let mut body = String::with_capacity((end - sent) * 330);
-                for i in sent..end {
-                    rule_run_line(&tag, i, &mut body);
-                }
-                let response = client
-                    .post(url)
-                    .bearer_auth(token)
-                    .header("content-type", "application/x-ndjson")
-                    .body(body)
-                    .send()
-                    .await?;
-                anyhow::ensure!(response.status().is_success(), "batch answered {}", response.status());
-                response.bytes().await?;
+                post_records(client, url, token, "application/x-ndjson", rule_run_lines(&tag, sent..end), None).await?;
                 sent = end;
             }
             round_rates[0][mode] = batch_records as f64 / started.elapsed().as_secs_f64();
@@ -462,17 +465,8 @@ async fn tracing_overhead(
                         if i >= requests {
                             return Ok::<(), anyhow::Error>(());
                         }
-                        let mut body = String::new();
-                        rule_run_line(&tag, i, &mut body);
-                        let response = client
-                            .post(&url)
-                            .bearer_auth(&token)
-                            .header("content-type", "application/json")
-                            .body(body)
-                            .send()
-                            .await?;
-                        anyhow::ensure!(response.status() == 201, "POST answered {}", response.status());
-                        response.bytes().await?;
+                        let body = rule_run_lines(&tag, i..i + 1);
+                        post_records(&client, &url, &token, "application/json", body, Some(201)).await?;
                     }
                 }));
             }
