@@ -60,11 +60,6 @@ pub struct LogSettings {
     pub filter: String,
 }
 
-/// Installs the global subscriber; logs go to standard error.
-pub fn init_logging(settings: &LogSettings) -> Result<(), String> {
-    init_subscriber(settings, None)
-}
-
 /// Installs the log layer on stderr and, when `traces` is given, the OpenTelemetry
 /// layer exporting spans through it. Each has its own filter: the log filter
 /// (`CUSTOS_LOG`) does not decide which spans are traced. Traces get custos's spans at

@@ -136,15 +136,13 @@ pub fn outbound_headers(span: &tracing::Span) -> Vec<(&'static str, String)> {
     if !span_context.is_valid() {
         return Vec::new();
     }
-    let mut headers = vec![(
-        "traceparent",
-        format!(
-            "00-{}-{}-{:02x}",
-            span_context.trace_id(),
-            span_context.span_id(),
-            u8::from(span_context.is_sampled())
-        ),
-    )];
+    let this_hop = TraceContext {
+        trace_id: span_context.trace_id().to_bytes(),
+        span_id: span_context.span_id().to_bytes(),
+        parent_span_id: None,
+        sampled: span_context.is_sampled(),
+    };
+    let mut headers = vec![("traceparent", this_hop.traceparent())];
     let state = span_context.trace_state().header();
     if !state.is_empty() {
         headers.push(("tracestate", state));
