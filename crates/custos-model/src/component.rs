@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{FieldError, check};
+use crate::jobs::JobSchedule;
 use crate::timestamp::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -119,6 +120,8 @@ pub struct ComponentInput {
     pub provider: Option<String>,
     /// Overrides the provider's and the default thresholds for this component.
     pub freshness: Option<FreshnessThresholds>,
+    /// Scheduled jobs: when a run is expected, and the grace period (see `docs/jobs.md`).
+    pub schedule: Option<JobSchedule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -128,6 +131,9 @@ pub struct Component {
     pub name: Option<String>,
     pub provider: Option<String>,
     pub freshness: Option<FreshnessThresholds>,
+    /// Scheduled jobs: the schedule, with its defaults filled in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<JobSchedule>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -158,12 +164,18 @@ impl ComponentInput {
             (None, _) => {}
         }
         let freshness = self.freshness.map(|f| f.validate("freshness")).transpose()?;
+        let schedule = match (self.schedule, self.kind) {
+            (Some(schedule), ComponentKind::ScheduledJob) => Some(schedule.validate("schedule")?),
+            (Some(_), _) => return Err(FieldError::new("schedule", "applies to scheduled_job components only")),
+            (None, _) => None,
+        };
         Ok(Component {
             id: id.to_owned(),
             kind: self.kind,
             name: self.name,
             provider: self.provider,
             freshness,
+            schedule,
             created_at: now,
             updated_at: now,
         })
@@ -179,6 +191,7 @@ impl Component {
             && self.name == other.name
             && self.provider == other.provider
             && self.freshness == other.freshness
+            && self.schedule == other.schedule
     }
 
     /// The thresholds that apply: the component's own, else its provider's policy, else
@@ -221,6 +234,7 @@ mod tests {
             name: None,
             provider: Some("okta".into()),
             freshness: None,
+            schedule: None,
         };
         let component = input.validate("okta-prod", at(0.0)).unwrap();
         let policy = FreshnessThresholds { green_under_seconds: 60, yellow_under_seconds: 120 };
@@ -238,6 +252,7 @@ mod tests {
             name: None,
             provider: provider.map(str::to_owned),
             freshness,
+            schedule: None,
         };
         assert_eq!(connector(None, None).validate("c", at(0.0)).unwrap_err().field, "provider");
         assert_eq!(connector(Some("Okta!"), None).validate("c", at(0.0)).unwrap_err().field, "provider");

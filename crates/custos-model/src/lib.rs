@@ -5,6 +5,7 @@ pub mod component;
 pub mod cursor;
 pub mod error;
 pub mod ids;
+pub mod jobs;
 pub mod parse;
 pub mod records;
 pub mod scope;

@@ -9,8 +9,8 @@ use std::time::Instant;
 use custos_model::records::{ConnectorSync, Delivery, QueueSnapshot, RuleRun};
 use custos_model::{Component, FreshnessPolicy, TenantId, Timestamp};
 use custos_store::{
-    Backend, IngestSummary, Page, PutOutcome, RecordQuery, SchemaDescription, SeriesRow, Store, StoreResult, Stored,
-    Tenant, TokenRecord,
+    Backend, IngestSummary, JobEventOutcome, JobEventRequest, JobRecord, Page, PutOutcome, RecordQuery,
+    SchemaDescription, SeriesRow, Store, StoreResult, Stored, StoredFlip, StoredPing, Tenant, TokenRecord,
 };
 use custos_telemetry::Metrics;
 use tracing::Instrument;
@@ -101,4 +101,9 @@ instrument! {
     deliveries_page(tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<Delivery>>>;
     metric_series(tenant: &TenantId) -> StoreResult<Vec<SeriesRow>>;
     latest_queue_snapshots(tenant: &TenantId) -> StoreResult<Vec<Stored<QueueSnapshot>>>;
+    apply_job_events(tenant: &TenantId, events: Vec<JobEventRequest>) -> StoreResult<Vec<JobEventOutcome>>;
+    jobs(tenant: &TenantId) -> StoreResult<Vec<JobRecord>>;
+    job_pings_page(tenant: &TenantId, job_id: &str, query: &RecordQuery) -> StoreResult<Page<StoredPing>>;
+    job_flips_page(tenant: &TenantId, job_id: Option<&str>, query: &RecordQuery) -> StoreResult<Page<StoredFlip>>;
+    reevaluate_jobs(tenant: &TenantId, now: Timestamp) -> StoreResult<Vec<StoredFlip>>;
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+pub mod jobs;
 mod postgres;
 pub mod rollup;
 mod schema;
@@ -14,9 +15,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
-use custos_model::{Component, Cursor, FreshnessPolicy, FreshnessThresholds, Scope, TenantId, Timestamp};
+use custos_model::{
+    Component, ComponentKind, Cursor, FreshnessPolicy, FreshnessThresholds, Scope, TenantId, Timestamp,
+};
 
 pub use error::{StoreError, StoreResult};
+pub use jobs::{JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 pub use postgres::{APP_ROLE, PostgresStore};
 pub use rollup::{RollupFamily, SeriesRow, SeriesValues};
 pub use schema::{SchemaDescription, TableDescription};
@@ -210,6 +214,34 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn metric_series(&self, tenant: &TenantId) -> StoreResult<Vec<SeriesRow>>;
     /// The latest snapshot of each of a tenant's queues, ordered by component id.
     async fn latest_queue_snapshots(&self, tenant: &TenantId) -> StoreResult<Vec<Stored<QueueSnapshot>>>;
+
+    /// Applies pings, pauses and resumes to a tenant's jobs, in order, in one
+    /// transaction: one outcome per event (an event naming no scheduled job changes
+    /// nothing).
+    async fn apply_job_events(
+        &self,
+        tenant: &TenantId,
+        events: Vec<JobEventRequest>,
+    ) -> StoreResult<Vec<JobEventOutcome>>;
+    /// Every scheduled-job component of a tenant with its state, ordered by id.
+    async fn jobs(&self, tenant: &TenantId) -> StoreResult<Vec<JobRecord>>;
+    /// One job's pings, newest first (`filters` are ignored).
+    async fn job_pings_page(
+        &self,
+        tenant: &TenantId,
+        job_id: &str,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<StoredPing>>;
+    /// Status changes, newest first: one job's, or every job's of the tenant.
+    async fn job_flips_page(
+        &self,
+        tenant: &TenantId,
+        job_id: Option<&str>,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<StoredFlip>>;
+    /// The monitor's pass: records the flips that time made at `now` (late, down), each
+    /// at most once even when several processes run the pass at once.
+    async fn reevaluate_jobs(&self, tenant: &TenantId, now: Timestamp) -> StoreResult<Vec<StoredFlip>>;
 }
 
 /// Routes a record type to its `Store` operations, so code generic over the record
@@ -297,6 +329,57 @@ pub(crate) fn parse_scopes(stored: &str) -> Vec<Scope> {
 
 pub(crate) fn format_scopes(scopes: &[Scope]) -> String {
     scopes.iter().map(Scope::to_string).collect::<Vec<_>>().join(" ")
+}
+
+/// The columns of a component row, in the order [`component_from_row`] reads them.
+pub(crate) const COMPONENT_COLUMNS: &str = "id, kind, name, provider, green_under_seconds, yellow_under_seconds, \
+     schedule_cron, schedule_timezone, schedule_period_seconds, schedule_grace_seconds, created_at_us, updated_at_us";
+
+/// The values of [`COMPONENT_COLUMNS`] for `component`.
+pub(crate) fn component_values(component: &Component) -> Vec<table::Value> {
+    use table::Value;
+    let text = |v: Option<&str>| v.map_or(Value::Null, |s| Value::Text(s.to_owned()));
+    let int = |v: Option<i64>| v.map_or(Value::NullInt, Value::Int);
+    let schedule = component.schedule.as_ref();
+    vec![
+        Value::Text(component.id.clone()),
+        Value::Text(component.kind.as_str().to_owned()),
+        text(component.name.as_deref()),
+        text(component.provider.as_deref()),
+        int(component.freshness.map(|f| f.green_under_seconds)),
+        int(component.freshness.map(|f| f.yellow_under_seconds)),
+        text(schedule.and_then(|s| s.cron.as_deref())),
+        text(schedule.and_then(|s| s.timezone.as_deref())),
+        int(schedule.and_then(|s| s.period_seconds)),
+        int(schedule.map(custos_model::jobs::JobSchedule::grace_seconds)),
+        Value::Int(component.created_at.as_micros()),
+        Value::Int(component.updated_at.as_micros()),
+    ]
+}
+
+/// Reads [`COMPONENT_COLUMNS`] from the start of `row`.
+pub(crate) fn component_from_row(row: &impl table::RowReader) -> StoreResult<Component> {
+    let kind = row.text(1)?;
+    let schedule = match (row.opt_text(6)?, row.opt_int(8)?) {
+        (None, None) => None,
+        (cron, period_seconds) => Some(custos_model::jobs::JobSchedule {
+            cron,
+            timezone: row.opt_text(7)?,
+            period_seconds,
+            grace_seconds: row.opt_int(9)?,
+        }),
+    };
+    Ok(Component {
+        id: row.text(0)?,
+        kind: ComponentKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt { what: "component", detail: format!("unknown kind {kind:?}") })?,
+        name: row.opt_text(2)?,
+        provider: row.opt_text(3)?,
+        freshness: thresholds_from(row.opt_int(4)?, row.opt_int(5)?),
+        schedule,
+        created_at: Timestamp::from_micros(row.int(10)?),
+        updated_at: Timestamp::from_micros(row.int(11)?),
+    })
 }
 
 pub(crate) fn thresholds_from(green: Option<i64>, yellow: Option<i64>) -> Option<FreshnessThresholds> {

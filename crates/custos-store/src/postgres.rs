@@ -17,12 +17,13 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
 
 use crate::error::{PostgresContext, StoreError, StoreResult};
+use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 use crate::rollup::{self, Rollup, RollupFamily, RollupItem, SeriesRow, SeriesValues};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
 use crate::table::{self, BaselineBatch, ColType, Dialect, EncodedRecord, TableSpec, Value};
 use crate::{
-    Backend, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored, Tenant, TokenRecord, format_scopes,
-    parse_scopes, thresholds_from,
+    Backend, COMPONENT_COLUMNS, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored, Tenant, TokenRecord,
+    format_scopes, parse_scopes,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -31,6 +32,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "metric_rollups",
         sql: include_str!("../migrations/postgres/0002_metric_rollups.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "scheduled_jobs",
+        sql: include_str!("../migrations/postgres/0003_scheduled_jobs.sql"),
     },
 ];
 
@@ -152,6 +158,7 @@ impl PostgresStore {
                 Value::Int(i) => statement.bind(i),
                 Value::Text(s) => statement.bind(s),
                 Value::Null => statement.bind(None::<String>),
+                Value::NullInt => statement.bind(None::<i64>),
             };
         }
         let mut tx = self.tenant_tx(tenant).await?;
@@ -368,6 +375,127 @@ fn sql_text(text: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(text)
 }
 
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds `values` in order after the parameters already bound.
+fn bind_values<'q>(mut statement: PgQuery<'q>, values: &[Value]) -> PgQuery<'q> {
+    for value in values {
+        statement = match value {
+            Value::Int(i) => statement.bind(*i),
+            Value::Text(s) => statement.bind(s.clone()),
+            Value::Null => statement.bind(None::<String>),
+            Value::NullInt => statement.bind(None::<i64>),
+        };
+    }
+    statement
+}
+
+/// Binds rows of `values` column by column as arrays (`$2::text[]`, `$3::bigint[]`,
+/// …) for `INSERT … SELECT FROM unnest(…)`; `int` says which columns are integers.
+fn bind_columns<'q>(mut statement: PgQuery<'q>, rows: &[Vec<Value>], int: &[bool]) -> PgQuery<'q> {
+    for (column, is_int) in int.iter().enumerate() {
+        if *is_int {
+            let values: Vec<Option<i64>> =
+                rows.iter().map(|row| if let Value::Int(i) = row[column] { Some(i) } else { None }).collect();
+            statement = statement.bind(values);
+        } else {
+            let values: Vec<Option<String>> =
+                rows.iter().map(|row| if let Value::Text(s) = &row[column] { Some(s.clone()) } else { None }).collect();
+            statement = statement.bind(values);
+        }
+    }
+    statement
+}
+
+/// `unnest($2::text[], $3::bigint[], …)` for columns typed by `int`.
+fn unnest_params(int: &[bool]) -> String {
+    let params: Vec<String> = int
+        .iter()
+        .enumerate()
+        .map(|(i, is_int)| format!("${}::{}[]", i + 2, if *is_int { "bigint" } else { "text" }))
+        .collect();
+    format!("unnest({})", params.join(", "))
+}
+
+const STATE_INT: [bool; 12] = [false, false, false, true, true, true, true, false, true, true, true, true];
+const PING_INT: [bool; 9] = [false, false, false, false, true, true, false, false, true];
+const FLIP_INT: [bool; 6] = [false, false, true, false, false, false];
+
+/// Writes a batch's job states (updated: the rows exist and are locked), pings and
+/// flips, each as one statement.
+async fn write_job_rows(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &TenantId,
+    writes: &jobs::JobWrites,
+) -> StoreResult<()> {
+    if !writes.states.is_empty() {
+        let rows: Vec<Vec<Value>> = writes
+            .states
+            .iter()
+            .map(|(job_id, state)| {
+                let mut row = vec![Value::Text(job_id.clone())];
+                row.extend(jobs::state_values(state));
+                row
+            })
+            .collect();
+        let assignments: Vec<String> = jobs::STATE_COLUMNS.iter().map(|c| format!("{c} = u.{c}")).collect();
+        let sql = format!(
+            "UPDATE job_states s SET {} FROM {} AS u(job_id, {}) WHERE s.tenant_id = $1 AND s.job_id = u.job_id",
+            assignments.join(", "),
+            unnest_params(&STATE_INT),
+            jobs::STATE_COLUMNS.join(", ")
+        );
+        bind_columns(sqlx::query(sql_text(sql)).bind(tenant.as_str()), &rows, &STATE_INT)
+            .execute(&mut **tx)
+            .await
+            .ctx("writing job states")?;
+    }
+    let insert = |table: &str, columns: &[&str], int: &[bool]| {
+        format!("INSERT INTO {table} (tenant_id, {}) SELECT $1, * FROM {}", columns.join(", "), unnest_params(int))
+    };
+    if !writes.pings.is_empty() {
+        let rows: Vec<Vec<Value>> = writes.pings.iter().map(jobs::ping_values).collect();
+        bind_columns(
+            sqlx::query(sql_text(insert("job_pings", jobs::PING_COLUMNS, &PING_INT))).bind(tenant.as_str()),
+            &rows,
+            &PING_INT,
+        )
+        .execute(&mut **tx)
+        .await
+        .ctx("writing pings")?;
+    }
+    if !writes.flips.is_empty() {
+        let rows: Vec<Vec<Value>> = writes.flips.iter().map(jobs::flip_values).collect();
+        bind_columns(
+            sqlx::query(sql_text(insert("job_flips", jobs::FLIP_COLUMNS, &FLIP_INT))).bind(tenant.as_str()),
+            &rows,
+            &FLIP_INT,
+        )
+        .execute(&mut **tx)
+        .await
+        .ctx("writing flips")?;
+    }
+    Ok(())
+}
+
+/// `SELECT` of scheduled-job components (`c`) left-joined to their states (`s`) for
+/// the tenant in `$1`, then `rest`.
+fn select_jobs_sql(rest: &str) -> String {
+    let component_columns: Vec<String> = COMPONENT_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
+    let state_columns: Vec<String> = jobs::STATE_COLUMNS.iter().map(|c| format!("s.{c}")).collect();
+    format!(
+        "SELECT {}, {} FROM components c LEFT JOIN job_states s ON s.tenant_id = c.tenant_id AND s.job_id = c.id \
+         WHERE c.tenant_id = $1 AND c.kind = 'scheduled_job'{rest}",
+        component_columns.join(", "),
+        state_columns.join(", ")
+    )
+}
+
+fn job_from_row(row: &PgRow) -> StoreResult<JobRecord> {
+    let component = crate::component_from_row(row)?;
+    Ok(JobRecord { state: jobs::state_from_row(row, COMPONENT_COLUMNS.split(", ").count())?, component })
+}
+
 type ScalarQuery<'q> = sqlx::query::QueryScalar<'q, Postgres, String, sqlx::postgres::PgArguments>;
 
 /// Binds a chunk column by column, as the arrays `insert_sql` unnests.
@@ -419,40 +547,24 @@ fn row_values(spec: &TableSpec, row: &PgRow) -> StoreResult<Vec<Value>> {
     Ok(values)
 }
 
-impl rollup::SeriesRowReader for PgRow {
+impl table::RowReader for PgRow {
     fn text(&self, index: usize) -> StoreResult<String> {
-        self.try_get(index).ctx("reading a series")
+        self.try_get(index).ctx("reading a row")
     }
     fn int(&self, index: usize) -> StoreResult<i64> {
-        self.try_get(index).ctx("reading a series")
+        self.try_get(index).ctx("reading a row")
     }
     fn real(&self, index: usize) -> StoreResult<f64> {
-        self.try_get(index).ctx("reading a series")
+        self.try_get(index).ctx("reading a row")
     }
     fn opt_int(&self, index: usize) -> StoreResult<Option<i64>> {
-        self.try_get(index).ctx("reading a series")
+        self.try_get(index).ctx("reading a row")
+    }
+    fn opt_text(&self, index: usize) -> StoreResult<Option<String>> {
+        self.try_get(index).ctx("reading a row")
     }
 }
 
-fn component_from_row(row: &PgRow) -> StoreResult<Component> {
-    let kind: String = row.try_get("kind").ctx("reading a component")?;
-    Ok(Component {
-        id: row.try_get("id").ctx("reading a component")?,
-        kind: ComponentKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt { what: "component", detail: format!("unknown kind {kind:?}") })?,
-        name: row.try_get("name").ctx("reading a component")?,
-        provider: row.try_get("provider").ctx("reading a component")?,
-        freshness: thresholds_from(
-            row.try_get("green_under_seconds").ctx("reading a component")?,
-            row.try_get("yellow_under_seconds").ctx("reading a component")?,
-        ),
-        created_at: Timestamp::from_micros(row.try_get("created_at_us").ctx("reading a component")?),
-        updated_at: Timestamp::from_micros(row.try_get("updated_at_us").ctx("reading a component")?),
-    })
-}
-
-const COMPONENT_COLUMNS: &str =
-    "id, kind, name, provider, green_under_seconds, yellow_under_seconds, created_at_us, updated_at_us";
 const TOKEN_COLUMNS: &str = "id, name, secret_hash, scopes, created_at_us, expires_at_us, revoked_at_us";
 
 fn token_from_row(row: &PgRow) -> StoreResult<TokenRecord> {
@@ -651,7 +763,20 @@ impl Store for PostgresStore {
 
     async fn put_component(&self, tenant: &TenantId, component: &Component) -> StoreResult<(PutOutcome, Component)> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let (green, yellow) = component.freshness.map(|f| (f.green_under_seconds, f.yellow_under_seconds)).unzip();
+        let values = crate::component_values(component);
+        let placeholders: Vec<String> = (1..=values.len() + 1).map(|i| format!("${i}")).collect();
+        let insert = format!(
+            "INSERT INTO components (tenant_id, {COMPONENT_COLUMNS}) VALUES ({}) ON CONFLICT (tenant_id, id) DO NOTHING",
+            placeholders.join(", ")
+        );
+        // Every column but tenant_id, id and created_at_us.
+        let assignments: Vec<String> = COMPONENT_COLUMNS
+            .split(", ")
+            .enumerate()
+            .filter(|(_, c)| !matches!(*c, "id" | "created_at_us"))
+            .map(|(i, c)| format!("{c} = ${}", i + 2))
+            .collect();
+        let update = format!("UPDATE components SET {} WHERE tenant_id = $1 AND id = $2", assignments.join(", "));
         // Two replicas may create the same component at once: the loser of the insert
         // race finds the winner's row on its second pass and updates it.
         for _ in 0..2 {
@@ -663,24 +788,12 @@ impl Store for PostgresStore {
             .fetch_optional(&mut *tx)
             .await
             .ctx("reading a component")?;
-            let outcome = match existing.as_ref().map(component_from_row).transpose()? {
+            let outcome = match existing.as_ref().map(crate::component_from_row).transpose()? {
                 None => {
-                    let inserted = sqlx::query(sql_text(format!(
-                        "INSERT INTO components (tenant_id, {COMPONENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                         ON CONFLICT (tenant_id, id) DO NOTHING"
-                    )))
-                    .bind(tenant.as_str())
-                    .bind(&component.id)
-                    .bind(component.kind.as_str())
-                    .bind(&component.name)
-                    .bind(&component.provider)
-                    .bind(green)
-                    .bind(yellow)
-                    .bind(component.created_at.as_micros())
-                    .bind(component.updated_at.as_micros())
-                    .execute(&mut *tx)
-                    .await
-                    .ctx("inserting a component")?;
+                    let inserted = bind_values(sqlx::query(sql_text(insert.clone())).bind(tenant.as_str()), &values)
+                        .execute(&mut *tx)
+                        .await
+                        .ctx("inserting a component")?;
                     if inserted.rows_affected() == 0 {
                         continue;
                     }
@@ -688,21 +801,10 @@ impl Store for PostgresStore {
                 }
                 Some(old) if old.same_definition(component) => (PutOutcome::Unchanged, old),
                 Some(old) => {
-                    sqlx::query(
-                        "UPDATE components SET kind = $3, name = $4, provider = $5, green_under_seconds = $6,
-                         yellow_under_seconds = $7, updated_at_us = $8 WHERE tenant_id = $1 AND id = $2",
-                    )
-                    .bind(tenant.as_str())
-                    .bind(&component.id)
-                    .bind(component.kind.as_str())
-                    .bind(&component.name)
-                    .bind(&component.provider)
-                    .bind(green)
-                    .bind(yellow)
-                    .bind(component.updated_at.as_micros())
-                    .execute(&mut *tx)
-                    .await
-                    .ctx("updating a component")?;
+                    bind_values(sqlx::query(sql_text(update.clone())).bind(tenant.as_str()), &values)
+                        .execute(&mut *tx)
+                        .await
+                        .ctx("updating a component")?;
                     (PutOutcome::Updated, Component { created_at: old.created_at, ..component.clone() })
                 }
             };
@@ -725,7 +827,7 @@ impl Store for PostgresStore {
         .await
         .ctx("reading a component")?;
         tx.commit().await.ctx("ending a read transaction")?;
-        row.as_ref().map(component_from_row).transpose()
+        row.as_ref().map(crate::component_from_row).transpose()
     }
 
     async fn components(&self, tenant: &TenantId) -> StoreResult<Vec<Component>> {
@@ -738,7 +840,7 @@ impl Store for PostgresStore {
         .await
         .ctx("listing components")?;
         tx.commit().await.ctx("ending a read transaction")?;
-        rows.iter().map(component_from_row).collect()
+        rows.iter().map(crate::component_from_row).collect()
     }
 
     async fn put_freshness_policy(&self, tenant: &TenantId, policy: &FreshnessPolicy) -> StoreResult<()> {
@@ -888,6 +990,148 @@ impl Store for PostgresStore {
         let rows = sqlx::query(sql_text(sql)).bind(tenant.as_str()).fetch_all(&mut *tx).await.ctx("reading queues")?;
         tx.commit().await.ctx("ending a read transaction")?;
         rows.iter().map(|row| table::decode(spec, row_values(spec, row)?)).collect()
+    }
+
+    async fn apply_job_events(
+        &self,
+        tenant: &TenantId,
+        events: Vec<JobEventRequest>,
+    ) -> StoreResult<Vec<JobEventOutcome>> {
+        let mut ids: Vec<&str> = events.iter().map(|e| e.job_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query(sql_text(format!(
+            "SELECT {COMPONENT_COLUMNS} FROM components WHERE tenant_id = $1 AND id = ANY($2)"
+        )))
+        .bind(tenant.as_str())
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("reading jobs")?;
+        let mut targets = jobs::Targets::new();
+        for row in &rows {
+            let component = crate::component_from_row(row)?;
+            targets.insert(component.id, (component.kind, component.schedule));
+        }
+        let mut job_ids: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| targets.get(*id).is_some_and(|(kind, _)| *kind == ComponentKind::ScheduledJob))
+            .collect();
+        job_ids.sort_unstable();
+        let mut states = std::collections::HashMap::new();
+        if !job_ids.is_empty() {
+            // Rows exist first, so that locking them serialises every writer of a job,
+            // its very first pings included. Sorted ids: concurrent batches lock in the
+            // same order and cannot deadlock.
+            sqlx::query(
+                "INSERT INTO job_states (tenant_id, job_id, base_status, reported_status, pings_total, revision)
+                 SELECT $1, id, 'new', 'new', 0, 0 FROM unnest($2::text[]) AS id ORDER BY id
+                 ON CONFLICT (tenant_id, job_id) DO NOTHING",
+            )
+            .bind(tenant.as_str())
+            .bind(&job_ids)
+            .execute(&mut *tx)
+            .await
+            .ctx("creating job states")?;
+            let rows = sqlx::query(sql_text(format!(
+                "SELECT job_id, {} FROM job_states WHERE tenant_id = $1 AND job_id = ANY($2) ORDER BY job_id FOR UPDATE",
+                jobs::STATE_COLUMNS.join(", ")
+            )))
+            .bind(tenant.as_str())
+            .bind(&job_ids)
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("locking job states")?;
+            for row in &rows {
+                let job_id: String = row.try_get(0).ctx("reading a job state")?;
+                states.insert(job_id, jobs::state_from_row(row, 1)?);
+            }
+        }
+        let (outcomes, writes) = jobs::apply_events(&targets, states, events);
+        write_job_rows(&mut tx, tenant, &writes).await?;
+        tx.commit().await.ctx("committing")?;
+        Ok(outcomes)
+    }
+
+    async fn jobs(&self, tenant: &TenantId) -> StoreResult<Vec<JobRecord>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query(sql_text(select_jobs_sql(" ORDER BY c.id")))
+            .bind(tenant.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading jobs")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn job_pings_page(
+        &self,
+        tenant: &TenantId,
+        job_id: &str,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<StoredPing>> {
+        let (sql, params) = jobs::history_page_sql(jobs::History::Pings, Some(job_id), query, Dialect::Postgres);
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = bind_values(sqlx::query(sql_text(sql)).bind(tenant.as_str()), &params)
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading pings")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        let items = rows.iter().map(jobs::ping_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(jobs::into_history_page(items, query.limit, jobs::ping_cursor))
+    }
+
+    async fn job_flips_page(
+        &self,
+        tenant: &TenantId,
+        job_id: Option<&str>,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<StoredFlip>> {
+        let (sql, params) = jobs::history_page_sql(jobs::History::Flips, job_id, query, Dialect::Postgres);
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = bind_values(sqlx::query(sql_text(sql)).bind(tenant.as_str()), &params)
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading flips")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        let items = rows.iter().map(jobs::flip_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(jobs::into_history_page(items, query.limit, jobs::flip_cursor))
+    }
+
+    async fn reevaluate_jobs(&self, tenant: &TenantId, now: Timestamp) -> StoreResult<Vec<StoredFlip>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query(sql_text(select_jobs_sql(" AND s.job_id IS NOT NULL ORDER BY c.id")))
+            .bind(tenant.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading jobs")?;
+        let records = rows.iter().map(job_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let mut writes = jobs::JobWrites::default();
+        let assignments: Vec<String> =
+            jobs::STATE_COLUMNS.iter().enumerate().map(|(i, c)| format!("{c} = ${}", i + 4)).collect();
+        let update = format!(
+            "UPDATE job_states SET {} WHERE tenant_id = $1 AND job_id = $2 AND revision = $3",
+            assignments.join(", ")
+        );
+        for (read_revision, job_id, state, flip) in jobs::reevaluate(records, now) {
+            // Only if no ping (or other monitor) changed the job since it was read: a
+            // ping waits for this row lock, and a concurrent pass finds the revision moved.
+            let updated = bind_values(
+                sqlx::query(sql_text(update.clone())).bind(tenant.as_str()).bind(&job_id).bind(read_revision),
+                &jobs::state_values(&state),
+            )
+            .execute(&mut *tx)
+            .await
+            .ctx("writing a job state")?;
+            if updated.rows_affected() == 1 {
+                writes.flips.push(StoredFlip { id: jobs::new_row_id(), flip });
+            }
+        }
+        write_job_rows(&mut tx, tenant, &writes).await?;
+        tx.commit().await.ctx("committing")?;
+        Ok(writes.flips)
     }
 }
 

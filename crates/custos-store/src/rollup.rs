@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
 
 use crate::error::{StoreError, StoreResult};
+use crate::table::RowReader;
 
 /// Finite histogram buckets per series (the `+Inf` bucket is the observation count).
 pub const BUCKETS: usize = 15;
@@ -307,14 +308,6 @@ pub(crate) fn value_columns() -> Vec<String> {
     columns
 }
 
-/// Typed access to one row of [`select_series_sql`], implemented by each backend's row.
-pub(crate) trait SeriesRowReader {
-    fn text(&self, index: usize) -> StoreResult<String>;
-    fn int(&self, index: usize) -> StoreResult<i64>;
-    fn real(&self, index: usize) -> StoreResult<f64>;
-    fn opt_int(&self, index: usize) -> StoreResult<Option<i64>>;
-}
-
 /// Every series of the tenant bound as the first parameter (`param`), in key order;
 /// `collate` makes the database order keys by bytes (empty on SQLite).
 pub(crate) fn select_series_sql(param: &str, collate: &str) -> String {
@@ -326,7 +319,7 @@ pub(crate) fn select_series_sql(param: &str, collate: &str) -> String {
 }
 
 /// Decodes a row of [`select_series_sql`]: family, key, status, then [`value_columns`].
-pub(crate) fn series_from_row(row: &impl SeriesRowReader) -> StoreResult<SeriesRow> {
+pub(crate) fn series_from_row(row: &impl RowReader) -> StoreResult<SeriesRow> {
     let family = row.text(0)?;
     let family = RollupFamily::parse(&family)
         .ok_or_else(|| StoreError::Corrupt { what: "metric series", detail: format!("unknown family {family:?}") })?;

@@ -6,6 +6,7 @@
 //! runs) share the file safely: writes take the database lock with `BEGIN IMMEDIATE`
 //! and wait up to the busy timeout for it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,23 +14,25 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
-use custos_model::{Component, ComponentKind, FreshnessPolicy, TenantId, Timestamp};
+use custos_model::{Component, FreshnessPolicy, TenantId, Timestamp};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, TransactionBehavior, params};
 
 use crate::error::{SqliteContext, StoreError, StoreResult};
+use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 use crate::rollup::{self, Rollup, RollupFamily, RollupItem, SeriesRow};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
 use crate::table::{self, BaselineBatch, Dialect, EncodedRecord, TableSpec, Value};
 use crate::{
-    Backend, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored, Tenant, TokenRecord, format_scopes,
-    parse_scopes, thresholds_from,
+    Backend, COMPONENT_COLUMNS, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored, Tenant, TokenRecord,
+    format_scopes, parse_scopes,
 };
 
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("../migrations/sqlite/0001_initial.sql") },
     Migration { version: 2, name: "metric_rollups", sql: include_str!("../migrations/sqlite/0002_metric_rollups.sql") },
+    Migration { version: 3, name: "scheduled_jobs", sql: include_str!("../migrations/sqlite/0003_scheduled_jobs.sql") },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,7 +77,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 impl ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(match self {
-            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Null | Value::NullInt => ToSqlOutput::Borrowed(ValueRef::Null),
             Value::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
             Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
         })
@@ -399,42 +402,122 @@ fn row_value(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Value> {
     })
 }
 
-impl rollup::SeriesRowReader for rusqlite::Row<'_> {
+impl table::RowReader for rusqlite::Row<'_> {
     fn text(&self, index: usize) -> StoreResult<String> {
-        self.get(index).ctx("reading a series")
+        self.get(index).ctx("reading a row")
     }
     fn int(&self, index: usize) -> StoreResult<i64> {
-        self.get(index).ctx("reading a series")
+        self.get(index).ctx("reading a row")
     }
     fn real(&self, index: usize) -> StoreResult<f64> {
-        self.get(index).ctx("reading a series")
+        self.get(index).ctx("reading a row")
     }
     fn opt_int(&self, index: usize) -> StoreResult<Option<i64>> {
-        self.get(index).ctx("reading a series")
+        self.get(index).ctx("reading a row")
+    }
+    fn opt_text(&self, index: usize) -> StoreResult<Option<String>> {
+        self.get(index).ctx("reading a row")
     }
 }
 
-fn component_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Component> {
-    let kind: String = row.get(1)?;
-    Ok(Component {
-        id: row.get(0)?,
-        kind: ComponentKind::parse(&kind).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                1,
-                rusqlite::types::Type::Text,
-                format!("unknown component kind {kind:?}").into(),
-            )
-        })?,
-        name: row.get(2)?,
-        provider: row.get(3)?,
-        freshness: thresholds_from(row.get(4)?, row.get(5)?),
-        created_at: Timestamp::from_micros(row.get(6)?),
-        updated_at: Timestamp::from_micros(row.get(7)?),
-    })
+/// Components of the tenant (parameter 1) matching `rest` (more conditions, an order).
+fn select_components(conn: &Connection, rest: &str, params: &[&str]) -> StoreResult<Vec<Component>> {
+    let mut stmt = conn
+        .prepare_cached(&format!("SELECT {COMPONENT_COLUMNS} FROM components WHERE tenant_id = ?1{rest}"))
+        .ctx("reading components")?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(params)).ctx("reading components")?;
+    let mut components = Vec::new();
+    while let Some(row) = rows.next().ctx("reading components")? {
+        components.push(crate::component_from_row(row)?);
+    }
+    Ok(components)
 }
 
-const COMPONENT_COLUMNS: &str =
-    "id, kind, name, provider, green_under_seconds, yellow_under_seconds, created_at_us, updated_at_us";
+/// Scheduled-job components of the tenant (parameter 1) with their states, as
+/// `c` (components) left-joined to `s` (job_states), matching `rest`.
+fn select_job_states(conn: &Connection, rest: &str, params: &[&str]) -> StoreResult<Vec<JobRecord>> {
+    let component_columns: Vec<String> = COMPONENT_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
+    let state_columns: Vec<String> = jobs::STATE_COLUMNS.iter().map(|c| format!("s.{c}")).collect();
+    let sql = format!(
+        "SELECT {}, {} FROM components c LEFT JOIN job_states s ON s.tenant_id = c.tenant_id AND s.job_id = c.id \
+         WHERE c.tenant_id = ?1 AND c.kind = 'scheduled_job'{rest}",
+        component_columns.join(", "),
+        state_columns.join(", ")
+    );
+    let mut stmt = conn.prepare_cached(&sql).ctx("reading jobs")?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(params)).ctx("reading jobs")?;
+    let mut jobs = Vec::new();
+    while let Some(row) = rows.next().ctx("reading jobs")? {
+        let component = crate::component_from_row(row)?;
+        jobs.push(JobRecord { state: jobs::state_from_row(row, component_columns.len())?, component });
+    }
+    Ok(jobs)
+}
+
+/// Writes a batch's job states (upserted), pings and flips.
+fn write_job_rows(tx: &Connection, tenant: &TenantId, writes: &jobs::JobWrites) -> StoreResult<()> {
+    let insert = |table: &str, columns: &[&str], conflict: &str| {
+        let placeholders: Vec<String> = (1..=columns.len() + 1).map(|i| format!("?{i}")).collect();
+        format!(
+            "INSERT INTO {table} (tenant_id, {}) VALUES ({}){conflict}",
+            columns.join(", "),
+            placeholders.join(", ")
+        )
+    };
+    let tenant_value = Value::Text(tenant.as_str().to_owned());
+    if !writes.states.is_empty() {
+        let updates: Vec<String> = jobs::STATE_COLUMNS.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+        let mut columns = vec!["job_id"];
+        columns.extend(jobs::STATE_COLUMNS);
+        let sql = insert(
+            "job_states",
+            &columns,
+            &format!(" ON CONFLICT (tenant_id, job_id) DO UPDATE SET {}", updates.join(", ")),
+        );
+        let mut stmt = tx.prepare_cached(&sql).ctx("writing job states")?;
+        for (job_id, state) in &writes.states {
+            let mut values = vec![tenant_value.clone(), Value::Text(job_id.clone())];
+            values.extend(jobs::state_values(state));
+            stmt.execute(rusqlite::params_from_iter(&values)).ctx("writing job states")?;
+        }
+    }
+    if !writes.pings.is_empty() {
+        let mut stmt = tx.prepare_cached(&insert("job_pings", jobs::PING_COLUMNS, "")).ctx("writing pings")?;
+        for ping in &writes.pings {
+            let mut values = vec![tenant_value.clone()];
+            values.extend(jobs::ping_values(ping));
+            stmt.execute(rusqlite::params_from_iter(&values)).ctx("writing pings")?;
+        }
+    }
+    if !writes.flips.is_empty() {
+        let mut stmt = tx.prepare_cached(&insert("job_flips", jobs::FLIP_COLUMNS, "")).ctx("writing flips")?;
+        for flip in &writes.flips {
+            let mut values = vec![tenant_value.clone()];
+            values.extend(jobs::flip_values(flip));
+            stmt.execute(rusqlite::params_from_iter(&values)).ctx("writing flips")?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a history page query (tenant first, then `params`) and decodes its rows.
+fn history_rows<T>(
+    conn: &Connection,
+    sql: &str,
+    tenant: &TenantId,
+    params: &[Value],
+    decode: impl Fn(&rusqlite::Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut values = vec![Value::Text(tenant.as_str().to_owned())];
+    values.extend_from_slice(params);
+    let mut stmt = conn.prepare_cached(sql).ctx("reading history")?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(&values)).ctx("reading history")?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next().ctx("reading history")? {
+        items.push(decode(row)?);
+    }
+    Ok(items)
+}
 
 fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
     let scopes: String = row.get(3)?;
@@ -691,39 +774,34 @@ impl Store for SqliteStore {
         let (tenant, component) = (tenant.clone(), component.clone());
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
-            let existing = tx
-                .query_row(
-                    &format!("SELECT {COMPONENT_COLUMNS} FROM components WHERE tenant_id = ?1 AND id = ?2"),
-                    [tenant.as_str(), &component.id],
-                    component_from_row,
-                )
-                .optional()
-                .ctx("reading a component")?;
-            let (green, yellow) = component.freshness.map(|f| (f.green_under_seconds, f.yellow_under_seconds)).unzip();
+            let existing = select_components(&tx, " AND id = ?2", &[tenant.as_str(), &component.id])?.pop();
+            let mut values = vec![Value::Text(tenant.as_str().to_owned())];
+            values.extend(crate::component_values(&component));
             let outcome = match existing {
                 None => {
+                    let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
                     tx.execute(
-                        &format!("INSERT INTO components (tenant_id, {COMPONENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
-                        params![
-                            tenant.as_str(),
-                            component.id,
-                            component.kind.as_str(),
-                            component.name,
-                            component.provider,
-                            green,
-                            yellow,
-                            component.created_at.as_micros(),
-                            component.updated_at.as_micros()
-                        ],
+                        &format!(
+                            "INSERT INTO components (tenant_id, {COMPONENT_COLUMNS}) VALUES ({})",
+                            placeholders.join(", ")
+                        ),
+                        rusqlite::params_from_iter(&values),
                     )
                     .ctx("inserting a component")?;
                     (PutOutcome::Created, component)
                 }
                 Some(old) if old.same_definition(&component) => (PutOutcome::Unchanged, old),
                 Some(old) => {
+                    // Every column but tenant_id, id and created_at_us.
+                    let assignments: Vec<String> = COMPONENT_COLUMNS
+                        .split(", ")
+                        .enumerate()
+                        .filter(|(_, c)| !matches!(*c, "id" | "created_at_us"))
+                        .map(|(i, c)| format!("{c} = ?{}", i + 2))
+                        .collect();
                     tx.execute(
-                        "UPDATE components SET kind = ?3, name = ?4, provider = ?5, green_under_seconds = ?6, yellow_under_seconds = ?7, updated_at_us = ?8 WHERE tenant_id = ?1 AND id = ?2",
-                        params![tenant.as_str(), component.id, component.kind.as_str(), component.name, component.provider, green, yellow, component.updated_at.as_micros()],
+                        &format!("UPDATE components SET {} WHERE tenant_id = ?1 AND id = ?2", assignments.join(", ")),
+                        rusqlite::params_from_iter(&values),
                     )
                     .ctx("updating a component")?;
                     (PutOutcome::Updated, Component { created_at: old.created_at, ..component })
@@ -737,28 +815,12 @@ impl Store for SqliteStore {
 
     async fn component(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Component>> {
         let (tenant, id) = (tenant.clone(), id.to_owned());
-        self.read(move |conn| {
-            conn.prepare_cached(&format!("SELECT {COMPONENT_COLUMNS} FROM components WHERE tenant_id = ?1 AND id = ?2"))
-                .and_then(|mut s| s.query_row([tenant.as_str(), &id], component_from_row).optional())
-                .ctx("reading a component")
-        })
-        .await
+        self.read(move |conn| Ok(select_components(conn, " AND id = ?2", &[tenant.as_str(), &id])?.pop())).await
     }
 
     async fn components(&self, tenant: &TenantId) -> StoreResult<Vec<Component>> {
         let tenant = tenant.clone();
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {COMPONENT_COLUMNS} FROM components WHERE tenant_id = ?1 ORDER BY kind, id"
-                ))
-                .ctx("listing components")?;
-            stmt.query_map([tenant.as_str()], component_from_row)
-                .ctx("listing components")?
-                .collect::<Result<_, _>>()
-                .ctx("listing components")
-        })
-        .await
+        self.read(move |conn| select_components(conn, " ORDER BY kind, id", &[tenant.as_str()])).await
     }
 
     async fn put_freshness_policy(&self, tenant: &TenantId, policy: &FreshnessPolicy) -> StoreResult<()> {
@@ -936,6 +998,87 @@ impl Store for SqliteStore {
                 out.push(table::decode(spec, values)?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn apply_job_events(
+        &self,
+        tenant: &TenantId,
+        events: Vec<JobEventRequest>,
+    ) -> StoreResult<Vec<JobEventOutcome>> {
+        let tenant = tenant.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
+            let mut targets = jobs::Targets::new();
+            let mut states = HashMap::new();
+            for event in &events {
+                if targets.contains_key(&event.job_id) {
+                    continue;
+                }
+                let Some(component) = select_components(&tx, " AND id = ?2", &[tenant.as_str(), &event.job_id])?.pop()
+                else {
+                    continue;
+                };
+                let state = select_job_states(&tx, " AND c.id = ?2", &[tenant.as_str(), &event.job_id])?.pop();
+                if let Some(job) = state {
+                    states.insert(event.job_id.clone(), job.state);
+                }
+                targets.insert(event.job_id.clone(), (component.kind, component.schedule));
+            }
+            let (outcomes, writes) = jobs::apply_events(&targets, states, events);
+            write_job_rows(&tx, &tenant, &writes)?;
+            tx.commit().ctx("committing")?;
+            Ok(outcomes)
+        })
+        .await
+    }
+
+    async fn jobs(&self, tenant: &TenantId) -> StoreResult<Vec<JobRecord>> {
+        let tenant = tenant.clone();
+        self.read(move |conn| select_job_states(conn, " ORDER BY c.id", &[tenant.as_str()])).await
+    }
+
+    async fn job_pings_page(
+        &self,
+        tenant: &TenantId,
+        job_id: &str,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<StoredPing>> {
+        let (sql, params) = jobs::history_page_sql(jobs::History::Pings, Some(job_id), query, Dialect::Sqlite);
+        let (tenant, limit) = (tenant.clone(), query.limit);
+        let items =
+            self.read(move |conn| history_rows(conn, &sql, &tenant, &params, |r| jobs::ping_from_row(r))).await?;
+        Ok(jobs::into_history_page(items, limit, jobs::ping_cursor))
+    }
+
+    async fn job_flips_page(
+        &self,
+        tenant: &TenantId,
+        job_id: Option<&str>,
+        query: &RecordQuery,
+    ) -> StoreResult<Page<StoredFlip>> {
+        let (sql, params) = jobs::history_page_sql(jobs::History::Flips, job_id, query, Dialect::Sqlite);
+        let (tenant, limit) = (tenant.clone(), query.limit);
+        let items =
+            self.read(move |conn| history_rows(conn, &sql, &tenant, &params, |r| jobs::flip_from_row(r))).await?;
+        Ok(jobs::into_history_page(items, limit, jobs::flip_cursor))
+    }
+
+    async fn reevaluate_jobs(&self, tenant: &TenantId, now: Timestamp) -> StoreResult<Vec<StoredFlip>> {
+        let tenant = tenant.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
+            let records = select_job_states(&tx, " AND s.job_id IS NOT NULL ORDER BY c.id", &[tenant.as_str()])?;
+            let mut writes = jobs::JobWrites::default();
+            // The writer holds the database: nothing changed the rows since they were read.
+            for (_, job_id, state, flip) in jobs::reevaluate(records, now) {
+                writes.states.push((job_id, state));
+                writes.flips.push(StoredFlip { id: jobs::new_row_id(), flip });
+            }
+            write_job_rows(&tx, &tenant, &writes)?;
+            tx.commit().ctx("committing")?;
+            Ok(writes.flips)
         })
         .await
     }

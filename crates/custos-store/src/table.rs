@@ -16,8 +16,20 @@ use crate::{Page, RecordQuery, Stored};
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value {
     Null,
+    /// NULL in an integer column: PostgreSQL types every bound parameter.
+    NullInt,
     Int(i64),
     Text(String),
+}
+
+/// Typed access to one row of a query, implemented by each backend's row type, so
+/// decoders are written once.
+pub(crate) trait RowReader {
+    fn text(&self, index: usize) -> StoreResult<String>;
+    fn opt_text(&self, index: usize) -> StoreResult<Option<String>>;
+    fn int(&self, index: usize) -> StoreResult<i64>;
+    fn opt_int(&self, index: usize) -> StoreResult<Option<i64>>;
+    fn real(&self, index: usize) -> StoreResult<f64>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,7 +239,7 @@ pub(crate) fn decode<R: IngestRecord>(spec: &TableSpec, mut row: Vec<Value>) -> 
     let mut object = Map::new();
     for (c, value) in spec.columns.iter().zip(row) {
         let json = match (value, c.ty) {
-            (Value::Null, _) => Json::Null,
+            (Value::Null | Value::NullInt, _) => Json::Null,
             (Value::Text(s), Text) => Json::String(s),
             (Value::Int(i), Int) => Json::from(i),
             (Value::Int(us), Time) => Json::String(Timestamp::from_micros(us).to_string()),

@@ -161,6 +161,7 @@ mod suite {
             name: Some(name.into()),
             provider: Some("okta".into()),
             freshness: None,
+            schedule: None,
         }
         .validate(id, at)
         .unwrap()

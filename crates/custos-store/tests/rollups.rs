@@ -192,6 +192,7 @@ async fn the_latest_queue_snapshot_wins_whatever_the_arrival_order(backend: Back
             name: None,
             provider: None,
             freshness: None,
+            schedule: None,
         }
         .validate(queue, now())
         .unwrap();
@@ -312,6 +313,7 @@ async fn the_migration_backfill_agrees_with_the_ingest_path(backend: Backend) {
             name: None,
             provider: None,
             freshness: None,
+            schedule: None,
         }
         .validate("q", now())
         .unwrap();

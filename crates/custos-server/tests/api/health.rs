@@ -44,7 +44,10 @@ async fn a_healthy_service_passes_every_check(app: TestApp) {
     assert_eq!(connectivity["observedUnit"], "ms");
     assert_eq!(connectivity["componentId"], app.store.backend().as_str());
     let migrations = &body["checks"]["database:migrations"][0];
-    assert_eq!((migrations["status"].as_str(), migrations["observedValue"].as_f64()), (Some("pass"), Some(2.0)));
+    assert_eq!(
+        (migrations["status"].as_str(), migrations["observedValue"].as_f64()),
+        (Some("pass"), Some(app.store.expected_schema_version() as f64))
+    );
     assert!(body["checks"].get("worker:heartbeat").is_none(), "no workers registered");
 }
 
