@@ -5,6 +5,7 @@ mod body;
 pub mod error;
 mod health;
 mod instrumented_store;
+pub mod jobs;
 mod observe;
 mod openapi;
 mod platform_metrics;
@@ -87,6 +88,8 @@ pub struct AppState {
     pub workers: Workers,
     /// Set when shutdown begins: readiness answers 503 so load balancers stop sending.
     draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Where ping handlers hand their pings to be stored in batches.
+    pub(crate) pings: jobs::PingWriters,
 }
 
 impl AppState {
@@ -102,6 +105,7 @@ impl AppState {
             platform_scrape: Arc::default(),
             workers: Workers::new(metrics),
             draining: Arc::default(),
+            pings: jobs::PingWriters::default(),
         }
     }
 

@@ -28,7 +28,7 @@ fn sane_request_id(value: &HeaderValue) -> Option<String> {
     ok.then(|| text.to_owned())
 }
 
-pub(crate) async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id =
         request.headers().get(REQUEST_ID).and_then(sane_request_id).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -71,6 +71,8 @@ pub(crate) async fn observe(State(state): State<AppState>, request: Request, nex
     };
     span.record("trace_id", trace.trace_id_hex());
     span.record("span_id", trace.span_id_hex());
+    // Handlers that hand work to a background task link it to this request.
+    request.extensions_mut().insert(trace);
     let route = route.unwrap_or_else(|| "unmatched".to_owned());
 
     async move {

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::routes::{components, platform, records::endpoints};
+use crate::routes::{components, jobs, platform, records::endpoints};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,7 @@ use crate::routes::{components, platform, records::endpoints};
         (name = "connector syncs", description = "Connector syncs with their providers"),
         (name = "queue snapshots", description = "Queue depth and age over time"),
         (name = "deliveries", description = "Delivery attempts to SIEM and workflow destinations"),
+        (name = "jobs", description = "Scheduled jobs: pings, status, next expected run, history"),
         (name = "platform", description = "Health and API description"),
     )
 )]
@@ -67,6 +68,21 @@ pub(crate) struct ListParams {
     format: Option<String>,
 }
 
+/// Parameters of a job's ping or flip history.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct HistoryParams {
+    /// Earliest instant, inclusive (RFC 3339).
+    from: Option<String>,
+    /// Latest instant, exclusive (RFC 3339).
+    to: Option<String>,
+    /// Page size (default 100, at most 1000).
+    limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    cursor: Option<String>,
+}
+
 /// One page of a list.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct RecordPage<T> {
@@ -94,6 +110,16 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(endpoints::post_deliveries, endpoints::list_deliveries))
         .routes(routes!(endpoints::post_snapshots, endpoints::list_component_snapshots))
         .routes(routes!(endpoints::list_snapshots))
+        .routes(routes!(jobs::list_jobs))
+        .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::ping_start))
+        .routes(routes!(jobs::ping_success))
+        .routes(routes!(jobs::ping_fail))
+        .routes(routes!(jobs::ping_exit))
+        .routes(routes!(jobs::pause_job))
+        .routes(routes!(jobs::resume_job))
+        .routes(routes!(jobs::list_job_pings))
+        .routes(routes!(jobs::list_job_flips))
         .routes(routes!(platform::health))
         .routes(routes!(platform::liveness))
         .routes(routes!(platform::readiness))

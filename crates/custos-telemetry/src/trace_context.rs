@@ -96,6 +96,23 @@ pub fn worker_span(worker: &str, phase: &str) -> tracing::Span {
     span
 }
 
+/// Links `span` to the span `trace` names: for work done on behalf of requests that
+/// did not wait in its trace (a batch of pings, say). No-op without trace export.
+pub fn link_to(span: &tracing::Span, trace: &TraceContext) {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    let flags = if trace.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+    let context = SpanContext::new(
+        TraceId::from_bytes(trace.trace_id),
+        SpanId::from_bytes(trace.span_id),
+        flags,
+        true,
+        TraceState::default(),
+    );
+    span.add_link(context);
+}
+
 /// A span for an outbound HTTP call (kind `client`, named after the method), child of
 /// the current span. Record `http.response.status_code` on it when the answer comes.
 pub fn client_span(method: &str, url: &str) -> tracing::Span {

@@ -102,6 +102,18 @@ pub struct ServeArgs {
     #[arg(long, env = "CUSTOS_METRICS_SERIES_CAP", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub metrics_series_cap: u32,
+    /// How often the job monitor checks scheduled jobs for late and missed runs
+    /// (`10s`, `1m`). A flip to late or down is recorded within this long.
+    #[arg(long, env = "CUSTOS_JOB_MONITOR_PERIOD", default_value = "10s", value_parser = parse_monitor_period)]
+    pub job_monitor_period: std::time::Duration,
+}
+
+fn parse_monitor_period(value: &str) -> Result<std::time::Duration, String> {
+    let period = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+    if period < std::time::Duration::from_millis(100) || period > std::time::Duration::from_secs(3600) {
+        return Err("must be between 100ms and 1h".into());
+    }
+    Ok(period)
 }
 
 fn parse_namespace(value: &str) -> Result<String, String> {

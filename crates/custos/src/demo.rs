@@ -337,9 +337,22 @@ async fn seed(
             json!({"kind": "ingestion_queue", "name": "Finding delivery queue"}),
         )
         .await?;
-        for job in ["hourly-asset-sync", "nightly-rule-backtest", "daily-compliance-report"] {
-            put(client, base, token, &format!("/v1/tenants/{t}/components/{job}"), json!({"kind": "scheduled_job"}))
-                .await?;
+        for (job, schedule) in JOBS {
+            let body = json!({"kind": "scheduled_job", "schedule": serde_json::from_str::<Value>(schedule)?});
+            put(client, base, token, &format!("/v1/tenants/{t}/components/{job}"), body).await?;
+        }
+        // The jobs' last runs: the scheduled ones succeeded (one took 42 s), the
+        // compliance report failed; the export pings once and then falls silent, so
+        // the monitor turns it late, then down, while you watch.
+        for (job, path, body) in [
+            ("hourly-asset-sync", "start?run_id=seed", ""),
+            ("hourly-asset-sync", "success?run_id=seed&duration_ms=42000", "synced 1,204 assets"),
+            ("nightly-rule-backtest", "success", ""),
+            ("daily-compliance-report", "exit/2", "upload failed: 503 from the evidence store"),
+            ("event-heartbeat", "success", ""),
+            ("legacy-export", "success", ""),
+        ] {
+            ping(client, base, token, &format!("/v1/tenants/{t}/jobs/{job}/{path}"), body).await;
         }
         put(client, base, token, &format!("/v1/tenants/{t}/components/api-gateway"), json!({"kind": "service"}))
             .await?;
@@ -405,6 +418,37 @@ async fn seed(
     Ok(())
 }
 
+/// The demo's scheduled jobs and their schedules.
+const JOBS: [(&str, &str); 5] = [
+    ("hourly-asset-sync", r#"{"cron": "0 * * * *", "grace_seconds": 900}"#),
+    ("nightly-rule-backtest", r#"{"cron": "30 2 * * *", "timezone": "Europe/Paris"}"#),
+    ("daily-compliance-report", r#"{"cron": "0 6 * * 1-5", "timezone": "America/New_York"}"#),
+    ("event-heartbeat", r#"{"period_seconds": 30, "grace_seconds": 15}"#),
+    ("legacy-export", r#"{"period_seconds": 60, "grace_seconds": 30}"#),
+];
+
+/// Pings a job (`path` under `/v1/tenants/{t}/jobs/{job}/`); failures are logged.
+async fn ping(client: &reqwest::Client, base: &str, token: &str, path: &str, body: &str) -> bool {
+    let url = format!("{base}{path}");
+    let (request, span) = traced(client.post(&url).bearer_auth(token).body(body.to_owned()), "POST", &url);
+    match request.send().instrument(span.clone()).await {
+        Ok(response) => {
+            span.record("http.response.status_code", response.status().as_u16());
+            let ok = response.status().is_success();
+            if !ok {
+                let status = response.status().as_u16();
+                let text = response.text().await.unwrap_or_default();
+                tracing::warn!(status, path, error_message = text.as_str(), "demo ping refused");
+            }
+            ok
+        }
+        Err(error) => {
+            tracing::warn!(error = &error as &dyn std::error::Error, path, "demo ping failed");
+            false
+        }
+    }
+}
+
 /// One second of traffic: `budget` records spread over tenants and kinds.
 async fn tick(
     client: &reqwest::Client,
@@ -455,6 +499,13 @@ async fn tick(
             }
         }
         let t = tenant.id;
+        // The heartbeat job pings every 20 seconds or so; one ping in ten is a failure.
+        if rng.random_range(0..20) == 0 {
+            let outcome = if rng.random_range(0..10) == 0 { "fail" } else { "success" };
+            if ping(client, base, token, &format!("/v1/tenants/{t}/jobs/event-heartbeat/{outcome}"), "").await {
+                sent += 1;
+            }
+        }
         for (path, batch) in [("rule-runs", &runs), ("connector-syncs", &syncs), ("deliveries", &deliveries)] {
             if send(client, base, token, &format!("/v1/tenants/{t}/{path}"), batch).await {
                 sent += batch.len();
@@ -500,6 +551,7 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     let state = custos_server::AppState::new(store.clone(), settings::server_config(global, &args.serve));
     let workers = state.workers.clone();
     workers.register(SIMULATOR, Duration::from_secs(1));
+    custos_server::jobs::spawn_monitor(state.clone(), args.serve.job_monitor_period);
     let server = serve::serve_until_signal(listener, &args.serve, state);
 
     println!("custos demo is running at {base}");

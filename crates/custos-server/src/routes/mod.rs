@@ -1,5 +1,6 @@
 //! Handlers, by resource.
 
 pub(crate) mod components;
+pub(crate) mod jobs;
 pub(crate) mod platform;
 pub(crate) mod records;

@@ -7,6 +7,7 @@ mod auth;
 mod components;
 mod deploy;
 mod health;
+mod jobs;
 mod metrics;
 mod platform;
 mod platform_metrics;

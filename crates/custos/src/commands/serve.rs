@@ -11,7 +11,9 @@ use crate::settings;
 pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let store = settings::open_store(global).await?;
     let listener = bind(args).await?;
-    serve_until_signal(listener, args, AppState::new(store, settings::server_config(global, args))).await
+    let state = AppState::new(store, settings::server_config(global, args));
+    custos_server::jobs::spawn_monitor(state.clone(), args.job_monitor_period);
+    serve_until_signal(listener, args, state).await
 }
 
 pub async fn bind(args: &ServeArgs) -> anyhow::Result<TcpListener> {

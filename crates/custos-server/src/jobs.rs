@@ -1,0 +1,202 @@
+//! Scheduled jobs in the server: the ping writer and the job monitor.
+//!
+//! **Ping writer.** A ping is a cheap write, and custos takes them at tens of
+//! thousands a second by group commit: each request hands its ping to a writer task
+//! and waits; the writer takes every ping that queued while the previous commit ran
+//! and stores them in one transaction per tenant, then answers each request. A
+//! request is answered only once its ping is committed. Pings of one job always go
+//! to the same writer, in arrival order. The writer's batch span links to the span of
+//! every request in it, so a trace of a ping leads to the commit that stored it.
+//!
+//! **Monitor.** Time turns jobs late and down with no ping at all: the monitor
+//! re-evaluates every tenant's jobs each period and records those flips (at most once
+//! across replicas; see `Store::reevaluate_jobs`).
+
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use custos_model::TenantId;
+use custos_store::{Backend, JobEventOutcome, JobEventRequest, Store};
+use custos_telemetry::TraceContext;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::AppState;
+
+/// Most pings in one writer batch (one transaction per tenant in it).
+pub const MAX_PING_BATCH: usize = 2048;
+/// Pings waiting for a writer before senders wait in turn (back-pressure).
+const QUEUE_DEPTH: usize = 16_384;
+/// Name of the monitor in the workers registry, logs and `/health`.
+pub const MONITOR: &str = "job-monitor";
+
+/// Why a ping could not be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteFailure {
+    /// The database is unreachable or overloaded: retry.
+    Unavailable,
+    /// Anything else; the writer logged it.
+    Internal,
+}
+
+struct Pending {
+    tenant: TenantId,
+    request: JobEventRequest,
+    trace: Option<TraceContext>,
+    reply: oneshot::Sender<Result<JobEventOutcome, WriteFailure>>,
+}
+
+/// The handle requests send pings through: one queue per writer.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PingWriters {
+    queues: Arc<OnceLock<Vec<mpsc::Sender<Pending>>>>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("tenant", &self.tenant).field("job_id", &self.request.job_id).finish()
+    }
+}
+
+impl PingWriters {
+    /// Stores one event and returns its outcome once committed. Starts the writers on
+    /// first use (inside the server's runtime).
+    pub(crate) async fn submit(
+        &self,
+        store: &Arc<dyn Store>,
+        tenant: TenantId,
+        request: JobEventRequest,
+        trace: Option<TraceContext>,
+    ) -> Result<JobEventOutcome, WriteFailure> {
+        let queues = self.queues.get_or_init(|| start_writers(store));
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&tenant, &request.job_id).hash(&mut hasher);
+        let queue = &queues[(hasher.finish() % queues.len() as u64) as usize];
+        let (reply, answer) = oneshot::channel();
+        queue.send(Pending { tenant, request, trace, reply }).await.map_err(|_| WriteFailure::Internal)?;
+        answer.await.map_err(|_| WriteFailure::Internal)?
+    }
+}
+
+/// One writer for SQLite (it has one writer anyway); several for PostgreSQL, where
+/// commits of different jobs proceed in parallel.
+fn start_writers(store: &Arc<dyn Store>) -> Vec<mpsc::Sender<Pending>> {
+    let writers = match store.backend() {
+        Backend::Sqlite => 1,
+        Backend::Postgres => 4,
+    };
+    (0..writers)
+        .map(|_| {
+            let (send, receive) = mpsc::channel(QUEUE_DEPTH);
+            tokio::spawn(write_loop(store.clone(), receive));
+            send
+        })
+        .collect()
+}
+
+async fn write_loop(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_PING_BATCH);
+    while queue.recv_many(&mut batch, MAX_PING_BATCH).await > 0 {
+        write_batch(&*store, std::mem::take(&mut batch)).await;
+        batch.reserve(MAX_PING_BATCH);
+    }
+}
+
+async fn write_batch(store: &dyn Store, batch: Vec<Pending>) {
+    let span = custos_telemetry::trace_context::worker_span("job-ping-writer", "batch");
+    span.record("records", batch.len());
+    for trace in batch.iter().filter_map(|p| p.trace.as_ref()) {
+        custos_telemetry::trace_context::link_to(&span, trace);
+    }
+    // Group by tenant, keeping arrival order within each.
+    let mut groups: Vec<(TenantId, Vec<Pending>)> = Vec::new();
+    for pending in batch {
+        match groups.iter_mut().find(|(tenant, _)| *tenant == pending.tenant) {
+            Some((_, group)) => group.push(pending),
+            None => groups.push((pending.tenant.clone(), vec![pending])),
+        }
+    }
+    async {
+        for (tenant, group) in groups {
+            let requests = group.iter().map(|p| p.request.clone()).collect();
+            match store.apply_job_events(&tenant, requests).await {
+                Ok(outcomes) => {
+                    for (pending, outcome) in group.into_iter().zip(outcomes) {
+                        let _ = pending.reply.send(Ok(outcome));
+                    }
+                }
+                Err(error) => {
+                    let failure =
+                        if error.is_unavailable() { WriteFailure::Unavailable } else { WriteFailure::Internal };
+                    tracing::error!(
+                        error = &error as &dyn std::error::Error,
+                        tenant_id = tenant.as_str(),
+                        pings = group.len(),
+                        "storing pings failed"
+                    );
+                    for pending in group {
+                        let _ = pending.reply.send(Err(failure));
+                    }
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Runs the monitor every `period` until the process ends, reporting each pass to the
+/// workers registry (so `/health` sees it stall).
+pub fn spawn_monitor(state: AppState, period: Duration) -> tokio::task::JoinHandle<()> {
+    state.workers.register(MONITOR, period);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let started = Instant::now();
+            let span = custos_telemetry::trace_context::worker_span(MONITOR, "iteration");
+            let flips = monitor_pass(&state).instrument(span.clone()).await;
+            span.record("records", flips);
+            state.workers.finished_iteration(MONITOR, started.elapsed());
+        }
+    })
+}
+
+/// One pass over every tenant's jobs; returns the flips recorded. A tenant whose
+/// pass fails is logged and retried next pass.
+pub async fn monitor_pass(state: &AppState) -> usize {
+    let tenants = match state.store.tenants().await {
+        Ok(tenants) => tenants,
+        Err(error) => {
+            tracing::error!(error = &error as &dyn std::error::Error, "job monitor: listing tenants failed");
+            return 0;
+        }
+    };
+    let now = custos_model::Timestamp::now();
+    let mut recorded = 0;
+    for tenant in tenants {
+        match state.store.reevaluate_jobs(&tenant.id, now).await {
+            Ok(flips) => {
+                for flip in &flips {
+                    tracing::info!(
+                        tenant_id = tenant.id.as_str(),
+                        job_id = flip.flip.job_id.as_str(),
+                        from = flip.flip.from.as_str(),
+                        to = flip.flip.to.as_str(),
+                        cause = flip.flip.cause.as_str(),
+                        "job status changed"
+                    );
+                }
+                recorded += flips.len();
+            }
+            Err(error) => tracing::error!(
+                error = &error as &dyn std::error::Error,
+                tenant_id = tenant.id.as_str(),
+                "job monitor: re-evaluating jobs failed"
+            ),
+        }
+    }
+    recorded
+}
