@@ -62,8 +62,8 @@ impl FromRequestParts<AppState> for Caller {
                 unauthorized(state, "malformed_header", "the Authorization header must be 'Bearer <token>'")
             })?;
         let record = state
-            .store
-            .token_by_secret_hash(&token::hash_secret(secret))
+            .tokens
+            .lookup(state, &token::hash_secret(secret))
             .await?
             .ok_or_else(|| unauthorized(state, "unknown_token", "invalid token"))?;
         if !record.is_active(Timestamp::now()) {
@@ -105,5 +105,46 @@ impl Caller {
         }
         note_invocation(|i| i.tenant = Some(tenant.clone()));
         Ok(tenant)
+    }
+}
+
+/// How long a token found in the store is trusted without asking again: a token
+/// revoked (by the CLI, or another replica) stops working within this long.
+pub(crate) const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Most tokens remembered; the cache is emptied when it fills.
+const TOKEN_CACHE_ENTRIES: usize = 10_000;
+
+/// Tokens recently found in the store, by secret hash, so a busy client does not cost
+/// a database read per request. Unknown tokens are never cached; expiry is checked on
+/// every request against the cached record.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct TokenCache {
+    entries: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, (TokenRecord, std::time::Instant)>>>,
+}
+
+impl TokenCache {
+    async fn lookup(&self, state: &AppState, secret_hash: &str) -> Result<Option<TokenRecord>, ApiError> {
+        {
+            let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((record, fetched)) = entries.get(secret_hash)
+                && fetched.elapsed() < TOKEN_CACHE_TTL
+            {
+                return Ok(Some(record.clone()));
+            }
+        }
+        let record = state.store.token_by_secret_hash(secret_hash).await?;
+        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &record {
+            Some(found) => {
+                if entries.len() >= TOKEN_CACHE_ENTRIES {
+                    entries.clear();
+                }
+                entries.insert(secret_hash.to_owned(), (found.clone(), std::time::Instant::now()));
+            }
+            None => {
+                entries.remove(secret_hash);
+            }
+        }
+        Ok(record)
     }
 }

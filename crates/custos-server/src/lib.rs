@@ -90,6 +90,8 @@ pub struct AppState {
     draining: Arc<std::sync::atomic::AtomicBool>,
     /// Where ping handlers hand their pings to be stored in batches.
     pub(crate) pings: jobs::PingWriters,
+    /// Tokens recently read from the store (see `auth::TOKEN_CACHE_TTL`).
+    pub(crate) tokens: auth::TokenCache,
 }
 
 impl AppState {
@@ -106,6 +108,7 @@ impl AppState {
             workers: Workers::new(metrics),
             draining: Arc::default(),
             pings: jobs::PingWriters::default(),
+            tokens: auth::TokenCache::default(),
         }
     }
 

@@ -76,7 +76,8 @@ pub(crate) async fn observe(State(state): State<AppState>, mut request: Request,
     let route = route.unwrap_or_else(|| "unmatched".to_owned());
 
     async move {
-        tracing::info!("request started");
+        // One line per request at info (its end); the start is for debugging hangs.
+        tracing::debug!("request started");
         let in_flight = InFlight::enter(&state.metrics.http_in_flight);
         let invocation = crate::auth::InvocationSlot::default();
         let handler = crate::auth::INVOCATION.scope(invocation.clone(), next.run(request));

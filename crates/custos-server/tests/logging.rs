@@ -94,5 +94,7 @@ async fn request_lines_carry_the_fixed_fields_and_no_secrets() {
     let failed = finished[1];
     assert_eq!((failed["status"].as_u64(), failed["error_code"].as_str()), (Some(415), Some("unsupported_media_type")));
     assert!(failed["error_message"].as_str().unwrap().contains("Content-Type"));
-    assert!(lines.iter().any(|l| l["message"] == "request started" && l["request_id"] == "plain-id"));
+    assert_eq!(failed["request_id"], "plain-id");
+    let started: Vec<_> = lines.iter().filter(|l| l["message"] == "request started").collect();
+    assert!(!started.is_empty() && started.iter().all(|l| l["level"] == "debug"), "the start is logged at debug");
 }

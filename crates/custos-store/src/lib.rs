@@ -335,6 +335,9 @@ pub(crate) fn format_scopes(scopes: &[Scope]) -> String {
 pub(crate) const COMPONENT_COLUMNS: &str = "id, kind, name, provider, green_under_seconds, yellow_under_seconds, \
      schedule_cron, schedule_timezone, schedule_period_seconds, schedule_grace_seconds, created_at_us, updated_at_us";
 
+/// How many columns [`COMPONENT_COLUMNS`] names.
+pub(crate) const COMPONENT_COLUMN_COUNT: usize = 12;
+
 /// The values of [`COMPONENT_COLUMNS`] for `component`.
 pub(crate) fn component_values(component: &Component) -> Vec<table::Value> {
     use table::Value;

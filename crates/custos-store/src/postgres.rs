@@ -22,8 +22,8 @@ use crate::rollup::{self, Rollup, RollupFamily, RollupItem, SeriesRow, SeriesVal
 use crate::schema::{Migration, SchemaDescription, TableDescription};
 use crate::table::{self, BaselineBatch, ColType, Dialect, EncodedRecord, TableSpec, Value};
 use crate::{
-    Backend, COMPONENT_COLUMNS, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored, Tenant, TokenRecord,
-    format_scopes, parse_scopes,
+    Backend, COMPONENT_COLUMN_COUNT, COMPONENT_COLUMNS, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored,
+    Tenant, TokenRecord, format_scopes, parse_scopes,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -493,7 +493,7 @@ fn select_jobs_sql(rest: &str) -> String {
 
 fn job_from_row(row: &PgRow) -> StoreResult<JobRecord> {
     let component = crate::component_from_row(row)?;
-    Ok(JobRecord { state: jobs::state_from_row(row, COMPONENT_COLUMNS.split(", ").count())?, component })
+    Ok(JobRecord { state: jobs::state_from_row(row, COMPONENT_COLUMN_COUNT)?, component })
 }
 
 type ScalarQuery<'q> = sqlx::query::QueryScalar<'q, Postgres, String, sqlx::postgres::PgArguments>;

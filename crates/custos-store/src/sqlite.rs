@@ -25,8 +25,8 @@ use crate::rollup::{self, Rollup, RollupFamily, RollupItem, SeriesRow};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
 use crate::table::{self, BaselineBatch, Dialect, EncodedRecord, TableSpec, Value};
 use crate::{
-    Backend, COMPONENT_COLUMNS, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored, Tenant, TokenRecord,
-    format_scopes, parse_scopes,
+    Backend, COMPONENT_COLUMN_COUNT, COMPONENT_COLUMNS, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored,
+    Tenant, TokenRecord, format_scopes, parse_scopes,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -70,6 +70,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -433,23 +434,26 @@ fn select_components(conn: &Connection, rest: &str, params: &[&str]) -> StoreRes
     Ok(components)
 }
 
-/// Scheduled-job components of the tenant (parameter 1) with their states, as
-/// `c` (components) left-joined to `s` (job_states), matching `rest`.
+/// Components of the tenant (parameter 1) with their job states, as `c` (components)
+/// left-joined to `s` (job_states), matching `rest`; a component without a state row
+/// gets the default state.
 fn select_job_states(conn: &Connection, rest: &str, params: &[&str]) -> StoreResult<Vec<JobRecord>> {
-    let component_columns: Vec<String> = COMPONENT_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
-    let state_columns: Vec<String> = jobs::STATE_COLUMNS.iter().map(|c| format!("s.{c}")).collect();
-    let sql = format!(
-        "SELECT {}, {} FROM components c LEFT JOIN job_states s ON s.tenant_id = c.tenant_id AND s.job_id = c.id \
-         WHERE c.tenant_id = ?1 AND c.kind = 'scheduled_job'{rest}",
-        component_columns.join(", "),
-        state_columns.join(", ")
-    );
-    let mut stmt = conn.prepare_cached(&sql).ctx("reading jobs")?;
+    static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let component_columns: Vec<String> = COMPONENT_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
+        let state_columns: Vec<String> = jobs::STATE_COLUMNS.iter().map(|c| format!("s.{c}")).collect();
+        format!(
+            "SELECT {}, {} FROM components c LEFT JOIN job_states s ON s.tenant_id = c.tenant_id AND s.job_id = c.id \
+             WHERE c.tenant_id = ?1",
+            component_columns.join(", "),
+            state_columns.join(", ")
+        )
+    });
+    let mut stmt = conn.prepare_cached(&format!("{}{rest}", *SELECT)).ctx("reading jobs")?;
     let mut rows = stmt.query(rusqlite::params_from_iter(params)).ctx("reading jobs")?;
     let mut jobs = Vec::new();
     while let Some(row) = rows.next().ctx("reading jobs")? {
         let component = crate::component_from_row(row)?;
-        jobs.push(JobRecord { state: jobs::state_from_row(row, component_columns.len())?, component });
+        jobs.push(JobRecord { state: jobs::state_from_row(row, COMPONENT_COLUMN_COUNT)?, component });
     }
     Ok(jobs)
 }
@@ -1016,15 +1020,13 @@ impl Store for SqliteStore {
                 if targets.contains_key(&event.job_id) {
                     continue;
                 }
-                let Some(component) = select_components(&tx, " AND id = ?2", &[tenant.as_str(), &event.job_id])?.pop()
+                // One read per job: its component (any kind) and its state.
+                let Some(job) = select_job_states(&tx, " AND c.id = ?2", &[tenant.as_str(), &event.job_id])?.pop()
                 else {
                     continue;
                 };
-                let state = select_job_states(&tx, " AND c.id = ?2", &[tenant.as_str(), &event.job_id])?.pop();
-                if let Some(job) = state {
-                    states.insert(event.job_id.clone(), job.state);
-                }
-                targets.insert(event.job_id.clone(), (component.kind, component.schedule));
+                states.insert(event.job_id.clone(), job.state);
+                targets.insert(event.job_id.clone(), (job.component.kind, job.component.schedule));
             }
             let (outcomes, writes) = jobs::apply_events(&targets, states, events);
             write_job_rows(&tx, &tenant, &writes)?;
@@ -1036,7 +1038,10 @@ impl Store for SqliteStore {
 
     async fn jobs(&self, tenant: &TenantId) -> StoreResult<Vec<JobRecord>> {
         let tenant = tenant.clone();
-        self.read(move |conn| select_job_states(conn, " ORDER BY c.id", &[tenant.as_str()])).await
+        self.read(move |conn| {
+            select_job_states(conn, " AND c.kind = 'scheduled_job' ORDER BY c.id", &[tenant.as_str()])
+        })
+        .await
     }
 
     async fn job_pings_page(
@@ -1069,7 +1074,11 @@ impl Store for SqliteStore {
         let tenant = tenant.clone();
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
-            let records = select_job_states(&tx, " AND s.job_id IS NOT NULL ORDER BY c.id", &[tenant.as_str()])?;
+            let records = select_job_states(
+                &tx,
+                " AND c.kind = 'scheduled_job' AND s.job_id IS NOT NULL ORDER BY c.id",
+                &[tenant.as_str()],
+            )?;
             let mut writes = jobs::JobWrites::default();
             // The writer holds the database: nothing changed the rows since they were read.
             for (_, job_id, state, flip) in jobs::reevaluate(records, now) {

@@ -200,6 +200,25 @@ pub enum BenchCommand {
     Ingest(BenchIngestArgs),
     /// A filtered rule-run query over a large table, against an unloaded request.
     Query(BenchQueryArgs),
+    /// Scheduled-job pings over loopback HTTP, against unloaded requests at the same
+    /// concurrency.
+    Pings(BenchPingsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchPingsArgs {
+    /// Store to measure; postgres needs --database-url / CUSTOS_DATABASE_URL.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub backend: BenchBackend,
+    /// Pings to send.
+    #[arg(long, default_value_t = 200_000)]
+    pub pings: usize,
+    /// Jobs the pings are spread over.
+    #[arg(long, default_value_t = 500)]
+    pub jobs: usize,
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

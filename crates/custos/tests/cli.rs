@@ -124,7 +124,12 @@ async fn serve_and_cli_share_the_store(store: Store) {
     assert_eq!(post_rule_run(&client, &server.base, &token, "r1").await, 201);
     let tokens: serde_json::Value = serde_json::from_str(&store.ok(&["tokens", "list", "--format", "json"])).unwrap();
     store.ok(&["tokens", "revoke", tokens[0]["id"].as_str().unwrap()]);
-    assert_eq!(post_rule_run(&client, &server.base, &token, "r2").await, 401, "revocation takes effect at once");
+    // Revocation reaches the running server within its token cache's 2 seconds.
+    let revoked = std::time::Instant::now();
+    while post_rule_run(&client, &server.base, &token, "r2").await != 401 {
+        assert!(revoked.elapsed() < std::time::Duration::from_secs(3), "a revoked token still works after 3 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let (clean, lines) = server.stop();
     assert!(clean, "SIGTERM drains and exits 0");
     assert!(lines.iter().any(|l| l.contains("\"stopped\"")), "{lines:?}");

@@ -262,18 +262,18 @@ pub(crate) async fn ping_exit(
 macro_rules! control_route {
     ($name:ident, $segment:literal, $event:expr, $summary:literal, $description:literal) => {
         #[utoipa::path(
-                            post, path = concat!("/v1/tenants/{tenant}/jobs/{job}/", $segment), tag = "jobs",
-                            summary = $summary, description = $description,
-                            params(("tenant" = String, Path), ("job" = String, Path)),
-                            responses(
-                                (status = 200, body = PingResponse),
-                                (status = 401, body = ErrorResponse),
-                                (status = 403, description = "Requires `admin`", body = ErrorResponse),
-                                (status = 404, body = ErrorResponse),
-                                (status = 409, body = ErrorResponse),
-                            ),
-                            security(("bearer" = ["admin"]))
-                        )]
+                                    post, path = concat!("/v1/tenants/{tenant}/jobs/{job}/", $segment), tag = "jobs",
+                                    summary = $summary, description = $description,
+                                    params(("tenant" = String, Path), ("job" = String, Path)),
+                                    responses(
+                                        (status = 200, body = PingResponse),
+                                        (status = 401, body = ErrorResponse),
+                                        (status = 403, description = "Requires `admin`", body = ErrorResponse),
+                                        (status = 404, body = ErrorResponse),
+                                        (status = 409, body = ErrorResponse),
+                                    ),
+                                    security(("bearer" = ["admin"]))
+                                )]
         pub(crate) async fn $name(
             State(state): State<AppState>,
             caller: Caller,

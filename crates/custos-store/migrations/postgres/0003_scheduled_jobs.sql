@@ -38,9 +38,9 @@ CREATE TABLE job_pings (
     body TEXT,
     trace_id TEXT,
     received_at_us BIGINT NOT NULL,
-    PRIMARY KEY (tenant_id, id)
+    -- Clustered by job: a ping touches one index, and a job's history is one range.
+    PRIMARY KEY (tenant_id, job_id, received_at_us, id)
 );
-CREATE INDEX job_pings_by_job ON job_pings (tenant_id, job_id, received_at_us, id);
 
 CREATE TABLE job_flips (
     tenant_id TEXT NOT NULL,

@@ -25,7 +25,7 @@ CREATE TABLE job_states (
     pings_total INTEGER NOT NULL,
     revision INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, job_id)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE job_pings (
     tenant_id TEXT NOT NULL,
@@ -38,9 +38,9 @@ CREATE TABLE job_pings (
     body TEXT,
     trace_id TEXT,
     received_at_us INTEGER NOT NULL,
-    PRIMARY KEY (tenant_id, id)
-);
-CREATE INDEX job_pings_by_job ON job_pings (tenant_id, job_id, received_at_us, id);
+    -- Clustered by job: a ping touches one index, and a job's history is one range.
+    PRIMARY KEY (tenant_id, job_id, received_at_us, id)
+) WITHOUT ROWID;
 
 CREATE TABLE job_flips (
     tenant_id TEXT NOT NULL,

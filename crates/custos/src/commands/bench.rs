@@ -7,6 +7,9 @@
 //!   latency against an unloaded `GET /health/liveness`.
 //! - `query`: a filtered rule-run query (one tenant, one rule key, one day) over a
 //!   large table, against the same unloaded request.
+//! - `pings`: scheduled-job pings from many connections at once, against unloaded
+//!   `GET /health/liveness` requests at the same concurrency; then checks that every
+//!   ping was stored.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +22,7 @@ use custos_server::{AppState, ServerConfig};
 use custos_store::{BaselineBatch, PostgresStore, SqliteStore, Store, StoreResult, Tenant, TokenRecord};
 use secrecy::ExposeSecret;
 
-use crate::cli::{BenchBackend, BenchCommand, BenchIngestArgs, BenchQueryArgs, GlobalArgs};
+use crate::cli::{BenchBackend, BenchCommand, BenchIngestArgs, BenchPingsArgs, BenchQueryArgs, GlobalArgs};
 
 static TRACE_RECEIVER: std::sync::Mutex<Option<std::net::TcpListener>> = std::sync::Mutex::new(None);
 
@@ -33,6 +36,7 @@ pub async fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<(
     match command {
         BenchCommand::Ingest(args) => ingest(global, &args).await,
         BenchCommand::Query(args) => query(global, &args).await,
+        BenchCommand::Pings(args) => pings(global, &args).await,
     }
 }
 
@@ -651,5 +655,161 @@ async fn query(global: &GlobalArgs, args: &BenchQueryArgs) -> anyhow::Result<()>
         query_p95_ms = ms(percentile(&times, 95.0)),
         "bench query finished"
     );
+    Ok(())
+}
+
+/// Sends `total` requests from `concurrency` connections, each request made by
+/// `request(i)`; returns the elapsed time and every request's latency, sorted.
+async fn load<F, Fut>(total: usize, concurrency: usize, request: F) -> anyhow::Result<(Duration, Vec<Duration>)>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let request = Arc::new(request);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (request, next) = (request.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut times = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        return Ok::<_, anyhow::Error>(times);
+                    }
+                    let sent = Instant::now();
+                    request(i).await?;
+                    times.push(sent.elapsed());
+                }
+            })
+        })
+        .collect();
+    let mut times = Vec::with_capacity(total);
+    for worker in workers {
+        times.extend(worker.await??);
+    }
+    let elapsed = started.elapsed();
+    times.sort();
+    Ok((elapsed, times))
+}
+
+async fn pings(global: &GlobalArgs, args: &BenchPingsArgs) -> anyhow::Result<()> {
+    if args.pings == 0 || args.jobs == 0 || args.concurrency == 0 {
+        bail!("--pings, --jobs and --concurrency must be positive");
+    }
+    let bench = Bench::open(global, args.backend).await?;
+    let store = bench.store();
+    let tenant = bench_tenant(&*store, "pings").await?;
+    let token = bench_token(&*store, &tenant).await?;
+    for j in 0..args.jobs {
+        let input = custos_model::ComponentInput {
+            kind: custos_model::ComponentKind::ScheduledJob,
+            name: None,
+            provider: None,
+            freshness: None,
+            schedule: Some(custos_model::jobs::JobSchedule {
+                cron: None,
+                timezone: None,
+                period_seconds: Some(60),
+                grace_seconds: Some(60),
+            }),
+        };
+        let job = input.validate(&format!("job-{j}"), Timestamp::now()).map_err(|e| anyhow::anyhow!(e.message))?;
+        store.put_component(&tenant, &job).await?;
+    }
+    // The store's share: the same pings applied directly, in batches of 64, on a
+    // tenant of their own.
+    let direct_tenant = bench_tenant(&*store, "pings-direct").await?;
+    for j in 0..args.jobs {
+        let mut job = store.component(&tenant, &format!("job-{j}")).await?.context("a bench job")?;
+        job.id = format!("job-{j}");
+        store.put_component(&direct_tenant, &job).await?;
+    }
+    let direct_pings = (args.pings / 4).max(1000);
+    let direct_started = Instant::now();
+    let ping = custos_model::jobs::PingInput::new(custos_model::jobs::PingKind::Success, None, Some(0), None, None)
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    for chunk in (0..direct_pings).collect::<Vec<_>>().chunks(64) {
+        let events = chunk
+            .iter()
+            .map(|i| custos_store::JobEventRequest {
+                job_id: format!("job-{}", i % args.jobs),
+                event: custos_model::jobs::JobEvent::Ping(ping.clone()),
+                received_at: Timestamp::now(),
+                trace_id: None,
+            })
+            .collect();
+        store.apply_job_events(&direct_tenant, events).await?;
+    }
+    let direct_rate = direct_pings as f64 / direct_started.elapsed().as_secs_f64();
+
+    let (base, _stop) = start_server(store.clone()).await?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    println!(
+        "custos bench pings: {} backend, {} pings over {} jobs, {} connections",
+        bench.name(),
+        args.pings,
+        args.jobs,
+        args.concurrency
+    );
+
+    // Baseline: the cheapest request there is, at the same concurrency.
+    let liveness = format!("{base}/health/liveness");
+    let baseline_requests = (args.pings / 2).max(1000);
+    let (baseline_took, baseline_times) = load(baseline_requests, args.concurrency, {
+        let (client, url) = (client.clone(), liveness.clone());
+        move |_| {
+            let request = client.get(&url);
+            async move {
+                let response = request.send().await?;
+                anyhow::ensure!(response.status().is_success(), "liveness answered {}", response.status());
+                response.bytes().await?;
+                Ok(())
+            }
+        }
+    })
+    .await?;
+    let baseline_rate = baseline_requests as f64 / baseline_took.as_secs_f64();
+
+    let urls: Arc<Vec<String>> = Arc::new(
+        (0..args.jobs).map(|j| format!("{base}/v1/tenants/{tenant}/jobs/job-{j}/success?exit_code=0")).collect(),
+    );
+    let (took, times) = load(args.pings, args.concurrency, {
+        let (client, urls, token) = (client.clone(), urls.clone(), token.clone());
+        move |i| {
+            let request = client.post(&urls[i % urls.len()]).bearer_auth(&token);
+            async move {
+                let response = request.send().await?;
+                let status = response.status();
+                let body = response.bytes().await?;
+                anyhow::ensure!(status.is_success(), "ping answered {status}: {}", String::from_utf8_lossy(&body));
+                Ok(())
+            }
+        }
+    })
+    .await?;
+    let rate = args.pings as f64 / took.as_secs_f64();
+
+    // Every answered ping is stored: the jobs' counters add up.
+    let stored: i64 = store.jobs(&tenant).await?.iter().map(|j| j.state.pings_total).sum();
+    anyhow::ensure!(stored == args.pings as i64, "{} pings answered but {stored} stored", args.pings);
+
+    println!(
+        "  baseline: GET /health/liveness    {baseline_rate:>9.0} requests/s   p50 {:.2} ms   p99 {:.2} ms",
+        ms(percentile(&baseline_times, 50.0)),
+        ms(percentile(&baseline_times, 99.0))
+    );
+    println!(
+        "  pings: POST …/jobs/{{job}}/success {rate:>9.0} pings/s      p50 {:.2} ms   p99 {:.2} ms",
+        ms(percentile(&times, 50.0)),
+        ms(percentile(&times, 99.0))
+    );
+    println!("  ratio to baseline                {:>9.2}", rate / baseline_rate);
+    println!(
+        "  store alone: batches of 64       {direct_rate:>9.0} pings/s      (HTTP path at {:.2} of it)",
+        rate / direct_rate
+    );
+    println!("  stored                           {stored} pings (all answered pings)");
     Ok(())
 }
