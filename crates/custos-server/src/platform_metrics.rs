@@ -132,6 +132,10 @@ struct Families {
     rule_last_run: Builder,
     series: Builder,
     dropped: Builder,
+    job_last_success: Builder,
+    job_status: Builder,
+    job_pings: Builder,
+    job_duration: Builder,
 }
 
 impl Families {
@@ -230,6 +234,21 @@ impl Families {
                 "Records whose label set was new while the family was at its series cap, counted into the other series instead",
                 Counter,
             ),
+            job_last_success: Builder::latest(
+                "scheduled_job_last_success_timestamp_seconds",
+                "When the scheduled job's latest success ping arrived (Unix time)",
+            ),
+            job_status: Builder::new(
+                "scheduled_job_status",
+                "1 for the scheduled job's current status (new, up, late, down, paused), 0 for the others",
+                Gauge,
+            ),
+            job_pings: Builder::new("scheduled_job_pings", "Pings the scheduled job has sent", Counter),
+            job_duration: Builder::new(
+                "scheduled_job_last_duration_seconds",
+                "Duration of the scheduled job's latest finished run, given or measured from its start ping",
+                Gauge,
+            ),
         }
     }
 
@@ -258,6 +277,10 @@ impl Families {
             self.rule_last_run,
             self.series,
             self.dropped,
+            self.job_last_success,
+            self.job_status,
+            self.job_pings,
+            self.job_duration,
         ]
         .into_iter()
         .map(Builder::build)
@@ -272,6 +295,7 @@ pub(crate) struct TenantData {
     pub provider_policies: HashMap<String, FreshnessThresholds>,
     pub series: Vec<SeriesRow>,
     pub queues: Vec<custos_model::records::QueueSnapshot>,
+    pub jobs: Vec<custos_store::JobRecord>,
 }
 
 pub(crate) async fn load(store: &dyn Store) -> StoreResult<Vec<TenantData>> {
@@ -285,6 +309,7 @@ pub(crate) async fn load(store: &dyn Store) -> StoreResult<Vec<TenantData>> {
             provider_policies,
             series: store.metric_series(&id).await?,
             queues: store.latest_queue_snapshots(&id).await?.into_iter().map(|s| s.record).collect(),
+            jobs: store.jobs(&id).await?,
             tenant: id,
         });
     }
@@ -296,6 +321,22 @@ pub(crate) fn derive(data: &[TenantData], now: Timestamp) -> ConstFamilies {
     let mut f = Families::new();
     for t in data {
         let tenant = t.tenant.as_str().to_owned();
+        for job in &t.jobs {
+            let labels = || vec![("tenant", tenant.clone()), ("job", job.component.id.clone())];
+            let status = job.state.evaluate(job.compiled_schedule().as_ref(), now).status;
+            for candidate in custos_model::jobs::JobStatus::ALL {
+                let mut with_status = labels();
+                with_status.push(("status", candidate.as_str().to_owned()));
+                f.job_status.value(with_status, if candidate == status { 1.0 } else { 0.0 });
+            }
+            if let Some(at) = job.state.last_success_at {
+                f.job_last_success.value(labels(), seconds(at.as_micros()));
+            }
+            f.job_pings.value(labels(), job.state.pings_total as f64);
+            if let Some(ms) = job.state.last_duration_ms {
+                f.job_duration.value(labels(), ms as f64 / 1000.0);
+            }
+        }
         let by_id: HashMap<&str, &Component> = t.components.iter().map(|c| (c.id.as_str(), c)).collect();
         let provider = |id: &str| by_id.get(id).and_then(|c| c.provider.clone()).unwrap_or_default();
         let mut last_success: HashMap<&str, i64> = HashMap::new();

@@ -89,6 +89,17 @@ async fn the_monitor_turns_a_silent_job_down(app: TestApp) {
     );
     let (_, back) = ping(&app, &token, "heartbeat/success", "").await;
     assert_eq!(back["status"], "up");
+
+    // The metrics show the job's status and its last success, from the store.
+    let (_, text) = crate::metrics::scrape(&app, None).await;
+    let series = |name: &str, extra: &str| format!("custos_{name}{{tenant=\"acme\",job=\"heartbeat\"{extra}}}");
+    let value = |name: &str, extra: &str| crate::metrics::value(&text, &series(name, extra));
+    assert_eq!(value("scheduled_job_status", ",status=\"up\""), Some(1.0), "{text}");
+    assert_eq!(value("scheduled_job_status", ",status=\"down\""), Some(0.0));
+    assert_eq!(value("scheduled_job_pings_total", ""), Some(2.0));
+    let last_success = value("scheduled_job_last_success_timestamp_seconds", "").unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((now - last_success).abs() < 60.0, "{last_success} vs {now}");
 }
 
 async fn exit_codes_pause_and_resume(app: TestApp) {
