@@ -214,3 +214,56 @@ async fn a_worker_iteration_traces_through_its_outbound_call() {
     demo.child.kill().unwrap();
     demo.child.wait().unwrap();
 }
+
+/// A ping is stored by a background writer, not the request: the writer's batch span
+/// links to the request's span (a job hop), and the stored ping keeps the trace id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_handed_to_the_writer_links_back_to_its_request() {
+    let received = Received::default();
+    let endpoint = otlp::start_http(received.clone()).await;
+    let (store, token) = prepared_store();
+    let reader = create_token(&store, &["--tenant", "acme", "--scope", "obs:read"]);
+    let server = start(&store, &otel_env(&endpoint, "http/protobuf"));
+    let client = reqwest::Client::new();
+    let response = client
+        .put(format!("{}/v1/tenants/acme/components/nightly", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"kind": "scheduled_job", "schedule": {"period_seconds": 60}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let response = client
+        .post(format!("{}/v1/tenants/acme/jobs/nightly/success", server.base))
+        .bearer_auth(&token)
+        .header("traceparent", format!("00-{TRACE}-{CALLER_SPAN}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let request = received.wait_for("for the ping", |s| s.kind == SPAN_KIND_SERVER && s.trace_id == TRACE).await;
+    let batch = received
+        .wait_for("for the writer's batch", |s| {
+            s.name == "job-ping-writer batch" && s.links.iter().any(|(trace, _)| trace == TRACE)
+        })
+        .await;
+    assert_eq!(batch.links, vec![(TRACE.to_owned(), request.span_id.clone())], "the batch links to the request span");
+    assert_ne!(batch.trace_id, TRACE, "the batch is its own trace, linked, not a child");
+    let store_call = received
+        .wait_for("for the batch's store call", |s| s.name == "apply_job_events" && s.trace_id == batch.trace_id)
+        .await;
+    assert_eq!(store_call.parent_span_id, batch.span_id);
+
+    let pings: serde_json::Value = client
+        .get(format!("{}/v1/tenants/acme/jobs/nightly/pings", server.base))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pings["items"][0]["trace_id"], TRACE, "the stored ping keeps its request's trace id");
+    server.stop();
+}

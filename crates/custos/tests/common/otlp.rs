@@ -24,6 +24,8 @@ pub struct ReceivedSpan {
     pub attributes: Vec<(String, String)>,
     /// 0 unset, 1 ok, 2 error.
     pub status_code: i32,
+    /// The spans this one links to: (trace id, span id).
+    pub links: Vec<(String, String)>,
 }
 
 impl ReceivedSpan {
@@ -60,6 +62,7 @@ impl Received {
                         trace_state: span.trace_state,
                         attributes: attributes(&span.attributes),
                         status_code: span.status.map_or(0, |s| s.code),
+                        links: span.links.iter().map(|l| (hex::encode(&l.trace_id), hex::encode(&l.span_id))).collect(),
                     });
                 }
             }
