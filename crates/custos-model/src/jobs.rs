@@ -20,8 +20,6 @@
 //!
 //! Everything here is pure: the time is always a parameter.
 
-use std::str::FromStr;
-
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use serde::{Deserialize, Serialize};
@@ -101,13 +99,12 @@ impl JobSchedule {
             (Some(cron), None) => {
                 let cron_field = format!("{field}.cron");
                 crate::error::check::text(&cron_field, &cron, MAX_CRON_CHARS)?;
-                let parsed = cron_parser()
-                    .parse(&cron)
-                    .map_err(|e| FieldError::new(&cron_field, format!("is not a five-field cron expression: {e}")))?;
                 if cron.trim_start().starts_with("@reboot") {
                     return Err(FieldError::new(cron_field, "@reboot has no expected time"));
                 }
-                drop(parsed);
+                cron_parser()
+                    .parse(&cron)
+                    .map_err(|e| FieldError::new(&cron_field, format!("is not a five-field cron expression: {e}")))?;
                 let timezone = self.timezone.unwrap_or_else(|| "UTC".to_owned());
                 time_zone(&format!("{field}.timezone"), &timezone)?;
                 Ok(JobSchedule {
@@ -554,13 +551,6 @@ impl JobState {
         }
         let from = std::mem::replace(&mut self.reported_status, to);
         Some(JobFlip { job_id: job_id.to_owned(), at, from, to, cause })
-    }
-}
-
-impl FromStr for JobStatus {
-    type Err = FieldError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobStatus::parse(s).ok_or_else(|| FieldError::new("status", "must be new, up, late, down or paused"))
     }
 }
 

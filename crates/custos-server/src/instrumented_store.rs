@@ -103,6 +103,7 @@ instrument! {
     latest_queue_snapshots(tenant: &TenantId) -> StoreResult<Vec<Stored<QueueSnapshot>>>;
     apply_job_events(tenant: &TenantId, events: Vec<JobEventRequest>) -> StoreResult<Vec<JobEventOutcome>>;
     jobs(tenant: &TenantId) -> StoreResult<Vec<JobRecord>>;
+    job(tenant: &TenantId, job_id: &str) -> StoreResult<Option<JobRecord>>;
     job_pings_page(tenant: &TenantId, job_id: &str, query: &RecordQuery) -> StoreResult<Page<StoredPing>>;
     job_flips_page(tenant: &TenantId, job_id: Option<&str>, query: &RecordQuery) -> StoreResult<Page<StoredFlip>>;
     reevaluate_jobs(tenant: &TenantId, now: Timestamp) -> StoreResult<Vec<StoredFlip>>;

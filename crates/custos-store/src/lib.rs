@@ -225,6 +225,8 @@ pub trait Store: Send + Sync + Debug + 'static {
     ) -> StoreResult<Vec<JobEventOutcome>>;
     /// Every scheduled-job component of a tenant with its state, ordered by id.
     async fn jobs(&self, tenant: &TenantId) -> StoreResult<Vec<JobRecord>>;
+    /// One scheduled-job component with its state (`None`: no such job).
+    async fn job(&self, tenant: &TenantId, job_id: &str) -> StoreResult<Option<JobRecord>>;
     /// One job's pings, newest first (`filters` are ignored).
     async fn job_pings_page(
         &self,

@@ -1066,6 +1066,18 @@ impl Store for PostgresStore {
         rows.iter().map(job_from_row).collect()
     }
 
+    async fn job(&self, tenant: &TenantId, job_id: &str) -> StoreResult<Option<JobRecord>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let row = sqlx::query(sql_text(select_jobs_sql(" AND c.id = $2")))
+            .bind(tenant.as_str())
+            .bind(job_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("reading a job")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
     async fn job_pings_page(
         &self,
         tenant: &TenantId,

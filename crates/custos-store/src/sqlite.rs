@@ -1044,6 +1044,15 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn job(&self, tenant: &TenantId, job_id: &str) -> StoreResult<Option<JobRecord>> {
+        let (tenant, job_id) = (tenant.clone(), job_id.to_owned());
+        self.read(move |conn| {
+            let rest = " AND c.kind = 'scheduled_job' AND c.id = ?2";
+            Ok(select_job_states(conn, rest, &[tenant.as_str(), &job_id])?.pop())
+        })
+        .await
+    }
+
     async fn job_pings_page(
         &self,
         tenant: &TenantId,

@@ -131,6 +131,8 @@ mod suite {
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].component.schedule, changed.schedule);
         assert_eq!(listed[0].state, Default::default());
+        assert_eq!(store.job(&t, "nightly-backup").await.unwrap().as_ref(), Some(&listed[0]));
+        assert_eq!(store.job(&t, "nope").await.unwrap(), None);
     }
 
     pub async fn pings_apply_in_order_and_flip_once(store: Arc<dyn Store>) {

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use custos_model::jobs::{JobEvent, JobSchedule, JobStatus, PingInput, PingKind};
-use custos_model::{Cursor, FieldError, Permission, TenantId, Timestamp};
+use custos_model::{FieldError, Permission, TenantId, Timestamp};
 use custos_store::{JobEventOutcome, JobEventRequest, JobRecord, RecordQuery, StoredFlip, StoredPing};
 use custos_telemetry::TraceContext;
 use serde::Serialize;
@@ -17,7 +17,7 @@ use crate::auth::Caller;
 use crate::body;
 use crate::error::{ApiError, ErrorCode, ErrorResponse};
 use crate::jobs::WriteFailure;
-use crate::routes::records::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+use crate::routes::records::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, window_parameter};
 
 /// A job as an operator sees it: schedule, status now, and what the pings said.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -318,13 +318,7 @@ pub(crate) async fn list_jobs(
 }
 
 async fn find_job(state: &AppState, tenant: &TenantId, job_id: &str) -> Result<JobRecord, ApiError> {
-    state
-        .store
-        .jobs(tenant)
-        .await?
-        .into_iter()
-        .find(|job| job.component.id == job_id)
-        .ok_or_else(|| ApiError::not_found(format!("job {job_id:?} not found")))
+    state.store.job(tenant, job_id).await?.ok_or_else(|| ApiError::not_found(format!("job {job_id:?} not found")))
 }
 
 #[utoipa::path(
@@ -357,10 +351,10 @@ fn history_query(raw: Option<&str>) -> Result<RecordQuery, ApiError> {
         if !seen.insert(key.to_string()) {
             return Err(invalid(&key, "is given more than once"));
         }
+        if window_parameter(&mut query, &key, &value)? {
+            continue;
+        }
         match key.as_ref() {
-            "from" => query.from = Some(Timestamp::parse("from", &value).map_err(ApiError::invalid)?),
-            "to" => query.to = Some(Timestamp::parse("to", &value).map_err(ApiError::invalid)?),
-            "cursor" => query.after = Some(Cursor::decode(&value).map_err(ApiError::invalid)?),
             "limit" => match value.parse::<usize>() {
                 Ok(n) if (1..=MAX_PAGE_LIMIT).contains(&n) => query.limit = n,
                 _ => return Err(invalid("limit", &format!("must be an integer from 1 to {MAX_PAGE_LIMIT}"))),

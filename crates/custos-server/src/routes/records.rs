@@ -108,6 +108,18 @@ pub(crate) struct ListRequest {
     pub export_limit: Option<usize>,
 }
 
+/// Applies a list's window parameter (`from`, `to` or `cursor`) to `query`; false for
+/// any other parameter.
+pub(crate) fn window_parameter(query: &mut RecordQuery, key: &str, value: &str) -> Result<bool, ApiError> {
+    match key {
+        "from" => query.from = Some(Timestamp::parse("from", value).map_err(ApiError::invalid)?),
+        "to" => query.to = Some(Timestamp::parse("to", value).map_err(ApiError::invalid)?),
+        "cursor" => query.after = Some(Cursor::decode(value).map_err(ApiError::invalid)?),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 /// Parses the query string: `from`, `to`, `limit`, `cursor`, `format` and the record
 /// kind's filters. Anything else, or a parameter given twice, is an error naming it.
 pub(crate) fn parse_list_query<R: IngestRecord>(
@@ -123,10 +135,10 @@ pub(crate) fn parse_list_query<R: IngestRecord>(
         if !seen.insert(key.to_string()) {
             return Err(invalid(&key, "is given more than once"));
         }
+        if window_parameter(&mut query, &key, &value)? {
+            continue;
+        }
         match key.as_ref() {
-            "from" => query.from = Some(Timestamp::parse("from", &value).map_err(ApiError::invalid)?),
-            "to" => query.to = Some(Timestamp::parse("to", &value).map_err(ApiError::invalid)?),
-            "cursor" => query.after = Some(Cursor::decode(&value).map_err(ApiError::invalid)?),
             "limit" => {
                 let n: usize = value.parse().map_err(|_| invalid("limit", "must be a positive integer"))?;
                 if n == 0 {
