@@ -10,6 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
 
+# A fresh clone builds once: incremental state would only cost disk (gigabytes of it).
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}; fi
+
 trap stop_postgres EXIT
 start_postgres
 
