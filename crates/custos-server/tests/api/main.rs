@@ -8,6 +8,7 @@ mod components;
 mod deploy;
 mod health;
 mod jobs;
+mod logging;
 mod metrics;
 mod platform;
 mod platform_metrics;

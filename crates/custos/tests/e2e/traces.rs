@@ -1,10 +1,8 @@
 //! Traces from real `custos serve` processes into a real OTLP receiver: the HTTP hop
 //! from a caller, the store calls under it, sampling, and a collector that is down.
 
-mod common;
-
-use common::otlp::{self, Received, SPAN_KIND_SERVER};
-use common::{Server, Store, create_token, rule_run};
+use crate::common::otlp::{self, Received, SPAN_KIND_SERVER};
+use crate::common::{Server, Store, create_token, rule_run};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";

@@ -8,22 +8,7 @@ use custos_model::jobs::{FlipCause, JobEvent, JobSchedule, JobStatus, PingInput,
 use custos_model::{Component, ComponentInput, ComponentKind, TenantId, Timestamp};
 use custos_store::{JobEventOutcome, JobEventRequest, PutOutcome, RecordQuery, Store, Tenant};
 
-struct Fixture {
-    store: Arc<dyn Store>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn sqlite() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = custos_store::open(None, dir.path()).await.unwrap();
-    Fixture { store, _dir: Some(dir) }
-}
-
-async fn postgres() -> Fixture {
-    let url = custos_store::testing::fresh_postgres_url().await;
-    let store = custos_store::open(Some(&url), std::path::Path::new("/nonexistent")).await.unwrap();
-    Fixture { store, _dir: None }
-}
+use crate::support::{postgres, sqlite};
 
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {

@@ -1,8 +1,6 @@
 //! One behavioural suite, run unchanged against SQLite and against the real PostgreSQL
 //! that `scripts/test.sh` starts. Each test gets its own database.
 
-use std::sync::Arc;
-
 use custos_model::records::{
     ConnectorSync, ConnectorSyncInput, Delivery, DeliveryInput, IngestRecord, QueueSnapshot, QueueSnapshotInput,
     RuleRun, ValidationContext,
@@ -12,22 +10,7 @@ use custos_model::{
 };
 use custos_store::{PutOutcome, RecordQuery, Store, StoreError, Tenant, TokenRecord};
 
-struct Fixture {
-    store: Arc<dyn Store>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn sqlite() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = custos_store::open(None, dir.path()).await.unwrap();
-    Fixture { store, _dir: Some(dir) }
-}
-
-async fn postgres() -> Fixture {
-    let url = custos_store::testing::fresh_postgres_url().await;
-    let store = custos_store::open(Some(&url), std::path::Path::new("/nonexistent")).await.unwrap();
-    Fixture { store, _dir: None }
-}
+use crate::support::{postgres, sqlite};
 
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {

@@ -1,6 +1,5 @@
 //! What the binary's integration tests share: a store to point `custos` at, a
 //! running `custos serve` child, and small request helpers.
-#![allow(dead_code)]
 
 pub mod otlp;
 

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-mod common;
-
-use common::{Server, Store, create_token, post_rule_run};
+use crate::common::{Server, Store, create_token, post_rule_run};
 
 fn tenants_and_tokens_lifecycle(store: &Store) {
     assert_eq!(store.ok(&["tenants", "create", "acme", "--retention-days", "30", "--name", "Acme"]).trim(), "acme");

@@ -1,0 +1,10 @@
+//! The store's behaviour, in one test binary: each suite runs unchanged against SQLite
+//! and against the real PostgreSQL that `scripts/test.sh` starts.
+
+mod support;
+
+mod conformance;
+mod jobs;
+mod pagination_properties;
+mod rollups;
+mod row_level_security;
