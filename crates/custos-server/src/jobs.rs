@@ -96,14 +96,16 @@ fn start_writers(store: &Arc<dyn Store>) -> Vec<mpsc::Sender<Pending>> {
 }
 
 async fn write_loop(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Pending>) {
+    // One buffer for the writer's life: a batch's worth of pings is ~0.5 MB, too much to
+    // allocate afresh for every commit.
     let mut batch = Vec::with_capacity(MAX_PING_BATCH);
     while queue.recv_many(&mut batch, MAX_PING_BATCH).await > 0 {
-        write_batch(&*store, std::mem::take(&mut batch)).await;
-        batch.reserve(MAX_PING_BATCH);
+        write_batch(&*store, &mut batch).await;
     }
 }
 
-async fn write_batch(store: &dyn Store, batch: Vec<Pending>) {
+/// Stores and answers every ping in `batch`, leaving it empty.
+async fn write_batch(store: &dyn Store, batch: &mut Vec<Pending>) {
     let span = custos_telemetry::trace_context::worker_span("job-ping-writer", "batch");
     span.record("records", batch.len());
     for trace in batch.iter().filter_map(|p| p.trace.as_ref()) {
@@ -111,7 +113,7 @@ async fn write_batch(store: &dyn Store, batch: Vec<Pending>) {
     }
     // Group by tenant, keeping arrival order within each.
     let mut groups: Vec<(TenantId, Vec<Pending>)> = Vec::new();
-    for pending in batch {
+    for pending in batch.drain(..) {
         match groups.iter_mut().find(|(tenant, _)| *tenant == pending.tenant) {
             Some((_, group)) => group.push(pending),
             None => groups.push((pending.tenant.clone(), vec![pending])),

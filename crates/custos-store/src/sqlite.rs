@@ -48,6 +48,8 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: r2d2::Pool<SqliteConnectionManager>,
     series_cap: AtomicUsize,
+    /// Wakes the checkpointer after a write; dropping it (with the store) stops it.
+    wrote: std::sync::mpsc::SyncSender<()>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -70,9 +72,44 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+    // Checkpoints run on a thread of their own (see `checkpoint_loop`); this is only the
+    // backstop should that thread fall behind.
+    conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+/// WAL pages after which a commit checkpoints in the writer itself, stalling writes:
+/// reached only if the checkpointer cannot keep up.
+const BACKSTOP_CHECKPOINT_PAGES: i64 = 100_000;
+/// How long the checkpointer lets writes gather before copying them into the database.
+const CHECKPOINT_DELAY: Duration = Duration::from_millis(50);
+
+/// Copies committed WAL pages into the database file, off the writer's path: a
+/// checkpoint (and its fsyncs) in the writer would hold every queued write for tens of
+/// milliseconds. PASSIVE never blocks writers or readers; the WAL restarts from its
+/// beginning once a checkpoint has caught up. Ends when the store is dropped.
+fn checkpoint_loop(path: &Path, wrote: &std::sync::mpsc::Receiver<()>) {
+    let conn = match Connection::open(path).and_then(|conn| {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(conn)
+    }) {
+        Ok(conn) => conn,
+        Err(error) => {
+            tracing::error!(error = &error as &dyn std::error::Error, "sqlite checkpointer could not start");
+            return;
+        }
+    };
+    while wrote.recv().is_ok() {
+        std::thread::sleep(CHECKPOINT_DELAY);
+        while wrote.try_recv().is_ok() {}
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "sqlite checkpoint failed; retried after the next write"
+            );
+        }
+    }
 }
 
 impl ToSql for Value {
@@ -105,12 +142,22 @@ impl SqliteStore {
                     Ok(())
                 });
             let readers = r2d2::Pool::builder().max_size(READERS).min_idle(Some(0)).build(manager)?;
+            let (wrote, writes) = std::sync::mpsc::sync_channel(1);
+            let checkpointer_path = path.clone();
+            std::thread::Builder::new()
+                .name("custos-sqlite-checkpoint".into())
+                .spawn(move || checkpoint_loop(&checkpointer_path, &writes))
+                .map_err(|source| StoreError::Io {
+                    context: "starting the sqlite checkpointer thread".into(),
+                    source,
+                })?;
             Ok(Self {
                 inner: Arc::new(Inner {
                     path,
                     writer: Mutex::new(writer),
                     readers,
                     series_cap: AtomicUsize::new(rollup::DEFAULT_SERIES_CAP),
+                    wrote,
                 }),
             })
         })
@@ -139,7 +186,11 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let prepared = prepare()?;
             let mut conn = inner.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            f(&mut conn, prepared)
+            let written = f(&mut conn, prepared);
+            drop(conn);
+            // Full means a wake-up is already pending.
+            let _ = inner.wrote.try_send(());
+            written
         })
         .await?
     }

@@ -8,6 +8,6 @@ pub mod scrub;
 pub mod trace_context;
 
 pub use families::{ConstFamilies, ConstFamily, FamilyKind, SampleValue};
-pub use logging::{CaptureWriter, LogFormat, LogSettings, init_subscriber, json_layer};
+pub use logging::{CaptureWriter, LogFormat, LogGuard, LogSettings, init_subscriber, json_layer};
 pub use metrics::{ExpositionFormat, HttpLabels, Metrics};
 pub use trace_context::TraceContext;

@@ -60,15 +60,31 @@ pub struct LogSettings {
     pub filter: String,
 }
 
+/// Lines that may wait for the log writer thread before logging callers wait in turn:
+/// a slow stderr slows custos down rather than losing lines (logs are never sampled).
+pub const LOG_QUEUE_LINES: usize = 65_536;
+
+/// Keeps the log writer thread alive; dropping it writes out every queued line.
+#[must_use = "dropping the guard stops the log writer"]
+#[derive(Debug)]
+pub struct LogGuard {
+    _writer: tracing_appender::non_blocking::WorkerGuard,
+}
+
 /// Installs the log layer on stderr and, when `traces` is given, the OpenTelemetry
-/// layer exporting spans through it. Each has its own filter: the log filter
+/// layer exporting spans through it.
+///
+/// Lines go to stderr from a writer thread of their own, in buffered writes: a request
+/// formats its line and queues it, and never waits on the pipe behind stderr. The queue
+/// is lossless ([`LOG_QUEUE_LINES`]); lines still queued when the process is killed
+/// outright are lost, which is why the guard is held until `main` returns. Each has its own filter: the log filter
 /// (`CUSTOS_LOG`) does not decide which spans are traced. Traces get custos's spans at
 /// every level (requests, store calls, commands) and only warnings and errors as span
 /// events; other crates' spans (the exporter's own HTTP client among them) never.
 pub fn init_subscriber(
     settings: &LogSettings,
     traces: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
-) -> Result<(), String> {
+) -> Result<LogGuard, String> {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::prelude::*;
     let filter =
@@ -83,11 +99,17 @@ pub fn init_subscriber(
                 }
         }))
     });
+    let (stderr, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("custos-log-writer")
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     tracing_subscriber::registry()
-        .with(json_layer(settings, std::io::stderr).with_filter(filter))
+        .with(json_layer(settings, stderr).with_filter(filter))
         .with(otel)
         .try_init()
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(LogGuard { _writer: guard })
 }
 
 /// The log layer writing to `writer` in `settings.format`; tests pass a buffer.

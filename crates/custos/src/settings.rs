@@ -21,16 +21,19 @@ pub fn instance_id() -> &'static str {
 #[derive(Debug)]
 pub struct Telemetry {
     provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    log: custos_telemetry::LogGuard,
 }
 
 impl Telemetry {
-    /// Exports what is pending (waiting at most 5 s for the collector) and stops.
+    /// Exports what is pending (waiting at most 5 s for the collector), then writes out
+    /// the queued log lines, and stops.
     pub fn shutdown(self) {
         if let Some(provider) = self.provider
             && let Err(error) = provider.shutdown_with_timeout(std::time::Duration::from_secs(5))
         {
             tracing::warn!(error = %error, "flushing traces at exit failed");
         }
+        drop(self.log);
     }
 }
 
@@ -72,7 +75,7 @@ pub fn init_telemetry(
             Some(custos_telemetry::otel::build_provider(settings, &identity)?)
         }
     };
-    custos_telemetry::init_subscriber(&log, provider.as_ref())?;
+    let log_guard = custos_telemetry::init_subscriber(&log, provider.as_ref())?;
     if let Some(settings) = &otel {
         tracing::info!(
             protocol = settings.protocol.as_str(),
@@ -82,7 +85,7 @@ pub fn init_telemetry(
             "trace export on"
         );
     }
-    Ok(Telemetry { provider })
+    Ok(Telemetry { provider, log: log_guard })
 }
 
 /// Opens the configured store and applies pending migrations.
