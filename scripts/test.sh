@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole custos test suite, as CI runs it: installs and starts what the tests need
-# (a throwaway PostgreSQL cluster), then checks formatting and lints and runs every test.
+# (a throwaway PostgreSQL cluster and S3-compatible server), then checks formatting and lints and runs every test.
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -- <filters>    # pass nextest filters, e.g. -- conformance
@@ -9,12 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
+source scripts/lib/s3.sh
 
 # A fresh clone builds once: incremental state would only cost disk (gigabytes of it).
 if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}; fi
 
-trap stop_postgres EXIT
+trap 'stop_s3; stop_postgres' EXIT
 start_postgres
+start_s3
 
 # promtool validates the metrics exposition (Debian's prometheus package ships it).
 if ! command -v promtool >/dev/null 2>&1; then

@@ -6,9 +6,11 @@
 //! plain functions; the IO is the checks themselves.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::AppState;
 use crate::workers::WorkerBeat;
@@ -111,6 +113,100 @@ async fn database_migrations(state: &AppState) -> CheckResult {
     }
 }
 
+/// Name of the object store prober in the workers registry, logs and `/health`.
+pub const OBJECT_PROBE: &str = "object-store-probe";
+
+/// The object store prober's latest finished probe.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProbeSlot(Arc<std::sync::Mutex<Option<ProbeOutcome>>>);
+
+#[derive(Debug, Clone)]
+pub(crate) struct ProbeOutcome {
+    pub finished: Instant,
+    pub took: Duration,
+    /// The error, when the probe failed.
+    pub error: Option<String>,
+}
+
+impl ProbeSlot {
+    fn set(&self, outcome: ProbeOutcome) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(outcome);
+    }
+
+    fn get(&self) -> Option<ProbeOutcome> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+/// Proves the object store writable every `period` (writes, reads back and deletes an
+/// object named after this instance), each probe bounded by `period`. A probe takes
+/// round trips to S3, too slow and too costly for every `/health` request, which reads
+/// the latest result instead.
+pub fn spawn_object_probe(state: AppState, period: Duration) -> Option<tokio::task::JoinHandle<()>> {
+    let objects = state.objects.clone()?;
+    state.workers.register(OBJECT_PROBE, period);
+    Some(tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let started = Instant::now();
+            let span = custos_telemetry::trace_context::worker_span(OBJECT_PROBE, "iteration");
+            let probe = objects.probe(&state.config.instance_id).instrument(span);
+            let error = match tokio::time::timeout(period, probe).await {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => {
+                    tracing::warn!(error = &error as &dyn std::error::Error, "object store probe failed");
+                    Some(format!("{}: {error}", objects.location()))
+                }
+                Err(_) => {
+                    tracing::warn!(timeout_ms = period.as_millis() as u64, "object store probe timed out");
+                    Some(format!("{}: no answer within {} ms", objects.location(), period.as_millis()))
+                }
+            };
+            state.object_probe.set(ProbeOutcome { finished: Instant::now(), took: started.elapsed(), error });
+            state.workers.finished_iteration(OBJECT_PROBE, started.elapsed());
+        }
+    }))
+}
+
+/// The object store check from the latest probe: `pass` when it succeeded within three
+/// periods, `fail` when it failed or none finished for three periods (a hanging store),
+/// `warn` before the first probe finishes.
+pub(crate) fn object_store_status(
+    latest: Option<&ProbeOutcome>,
+    period: Duration,
+    now: Instant,
+) -> (Status, Option<String>) {
+    match latest {
+        None => (Status::Warn, Some("the first probe has not finished".to_owned())),
+        Some(outcome) => {
+            let age = now.saturating_duration_since(outcome.finished);
+            if age > period * 3 {
+                (Status::Fail, Some(format!("no probe has finished for {:.1} s", age.as_secs_f64())))
+            } else if let Some(error) = &outcome.error {
+                (Status::Fail, Some(error.clone()))
+            } else {
+                (Status::Pass, None)
+            }
+        }
+    }
+}
+
+fn object_store_writable(state: &AppState, objects: &custos_store::Objects) -> Option<CheckResult> {
+    let period = state.workers.snapshot().get(OBJECT_PROBE)?.period;
+    let latest = state.object_probe.get();
+    let (status, output) = object_store_status(latest.as_ref(), period, Instant::now());
+    let mut check = result("datastore", status);
+    check.component_id = Some(objects.kind().as_str().to_owned());
+    if let Some(outcome) = &latest {
+        check.observed_value = Some((outcome.took.as_secs_f64() * 1e6).round() / 1e3);
+        check.observed_unit = Some("ms");
+    }
+    check.output = output;
+    Some(check)
+}
+
 /// A worker is `pass` within three of its periods of its last iteration (or of its
 /// start, before the first), `warn` within ten, `fail` beyond: dead or stuck.
 pub(crate) fn worker_status(beat: &WorkerBeat, now: Instant) -> (Status, Duration) {
@@ -155,9 +251,13 @@ pub(crate) async fn report(state: &AppState) -> HealthReport {
         time_boxed("datastore", database_connectivity(state)),
         time_boxed("datastore", database_migrations(state)),
     );
+    let objects = state.objects.as_ref().and_then(|objects| object_store_writable(state, objects));
     let mut checks = BTreeMap::new();
     checks.insert("database:connectivity".to_owned(), vec![connectivity]);
     checks.insert("database:migrations".to_owned(), vec![migrations]);
+    if let Some(objects) = objects {
+        checks.insert("objectStore:writable".to_owned(), vec![objects]);
+    }
     let workers = worker_heartbeats(state);
     if !workers.is_empty() {
         checks.insert("worker:heartbeat".to_owned(), workers);
@@ -192,6 +292,27 @@ mod tests {
         assert_eq!(worker_status(&beat(Some(100)), at(200)).0, Status::Warn);
         assert_eq!(worker_status(&beat(Some(100)), at(201)).0, Status::Fail);
         assert_eq!(worker_status(&beat(Some(100)), at(50)).1, Duration::ZERO, "a clock before the beat is age zero");
+    }
+
+    #[test]
+    fn object_store_status_by_latest_probe() {
+        let now = Instant::now();
+        let period = Duration::from_secs(10);
+        let probe = |age: u64, error: Option<&str>| ProbeOutcome {
+            finished: now - Duration::from_secs(age),
+            took: Duration::from_millis(3),
+            error: error.map(str::to_owned),
+        };
+        assert_eq!(object_store_status(None, period, now).0, Status::Warn);
+        assert_eq!(object_store_status(Some(&probe(5, None)), period, now), (Status::Pass, None));
+        assert_eq!(object_store_status(Some(&probe(30, None)), period, now).0, Status::Pass);
+        let (status, output) = object_store_status(Some(&probe(31, None)), period, now);
+        assert_eq!(status, Status::Fail, "a probe hanging for three periods fails");
+        assert!(output.unwrap().contains("no probe has finished for 31.0 s"));
+        assert_eq!(
+            object_store_status(Some(&probe(1, Some("s3://b: denied"))), period, now),
+            (Status::Fail, Some("s3://b: denied".to_owned()))
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 mod auth;
 mod body;
 pub mod error;
-mod health;
+pub mod health;
 mod instrumented_store;
 pub mod jobs;
 mod observe;
@@ -92,6 +92,10 @@ pub struct AppState {
     pub(crate) pings: jobs::PingWriters,
     /// Tokens recently read from the store (see `auth::TOKEN_CACHE_TTL`).
     pub(crate) tokens: auth::TokenCache,
+    /// The object store, when this process has one (`serve` and `demo` always do).
+    pub objects: Option<custos_store::Objects>,
+    /// The object store prober's latest result (read by `/health`).
+    pub(crate) object_probe: health::ProbeSlot,
 }
 
 impl AppState {
@@ -109,7 +113,15 @@ impl AppState {
             draining: Arc::default(),
             pings: jobs::PingWriters::default(),
             tokens: auth::TokenCache::default(),
+            objects: None,
+            object_probe: health::ProbeSlot::default(),
         }
+    }
+
+    /// Adds the object store; `/health` reports it once [`health::spawn_object_probe`] runs.
+    pub fn with_objects(mut self, objects: custos_store::Objects) -> Self {
+        self.objects = Some(objects);
+        self
     }
 
     /// Marks the process as shutting down: `/health/readiness` answers 503 from now on.

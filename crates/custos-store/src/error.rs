@@ -49,6 +49,12 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("object store: {context}")]
+    Object {
+        context: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("a store task panicked or was cancelled")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -82,6 +88,7 @@ impl StoreError {
             StoreError::Corrupt { .. } => "corrupt",
             StoreError::Sqlite { .. } | StoreError::SqlitePool(_) => "sqlite",
             StoreError::Postgres { .. } => "postgres",
+            StoreError::Object { .. } => "object_store",
             StoreError::Task(_) => "task",
         }
     }

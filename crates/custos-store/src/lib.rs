@@ -2,6 +2,7 @@
 
 mod error;
 pub mod jobs;
+pub mod objects;
 mod postgres;
 pub mod rollup;
 mod schema;
@@ -21,6 +22,7 @@ use custos_model::{
 
 pub use error::{StoreError, StoreResult};
 pub use jobs::{JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
+pub use objects::Objects;
 pub use postgres::{APP_ROLE, PostgresStore};
 pub use rollup::{RollupFamily, SeriesRow, SeriesValues};
 pub use schema::{SchemaDescription, TableDescription};

@@ -30,6 +30,10 @@ pub struct GlobalArgs {
     /// PostgreSQL URL (postgres://user:password@host/db); SQLite under --data-dir when unset.
     #[arg(long, env = "CUSTOS_DATABASE_URL", value_parser = parse_secret, global = true, hide_env_values = true)]
     pub database_url: Option<SecretString>,
+    /// Object store for evidence and exports: s3://bucket/prefix (credentials and endpoint
+    /// from the standard AWS_* variables, AWS_ENDPOINT_URL included); <data-dir>/objects when unset.
+    #[arg(long, env = "CUSTOS_OBJECT_STORE_URL", global = true)]
+    pub object_store_url: Option<String>,
     /// Log line format on standard error.
     #[arg(long, env = "CUSTOS_LOG_FORMAT", value_enum, default_value = "json", global = true)]
     pub log_format: LogFormatArg,
@@ -106,6 +110,10 @@ pub struct ServeArgs {
     /// (`10s`, `1m`). A flip to late or down is recorded within this long.
     #[arg(long, env = "CUSTOS_JOB_MONITOR_PERIOD", default_value = "10s", value_parser = parse_monitor_period)]
     pub job_monitor_period: std::time::Duration,
+    /// How often the object store is proved writable (an object written, read back and
+    /// deleted); `/health` reports the latest result and fails after three missed periods.
+    #[arg(long, env = "CUSTOS_OBJECT_STORE_PROBE_PERIOD", default_value = "15s", value_parser = parse_monitor_period)]
+    pub object_store_probe_period: std::time::Duration,
 }
 
 fn parse_monitor_period(value: &str) -> Result<std::time::Duration, String> {

@@ -548,10 +548,13 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     let listener = serve::bind(&args.serve).await?;
     let address = listener.local_addr().context("reading the bound address")?;
     let base = format!("http://{address}");
-    let state = custos_server::AppState::new(store.clone(), settings::server_config(global, &args.serve));
+    let objects = settings::open_objects(global)?;
+    let state =
+        custos_server::AppState::new(store.clone(), settings::server_config(global, &args.serve)).with_objects(objects);
     let workers = state.workers.clone();
     workers.register(SIMULATOR, Duration::from_secs(1));
     custos_server::jobs::spawn_monitor(state.clone(), args.serve.job_monitor_period);
+    custos_server::health::spawn_object_probe(state.clone(), args.serve.object_store_probe_period);
     let server = serve::serve_until_signal(listener, &args.serve, state);
 
     println!("custos demo is running at {base}");

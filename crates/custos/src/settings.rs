@@ -96,6 +96,14 @@ pub async fn open_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store)
 }
 
+/// Opens the configured object store (makes no request; `/health` probes it).
+pub fn open_objects(global: &GlobalArgs) -> anyhow::Result<custos_store::Objects> {
+    let objects = custos_store::objects::open(global.object_store_url.as_deref(), &global.data_dir)
+        .context("opening the object store named by CUSTOS_OBJECT_STORE_URL (or <data-dir>/objects)")?;
+    tracing::info!(kind = objects.kind().as_str(), location = objects.location(), "object store configured");
+    Ok(objects)
+}
+
 /// Opens the configured store without migrating it.
 pub async fn connect_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>> {
     let url = global.database_url.as_ref().map(|u| u.expose_secret().to_owned());

@@ -1,5 +1,6 @@
 //! `GET /health` and the readiness probe: the IETF format, time-boxed checks (a stalled
-//! database), worker heartbeats (a dead worker), and draining on shutdown.
+//! database), worker heartbeats (a dead worker), the object store (local, a real S3
+//! server, and one that never answers), and draining on shutdown.
 
 use std::time::Duration;
 
@@ -100,6 +101,70 @@ async fn a_stalled_database_fails_its_check_not_the_answer() {
     tx.rollback().await.unwrap();
     let (status, _, body) = health_once_passing(&app).await;
     assert_eq!(status, 200, "healthy again once the lock is gone: {body}");
+}
+
+/// Polls `/health` until `check` reports `status` (the prober runs in the background).
+async fn until_check(app: &TestApp, check: &str, status: &str) -> Value {
+    let mut body = Value::Null;
+    for _ in 0..100 {
+        body = health(app).await.2;
+        if body["checks"][check][0]["status"] == status {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{check} never reported {status}: {body}");
+}
+
+/// The local object directory (the embedded default) and a real S3-compatible server
+/// both pass, proved by a write, a read-back and a delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_and_s3_object_stores_pass_their_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = custos_store::objects::open(None, dir.path()).unwrap();
+    let app =
+        TestApp::with_objects(Backend::Sqlite, Default::default(), Some((local, Duration::from_millis(200)))).await;
+    let body = until_check(&app, "objectStore:writable", "pass").await;
+    assert_eq!(body["checks"]["objectStore:writable"][0]["componentId"], "local", "{body}");
+    assert!(
+        body["checks"]["worker:heartbeat"].as_array().unwrap().iter().any(|w| w["componentId"] == "object-store-probe")
+    );
+
+    let endpoint = std::env::var("CUSTOS_TEST_S3_ENDPOINT")
+        .expect("CUSTOS_TEST_S3_ENDPOINT is unset: run the tests with scripts/test.sh, which starts an S3 server");
+    let bucket = std::env::var("CUSTOS_TEST_S3_BUCKET").unwrap_or_else(|_| "custos-test".into());
+    let s3 = custos_store::objects::open_s3(&format!("s3://{bucket}/health-test"), Some(&endpoint)).unwrap();
+    let app = TestApp::with_objects(Backend::Sqlite, Default::default(), Some((s3, Duration::from_millis(200)))).await;
+    let body = until_check(&app, "objectStore:writable", "pass").await;
+    let check = &body["checks"]["objectStore:writable"][0];
+    assert_eq!((check["componentId"].as_str(), check["observedUnit"].as_str()), (Some("s3"), Some("ms")), "{body}");
+}
+
+/// An object store that accepts connections and never answers: `/health` still answers
+/// at once (it reads the prober's latest result), and fails the check, naming the
+/// store, once no probe has finished for three periods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_object_store_fails_its_check_not_the_answer() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let stalled = custos_store::objects::open_s3("s3://stalled/prefix", Some(&format!("http://{address}"))).unwrap();
+    let app =
+        TestApp::with_objects(Backend::Sqlite, Default::default(), Some((stalled, Duration::from_millis(100)))).await;
+    let started = std::time::Instant::now();
+    let (status, _, body) = health(&app).await;
+    assert!(started.elapsed() < Duration::from_secs(1), "the answer does not wait on the store");
+    assert_eq!(body["checks"]["objectStore:writable"][0]["status"], "warn", "before any probe finished: {body}");
+    assert_eq!(status, 200, "warn is still 200: {body}");
+    let body = until_check(&app, "objectStore:writable", "fail").await;
+    assert_eq!(body["status"], "fail");
+    let output = body["checks"]["objectStore:writable"][0]["output"].as_str().unwrap().to_owned();
+    assert!(output.contains("s3://stalled/prefix"), "{output}");
 }
 
 /// Shutting down: readiness fails so load balancers stop sending, liveness still passes.

@@ -33,6 +33,15 @@ impl TestApp {
     }
 
     pub async fn with_config(backend: Backend, config: ServerConfig) -> Self {
+        Self::with_objects(backend, config, None).await
+    }
+
+    /// With an object store, proved writable every `period` by the server's prober.
+    pub async fn with_objects(
+        backend: Backend,
+        config: ServerConfig,
+        objects: Option<(custos_store::Objects, std::time::Duration)>,
+    ) -> Self {
         let (store, dir, database_url) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
@@ -57,7 +66,11 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::new(store.clone(), config);
+        let mut state = AppState::new(store.clone(), config);
+        if let Some((objects, period)) = objects {
+            state = state.with_objects(objects);
+            custos_server::health::spawn_object_probe(state.clone(), period);
+        }
         let metrics = state.metrics.clone();
         let kept = state.clone();
         tokio::spawn(async move {

@@ -5,6 +5,7 @@ mod support;
 
 mod conformance;
 mod jobs;
+mod objects;
 mod pagination_properties;
 mod rollups;
 mod row_level_security;

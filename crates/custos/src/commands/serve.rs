@@ -11,8 +11,10 @@ use crate::settings;
 pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let store = settings::open_store(global).await?;
     let listener = bind(args).await?;
-    let state = AppState::new(store, settings::server_config(global, args));
+    let objects = settings::open_objects(global)?;
+    let state = AppState::new(store, settings::server_config(global, args)).with_objects(objects);
     custos_server::jobs::spawn_monitor(state.clone(), args.job_monitor_period);
+    custos_server::health::spawn_object_probe(state.clone(), args.object_store_probe_period);
     serve_until_signal(listener, args, state).await
 }
 
