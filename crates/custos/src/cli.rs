@@ -211,6 +211,29 @@ pub enum BenchCommand {
     /// Scheduled-job pings over loopback HTTP, against unloaded requests at the same
     /// concurrency.
     Pings(BenchPingsArgs),
+    /// `GET /health` latency while rule runs are ingested at full speed, against the same
+    /// request unloaded.
+    Health(BenchHealthArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchHealthArgs {
+    /// Store to measure; postgres needs --database-url / CUSTOS_DATABASE_URL.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub backend: BenchBackend,
+    /// How long ingestion runs while `/health` is sampled, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
+    /// Concurrent ingesting connections.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Rule runs per NDJSON request.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Pause between two `/health` requests, in milliseconds (one at a time, as a
+    /// load balancer or monitor asks).
+    #[arg(long, default_value_t = 10)]
+    pub interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -22,7 +22,9 @@ use custos_server::{AppState, ServerConfig};
 use custos_store::{BaselineBatch, PostgresStore, SqliteStore, Store, StoreResult, Tenant, TokenRecord};
 use secrecy::ExposeSecret;
 
-use crate::cli::{BenchBackend, BenchCommand, BenchIngestArgs, BenchPingsArgs, BenchQueryArgs, GlobalArgs};
+use crate::cli::{
+    BenchBackend, BenchCommand, BenchHealthArgs, BenchIngestArgs, BenchPingsArgs, BenchQueryArgs, GlobalArgs,
+};
 
 static TRACE_RECEIVER: std::sync::Mutex<Option<std::net::TcpListener>> = std::sync::Mutex::new(None);
 
@@ -37,6 +39,7 @@ pub async fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<(
         BenchCommand::Ingest(args) => ingest(global, &args).await,
         BenchCommand::Query(args) => query(global, &args).await,
         BenchCommand::Pings(args) => pings(global, &args).await,
+        BenchCommand::Health(args) => health(global, &args).await,
     }
 }
 
@@ -811,5 +814,128 @@ async fn pings(global: &GlobalArgs, args: &BenchPingsArgs) -> anyhow::Result<()>
         rate / direct_rate
     );
     println!("  stored                           {stored} pings (all answered pings)");
+    Ok(())
+}
+
+/// `GET /health` answered `samples` times one after another, `interval` apart; returns
+/// the sorted latencies and how many answers were not 200.
+async fn health_latencies(
+    client: &reqwest::Client,
+    url: &str,
+    until: impl Fn(usize) -> bool,
+    interval: Duration,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
+    let (mut times, mut not_ok) = (Vec::new(), 0);
+    let mut i = 0;
+    while !until(i) {
+        let started = Instant::now();
+        let response = client.get(url).send().await?;
+        let ok = response.status().as_u16() == 200;
+        response.bytes().await?;
+        times.push(started.elapsed());
+        if !ok {
+            not_ok += 1;
+        }
+        i += 1;
+        tokio::time::sleep(interval).await;
+    }
+    times.sort();
+    Ok((times, not_ok))
+}
+
+async fn health(global: &GlobalArgs, args: &BenchHealthArgs) -> anyhow::Result<()> {
+    if args.seconds == 0 || args.concurrency == 0 || args.batch == 0 {
+        bail!("--seconds, --concurrency and --batch must be positive");
+    }
+    let bench = Bench::open(global, args.backend).await?;
+    let store = bench.store();
+    let tenant = bench_tenant(&*store, "health").await?;
+    let token = bench_token(&*store, &tenant).await?;
+
+    // The server as `serve` runs it: a local object store proved writable by its prober,
+    // and the job monitor, so `/health` has every check it has in production.
+    let objects_dir = tempfile::Builder::new().prefix("custos-bench-objects").tempdir()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let state = AppState::new(store.clone(), ServerConfig::default())
+        .with_objects(custos_store::objects::open(None, objects_dir.path())?);
+    custos_server::health::spawn_object_probe(state.clone(), Duration::from_secs(1));
+    custos_server::jobs::spawn_monitor(state.clone(), Duration::from_secs(1));
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(custos_server::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency + 1).build()?;
+    let health_url = format!("{base}/health");
+    let interval = Duration::from_millis(args.interval_ms);
+    println!(
+        "custos bench health: {} backend, GET /health every {} ms, unloaded then under {} s of ingestion ({} connections, batches of {})",
+        bench.name(),
+        args.interval_ms,
+        args.seconds,
+        args.concurrency,
+        args.batch
+    );
+
+    // Wait for the first object store probe, then the unloaded baseline.
+    let ready = Instant::now();
+    while client.get(&health_url).send().await?.status() != 200 {
+        anyhow::ensure!(ready.elapsed() < Duration::from_secs(10), "/health did not pass within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (unloaded, unloaded_failed) = health_latencies(&client, &health_url, |i| i >= 500, interval).await?;
+
+    // Ingestion at full speed for --seconds, /health sampled all along.
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let next = Arc::new(AtomicUsize::new(0));
+    let run_tag = format!("h{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let url = format!("{base}/v1/tenants/{tenant}/rule-runs");
+    let started = Instant::now();
+    let mut writers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, url, token, next, run_tag, batch) =
+            (client.clone(), url.clone(), token.clone(), next.clone(), run_tag.clone(), args.batch);
+        writers.push(tokio::spawn(async move {
+            let mut sent = 0usize;
+            while Instant::now() < deadline {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                let body = rule_run_lines(&run_tag, b * batch..(b + 1) * batch);
+                post_records(&client, &url, &token, "application/x-ndjson", body, None).await?;
+                sent += batch;
+            }
+            Ok::<usize, anyhow::Error>(sent)
+        }));
+    }
+    let (loaded, loaded_failed) =
+        health_latencies(&client, &health_url, |_| Instant::now() >= deadline, interval).await?;
+    let mut ingested = 0;
+    for writer in writers {
+        ingested += writer.await??;
+    }
+    let ingest_rate = ingested as f64 / started.elapsed().as_secs_f64();
+
+    let line = |name: &str, times: &[Duration], failed: usize| {
+        println!(
+            "  {name:<32} {:>6} requests   p50 {:>6.2} ms   p99 {:>6.2} ms   max {:>6.2} ms   not 200: {failed}",
+            times.len(),
+            ms(percentile(times, 50.0)),
+            ms(percentile(times, 99.0)),
+            ms(times.last().copied().unwrap_or_default()),
+        );
+    };
+    line("baseline: GET /health, unloaded", &unloaded, unloaded_failed);
+    line("GET /health during ingestion", &loaded, loaded_failed);
+    println!(
+        "  p99 ratio to baseline            {:>6.2}",
+        ms(percentile(&loaded, 99.0)) / ms(percentile(&unloaded, 99.0)).max(f64::EPSILON)
+    );
+    println!("  ingestion meanwhile              {ingest_rate:>9.0} rule runs/s ({ingested} stored)");
+    tracing::info!(
+        backend = bench.name(),
+        health_p99_unloaded_ms = ms(percentile(&unloaded, 99.0)),
+        health_p99_loaded_ms = ms(percentile(&loaded, 99.0)),
+        ingest_rate,
+        "bench health finished"
+    );
     Ok(())
 }
