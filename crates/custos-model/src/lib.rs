@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod parse;
 pub mod records;
 pub mod scope;
+pub mod status;
 pub mod timestamp;
 pub mod token;
 
