@@ -38,6 +38,7 @@ const MIGRATIONS: &[Migration] = &[
         name: "scheduled_jobs",
         sql: include_str!("../migrations/postgres/0003_scheduled_jobs.sql"),
     },
+    Migration { version: 4, name: "status_page", sql: include_str!("../migrations/postgres/0004_status_page.sql") },
 ];
 
 /// Arbitrary constant naming custos's migration lock among the database's advisory locks.

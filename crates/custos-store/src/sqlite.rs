@@ -33,6 +33,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("../migrations/sqlite/0001_initial.sql") },
     Migration { version: 2, name: "metric_rollups", sql: include_str!("../migrations/sqlite/0002_metric_rollups.sql") },
     Migration { version: 3, name: "scheduled_jobs", sql: include_str!("../migrations/sqlite/0003_scheduled_jobs.sql") },
+    Migration { version: 4, name: "status_page", sql: include_str!("../migrations/sqlite/0004_status_page.sql") },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

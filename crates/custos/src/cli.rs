@@ -31,7 +31,8 @@ pub struct GlobalArgs {
     #[arg(long, env = "CUSTOS_DATABASE_URL", value_parser = parse_secret, global = true, hide_env_values = true)]
     pub database_url: Option<SecretString>,
     /// Object store for evidence and exports: s3://bucket/prefix (credentials and endpoint
-    /// from the standard AWS_* variables, AWS_ENDPOINT_URL included); <data-dir>/objects when unset.
+    /// from the standard AWS_* variables, AWS_ENDPOINT_URL included); objects/ under
+    /// --data-dir when unset.
     #[arg(long, env = "CUSTOS_OBJECT_STORE_URL", global = true)]
     pub object_store_url: Option<String>,
     /// Log line format on standard error.
