@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use custos_model::records::{ConnectorSync, Delivery, QueueSnapshot, RuleRun};
+use custos_model::status::ComponentStatus;
 use custos_model::{Component, FreshnessPolicy, TenantId, Timestamp};
 use custos_store::{
-    Backend, IngestSummary, JobEventOutcome, JobEventRequest, JobRecord, Page, PutOutcome, RecordQuery,
-    SchemaDescription, SeriesRow, Store, StoreResult, Stored, StoredFlip, StoredPing, Tenant, TokenRecord,
+    Backend, IncidentRecord, IngestSummary, JobEventOutcome, JobEventRequest, JobRecord, MaintenanceRecord,
+    NewIncidentUpdate, Page, PutOutcome, RecordQuery, SchemaDescription, SeriesRow, StatusChange, StatusScope, Store,
+    StoreResult, Stored, StoredFlip, StoredPing, Tenant, TokenRecord,
 };
 use custos_telemetry::Metrics;
 use tracing::Instrument;
@@ -107,4 +109,13 @@ instrument! {
     job_pings_page(tenant: &TenantId, job_id: &str, query: &RecordQuery) -> StoreResult<Page<StoredPing>>;
     job_flips_page(tenant: &TenantId, job_id: Option<&str>, query: &RecordQuery) -> StoreResult<Page<StoredFlip>>;
     reevaluate_jobs(tenant: &TenantId, now: Timestamp) -> StoreResult<Vec<StoredFlip>>;
+    record_status(scope: &StatusScope, observed: &[(String, ComponentStatus)], at: Timestamp) -> StoreResult<usize>;
+    status_changes(scope: &StatusScope, since: Timestamp) -> StoreResult<Vec<StatusChange>>;
+    create_incident(scope: &StatusScope, incident: &IncidentRecord) -> StoreResult<()>;
+    update_incident(scope: &StatusScope, id: &str, update: &NewIncidentUpdate) -> StoreResult<IncidentRecord>;
+    incident(scope: &StatusScope, id: &str) -> StoreResult<Option<IncidentRecord>>;
+    incidents(scope: &StatusScope, resolved_since: Timestamp) -> StoreResult<Vec<IncidentRecord>>;
+    create_maintenance(scope: &StatusScope, window: &MaintenanceRecord) -> StoreResult<()>;
+    cancel_maintenance(scope: &StatusScope, id: &str, at: Timestamp) -> StoreResult<()>;
+    maintenance_windows(scope: &StatusScope) -> StoreResult<Vec<MaintenanceRecord>>;
 }

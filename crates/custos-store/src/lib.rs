@@ -7,6 +7,7 @@ mod postgres;
 pub mod rollup;
 mod schema;
 mod sqlite;
+pub mod status;
 mod table;
 pub mod testing;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
+use custos_model::status::ComponentStatus;
 use custos_model::{
     Component, ComponentKind, Cursor, FreshnessPolicy, FreshnessThresholds, Scope, TenantId, Timestamp,
 };
@@ -27,6 +29,9 @@ pub use postgres::{APP_ROLE, PostgresStore};
 pub use rollup::{RollupFamily, SeriesRow, SeriesValues};
 pub use schema::{SchemaDescription, TableDescription};
 pub use sqlite::SqliteStore;
+pub use status::{
+    IncidentRecord, IncidentSource, IncidentUpdate, MaintenanceRecord, NewIncidentUpdate, StatusChange, StatusScope,
+};
 pub use table::BaselineBatch;
 
 /// Which engine a store runs on.
@@ -246,6 +251,37 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// The monitor's pass: records the flips that time made at `now` (late, down), each
     /// at most once even when several processes run the pass at once.
     async fn reevaluate_jobs(&self, tenant: &TenantId, now: Timestamp) -> StoreResult<Vec<StoredFlip>>;
+
+    /// Records each observed (component, state) that differs from the component's
+    /// latest change, at `at`; returns how many changed.
+    async fn record_status(
+        &self,
+        scope: &StatusScope,
+        observed: &[(String, ComponentStatus)],
+        at: Timestamp,
+    ) -> StoreResult<usize>;
+    /// Changes at or after `since`, and each component's last change before it, ordered
+    /// by component and time: enough to know every state from `since` on.
+    async fn status_changes(&self, scope: &StatusScope, since: Timestamp) -> StoreResult<Vec<StatusChange>>;
+    /// Stores a new incident with its updates. An automatic incident whose signal
+    /// (`auto_key`) already has one open is `AlreadyExists`, however many replicas try.
+    async fn create_incident(&self, scope: &StatusScope, incident: &IncidentRecord) -> StoreResult<()>;
+    /// Appends an update and sets the incident's status and impact from it.
+    async fn update_incident(
+        &self,
+        scope: &StatusScope,
+        id: &str,
+        update: &NewIncidentUpdate,
+    ) -> StoreResult<IncidentRecord>;
+    async fn incident(&self, scope: &StatusScope, id: &str) -> StoreResult<Option<IncidentRecord>>;
+    /// Open incidents and those resolved at or after `resolved_since`, newest first,
+    /// each with its updates.
+    async fn incidents(&self, scope: &StatusScope, resolved_since: Timestamp) -> StoreResult<Vec<IncidentRecord>>;
+    async fn create_maintenance(&self, scope: &StatusScope, window: &MaintenanceRecord) -> StoreResult<()>;
+    /// Cancels a window (kept, never shown again); `NotFound` when none is live.
+    async fn cancel_maintenance(&self, scope: &StatusScope, id: &str, at: Timestamp) -> StoreResult<()>;
+    /// Every window not cancelled, oldest first.
+    async fn maintenance_windows(&self, scope: &StatusScope) -> StoreResult<Vec<MaintenanceRecord>>;
 }
 
 /// Routes a record type to its `Store` operations, so code generic over the record

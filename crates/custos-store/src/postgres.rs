@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
+use custos_model::status::ComponentStatus;
 use custos_model::{Component, ComponentKind, FreshnessPolicy, FreshnessThresholds, TenantId, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
@@ -20,6 +21,9 @@ use crate::error::{PostgresContext, StoreError, StoreResult};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 use crate::rollup::{self, Rollup, RollupFamily, RollupItem, SeriesRow, SeriesValues};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
+use crate::status::{
+    self, IncidentRecord, IncidentUpdate, MaintenanceRecord, NewIncidentUpdate, StatusChange, StatusScope,
+};
 use crate::table::{self, BaselineBatch, ColType, Dialect, EncodedRecord, TableSpec, Value};
 use crate::{
     Backend, COMPONENT_COLUMN_COUNT, COMPONENT_COLUMNS, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored,
@@ -88,9 +92,15 @@ impl PostgresStore {
 
     /// A transaction in which row-level security admits only `tenant`'s rows.
     async fn tenant_tx(&self, tenant: &TenantId) -> StoreResult<Transaction<'static, Postgres>> {
+        self.scope_tx(tenant.as_str()).await
+    }
+
+    /// A transaction in which row-level security admits only the rows whose `tenant_id`
+    /// is `key` (a tenant's id, or `''` for the platform's status page).
+    async fn scope_tx(&self, key: &str) -> StoreResult<Transaction<'static, Postgres>> {
         let mut tx = self.pool.begin().await.ctx("beginning a transaction")?;
         sqlx::query("SELECT set_config('custos.tenant_id', $1, true)")
-            .bind(tenant.as_str())
+            .bind(key)
             .execute(&mut *tx)
             .await
             .ctx("setting the tenant")?;
@@ -369,6 +379,40 @@ async fn upsert_series(
         .execute(&mut **tx)
         .await
         .ctx("upserting series")?;
+    Ok(())
+}
+
+async fn read_incident_updates(
+    tx: &mut Transaction<'static, Postgres>,
+    key: &str,
+    id: &str,
+) -> StoreResult<Vec<IncidentUpdate>> {
+    let rows = sqlx::query(status::incident_updates_sql())
+        .bind(key)
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await
+        .ctx("reading incident updates")?;
+    rows.iter().map(|r| status::update_from_row(r).map(|(_, update)| update)).collect()
+}
+
+async fn insert_incident_update(
+    tx: &mut Transaction<'static, Postgres>,
+    key: &str,
+    id: &str,
+    update: &IncidentUpdate,
+) -> StoreResult<()> {
+    sqlx::query(status::INSERT_UPDATE_SQL)
+        .bind(key)
+        .bind(id)
+        .bind(update.seq)
+        .bind(update.at.as_micros())
+        .bind(update.status.as_str())
+        .bind(update.impact.as_str())
+        .bind(&update.message)
+        .execute(&mut **tx)
+        .await
+        .ctx("storing an incident update")?;
     Ok(())
 }
 
@@ -1145,6 +1189,208 @@ impl Store for PostgresStore {
         write_job_rows(&mut tx, tenant, &writes).await?;
         tx.commit().await.ctx("committing")?;
         Ok(writes.flips)
+    }
+
+    async fn record_status(
+        &self,
+        scope: &StatusScope,
+        observed: &[(String, ComponentStatus)],
+        at: Timestamp,
+    ) -> StoreResult<usize> {
+        let mut tx = self.scope_tx(scope.key()).await?;
+        // One writer per scope at a time, so two replicas do not both record a change.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('custos.status'), hashtext($1))")
+            .bind(scope.key())
+            .execute(&mut *tx)
+            .await
+            .ctx("locking the status scope")?;
+        let rows = sqlx::query(status::LATEST_STATUS_SQL)
+            .bind(scope.key())
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading the latest states")?;
+        let latest = rows.iter().map(status::change_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let changed = status::changed(&latest, observed);
+        for (component, state) in &changed {
+            sqlx::query(status::INSERT_STATUS_SQL)
+                .bind(scope.key())
+                .bind(component)
+                .bind(at.as_micros())
+                .bind(state.as_str())
+                .execute(&mut *tx)
+                .await
+                .ctx("recording a status change")?;
+        }
+        tx.commit().await.ctx("committing status changes")?;
+        Ok(changed.len())
+    }
+
+    async fn status_changes(&self, scope: &StatusScope, since: Timestamp) -> StoreResult<Vec<StatusChange>> {
+        let mut tx = self.scope_tx(scope.key()).await?;
+        let rows = sqlx::query(status::STATUS_CHANGES_SQL)
+            .bind(scope.key())
+            .bind(since.as_micros())
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading status changes")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        rows.iter().map(status::change_from_row).collect()
+    }
+
+    async fn create_incident(&self, scope: &StatusScope, incident: &IncidentRecord) -> StoreResult<()> {
+        let mut tx = self.scope_tx(scope.key()).await?;
+        let inserted = sqlx::query(status::INSERT_INCIDENT_SQL)
+            .bind(scope.key())
+            .bind(&incident.id)
+            .bind(&incident.title)
+            .bind(incident.status.as_str())
+            .bind(incident.impact.as_str())
+            .bind(status::components_json(&incident.components))
+            .bind(incident.source.as_str())
+            .bind(&incident.auto_key)
+            .bind(incident.created_at.as_micros())
+            .bind(incident.updated_at.as_micros())
+            .bind(incident.resolved_at.map(Timestamp::as_micros))
+            .execute(&mut *tx)
+            .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                let id = incident.auto_key.clone().unwrap_or_else(|| incident.id.clone());
+                return Err(StoreError::AlreadyExists { what: "open incident", id });
+            }
+            other => other.ctx("storing an incident")?,
+        };
+        for update in &incident.updates {
+            insert_incident_update(&mut tx, scope.key(), &incident.id, update).await?;
+        }
+        tx.commit().await.ctx("committing an incident")
+    }
+
+    async fn update_incident(
+        &self,
+        scope: &StatusScope,
+        id: &str,
+        update: &NewIncidentUpdate,
+    ) -> StoreResult<IncidentRecord> {
+        let mut tx = self.scope_tx(scope.key()).await?;
+        let row = sqlx::query(sql_text(status::incident_sql() + " FOR UPDATE"))
+            .bind(scope.key())
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("reading an incident")?
+            .ok_or_else(|| StoreError::NotFound { what: "incident", id: id.to_owned() })?;
+        let mut incident = status::incident_from_row(&row)?;
+        incident.updates = read_incident_updates(&mut tx, scope.key(), id).await?;
+        let seq = incident.updates.last().map_or(1, |u| u.seq + 1);
+        status::apply_update(&mut incident, update, seq);
+        let stored = incident.updates.last().cloned().expect("an update was just applied");
+        insert_incident_update(&mut tx, scope.key(), id, &stored).await?;
+        sqlx::query(status::SET_INCIDENT_SQL)
+            .bind(scope.key())
+            .bind(id)
+            .bind(incident.status.as_str())
+            .bind(incident.impact.as_str())
+            .bind(incident.updated_at.as_micros())
+            .bind(incident.resolved_at.map(Timestamp::as_micros))
+            .execute(&mut *tx)
+            .await
+            .ctx("updating an incident")?;
+        tx.commit().await.ctx("committing an incident update")?;
+        Ok(incident)
+    }
+
+    async fn incident(&self, scope: &StatusScope, id: &str) -> StoreResult<Option<IncidentRecord>> {
+        let mut tx = self.scope_tx(scope.key()).await?;
+        let row = sqlx::query(sql_text(status::incident_sql()))
+            .bind(scope.key())
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("reading an incident")?;
+        let incident = match row {
+            None => None,
+            Some(row) => {
+                let mut incident = status::incident_from_row(&row)?;
+                incident.updates = read_incident_updates(&mut tx, scope.key(), id).await?;
+                Some(incident)
+            }
+        };
+        tx.commit().await.ctx("ending a read transaction")?;
+        Ok(incident)
+    }
+
+    async fn incidents(&self, scope: &StatusScope, resolved_since: Timestamp) -> StoreResult<Vec<IncidentRecord>> {
+        let mut tx = self.scope_tx(scope.key()).await?;
+        let rows = sqlx::query(sql_text(status::incidents_sql()))
+            .bind(scope.key())
+            .bind(resolved_since.as_micros())
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading incidents")?;
+        let update_rows = sqlx::query(status::UPDATES_SQL)
+            .bind(scope.key())
+            .bind(resolved_since.as_micros())
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading incident updates")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        let mut incidents = rows.iter().map(status::incident_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let updates = update_rows.iter().map(status::update_from_row).collect::<StoreResult<Vec<_>>>()?;
+        status::attach_updates(&mut incidents, updates);
+        Ok(incidents)
+    }
+
+    async fn create_maintenance(&self, scope: &StatusScope, window: &MaintenanceRecord) -> StoreResult<()> {
+        let input = &window.window.input;
+        let mut tx = self.scope_tx(scope.key()).await?;
+        let inserted = sqlx::query(status::INSERT_MAINTENANCE_SQL)
+            .bind(scope.key())
+            .bind(&window.id)
+            .bind(&input.title)
+            .bind(status::components_json(&input.components))
+            .bind(input.starts_at.map(Timestamp::as_micros))
+            .bind(input.ends_at.map(Timestamp::as_micros))
+            .bind(&input.cron)
+            .bind(&input.timezone)
+            .bind(input.duration_minutes)
+            .bind(window.created_at.as_micros())
+            .execute(&mut *tx)
+            .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::AlreadyExists { what: "maintenance window", id: window.id.clone() });
+            }
+            other => other.ctx("storing a maintenance window")?,
+        };
+        tx.commit().await.ctx("committing a maintenance window")
+    }
+
+    async fn cancel_maintenance(&self, scope: &StatusScope, id: &str, at: Timestamp) -> StoreResult<()> {
+        let mut tx = self.scope_tx(scope.key()).await?;
+        let done = sqlx::query(status::CANCEL_MAINTENANCE_SQL)
+            .bind(scope.key())
+            .bind(id)
+            .bind(at.as_micros())
+            .execute(&mut *tx)
+            .await
+            .ctx("cancelling a maintenance window")?;
+        tx.commit().await.ctx("committing a cancellation")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: "maintenance window", id: id.to_owned() });
+        }
+        Ok(())
+    }
+
+    async fn maintenance_windows(&self, scope: &StatusScope) -> StoreResult<Vec<MaintenanceRecord>> {
+        let mut tx = self.scope_tx(scope.key()).await?;
+        let rows = sqlx::query(status::MAINTENANCE_SQL)
+            .bind(scope.key())
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading maintenance windows")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        rows.iter().map(status::maintenance_from_row).collect()
     }
 }
 

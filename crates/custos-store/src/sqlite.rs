@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
+use custos_model::status::ComponentStatus;
 use custos_model::{Component, FreshnessPolicy, TenantId, Timestamp};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -23,6 +24,9 @@ use crate::error::{SqliteContext, StoreError, StoreResult};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 use crate::rollup::{self, Rollup, RollupFamily, RollupItem, SeriesRow};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
+use crate::status::{
+    self, IncidentRecord, IncidentUpdate, MaintenanceRecord, NewIncidentUpdate, StatusChange, StatusScope,
+};
 use crate::table::{self, BaselineBatch, Dialect, EncodedRecord, TableSpec, Value};
 use crate::{
     Backend, COMPONENT_COLUMN_COUNT, COMPONENT_COLUMNS, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored,
@@ -557,6 +561,58 @@ fn write_job_rows(tx: &Connection, tenant: &TenantId, writes: &jobs::JobWrites) 
 }
 
 /// Runs a history page query (tenant first, then `params`) and decodes its rows.
+/// `sql` written with `$n` parameters (shared with PostgreSQL), as SQLite reads them.
+fn lite(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+/// Every row of `sql` with `values` bound in order, decoded.
+fn rows<T>(
+    conn: &Connection,
+    sql: &str,
+    values: &[Value],
+    decode: impl Fn(&rusqlite::Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).ctx("preparing a read")?;
+    let mut found = stmt.query(rusqlite::params_from_iter(values)).ctx("reading")?;
+    let mut items = Vec::new();
+    while let Some(row) = found.next().ctx("reading")? {
+        items.push(decode(row)?);
+    }
+    Ok(items)
+}
+
+fn read_incident(conn: &Connection, key: &str, id: &str) -> StoreResult<Option<IncidentRecord>> {
+    let values = [Value::Text(key.to_owned()), Value::Text(id.to_owned())];
+    let Some(mut incident) =
+        rows(conn, &lite(&status::incident_sql()), &values, |r| status::incident_from_row(r))?.pop()
+    else {
+        return Ok(None);
+    };
+    incident.updates = rows(conn, &lite(status::incident_updates_sql()), &values, |r| status::update_from_row(r))?
+        .into_iter()
+        .map(|(_, update)| update)
+        .collect();
+    Ok(Some(incident))
+}
+
+fn insert_incident_update(conn: &Connection, key: &str, id: &str, update: &IncidentUpdate) -> StoreResult<()> {
+    conn.execute(
+        &lite(status::INSERT_UPDATE_SQL),
+        params![
+            key,
+            id,
+            update.seq,
+            update.at.as_micros(),
+            update.status.as_str(),
+            update.impact.as_str(),
+            update.message
+        ],
+    )
+    .ctx("storing an incident update")?;
+    Ok(())
+}
+
 fn history_rows<T>(
     conn: &Connection,
     sql: &str,
@@ -1151,5 +1207,169 @@ impl Store for SqliteStore {
             Ok(writes.flips)
         })
         .await
+    }
+
+    async fn record_status(
+        &self,
+        scope: &StatusScope,
+        observed: &[(String, ComponentStatus)],
+        at: Timestamp,
+    ) -> StoreResult<usize> {
+        let (key, observed) = (scope.key().to_owned(), observed.to_vec());
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
+            let latest = rows(&tx, &lite(status::LATEST_STATUS_SQL), &[Value::Text(key.clone())], |r| {
+                status::change_from_row(r)
+            })?;
+            let changed = status::changed(&latest, &observed);
+            for (component, state) in &changed {
+                tx.execute(&lite(status::INSERT_STATUS_SQL), params![key, component, at.as_micros(), state.as_str()])
+                    .ctx("recording a status change")?;
+            }
+            tx.commit().ctx("committing status changes")?;
+            Ok(changed.len())
+        })
+        .await
+    }
+
+    async fn status_changes(&self, scope: &StatusScope, since: Timestamp) -> StoreResult<Vec<StatusChange>> {
+        let values = [Value::Text(scope.key().to_owned()), Value::Int(since.as_micros())];
+        self.read(move |conn| rows(conn, &lite(status::STATUS_CHANGES_SQL), &values, |r| status::change_from_row(r)))
+            .await
+    }
+
+    async fn create_incident(&self, scope: &StatusScope, incident: &IncidentRecord) -> StoreResult<()> {
+        let (key, incident) = (scope.key().to_owned(), incident.clone());
+        self.write(move |conn| {
+            let tx = conn.transaction().ctx("beginning")?;
+            let inserted = tx.execute(
+                &lite(status::INSERT_INCIDENT_SQL),
+                params![
+                    key,
+                    incident.id,
+                    incident.title,
+                    incident.status.as_str(),
+                    incident.impact.as_str(),
+                    status::components_json(&incident.components),
+                    incident.source.as_str(),
+                    incident.auto_key,
+                    incident.created_at.as_micros(),
+                    incident.updated_at.as_micros(),
+                    incident.resolved_at.map(Timestamp::as_micros),
+                ],
+            );
+            match inserted {
+                Err(e) if is_unique_violation(&e) => {
+                    let id = incident.auto_key.clone().unwrap_or_else(|| incident.id.clone());
+                    return Err(StoreError::AlreadyExists { what: "open incident", id });
+                }
+                other => other.ctx("storing an incident")?,
+            };
+            for update in &incident.updates {
+                insert_incident_update(&tx, &key, &incident.id, update)?;
+            }
+            tx.commit().ctx("committing an incident")
+        })
+        .await
+    }
+
+    async fn update_incident(
+        &self,
+        scope: &StatusScope,
+        id: &str,
+        update: &NewIncidentUpdate,
+    ) -> StoreResult<IncidentRecord> {
+        let (key, id, update) = (scope.key().to_owned(), id.to_owned(), update.clone());
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
+            let mut incident = read_incident(&tx, &key, &id)?
+                .ok_or_else(|| StoreError::NotFound { what: "incident", id: id.clone() })?;
+            let seq: i64 = tx
+                .query_row(&lite(status::NEXT_SEQ_SQL), params![key, id], |r| r.get(0))
+                .ctx("numbering an incident update")?;
+            status::apply_update(&mut incident, &update, seq);
+            let stored = incident.updates.last().cloned().expect("an update was just applied");
+            insert_incident_update(&tx, &key, &id, &stored)?;
+            tx.execute(
+                &lite(status::SET_INCIDENT_SQL),
+                params![
+                    key,
+                    id,
+                    incident.status.as_str(),
+                    incident.impact.as_str(),
+                    incident.updated_at.as_micros(),
+                    incident.resolved_at.map(Timestamp::as_micros)
+                ],
+            )
+            .ctx("updating an incident")?;
+            tx.commit().ctx("committing an incident update")?;
+            Ok(incident)
+        })
+        .await
+    }
+
+    async fn incident(&self, scope: &StatusScope, id: &str) -> StoreResult<Option<IncidentRecord>> {
+        let (key, id) = (scope.key().to_owned(), id.to_owned());
+        self.read(move |conn| read_incident(conn, &key, &id)).await
+    }
+
+    async fn incidents(&self, scope: &StatusScope, resolved_since: Timestamp) -> StoreResult<Vec<IncidentRecord>> {
+        let values = [Value::Text(scope.key().to_owned()), Value::Int(resolved_since.as_micros())];
+        self.read(move |conn| {
+            let mut incidents = rows(conn, &lite(&status::incidents_sql()), &values, |r| status::incident_from_row(r))?;
+            let updates = rows(conn, &lite(status::UPDATES_SQL), &values, |r| status::update_from_row(r))?;
+            status::attach_updates(&mut incidents, updates);
+            Ok(incidents)
+        })
+        .await
+    }
+
+    async fn create_maintenance(&self, scope: &StatusScope, window: &MaintenanceRecord) -> StoreResult<()> {
+        let (key, record) = (scope.key().to_owned(), window.clone());
+        self.write(move |conn| {
+            let input = &record.window.input;
+            let inserted = conn.execute(
+                &lite(status::INSERT_MAINTENANCE_SQL),
+                params![
+                    key,
+                    record.id,
+                    input.title,
+                    status::components_json(&input.components),
+                    input.starts_at.map(Timestamp::as_micros),
+                    input.ends_at.map(Timestamp::as_micros),
+                    input.cron,
+                    input.timezone,
+                    input.duration_minutes,
+                    record.created_at.as_micros(),
+                ],
+            );
+            match inserted {
+                Err(e) if is_unique_violation(&e) => {
+                    Err(StoreError::AlreadyExists { what: "maintenance window", id: record.id.clone() })
+                }
+                other => other.ctx("storing a maintenance window").map(|_| ()),
+            }
+        })
+        .await
+    }
+
+    async fn cancel_maintenance(&self, scope: &StatusScope, id: &str, at: Timestamp) -> StoreResult<()> {
+        let (key, id) = (scope.key().to_owned(), id.to_owned());
+        self.write(move |conn| {
+            let changed = conn
+                .execute(&lite(status::CANCEL_MAINTENANCE_SQL), params![key, id, at.as_micros()])
+                .ctx("cancelling a maintenance window")?;
+            if changed == 0 {
+                return Err(StoreError::NotFound { what: "maintenance window", id });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn maintenance_windows(&self, scope: &StatusScope) -> StoreResult<Vec<MaintenanceRecord>> {
+        let values = [Value::Text(scope.key().to_owned())];
+        self.read(move |conn| rows(conn, &lite(status::MAINTENANCE_SQL), &values, |r| status::maintenance_from_row(r)))
+            .await
     }
 }

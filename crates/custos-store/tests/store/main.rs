@@ -9,3 +9,4 @@ mod objects;
 mod pagination_properties;
 mod rollups;
 mod row_level_security;
+mod status;
