@@ -300,7 +300,7 @@ fn bad_windows_name_the_field() {
         ends_at: None,
         cron: Some("0 2 * * SUN".into()),
         duration_minutes: Some(60),
-        ..base.clone()
+        ..base
     };
     assert_eq!(field(MaintenanceInput { cron: Some("every sunday".into()), ..recurring.clone() }), "cron");
     assert_eq!(field(MaintenanceInput { timezone: Some("Mars/Olympus".into()), ..recurring.clone() }), "timezone");
