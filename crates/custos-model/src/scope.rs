@@ -112,6 +112,12 @@ impl Scope {
         Ok(Self { permission: permission.parse()?, tenant })
     }
 
+    /// Whether this scope allows `permission` on every tenant (`…#tenant/*`): what
+    /// platform-wide operations (the public status page's incidents) need.
+    pub fn grants_all(&self, permission: Permission) -> bool {
+        (self.permission == permission || self.permission == Permission::Admin) && self.tenant == TenantSelector::All
+    }
+
     /// Whether this scope allows `permission` on `tenant`.
     pub fn grants(&self, permission: Permission, tenant: &TenantId) -> bool {
         (self.permission == permission || self.permission == Permission::Admin) && self.tenant.matches(tenant)

@@ -29,6 +29,21 @@ pub const UPTIME_DAYS: i64 = 90;
 /// fraction of a minute down (Statuspage's convention; a major outage counts fully).
 pub const PARTIAL_OUTAGE_WEIGHT: f64 = 0.3;
 
+/// The platform-wide page's components: (id, name). Their states come from what every
+/// tenant's platform reports, and from custos itself; none names a tenant.
+pub const PLATFORM_COMPONENTS: [(&str, &str); 5] = [
+    ("api", "API"),
+    ("ingestion", "Ingestion"),
+    ("delivery", "Delivery dispatcher"),
+    ("workers", "Workers"),
+    ("console", "Web console"),
+];
+
+/// The ids of [`PLATFORM_COMPONENTS`].
+pub fn platform_component_ids() -> Vec<&'static str> {
+    PLATFORM_COMPONENTS.iter().map(|(id, _)| *id).collect()
+}
+
 /// A component's state, in Statuspage's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -83,6 +83,20 @@ impl Caller {
         self.token.scopes.iter().any(|scope| scope.grants(permission, tenant))
     }
 
+    /// Checks `permission` on every tenant (a `…#tenant/*` scope): platform-wide
+    /// operations such as the public status page's incidents.
+    pub fn platform_access(&self, state: &AppState, permission: Permission) -> Result<(), ApiError> {
+        note_invocation(|i| i.permission = Some(permission));
+        if !self.token.scopes.iter().any(|scope| scope.grants_all(permission)) {
+            state.metrics.count_auth_failure("missing_scope");
+            tracing::Span::current().record("custos.auth.outcome", "forbidden");
+            let missing = Scope::new(permission, TenantSelector::All);
+            return Err(ApiError::new(ErrorCode::Forbidden, format!("missing scope {missing}")));
+        }
+        tracing::Span::current().record("custos.auth.outcome", "allowed");
+        Ok(())
+    }
+
     /// Checks `permission` on the tenant named in the path, in the documented order.
     pub async fn tenant_access(
         &self,

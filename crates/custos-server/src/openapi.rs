@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::routes::{components, jobs, platform, records::endpoints};
+use crate::routes::{components, incidents, jobs, platform, records::endpoints};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,7 @@ use crate::routes::{components, jobs, platform, records::endpoints};
         (name = "queue snapshots", description = "Queue depth and age over time"),
         (name = "deliveries", description = "Delivery attempts to SIEM and workflow destinations"),
         (name = "jobs", description = "Scheduled jobs: pings, status, next expected run, history"),
+        (name = "status", description = "The public status page: incidents and their updates"),
         (name = "platform", description = "Health and API description"),
     )
 )]
@@ -120,6 +121,9 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::resume_job))
         .routes(routes!(jobs::list_job_pings))
         .routes(routes!(jobs::list_job_flips))
+        .routes(routes!(incidents::open_incident, incidents::list_incidents))
+        .routes(routes!(incidents::get_incident))
+        .routes(routes!(incidents::update_incident))
         .routes(routes!(platform::health))
         .routes(routes!(platform::liveness))
         .routes(routes!(platform::readiness))

@@ -7,6 +7,7 @@ mod auth;
 mod components;
 mod deploy;
 mod health;
+mod incidents;
 mod jobs;
 mod logging;
 mod metrics;
