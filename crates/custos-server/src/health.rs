@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tracing::Instrument;
 
 use crate::AppState;
 use crate::workers::WorkerBeat;
@@ -144,16 +143,12 @@ impl ProbeSlot {
 /// the latest result instead.
 pub fn spawn_object_probe(state: AppState, period: Duration) -> Option<tokio::task::JoinHandle<()>> {
     let objects = state.objects.clone()?;
-    state.workers.register(OBJECT_PROBE, period);
-    Some(tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
+    let workers = state.workers.clone();
+    Some(workers.spawn_periodic(OBJECT_PROBE, period, move || {
+        let (state, objects) = (state.clone(), objects.clone());
+        async move {
             let started = Instant::now();
-            let span = custos_telemetry::trace_context::worker_span(OBJECT_PROBE, "iteration");
-            let probe = objects.probe(&state.config.instance_id).instrument(span);
-            let error = match tokio::time::timeout(period, probe).await {
+            let error = match tokio::time::timeout(period, objects.probe(&state.config.instance_id)).await {
                 Ok(Ok(())) => None,
                 Ok(Err(error)) => {
                     tracing::warn!(error = &error as &dyn std::error::Error, "object store probe failed");
@@ -164,8 +159,9 @@ pub fn spawn_object_probe(state: AppState, period: Duration) -> Option<tokio::ta
                     Some(format!("{}: no answer within {} ms", objects.location(), period.as_millis()))
                 }
             };
+            let probed = usize::from(error.is_none());
             state.object_probe.set(ProbeOutcome { finished: Instant::now(), took: started.elapsed(), error });
-            state.workers.finished_iteration(OBJECT_PROBE, started.elapsed());
+            probed
         }
     }))
 }

@@ -14,7 +14,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use custos_model::TenantId;
 use custos_store::{Backend, JobEventOutcome, JobEventRequest, Store};
@@ -151,18 +151,10 @@ async fn write_batch(store: &dyn Store, batch: &mut Vec<Pending>) {
 /// Runs the monitor every `period` until the process ends, reporting each pass to the
 /// workers registry (so `/health` sees it stall).
 pub fn spawn_monitor(state: AppState, period: Duration) -> tokio::task::JoinHandle<()> {
-    state.workers.register(MONITOR, period);
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let started = Instant::now();
-            let span = custos_telemetry::trace_context::worker_span(MONITOR, "iteration");
-            let flips = monitor_pass(&state).instrument(span.clone()).await;
-            span.record("records", flips);
-            state.workers.finished_iteration(MONITOR, started.elapsed());
-        }
+    let workers = state.workers.clone();
+    workers.spawn_periodic(MONITOR, period, move || {
+        let state = state.clone();
+        async move { monitor_pass(&state).await }
     })
 }
 
