@@ -98,6 +98,12 @@ impl ComponentStatus {
             ComponentStatus::MajorOutage => 3,
         }
     }
+
+    /// Which state colours a day's bar: the most severe, and maintenance over a day
+    /// that was otherwise only operational.
+    fn bar_rank(self) -> u8 {
+        2 * self.severity() + u8::from(self == ComponentStatus::UnderMaintenance)
+    }
 }
 
 /// The page's one-line summary, in Statuspage's words.
@@ -287,17 +293,9 @@ pub fn daily_bars(intervals: &[Interval], now: Timestamp, days: i64) -> Vec<DayB
                 }
                 let index = ComponentStatus::ALL.iter().position(|s| *s == interval.status).unwrap_or(0);
                 seconds[index] += (to - from) / MICROS;
-                worst_status = Some(match worst_status {
-                    None => interval.status,
-                    Some(w) if interval.status.severity() > w.severity() => interval.status,
-                    Some(w)
-                        if w == ComponentStatus::Operational
-                            && interval.status == ComponentStatus::UnderMaintenance =>
-                    {
-                        interval.status
-                    }
-                    Some(w) => w,
-                });
+                if worst_status.is_none_or(|w| interval.status.bar_rank() > w.bar_rank()) {
+                    worst_status = Some(interval.status);
+                }
             }
             let observed: i64 = seconds.iter().sum();
             let [operational, degraded, partial, major, maintenance] = seconds;

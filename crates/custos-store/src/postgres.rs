@@ -1282,9 +1282,7 @@ impl Store for PostgresStore {
             .ok_or_else(|| StoreError::NotFound { what: "incident", id: id.to_owned() })?;
         let mut incident = status::incident_from_row(&row)?;
         incident.updates = read_incident_updates(&mut tx, scope.key(), id).await?;
-        let seq = incident.updates.last().map_or(1, |u| u.seq + 1);
-        status::apply_update(&mut incident, update, seq);
-        let stored = incident.updates.last().cloned().expect("an update was just applied");
+        let stored = status::apply_update(&mut incident, update);
         insert_incident_update(&mut tx, scope.key(), id, &stored).await?;
         sqlx::query(status::SET_INCIDENT_SQL)
             .bind(scope.key())

@@ -622,13 +622,7 @@ fn history_rows<T>(
 ) -> StoreResult<Vec<T>> {
     let mut values = vec![Value::Text(tenant.as_str().to_owned())];
     values.extend_from_slice(params);
-    let mut stmt = conn.prepare_cached(sql).ctx("reading history")?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(&values)).ctx("reading history")?;
-    let mut items = Vec::new();
-    while let Some(row) = rows.next().ctx("reading history")? {
-        items.push(decode(row)?);
-    }
-    Ok(items)
+    rows(conn, sql, &values, decode)
 }
 
 fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
@@ -1284,11 +1278,7 @@ impl Store for SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
             let mut incident = read_incident(&tx, &key, &id)?
                 .ok_or_else(|| StoreError::NotFound { what: "incident", id: id.clone() })?;
-            let seq: i64 = tx
-                .query_row(&lite(status::NEXT_SEQ_SQL), params![key, id], |r| r.get(0))
-                .ctx("numbering an incident update")?;
-            status::apply_update(&mut incident, &update, seq);
-            let stored = incident.updates.last().cloned().expect("an update was just applied");
+            let stored = status::apply_update(&mut incident, &update);
             insert_incident_update(&tx, &key, &id, &stored)?;
             tx.execute(
                 &lite(status::SET_INCIDENT_SQL),

@@ -172,10 +172,8 @@ pub(crate) const INSERT_UPDATE_SQL: &str = "INSERT INTO incident_updates (tenant
      impact, message) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 pub(crate) const SET_INCIDENT_SQL: &str = "UPDATE incidents SET status = $3, impact = $4, updated_at_us = $5, \
      resolved_at_us = $6 WHERE tenant_id = $1 AND id = $2";
-pub(crate) const NEXT_SEQ_SQL: &str =
-    "SELECT COALESCE(MAX(seq), 0) + 1 FROM incident_updates WHERE tenant_id = $1 AND incident_id = $2";
-/// Updates of the incidents listed by `$2` (a JSON array of ids is not portable, so
-/// updates are read per scope and time and matched in code).
+/// The updates of the incidents [`incidents_sql`] lists (same `$1` and `$2`), matched to
+/// them in code by [`attach_updates`].
 pub(crate) const UPDATES_SQL: &str = "SELECT incident_id, seq, at_us, status, impact, message FROM incident_updates \
      WHERE tenant_id = $1 AND incident_id IN (SELECT id FROM incidents WHERE tenant_id = $1 \
      AND (resolved_at_us IS NULL OR resolved_at_us >= $2)) ORDER BY incident_id, seq";
@@ -240,9 +238,11 @@ pub(crate) fn attach_updates(incidents: &mut [IncidentRecord], updates: Vec<(Str
     }
 }
 
-/// The incident after `update`: its status and impact, and resolved when resolved
-/// (reopened when an update moves it back).
-pub(crate) fn apply_update(incident: &mut IncidentRecord, update: &NewIncidentUpdate, seq: i64) {
+/// The incident after `update` (read with all its updates): its status and impact, and
+/// resolved when resolved (reopened when an update moves it back). Returns the update
+/// to store, numbered after the last.
+pub(crate) fn apply_update(incident: &mut IncidentRecord, update: &NewIncidentUpdate) -> IncidentUpdate {
+    let seq = incident.updates.last().map_or(1, |u| u.seq + 1);
     incident.status = update.status;
     incident.impact = update.impact;
     incident.updated_at = update.at;
@@ -250,13 +250,15 @@ pub(crate) fn apply_update(incident: &mut IncidentRecord, update: &NewIncidentUp
         IncidentStatus::Resolved => Some(incident.resolved_at.unwrap_or(update.at)),
         _ => None,
     };
-    incident.updates.push(IncidentUpdate {
+    let stored = IncidentUpdate {
         seq,
         at: update.at,
         status: update.status,
         impact: update.impact,
         message: update.message.clone(),
-    });
+    };
+    incident.updates.push(stored.clone());
+    stored
 }
 
 // Maintenance windows.
