@@ -90,7 +90,7 @@ impl ComponentStatus {
     }
 
     /// How bad it is: maintenance ranks with operational (planned, not a failure).
-    fn severity(self) -> u8 {
+    pub fn severity(self) -> u8 {
         match self {
             ComponentStatus::Operational | ComponentStatus::UnderMaintenance => 0,
             ComponentStatus::DegradedPerformance => 1,

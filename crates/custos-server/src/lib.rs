@@ -10,6 +10,7 @@ mod observe;
 mod openapi;
 mod platform_metrics;
 mod routes;
+pub mod status;
 mod workers;
 
 use std::collections::HashSet;
@@ -96,6 +97,8 @@ pub struct AppState {
     pub objects: Option<custos_store::Objects>,
     /// The object store prober's latest result (read by `/health`).
     pub(crate) object_probe: health::ProbeSlot,
+    /// What this process answered, per surface, for the status evaluator.
+    pub(crate) requests: Arc<status::RequestTally>,
 }
 
 impl AppState {
@@ -115,6 +118,7 @@ impl AppState {
             tokens: auth::TokenCache::default(),
             objects: None,
             object_probe: health::ProbeSlot::default(),
+            requests: Arc::default(),
         }
     }
 

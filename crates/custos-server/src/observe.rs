@@ -94,6 +94,7 @@ pub(crate) async fn observe(State(state): State<AppState>, mut request: Request,
         let elapsed = started.elapsed();
         let labels = HttpLabels { method: method.clone(), route: route.clone(), status: status.as_u16() };
         state.metrics.observe_request(&labels, elapsed.as_secs_f64(), trace.sampled.then(|| trace.trace_id_hex()));
+        state.requests.observe(crate::status::Surface::of_route(&route), status.as_u16(), elapsed);
         let invocation = std::mem::take(&mut *invocation.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         if let Some(permission) = invocation.permission {
             state.metrics.count_invocation(&InvocationLabels {
