@@ -318,6 +318,89 @@ pub fn daily_bars(intervals: &[Interval], now: Timestamp, days: i64) -> Vec<DayB
         .collect()
 }
 
+/// The intervals of one component from its changes (time order): each state lasts
+/// until the next change, the last until `now`.
+pub fn intervals(changes: &[(Timestamp, ComponentStatus)], now: Timestamp) -> Vec<Interval> {
+    changes
+        .iter()
+        .enumerate()
+        .map(|(i, &(start, status))| {
+            let end = changes.get(i + 1).map_or(now, |next| next.0);
+            Interval { start, end, status }
+        })
+        .filter(|interval| interval.end > interval.start)
+        .collect()
+}
+
+/// A component's intervals from its recorded changes, each stretch raised to at least
+/// the floors covering it: `(start, end, status)`, an incident's impact from its opening
+/// to its resolution. A floor over a stretch with nothing recorded counts on its own.
+pub fn raised_intervals(
+    changes: &[(Timestamp, ComponentStatus)],
+    floors: &[(Timestamp, Timestamp, ComponentStatus)],
+    now: Timestamp,
+) -> Vec<Interval> {
+    let mut points: Vec<Timestamp> =
+        changes.iter().map(|c| c.0).chain(floors.iter().flat_map(|f| [f.0, f.1])).filter(|at| *at < now).collect();
+    points.sort();
+    points.dedup();
+    let mut out: Vec<Interval> = Vec::new();
+    for (i, &start) in points.iter().enumerate() {
+        let end = points.get(i + 1).copied().unwrap_or(now);
+        let recorded = changes.partition_point(|(at, _)| *at <= start).checked_sub(1).map(|i| changes[i].1);
+        let floor = floors.iter().filter(|(from, to, _)| *from <= start && start < *to).map(|f| f.2).reduce(worst);
+        let status = match (recorded, floor) {
+            (Some(r), Some(f)) => worst(r, f),
+            (r, f) => match r.or(f) {
+                Some(status) => status,
+                None => continue,
+            },
+        };
+        match out.last_mut() {
+            Some(last) if last.status == status && last.end == start => last.end = end,
+            _ => out.push(Interval { start, end, status }),
+        }
+    }
+    out
+}
+
+/// A group's state from its members': the worst of them (maintenance counting as
+/// operational), and under maintenance only when every member is. `None` without
+/// members.
+pub fn group_status(members: impl IntoIterator<Item = ComponentStatus>) -> Option<ComponentStatus> {
+    let mut out: Option<ComponentStatus> = None;
+    let mut all_maintenance = true;
+    for status in members {
+        all_maintenance &= status == ComponentStatus::UnderMaintenance;
+        let counted = if status == ComponentStatus::UnderMaintenance { ComponentStatus::Operational } else { status };
+        out = Some(out.map_or(counted, |o| worst(o, counted)));
+    }
+    if all_maintenance && out.is_some() { Some(ComponentStatus::UnderMaintenance) } else { out }
+}
+
+/// A group's intervals from its members' changes: at every instant, the
+/// [`group_status`] of the members that had a state then.
+pub fn group_intervals(members: &[Vec<(Timestamp, ComponentStatus)>], now: Timestamp) -> Vec<Interval> {
+    let mut points: Vec<Timestamp> = members.iter().flatten().map(|(at, _)| *at).filter(|at| *at < now).collect();
+    points.sort();
+    points.dedup();
+    let mut out: Vec<Interval> = Vec::new();
+    for (i, &start) in points.iter().enumerate() {
+        let end = points.get(i + 1).copied().unwrap_or(now);
+        let at_start = members.iter().filter_map(|changes| {
+            // The member's latest change at or before `start`.
+            let index = changes.partition_point(|(at, _)| *at <= start);
+            index.checked_sub(1).map(|i| changes[i].1)
+        });
+        let Some(status) = group_status(at_start) else { continue };
+        match out.last_mut() {
+            Some(last) if last.status == status && last.end == start => last.end = end,
+            _ => out.push(Interval { start, end, status }),
+        }
+    }
+    out
+}
+
 /// Uptime over several bars, weighted by the time each observed.
 pub fn overall_uptime(bars: &[DayBar]) -> Option<f64> {
     let (mut down, mut counted) = (0.0, 0i64);

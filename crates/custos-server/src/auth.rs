@@ -78,7 +78,38 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// An optional caller: no `Authorization` header is `None`; a header that does not
+/// name a live token is still a 401.
+impl axum::extract::OptionalFromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+        if parts.headers.get(AUTHORIZATION).is_none() {
+            return Ok(None);
+        }
+        <Caller as FromRequestParts<AppState>>::from_request_parts(parts, state).await.map(Some)
+    }
+}
+
 impl Caller {
+    /// Checks that the token holds `permission` on some tenant (any tenant, or all):
+    /// enough to read a page that shows no tenant's data.
+    pub fn reads_some_tenant(&self, state: &AppState, permission: Permission) -> Result<(), ApiError> {
+        note_invocation(|i| i.permission = Some(permission));
+        if !self
+            .token
+            .scopes
+            .iter()
+            .any(|scope| scope.permission == permission || scope.permission == Permission::Admin)
+        {
+            state.metrics.count_auth_failure("missing_scope");
+            tracing::Span::current().record("custos.auth.outcome", "forbidden");
+            return Err(ApiError::new(ErrorCode::Forbidden, format!("missing scope {}", permission.as_str())));
+        }
+        tracing::Span::current().record("custos.auth.outcome", "allowed");
+        Ok(())
+    }
+
     pub fn has(&self, permission: Permission, tenant: &TenantId) -> bool {
         self.token.scopes.iter().any(|scope| scope.grants(permission, tenant))
     }

@@ -8,6 +8,7 @@ mod instrumented_store;
 pub mod jobs;
 mod observe;
 mod openapi;
+mod pages;
 mod platform_metrics;
 mod routes;
 pub mod status;
@@ -51,6 +52,13 @@ pub struct ServerConfig {
     /// Most series per tenant in each platform rollup family; new label sets beyond it
     /// fold into an `other` series.
     pub metrics_series_cap: usize,
+    /// The status page's title.
+    pub status_title: String,
+    /// When set, `/status`, `/status.json` and the badge require a token that reads at
+    /// least one tenant; otherwise the platform view is public.
+    pub status_require_token: bool,
+    /// What this deployment has turned on, shown on the status page (`otlp_export`).
+    pub features: std::collections::BTreeMap<String, bool>,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +74,9 @@ impl Default for ServerConfig {
             metrics_namespace: "custos".into(),
             metrics_token: None,
             metrics_series_cap: custos_store::rollup::DEFAULT_SERIES_CAP,
+            status_title: "custos status".into(),
+            status_require_token: false,
+            features: std::collections::BTreeMap::new(),
         }
     }
 }

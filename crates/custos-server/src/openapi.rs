@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::routes::{components, incidents, jobs, platform, records::endpoints};
+use crate::routes::{components, incidents, jobs, maintenance, platform, records::endpoints, status_page};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,7 +29,7 @@ use crate::routes::{components, incidents, jobs, platform, records::endpoints};
         (name = "queue snapshots", description = "Queue depth and age over time"),
         (name = "deliveries", description = "Delivery attempts to SIEM and workflow destinations"),
         (name = "jobs", description = "Scheduled jobs: pings, status, next expected run, history"),
-        (name = "status", description = "The public status page: incidents and their updates"),
+        (name = "status", description = "The status page, its badge, incidents and maintenance windows"),
         (name = "platform", description = "Health and API description"),
     )
 )]
@@ -124,6 +124,14 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(incidents::open_incident, incidents::list_incidents))
         .routes(routes!(incidents::get_incident))
         .routes(routes!(incidents::update_incident))
+        .routes(routes!(incidents::list_tenant_incidents))
+        .routes(routes!(maintenance::create_platform, maintenance::list_platform))
+        .routes(routes!(maintenance::cancel_platform))
+        .routes(routes!(maintenance::create_tenant, maintenance::list_tenant))
+        .routes(routes!(maintenance::cancel_tenant))
+        .routes(routes!(status_page::status_json))
+        .routes(routes!(status_page::status_html))
+        .routes(routes!(status_page::badge))
         .routes(routes!(platform::health))
         .routes(routes!(platform::liveness))
         .routes(routes!(platform::readiness))

@@ -20,8 +20,10 @@
 //! | tenant | each connector | its failed syncs | itself, when red (yellow: degraded) |
 //! | tenant | each destination | its attempts not succeeded | |
 //!
-//! A maintenance window covering a component shows `under_maintenance`, and an open
-//! incident naming it shows at least its impact. Automatic incidents: one signal per
+//! A maintenance window covering a component records `under_maintenance`. Incidents
+//! are not recorded into the states: the page applies open manual incidents as it
+//! renders (see [`overlay`]), and automatic ones come from the same signals as the
+//! states, so they would only count twice. Automatic incidents: one signal per
 //! platform component, per tenant's rule runs and per tenant's connector, each through
 //! [`custos_model::status::detect`].
 
@@ -187,8 +189,6 @@ pub(crate) struct Inputs<'a> {
     pub workers: Vec<(String, HealthStatus)>,
     pub platform_windows: &'a [MaintenanceRecord],
     pub tenant_windows: &'a HashMap<TenantId, Vec<MaintenanceRecord>>,
-    pub platform_incidents: &'a [IncidentRecord],
-    pub tenant_incidents: &'a HashMap<TenantId, Vec<IncidentRecord>>,
 }
 
 /// Cumulative counts as of one pass, keyed by signal (`api`, `t:acme:sync:okta-prod`).
@@ -222,20 +222,20 @@ fn tenant_key(tenant: &TenantId, what: &str, id: &str) -> String {
     format!("t:{}:{what}:{id}", tenant.as_str())
 }
 
-/// Applies maintenance and open incidents to a derived state.
-fn overlay(
+/// Applies maintenance windows active at `now`, then open manual incidents naming the
+/// component (each at least its impact), to a state.
+pub(crate) fn overlay(
     component: &str,
     status: ComponentStatus,
     windows: &[MaintenanceRecord],
     incidents: &[IncidentRecord],
     now: Timestamp,
 ) -> ComponentStatus {
-    if windows.iter().any(|w| w.window.covers(component) && w.window.active_at(now).is_some()) {
-        return ComponentStatus::UnderMaintenance;
-    }
+    let status = if in_maintenance(component, windows, now) { ComponentStatus::UnderMaintenance } else { status };
     incidents
         .iter()
-        .filter(|i| i.resolved_at.is_none() && i.components.iter().any(|c| c == component))
+        .filter(|i| i.source == IncidentSource::Manual && i.resolved_at.is_none())
+        .filter(|i| i.components.iter().any(|c| c == component))
         .fold(status, |s, i| worst(s, i.impact.component_status()))
 }
 
@@ -271,8 +271,6 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, previous: &Counts) -> Evaluation {
         let tenant = &t.tenant;
         let no_windows = Vec::new();
         let windows = inputs.tenant_windows.get(tenant).unwrap_or(&no_windows);
-        let no_incidents = Vec::new();
-        let incidents = inputs.tenant_incidents.get(tenant).unwrap_or(&no_incidents);
         // Cumulative tallies per rule-run tenant, sync key and destination key.
         let mut rules = Tally::default();
         let mut syncs: BTreeMap<&str, Tally> = BTreeMap::new();
@@ -338,7 +336,7 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, previous: &Counts) -> Evaluation {
                     };
                     derived.push(Derived {
                         component: component.id.clone(),
-                        status: overlay(&component.id, status, windows, incidents, now),
+                        status: overlay(&component.id, status, windows, &[], now),
                         signal: Some((format!("connector:{}", component.id), input)),
                     });
                 }
@@ -353,7 +351,7 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, previous: &Counts) -> Evaluation {
                         Observation { total: attempts.total, failed: attempts.failed, ..Observation::default() };
                     derived.push(Derived {
                         component: component.id.clone(),
-                        status: overlay(&component.id, derive_status(&observed, &thresholds), windows, incidents, now),
+                        status: overlay(&component.id, derive_status(&observed, &thresholds), windows, &[], now),
                         signal: None,
                     });
                 }
@@ -378,10 +376,8 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, previous: &Counts) -> Evaluation {
             }
             let processed = queue.processed_total.unwrap_or(0).max(0) as u64;
             let failed = queue.failed_total.unwrap_or(0).max(0) as u64;
-            let items = delta(
-                tenant_key(tenant, "queue", &queue.component_id),
-                Tally { total: processed + failed, failed },
-            );
+            let items =
+                delta(tenant_key(tenant, "queue", &queue.component_id), Tally { total: processed + failed, failed });
             ingestion.total += items.total;
             ingestion.failed += items.failed;
         }
@@ -430,7 +426,7 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, previous: &Counts) -> Evaluation {
         };
         evaluation.platform.push(Derived {
             component: id.to_owned(),
-            status: overlay(id, status, inputs.platform_windows, inputs.platform_incidents, now),
+            status: overlay(id, status, inputs.platform_windows, &[], now),
             signal: Some((format!("component:{id}"), input)),
         });
     }
@@ -522,7 +518,12 @@ impl Evaluator {
                 );
                 match state.store.create_incident(scope, &incident).await {
                     Ok(()) => {
-                        tracing::warn!(tenant_id = tenant, incident_id = incident.id.as_str(), signal, "incident opened");
+                        tracing::warn!(
+                            tenant_id = tenant,
+                            incident_id = incident.id.as_str(),
+                            signal,
+                            "incident opened"
+                        );
                         Ok(true)
                     }
                     // Another replica opened it first.
@@ -531,7 +532,8 @@ impl Evaluator {
                 }
             }
             Some(DetectorAction::Resolve) => {
-                let Some(incident) = open.iter().find(|i| i.auto_key.as_deref() == Some(signal) && i.resolved_at.is_none())
+                let Some(incident) =
+                    open.iter().find(|i| i.auto_key.as_deref() == Some(signal) && i.resolved_at.is_none())
                 else {
                     return Ok(false);
                 };
@@ -582,8 +584,6 @@ impl Evaluator {
             workers,
             platform_windows: &platform_windows,
             tenant_windows: &tenant_windows,
-            platform_incidents: &platform_incidents,
-            tenant_incidents: &tenant_incidents,
         };
         let evaluation = evaluate(&inputs, &self.counts);
         if !self.primed {

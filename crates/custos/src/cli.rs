@@ -115,6 +115,17 @@ pub struct ServeArgs {
     /// deleted); `/health` reports the latest result and fails after three missed periods.
     #[arg(long, env = "CUSTOS_OBJECT_STORE_PROBE_PERIOD", default_value = "15s", value_parser = parse_monitor_period)]
     pub object_store_probe_period: std::time::Duration,
+    /// How often the status evaluator derives component states, records their changes
+    /// and runs the incident detector. Failure ratios are judged over this period.
+    #[arg(long, env = "CUSTOS_STATUS_PERIOD", default_value = "30s", value_parser = parse_monitor_period)]
+    pub status_period: std::time::Duration,
+    /// Require a token (one that reads at least one tenant) for `/status`, `/status.json`
+    /// and the badge; by default the platform view is public.
+    #[arg(long, env = "CUSTOS_STATUS_REQUIRE_TOKEN")]
+    pub status_require_token: bool,
+    /// The status page's title.
+    #[arg(long, env = "CUSTOS_STATUS_TITLE", default_value = "custos status")]
+    pub status_title: String,
 }
 
 fn parse_monitor_period(value: &str) -> Result<std::time::Duration, String> {

@@ -549,12 +549,12 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the bound address")?;
     let base = format!("http://{address}");
     let objects = settings::open_objects(global)?;
-    let state =
-        custos_server::AppState::new(store.clone(), settings::server_config(global, &args.serve)).with_objects(objects);
+    let state = custos_server::AppState::new(store.clone(), demo_config(global, &args.serve)).with_objects(objects);
     let workers = state.workers.clone();
     workers.register(SIMULATOR, Duration::from_secs(1));
     custos_server::jobs::spawn_monitor(state.clone(), args.serve.job_monitor_period);
     custos_server::health::spawn_object_probe(state.clone(), args.serve.object_store_probe_period);
+    custos_server::status::spawn_evaluator(state.clone(), args.serve.status_period);
     let server = serve::serve_until_signal(listener, &args.serve, state);
 
     println!("custos demo is running at {base}");
@@ -593,4 +593,11 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
         result = server => result,
         () = simulate => Ok(()),
     }
+}
+
+/// The server's configuration, marked as a demo on the status page.
+fn demo_config(global: &crate::cli::GlobalArgs, serve: &crate::cli::ServeArgs) -> custos_server::ServerConfig {
+    let mut config = settings::server_config(global, serve);
+    config.features.insert("demo".into(), true);
+    config
 }

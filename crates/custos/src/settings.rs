@@ -125,5 +125,17 @@ pub fn server_config(global: &GlobalArgs, serve: &ServeArgs) -> ServerConfig {
         metrics_namespace: serve.metrics_namespace.clone(),
         metrics_token: serve.metrics_token.as_ref().map(|t| t.expose_secret().to_owned()),
         metrics_series_cap: serve.metrics_series_cap as usize,
+        status_title: serve.status_title.clone(),
+        status_require_token: serve.status_require_token,
+        features: [
+            ("otlp_export", custos_telemetry::otel::export_enabled()),
+            ("metrics_listener", serve.metrics_listen.is_some()),
+            ("metrics_token", serve.metrics_token.is_some()),
+            ("status_requires_token", serve.status_require_token),
+            ("demo", false),
+        ]
+        .into_iter()
+        .map(|(name, on)| (name.to_owned(), on))
+        .collect(),
     }
 }

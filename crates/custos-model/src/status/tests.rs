@@ -133,6 +133,40 @@ fn a_day_without_data_has_no_uptime_and_a_day_in_maintenance_only_has_none_eithe
 }
 
 proptest! {
+    /// A group is never healthier than any member: on every day, the group's major
+    /// outage seconds are at least each member's, and its intervals never overlap.
+    #[test]
+    fn a_group_is_as_bad_as_its_worst_member(
+        members in proptest::collection::vec(
+            proptest::collection::vec((0i64..2 * 86_400, 0usize..5), 1..12), 1..6),
+    ) {
+        let origin = ts("2026-11-20T00:00:00Z");
+        let now = origin.saturating_add_micros(2 * 86_400 * MICROS);
+        let members: Vec<Vec<(Timestamp, ComponentStatus)>> = members
+            .into_iter()
+            .map(|mut changes| {
+                changes.sort();
+                changes.dedup_by_key(|c| c.0);
+                changes
+                    .into_iter()
+                    .map(|(s, status)| (origin.saturating_add_micros(s * MICROS), ComponentStatus::ALL[status]))
+                    .collect()
+            })
+            .collect();
+        let group = group_intervals(&members, now);
+        for pair in group.windows(2) {
+            prop_assert!(pair[0].end <= pair[1].start);
+        }
+        let group_bars = daily_bars(&group, now, 2);
+        for member in &members {
+            let bars = daily_bars(&intervals(member, now), now, 2);
+            for (g, m) in group_bars.iter().zip(&bars) {
+                prop_assert!(g.major_outage_seconds >= m.major_outage_seconds);
+                prop_assert!(g.no_data_seconds <= m.no_data_seconds);
+            }
+        }
+    }
+
     /// However the intervals fall, a bar's seconds add up to the part of its day that
     /// has passed, and uptime stays within [0, 1].
     #[test]
@@ -324,4 +358,50 @@ fn incidents_name_the_field_at_fault() {
     assert_eq!(field(IncidentInput { title: String::new(), ..input.clone() }), "title");
     assert_eq!(field(IncidentInput { message: String::new(), ..input.clone() }), "message");
     assert_eq!(field(IncidentInput { components: vec!["ingestion".into(), "db".into()], ..input }), "components[1]");
+}
+
+#[test]
+fn group_status_is_the_worst_member_and_maintenance_only_when_all_are() {
+    use ComponentStatus::*;
+    assert_eq!(group_status([]), None);
+    assert_eq!(group_status([Operational, PartialOutage, UnderMaintenance]), Some(PartialOutage));
+    assert_eq!(group_status([UnderMaintenance, Operational]), Some(Operational));
+    assert_eq!(group_status([UnderMaintenance, UnderMaintenance]), Some(UnderMaintenance));
+}
+
+#[test]
+fn intervals_run_from_change_to_change_and_the_last_until_now() {
+    let (a, b, now) = (ts("2026-11-20T00:00:00Z"), ts("2026-11-20T06:00:00Z"), ts("2026-11-20T08:00:00Z"));
+    let out = intervals(&[(a, ComponentStatus::Operational), (b, ComponentStatus::MajorOutage)], now);
+    assert_eq!(out.len(), 2);
+    assert_eq!((out[0].end, out[1].start, out[1].end), (b, b, now));
+}
+
+#[test]
+fn floors_raise_the_stretches_they_cover_and_nothing_else() {
+    let t = |h: u32| ts(&format!("2026-11-20T{h:02}:00:00Z"));
+    let changes = [
+        (t(0), ComponentStatus::Operational),
+        (t(6), ComponentStatus::MajorOutage),
+        (t(7), ComponentStatus::Operational),
+    ];
+    let floors = [(t(2), t(4), ComponentStatus::PartialOutage), (t(5), t(8), ComponentStatus::DegradedPerformance)];
+    let out = raised_intervals(&changes, &floors, t(10));
+    let got: Vec<_> = out.iter().map(|i| (i.start, i.end, i.status)).collect();
+    use ComponentStatus::*;
+    assert_eq!(
+        got,
+        vec![
+            (t(0), t(2), Operational),
+            (t(2), t(4), PartialOutage),
+            (t(4), t(5), Operational),
+            (t(5), t(6), DegradedPerformance),
+            (t(6), t(7), MajorOutage),
+            (t(7), t(8), DegradedPerformance),
+            (t(8), t(10), Operational),
+        ]
+    );
+    assert_eq!(raised_intervals(&changes, &[], t(10)), intervals(&changes, t(10)));
+    let before_any = raised_intervals(&[], &[(t(1), t(2), MajorOutage)], t(3));
+    assert_eq!(before_any, vec![Interval { start: t(1), end: t(2), status: MajorOutage }]);
 }

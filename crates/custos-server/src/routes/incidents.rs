@@ -162,3 +162,27 @@ pub(crate) async fn get_incident(
         .ok_or_else(|| ApiError::not_found("incident not found"))?;
     Ok(Json(incident))
 }
+
+#[utoipa::path(
+    get, path = "/v1/tenants/{tenant}/incidents", tag = "status",
+    summary = "A tenant's incidents: open, and resolved in the last 90 days",
+    description = "The detector opens these from the tenant's rule-run and connector-sync failure rates and \
+        from connector freshness, and resolves them once the signal has been healthy for a while.",
+    params(("tenant" = String, Path)),
+    responses(
+        (status = 200, body = Vec<IncidentRecord>),
+        (status = 401, body = ErrorResponse),
+        (status = 403, description = "Requires `obs:read`", body = ErrorResponse),
+        (status = 404, body = ErrorResponse),
+    ),
+    security(("bearer" = ["obs:read"]))
+)]
+pub(crate) async fn list_tenant_incidents(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<Vec<IncidentRecord>>, ApiError> {
+    let tenant = caller.tenant_access(&state, &tenant, Permission::ObsRead).await?;
+    let since = Timestamp::now().saturating_add_micros(-RESOLVED_INCIDENTS_KEPT_DAYS * 86_400 * 1_000_000);
+    Ok(Json(state.store.incidents(&StatusScope::Tenant(tenant), since).await?))
+}

@@ -3,5 +3,7 @@
 pub(crate) mod components;
 pub(crate) mod incidents;
 pub(crate) mod jobs;
+pub(crate) mod maintenance;
 pub(crate) mod platform;
 pub(crate) mod records;
+pub(crate) mod status_page;

@@ -50,8 +50,6 @@ struct World {
     tenants: Vec<TenantData>,
     platform_windows: Vec<MaintenanceRecord>,
     tenant_windows: HashMap<TenantId, Vec<MaintenanceRecord>>,
-    platform_incidents: Vec<IncidentRecord>,
-    tenant_incidents: HashMap<TenantId, Vec<IncidentRecord>>,
     api: SurfaceCounts,
     workers: Vec<(String, HealthStatus)>,
 }
@@ -62,8 +60,6 @@ impl World {
             tenants,
             platform_windows: Vec::new(),
             tenant_windows: HashMap::new(),
-            platform_incidents: Vec::new(),
-            tenant_incidents: HashMap::new(),
             api: SurfaceCounts::default(),
             workers: Vec::new(),
         }
@@ -79,8 +75,6 @@ impl World {
                 workers: self.workers.clone(),
                 platform_windows: &self.platform_windows,
                 tenant_windows: &self.tenant_windows,
-                platform_incidents: &self.platform_incidents,
-                tenant_incidents: &self.tenant_incidents,
             },
             previous,
         )
@@ -107,13 +101,8 @@ fn the_first_pass_judges_no_ratio_but_freshness_at_once() {
     assert_eq!(status_of(&first.tenants[&acme()], "okta-prod"), ComponentStatus::Operational);
 
     let stale = Some(now().saturating_add_micros(-7 * HOUR_US));
-    let world = World::new(vec![tenant(vec![series(
-        RollupFamily::ConnectorSyncs,
-        "okta-prod",
-        "succeeded",
-        1,
-        stale,
-    )])]);
+    let world =
+        World::new(vec![tenant(vec![series(RollupFamily::ConnectorSyncs, "okta-prod", "succeeded", 1, stale)])]);
     let evaluation = world.evaluate(&Counts::default());
     assert_eq!(status_of(&evaluation.tenants[&acme()], "okta-prod"), ComponentStatus::MajorOutage);
     // One connector of one is red: the platform's ingestion is down too.
@@ -160,13 +149,19 @@ fn failure_ratios_come_from_what_changed_between_passes() {
 
 #[test]
 fn a_counter_that_went_backwards_counts_from_zero() {
-    assert_eq!(Tally { total: 5, failed: 2 }.since(Some(Tally { total: 50, failed: 1 })), Tally { total: 5, failed: 2 });
-    assert_eq!(Tally { total: 50, failed: 2 }.since(Some(Tally { total: 40, failed: 1 })), Tally { total: 10, failed: 1 });
+    assert_eq!(
+        Tally { total: 5, failed: 2 }.since(Some(Tally { total: 50, failed: 1 })),
+        Tally { total: 5, failed: 2 }
+    );
+    assert_eq!(
+        Tally { total: 50, failed: 2 }.since(Some(Tally { total: 40, failed: 1 })),
+        Tally { total: 10, failed: 1 }
+    );
     assert_eq!(Tally { total: 50, failed: 2 }.since(None), Tally::default());
 }
 
 #[test]
-fn maintenance_shows_and_quiets_the_detector_and_incidents_set_a_floor() {
+fn maintenance_shows_and_quiets_the_detector() {
     let stale = Some(now().saturating_add_micros(-7 * HOUR_US));
     let mut world =
         World::new(vec![tenant(vec![series(RollupFamily::ConnectorSyncs, "okta-prod", "succeeded", 1, stale)])]);
@@ -181,27 +176,38 @@ fn maintenance_shows_and_quiets_the_detector_and_incidents_set_a_floor() {
     }
     .validate(&["okta-prod"])
     .unwrap();
-    world
-        .tenant_windows
-        .insert(acme(), vec![MaintenanceRecord { id: "mw_1".into(), window, created_at: now() }]);
-    let incident = new_incident(
-        IncidentInput {
-            title: "Deliveries slow".into(),
-            status: None,
-            impact: Some(Impact::Major),
-            components: vec!["delivery".into()],
-            message: "Looking".into(),
-        },
-        IncidentSource::Manual,
-        None,
-        now(),
-    );
-    world.platform_incidents.push(incident);
+    world.tenant_windows.insert(acme(), vec![MaintenanceRecord { id: "mw_1".into(), window, created_at: now() }]);
     let evaluation = world.evaluate(&Counts::default());
     assert_eq!(status_of(&evaluation.tenants[&acme()], "okta-prod"), ComponentStatus::UnderMaintenance);
     let (_, input) = evaluation.tenant_signals[&acme()].iter().find(|(s, _)| s == "connector:okta-prod").unwrap();
     assert!(input.in_maintenance);
-    assert_eq!(status_of(&evaluation.platform, "delivery"), ComponentStatus::PartialOutage);
+}
+
+#[test]
+fn open_manual_incidents_set_a_floor_and_automatic_ones_do_not() {
+    let incident = |source, resolved| {
+        let mut incident = new_incident(
+            IncidentInput {
+                title: "Deliveries slow".into(),
+                status: None,
+                impact: Some(Impact::Major),
+                components: vec!["delivery".into()],
+                message: "Looking".into(),
+            },
+            source,
+            None,
+            now(),
+        );
+        incident.resolved_at = resolved;
+        incident
+    };
+    let floor = |incidents: &[IncidentRecord]| overlay("delivery", ComponentStatus::Operational, &[], incidents, now());
+    assert_eq!(floor(&[incident(IncidentSource::Manual, None)]), ComponentStatus::PartialOutage);
+    assert_eq!(floor(&[incident(IncidentSource::Auto, None)]), ComponentStatus::Operational);
+    assert_eq!(floor(&[incident(IncidentSource::Manual, Some(now()))]), ComponentStatus::Operational);
+    let worse =
+        overlay("delivery", ComponentStatus::MajorOutage, &[], &[incident(IncidentSource::Manual, None)], now());
+    assert_eq!(worse, ComponentStatus::MajorOutage, "a floor never improves a state");
 }
 
 #[test]

@@ -14,3 +14,4 @@ mod metrics;
 mod platform;
 mod platform_metrics;
 mod records;
+mod status_page;
