@@ -199,13 +199,39 @@ pub(crate) struct Counts {
     console: Option<SurfaceCounts>,
 }
 
+/// What the detector sees of one signal, and what an incident opened for it says.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Signal {
+    /// `rules`, `connector:okta-prod`, `component:api`: the incident's `auto_key`.
+    pub key: String,
+    pub input: DetectorInput,
+    /// What was seen, in words (`3 of 15 attempts failed (20 %)`).
+    pub detail: String,
+}
+
 /// One component's derived state, and what the detector should see of it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Derived {
     pub component: String,
     pub status: ComponentStatus,
     /// `None`: not a detector signal of its own.
-    pub signal: Option<(String, DetectorInput)>,
+    pub signal: Option<Signal>,
+}
+
+/// What an observation shows, in words, for an incident's first update.
+fn describe(observed: &Observation, parts: &str) -> String {
+    let mut out = Vec::new();
+    if observed.parts_down > 0 {
+        out.push(format!("{} of {} {parts} down", observed.parts_down, observed.parts));
+    }
+    if observed.total > 0 {
+        let ratio = observed.failed as f64 * 100.0 / observed.total as f64;
+        out.push(format!("{} of {} attempts failed ({ratio:.0} %)", observed.failed, observed.total));
+    }
+    if let Some(p95) = observed.p95_ms.filter(|p| *p > SLOW_API_P95_MS) {
+        out.push(if p95.is_finite() { format!("p95 latency {p95:.0} ms") } else { "p95 latency above 5 s".into() });
+    }
+    if out.is_empty() { "nothing observed in the last evaluation period".into() } else { out.join("; ") }
 }
 
 /// One pass's result.
@@ -213,8 +239,8 @@ pub(crate) struct Derived {
 pub(crate) struct Evaluation {
     pub platform: Vec<Derived>,
     pub tenants: BTreeMap<TenantId, Vec<Derived>>,
-    /// Tenant signals that are not components (the tenant's rule runs).
-    pub tenant_signals: BTreeMap<TenantId, Vec<(String, DetectorInput)>>,
+    /// Every signal of each tenant: its rule runs, and its connectors.
+    pub tenant_signals: BTreeMap<TenantId, Vec<Signal>>,
     pub counts: Counts,
 }
 
@@ -301,15 +327,17 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, previous: &Counts) -> Evaluation {
             }
         }
         let rules = delta(tenant_key(tenant, "rules", ""), rules);
-        let mut signals = vec![(
-            "rules".to_owned(),
-            DetectorInput {
+        let rules_observed = Observation { total: rules.total, failed: rules.failed, ..Observation::default() };
+        let mut signals = vec![Signal {
+            key: "rules".to_owned(),
+            input: DetectorInput {
                 total: rules.total,
                 failed: rules.failed,
                 stale: false,
                 in_maintenance: in_maintenance("rules", windows, now),
             },
-        )];
+            detail: describe(&rules_observed, "rules"),
+        }];
         let mut derived = Vec::new();
         for component in &t.components {
             match component.kind {
@@ -334,10 +362,18 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, previous: &Counts) -> Evaluation {
                         stale: freshness == FreshnessState::Red,
                         in_maintenance: in_maintenance(&component.id, windows, now),
                     };
+                    let detail = match (freshness, last) {
+                        (FreshnessState::Red, Some(last)) => format!(
+                            "no successful sync for {} h (red beyond {} h)",
+                            now.micros_since(last) / 3_600_000_000,
+                            limits.yellow_under_seconds / 3600
+                        ),
+                        _ => describe(&observed, "connectors"),
+                    };
                     derived.push(Derived {
                         component: component.id.clone(),
                         status: overlay(&component.id, status, windows, &[], now),
-                        signal: Some((format!("connector:{}", component.id), input)),
+                        signal: Some(Signal { key: format!("connector:{}", component.id), input, detail }),
                     });
                 }
                 ComponentKind::SiemDestination | ComponentKind::WorkflowDestination => {
@@ -427,7 +463,11 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, previous: &Counts) -> Evaluation {
         evaluation.platform.push(Derived {
             component: id.to_owned(),
             status: overlay(id, status, inputs.platform_windows, &[], now),
-            signal: Some((format!("component:{id}"), input)),
+            signal: Some(Signal {
+                key: format!("component:{id}"),
+                input,
+                detail: describe(&observed, if id == "workers" { "workers and scheduled jobs" } else { "connectors" }),
+            }),
         });
     }
     evaluation.counts = counts;
@@ -445,24 +485,18 @@ pub struct Evaluator {
     primed: bool,
 }
 
-/// The title and text of an automatic incident for `signal`.
-fn auto_text(signal: &str, input: &DetectorInput) -> (String, String) {
-    let ratio = if input.total > 0 { input.failed as f64 * 100.0 / input.total as f64 } else { 0.0 };
-    let what = if input.stale && input.total == 0 {
-        "no recent success".to_owned()
-    } else {
-        format!("{} of {} attempts failed ({ratio:.0} %) in the last evaluation period", input.failed, input.total)
-    };
-    let title = match signal.split_once(':') {
+/// The title and first update of an automatic incident for `signal`.
+fn auto_text(signal: &Signal) -> (String, String) {
+    let title = match signal.key.split_once(':') {
         Some(("connector", id)) => format!("Connector {id} is failing or stale"),
         Some(("component", id)) => {
             let name = PLATFORM_COMPONENTS.iter().find(|(c, _)| *c == id).map_or(id, |(_, name)| name);
-            format!("{name} is degraded")
+            format!("{name} degraded")
         }
-        _ if signal == "rules" => "Elevated rule-run failures".to_owned(),
-        _ => format!("Automatic incident: {signal}"),
+        _ if signal.key == "rules" => "Elevated rule-run failures".to_owned(),
+        _ => format!("Automatic incident: {}", signal.key),
     };
-    (title, format!("Opened automatically: {what}."))
+    (title, format!("Opened automatically: {}.", signal.detail))
 }
 
 fn signal_components(signal: &str) -> Vec<String> {
@@ -489,12 +523,12 @@ impl Evaluator {
         &mut self,
         state: &AppState,
         scope: &StatusScope,
-        signal: &str,
-        input: &DetectorInput,
+        signal: &Signal,
         open: &[IncidentRecord],
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let entry = self.detectors.entry((scope.key().to_owned(), signal.to_owned())).or_default();
+        let input = &signal.input;
+        let entry = self.detectors.entry((scope.key().to_owned(), signal.key.clone())).or_default();
         let (next, action) = detect(*entry, input, &DetectorConfig::default());
         *entry = next;
         let tenant = match scope {
@@ -503,17 +537,13 @@ impl Evaluator {
         };
         match action {
             Some(DetectorAction::Open) => {
-                let (title, message) = auto_text(signal, input);
+                let (title, message) = auto_text(signal);
                 let impact = if input.stale { Impact::Major } else { Impact::Minor };
-                let components = if matches!(scope, StatusScope::Platform) || signal != "rules" {
-                    signal_components(signal)
-                } else {
-                    Vec::new()
-                };
+                let components = signal_components(&signal.key);
                 let incident = new_incident(
                     IncidentInput { title, status: None, impact: Some(impact), components, message },
                     IncidentSource::Auto,
-                    Some(signal.to_owned()),
+                    Some(signal.key.clone()),
                     now,
                 );
                 match state.store.create_incident(scope, &incident).await {
@@ -521,7 +551,7 @@ impl Evaluator {
                         tracing::warn!(
                             tenant_id = tenant,
                             incident_id = incident.id.as_str(),
-                            signal,
+                            signal = signal.key.as_str(),
                             "incident opened"
                         );
                         Ok(true)
@@ -533,7 +563,7 @@ impl Evaluator {
             }
             Some(DetectorAction::Resolve) => {
                 let Some(incident) =
-                    open.iter().find(|i| i.auto_key.as_deref() == Some(signal) && i.resolved_at.is_none())
+                    open.iter().find(|i| i.auto_key.as_deref() == Some(signal.key.as_str()) && i.resolved_at.is_none())
                 else {
                     return Ok(false);
                 };
@@ -544,7 +574,12 @@ impl Evaluator {
                     at: now,
                 };
                 state.store.update_incident(scope, &incident.id, &update).await?;
-                tracing::info!(tenant_id = tenant, incident_id = incident.id.as_str(), signal, "incident resolved");
+                tracing::info!(
+                    tenant_id = tenant,
+                    incident_id = incident.id.as_str(),
+                    signal = signal.key.as_str(),
+                    "incident resolved"
+                );
                 Ok(true)
             }
             None => Ok(false),
@@ -597,9 +632,8 @@ impl Evaluator {
         let observed: Vec<_> = evaluation.platform.iter().map(|d| (d.component.clone(), d.status)).collect();
         changed += store.record_status(&StatusScope::Platform, &observed, now).await?;
         for d in &evaluation.platform {
-            if let Some((signal, input)) = &d.signal {
-                let acted =
-                    self.detect_signal(state, &StatusScope::Platform, signal, input, &platform_incidents, now).await?;
+            if let Some(signal) = &d.signal {
+                let acted = self.detect_signal(state, &StatusScope::Platform, signal, &platform_incidents, now).await?;
                 changed += usize::from(acted);
             }
         }
@@ -608,8 +642,8 @@ impl Evaluator {
             let observed: Vec<_> = derived.iter().map(|d| (d.component.clone(), d.status)).collect();
             changed += store.record_status(&scope, &observed, now).await?;
             let open = tenant_incidents.get(tenant).map(Vec::as_slice).unwrap_or_default();
-            for (signal, input) in evaluation.tenant_signals.get(tenant).into_iter().flatten() {
-                changed += usize::from(self.detect_signal(state, &scope, signal, input, open, now).await?);
+            for signal in evaluation.tenant_signals.get(tenant).into_iter().flatten() {
+                changed += usize::from(self.detect_signal(state, &scope, signal, open, now).await?);
             }
         }
         self.counts = evaluation.counts;

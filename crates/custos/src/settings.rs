@@ -128,7 +128,10 @@ pub fn server_config(global: &GlobalArgs, serve: &ServeArgs) -> ServerConfig {
         status_title: serve.status_title.clone(),
         status_require_token: serve.status_require_token,
         features: [
-            ("otlp_export", custos_telemetry::otel::export_enabled()),
+            (
+                "otlp_export",
+                matches!(custos_telemetry::otel::OtelSettings::from_env(|name| std::env::var(name).ok()), Ok(Some(_))),
+            ),
             ("metrics_listener", serve.metrics_listen.is_some()),
             ("metrics_token", serve.metrics_token.is_some()),
             ("status_requires_token", serve.status_require_token),

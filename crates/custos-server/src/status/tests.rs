@@ -107,9 +107,9 @@ fn the_first_pass_judges_no_ratio_but_freshness_at_once() {
     assert_eq!(status_of(&evaluation.tenants[&acme()], "okta-prod"), ComponentStatus::MajorOutage);
     // One connector of one is red: the platform's ingestion is down too.
     assert_eq!(status_of(&evaluation.platform, "ingestion"), ComponentStatus::MajorOutage);
-    let (signal, input) = evaluation.tenant_signals[&acme()].iter().find(|(s, _)| s == "connector:okta-prod").unwrap();
-    assert_eq!(signal, "connector:okta-prod");
-    assert!(input.stale);
+    let signal = evaluation.tenant_signals[&acme()].iter().find(|s| s.key == "connector:okta-prod").unwrap();
+    assert!(signal.input.stale);
+    assert_eq!(signal.detail, "no successful sync for 7 h (red beyond 6 h)");
 }
 
 #[test]
@@ -140,7 +140,8 @@ fn failure_ratios_come_from_what_changed_between_passes() {
     assert_eq!(status_of(&second.platform, "delivery"), ComponentStatus::MajorOutage);
     assert_eq!(status_of(&second.platform, "ingestion"), ComponentStatus::PartialOutage);
     let rules = &second.tenant_signals[&acme()][0];
-    assert_eq!((rules.0.as_str(), rules.1.total, rules.1.failed), ("rules", 20, 10));
+    assert_eq!((rules.key.as_str(), rules.input.total, rules.input.failed), ("rules", 20, 10));
+    assert_eq!(rules.detail, "10 of 20 attempts failed (50 %)");
 
     // A third pass with nothing new: nothing judged, all operational again.
     let third = after.evaluate(&second.counts);
@@ -179,8 +180,8 @@ fn maintenance_shows_and_quiets_the_detector() {
     world.tenant_windows.insert(acme(), vec![MaintenanceRecord { id: "mw_1".into(), window, created_at: now() }]);
     let evaluation = world.evaluate(&Counts::default());
     assert_eq!(status_of(&evaluation.tenants[&acme()], "okta-prod"), ComponentStatus::UnderMaintenance);
-    let (_, input) = evaluation.tenant_signals[&acme()].iter().find(|(s, _)| s == "connector:okta-prod").unwrap();
-    assert!(input.in_maintenance);
+    let signal = evaluation.tenant_signals[&acme()].iter().find(|s| s.key == "connector:okta-prod").unwrap();
+    assert!(signal.input.in_maintenance);
 }
 
 #[test]
@@ -234,8 +235,9 @@ fn dead_workers_and_down_jobs_are_parts_of_the_workers_component() {
     let evaluation = world.evaluate(&Counts::default());
     // One part of two down: at least a partial outage.
     assert_eq!(status_of(&evaluation.platform, "workers"), ComponentStatus::PartialOutage);
-    let (_, input) = evaluation.platform.iter().find(|d| d.component == "workers").unwrap().signal.clone().unwrap();
-    assert!(input.stale);
+    let signal = evaluation.platform.iter().find(|d| d.component == "workers").unwrap().signal.clone().unwrap();
+    assert!(signal.input.stale);
+    assert_eq!(signal.detail, "1 of 2 workers and scheduled jobs down");
 }
 
 #[test]
@@ -247,9 +249,13 @@ fn routes_are_split_into_console_and_api() {
 
 #[test]
 fn automatic_incidents_are_titled_by_signal() {
-    let input = DetectorInput { total: 40, failed: 20, stale: false, in_maintenance: false };
-    assert_eq!(auto_text("rules", &input).0, "Elevated rule-run failures");
-    assert_eq!(auto_text("connector:okta-prod", &input).0, "Connector okta-prod is failing or stale");
-    assert_eq!(auto_text("component:delivery", &input).0, "Delivery dispatcher is degraded");
-    assert!(auto_text("rules", &input).1.contains("20 of 40 attempts failed (50 %)"));
+    let signal = |key: &str| Signal {
+        key: key.into(),
+        input: DetectorInput { total: 40, failed: 20, stale: false, in_maintenance: false },
+        detail: "20 of 40 attempts failed (50 %)".into(),
+    };
+    assert_eq!(auto_text(&signal("rules")).0, "Elevated rule-run failures");
+    assert_eq!(auto_text(&signal("connector:okta-prod")).0, "Connector okta-prod is failing or stale");
+    assert_eq!(auto_text(&signal("component:delivery")).0, "Delivery dispatcher degraded");
+    assert_eq!(auto_text(&signal("rules")).1, "Opened automatically: 20 of 40 attempts failed (50 %).");
 }
