@@ -70,6 +70,8 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Open, update and resolve incidents on the status page, through a server's API.
+    Incidents(IncidentsArgs),
     /// Measure speed against baselines taken in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -205,6 +207,84 @@ pub enum TokensCommand {
     Revoke {
         /// The token id (tok_…), as `tokens list` shows it.
         id: String,
+    },
+}
+
+/// Where the server is and who is asking: the API's own rules apply (an incident needs
+/// `admin#tenant/*`), so this works from any machine that reaches the server.
+#[derive(Debug, Clone, Args)]
+pub struct ServerConnection {
+    /// The server's base URL.
+    #[arg(long, env = "CUSTOS_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    pub server: String,
+    /// An API token (`cst_…`).
+    #[arg(long, env = "CUSTOS_TOKEN", value_parser = parse_secret, hide_env_values = true, global = true)]
+    pub token: Option<SecretString>,
+}
+
+#[derive(Debug, Args)]
+pub struct IncidentsArgs {
+    #[command(flatten)]
+    pub connection: ServerConnection,
+    #[command(subcommand)]
+    pub command: IncidentsCommand,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ImpactArg {
+    None,
+    Minor,
+    Major,
+    Critical,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum IncidentStatusArg {
+    Investigating,
+    Identified,
+    Monitoring,
+    Resolved,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// Open an incident; prints its id.
+    Open {
+        #[arg(long)]
+        title: String,
+        /// What is known so far (the first update).
+        #[arg(long)]
+        message: String,
+        #[arg(long, value_enum, default_value = "minor")]
+        impact: ImpactArg,
+        /// An affected component (api, ingestion, delivery, workers, console); repeat for several.
+        #[arg(long = "component")]
+        components: Vec<String>,
+        #[arg(long, value_enum, default_value = "investigating")]
+        status: IncidentStatusArg,
+    },
+    /// Post an update: a new status and what is known.
+    Update {
+        /// The incident id (inc_…).
+        id: String,
+        #[arg(long, value_enum)]
+        status: IncidentStatusArg,
+        #[arg(long)]
+        message: String,
+        /// A changed impact.
+        #[arg(long, value_enum)]
+        impact: Option<ImpactArg>,
+    },
+    /// Resolve an incident (an update with status `resolved`).
+    Resolve {
+        id: String,
+        #[arg(long, default_value = "This incident has been resolved.")]
+        message: String,
+    },
+    /// Open incidents and those resolved in the last 90 days.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
     },
 }
 

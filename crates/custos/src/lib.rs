@@ -93,6 +93,7 @@ impl Command {
             Command::Migrate => "migrate",
             Command::Tenants(_) => "tenants",
             Command::Tokens(_) => "tokens",
+            Command::Incidents(_) => "incidents",
             Command::Bench(_) => "bench",
             Command::Config(_) => "config",
         }

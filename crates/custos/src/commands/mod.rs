@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod bench;
 pub mod config;
+pub mod incidents;
 pub mod serve;
 
 use crate::cli::{Command, GlobalArgs};
@@ -14,6 +15,7 @@ pub async fn dispatch(global: GlobalArgs, command: Command) -> anyhow::Result<()
         Command::Migrate => admin::migrate(&global).await,
         Command::Tenants(command) => admin::tenants(&global, command).await,
         Command::Tokens(command) => admin::tokens(&global, command).await,
+        Command::Incidents(args) => incidents::run(&args).await,
         Command::Bench(command) => bench::run(&global, command).await,
         Command::Config(command) => config::run(command),
     }

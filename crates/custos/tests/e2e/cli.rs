@@ -190,3 +190,53 @@ async fn metrics_listen_serves_metrics_on_its_own_port() {
     let _ = server.child.wait();
     let _ = &mut server;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incidents_are_opened_updated_and_resolved_from_the_cli_over_http() {
+    let store = Store::sqlite();
+    store.ok(&["tenants", "create", "acme"]);
+    let server = Server::start(&store);
+    let admin = create_token(&store, &["--tenant", "*", "--scope", "admin"]);
+    let cli = |args: &[&str]| {
+        let mut full = vec!["incidents", "--server", server.base.as_str(), "--token", admin.as_str()];
+        full.extend_from_slice(args);
+        store.run(&full)
+    };
+    let (ok, stdout, stderr) =
+        cli(&["open", "--title", "API errors", "--message", "Looking", "--impact", "major", "--component", "api"]);
+    assert!(ok, "{stderr}");
+    let id = stdout.trim().to_owned();
+    assert!(id.starts_with("inc_"), "open prints the id alone: {stdout:?}");
+    let (ok, stdout, stderr) = cli(&["update", &id, "--status", "identified", "--message", "A bad deploy"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), format!("{id} identified"));
+    let page: serde_json::Value =
+        reqwest::get(format!("{}/status.json", server.base)).await.unwrap().json().await.unwrap();
+    let api = page["components"].as_array().unwrap().iter().find(|c| c["id"] == "api").unwrap();
+    assert_eq!(api["status"], "partial_outage", "a major incident shows on its component at once");
+    assert_eq!(page["incidents"][0]["status"], "identified");
+
+    let (ok, stdout, _) = cli(&["resolve", &id]);
+    assert!(ok);
+    assert_eq!(stdout.trim(), format!("{id} resolved"));
+    let (ok, stdout, _) = cli(&["list", "--format", "json"]);
+    assert!(ok);
+    let listed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let updates = listed[0]["updates"].as_array().unwrap();
+    assert_eq!(
+        updates.iter().map(|u| u["status"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["investigating", "identified", "resolved"]
+    );
+    let (ok, table, _) = cli(&["list"]);
+    assert!(ok && table.contains(&id) && table.contains("API errors"), "{table}");
+
+    // Errors say what the server said, with the field at fault; a missing token is named.
+    let (ok, _, stderr) = cli(&["open", "--title", "x", "--message", "y", "--component", "nope"]);
+    assert!(!ok && stderr.contains("unknown component") && stderr.contains("field components[0]"), "{stderr}");
+    let reader = create_token(&store, &["--tenant", "acme", "--scope", "admin"]);
+    let (ok, _, stderr) = store.run(&["incidents", "--server", &server.base, "--token", &reader, "resolve", &id]);
+    assert!(!ok && stderr.contains("missing scope admin#tenant/*"), "{stderr}");
+    let (ok, _, stderr) = store.run(&["incidents", "--server", &server.base, "list"]);
+    assert!(!ok && stderr.contains("no token"), "{stderr}");
+    server.stop();
+}
