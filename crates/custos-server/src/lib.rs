@@ -25,7 +25,7 @@ use custos_telemetry::Metrics;
 use tokio::net::TcpListener;
 
 pub use error::{ApiError, ErrorCode};
-pub use openapi::openapi_document;
+pub use openapi::{openapi_document, status_page_schema};
 pub use workers::Workers;
 
 /// Limits and identity of a running server. Every bound here is documented in

@@ -143,3 +143,47 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     api_router().split_for_parts().1
 }
+
+/// The JSON Schema (2020-12) of `/status.json`, from the same annotations as the
+/// OpenAPI document: the `StatusPage` schema with every schema it refers to under
+/// `$defs`. `docs/status-page.schema.json` is this, and a test keeps it so.
+pub fn status_page_schema() -> serde_json::Value {
+    let document = serde_json::to_value(openapi_document()).expect("the OpenAPI document serializes");
+    let schemas = &document["components"]["schemas"];
+    let mut defs = serde_json::Map::new();
+    let mut pending = vec!["StatusPage".to_owned()];
+    while let Some(name) = pending.pop() {
+        if defs.contains_key(&name) {
+            continue;
+        }
+        let mut schema = schemas[&name].clone();
+        rewrite_refs(&mut schema, &mut pending);
+        defs.insert(name, schema);
+    }
+    serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "urn:custos:schema:status-page:v1",
+        "title": "custos /status.json",
+        "$ref": "#/$defs/StatusPage",
+        "$defs": defs,
+    })
+}
+
+/// Points `#/components/schemas/X` references at `#/$defs/X`, noting each `X`.
+fn rewrite_refs(value: &mut serde_json::Value, found: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(reference)) = map.get_mut("$ref")
+                && let Some(name) = reference.strip_prefix("#/components/schemas/")
+            {
+                found.push(name.to_owned());
+                *reference = format!("#/$defs/{name}");
+            }
+            for child in map.values_mut() {
+                rewrite_refs(child, found);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|item| rewrite_refs(item, found)),
+        _ => {}
+    }
+}

@@ -67,7 +67,7 @@ pub(crate) struct ComponentView {
     pub status_since: Option<Timestamp>,
     /// Uptime over the last 90 days (see `uptime` on a day); null without data.
     pub uptime_90d: Option<f64>,
-    /// The last 90 days, oldest first. Empty for the members of a group (the group has them).
+    /// The last 90 days, oldest first. Absent on the members of a group (the group has them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub days: Vec<DayBar>,
 }

@@ -258,3 +258,42 @@ async fn a_deployment_can_require_a_token_for_the_page() {
     let response = app.client.get(app.url("/status.json")).bearer_auth(&reader).send().await.unwrap();
     assert_eq!(response.headers()["cache-control"], "private, no-store");
 }
+
+/// `docs/status-page.schema.json` is what the code describes (regenerate it with
+/// `CUSTOS_UPDATE_SCHEMA=1`), and a full answer, tenant part included, validates
+/// against it with an independent validator (Python's `jsonschema`).
+#[tokio::test]
+async fn the_documented_schema_is_the_one_served_and_answers_validate() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/status-page.schema.json");
+    let generated = serde_json::to_string_pretty(&custos_server::status_page_schema()).unwrap() + "\n";
+    if std::env::var_os("CUSTOS_UPDATE_SCHEMA").is_some() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let documented = std::fs::read_to_string(path).expect("docs/status-page.schema.json exists");
+    assert!(documented == generated, "docs/status-page.schema.json is stale: run with CUSTOS_UPDATE_SCHEMA=1");
+
+    let app = TestApp::start(Backend::Sqlite).await;
+    let admin = app.token(&["admin#tenant/*"]).await;
+    register(&app, &admin).await;
+    sync(&app, &admin, "old", 7.0).await;
+    let incident = json!({"title": "Slow API", "impact": "minor", "components": ["api"], "message": "Looking"});
+    app.post(&admin, "/v1/incidents", JSON, incident.to_string()).await;
+    let window = json!({"title": "Upkeep", "cron": "0 3 * * *", "duration_minutes": 30});
+    app.post(&admin, "/v1/maintenance", JSON, window.to_string()).await;
+    passes(&app, &mut Evaluator::default(), 3).await;
+    let (code, answer) = page(&app, Some(&admin), "?tenant=acme").await;
+    assert_eq!(code, 200);
+    assert!(answer["tenant"]["incidents"].as_array().is_some_and(|i| !i.is_empty()), "{answer}");
+    let script = "import json, sys, jsonschema\n\
+        schema = json.load(open(sys.argv[1]))\n\
+        jsonschema.Draft202012Validator.check_schema(schema)\n\
+        jsonschema.Draft202012Validator(schema).validate(json.load(sys.stdin))\n";
+    let (ok, _, stderr) = crate::support::run_checker("python3", &["-c", script, path], Some(&answer.to_string()));
+    assert!(ok, "{stderr}");
+    let (ok, _, _) = crate::support::run_checker(
+        "python3",
+        &["-c", script, path],
+        Some(&json!({"page": {}, "status": {}, "components": "nope"}).to_string()),
+    );
+    assert!(!ok, "the schema rejects a wrong shape");
+}
