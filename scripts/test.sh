@@ -25,6 +25,13 @@ if ! command -v promtool >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
 fi
 
+# Pages are tested in headless Chromium over WebDriver (Debian's chromium and its driver).
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+    echo "test.sh: installing chromium and chromium-driver from Debian's packages" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 # Independent readers of our formats (the OpenMetrics parser of prometheus_client), from PyPI.
 if ! python3 -c 'import prometheus_client, yaml, jsonschema' >/dev/null 2>&1; then
     echo "test.sh: installing the Python test readers (scripts/requirements-test.txt)" >&2

@@ -50,8 +50,15 @@ fn component(view: &ComponentView) -> Markup {
                 (state(view.status))
             }
             (bars(&view.days))
-            div class="muted" { (percent(view.uptime_90d)) " uptime over 90 days" }
+            div class="muted" { (uptime(view.uptime_90d)) }
         }
+    }
+}
+
+fn uptime(ratio: Option<f64>) -> String {
+    match ratio {
+        Some(_) => format!("{} uptime over 90 days", percent(ratio)),
+        None => "No uptime measured yet".to_owned(),
     }
 }
 
@@ -63,7 +70,7 @@ fn group(view: &GroupView) -> Markup {
                 (state(view.status))
             }
             (bars(&view.days))
-            div class="muted" { (percent(view.uptime_90d)) " uptime over 90 days" }
+            div class="muted" { (uptime(view.uptime_90d)) }
             ul class="members" {
                 @for member in &view.components {
                     li {

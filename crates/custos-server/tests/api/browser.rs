@@ -1,0 +1,138 @@
+//! Pages in a real browser: headless Chromium driven over WebDriver (Debian's
+//! `chromium` and `chromium-driver`, installed by `scripts/test.sh`). Each test saves
+//! screenshots under `target/screenshots/`, to be looked at.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use custos_server::status::Evaluator;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::support::{Backend, JSON, NDJSON, TestApp, ndjson};
+
+/// A chromedriver of this test's own and a browser session in it, both ended on drop.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Browser {
+    pub async fn start() -> Browser {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian's chromium-driver; scripts/test.sh installs it)");
+        let url = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "chromedriver did not listen within 20 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                            "--window-size=1280,1600"]}),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector).capabilities(capabilities).connect(&url).await.expect("a session");
+        Browser { client, driver }
+    }
+
+    /// Saves the page as `target/screenshots/<name>.png`.
+    pub async fn screenshot(&self, name: &str) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
+    }
+
+    pub async fn count(&self, css: &str) -> usize {
+        self.client.find_all(Locator::Css(css)).await.unwrap().len()
+    }
+
+    /// Whether the page fits the window's width (nothing to scroll sideways).
+    pub async fn fits_width(&self) -> bool {
+        let fits = self
+            .client
+            .execute("return document.documentElement.scrollWidth <= window.innerWidth;", vec![])
+            .await
+            .unwrap();
+        fits == json!(true)
+    }
+}
+
+fn hours_ago(hours: f64) -> String {
+    custos_model::Timestamp::from_micros(custos_model::Timestamp::now().as_micros() - (hours * 3_600_000_000.0) as i64)
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_status_page_reads_in_a_browser_on_a_laptop_and_a_phone() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let admin = app.token(&["admin#tenant/*"]).await;
+    let put = app
+        .put_json(&admin, "/v1/tenants/acme/components/okta-prod", &json!({"kind": "connector", "provider": "okta"}))
+        .await;
+    assert!(put.status().is_success());
+    let sync = ndjson(&[json!({"id": "s1", "integration_id": "okta-prod", "triggered_by": "scheduled",
+        "status": "succeeded", "started_at": hours_ago(7.1), "finished_at": hours_ago(7.0)})]);
+    app.post(&admin, "/v1/tenants/acme/connector-syncs", NDJSON, sync).await;
+    let incident = json!({"title": "Elevated API errors", "impact": "minor", "components": ["api"],
+        "message": "Some requests fail with 502 behind the load balancer."});
+    assert_eq!(app.post(&admin, "/v1/incidents", JSON, incident.to_string()).await.status(), 201);
+    let window = json!({"title": "Database upgrade", "components": ["delivery"],
+        "starts_at": hours_ago(0.5), "ends_at": hours_ago(-1.0)});
+    assert_eq!(app.post(&admin, "/v1/maintenance", JSON, window.to_string()).await.status(), 201);
+    let mut evaluator = Evaluator::default();
+    for _ in 0..3 {
+        evaluator.pass(&app.state).await.unwrap();
+    }
+
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url("/status")).await.unwrap();
+    assert_eq!(browser.client.title().await.unwrap(), "custos status");
+    let banner = browser.client.find(Locator::Id("indicator")).await.unwrap();
+    assert_eq!(banner.attr("data-indicator").await.unwrap().as_deref(), Some("critical"));
+    assert_eq!(banner.text().await.unwrap(), "Major System Outage");
+    assert_eq!(browser.count("section[id^='component-']").await, 5);
+    assert_eq!(browser.count(".bars span").await, 5 * 90, "90 bars per component");
+    assert!(browser.text("#component-api").await.contains("Degraded performance"), "the incident's floor");
+    assert!(browser.text("#component-delivery").await.contains("Under maintenance"));
+    assert!(browser.text("#component-ingestion").await.contains("Major outage"), "one stale connector of one");
+    let body = browser.text("body").await;
+    assert!(body.contains("Elevated API errors") && body.contains("Database upgrade"), "{body}");
+    assert!(body.contains("Opened automatically: 1 of 1 connectors down"), "{body}");
+    assert!(!body.contains("acme") && !body.contains("okta"), "the public page names no tenant: {body}");
+    assert!(browser.fits_width().await);
+    browser.screenshot("status").await;
+
+    browser.client.set_window_size(390, 1400).await.unwrap();
+    browser.client.refresh().await.unwrap();
+    assert!(browser.fits_width().await, "readable on a phone without scrolling sideways");
+    browser.screenshot("status-phone").await;
+
+    browser.client.goto(&app.url("/status/badge.svg?component=api")).await.unwrap();
+    browser.screenshot("status-badge").await;
+    let _ = browser.client.clone().close().await;
+}
