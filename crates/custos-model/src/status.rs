@@ -25,6 +25,11 @@ pub const MAX_WINDOW_SECONDS: i64 = 7 * 24 * 3600;
 pub const RESOLVED_INCIDENTS_KEPT_DAYS: i64 = 90;
 /// Days of uptime bars.
 pub const UPTIME_DAYS: i64 = 90;
+
+/// The earliest resolution time of the resolved incidents still listed at `now`.
+pub fn resolved_listed_since(now: Timestamp) -> Timestamp {
+    now.saturating_add_micros(-RESOLVED_INCIDENTS_KEPT_DAYS * 86_400 * MICROS)
+}
 /// Weight of a partial outage in uptime: a minute of partial outage counts as this
 /// fraction of a minute down (Statuspage's convention; a major outage counts fully).
 pub const PARTIAL_OUTAGE_WEIGHT: f64 = 0.3;

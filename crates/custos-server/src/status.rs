@@ -297,7 +297,7 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, previous: &Counts) -> Evaluation {
         let tenant = &t.tenant;
         let no_windows = Vec::new();
         let windows = inputs.tenant_windows.get(tenant).unwrap_or(&no_windows);
-        // Cumulative tallies per rule-run tenant, sync key and destination key.
+        // Cumulative tallies: the tenant's rule runs, and each sync and delivery key.
         let mut rules = Tally::default();
         let mut syncs: BTreeMap<&str, Tally> = BTreeMap::new();
         let mut deliveries: BTreeMap<&str, Tally> = BTreeMap::new();

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use custos_model::status::{
-    IncidentInput, IncidentStatus, IncidentUpdateInput, RESOLVED_INCIDENTS_KEPT_DAYS, platform_component_ids,
+    IncidentInput, IncidentStatus, IncidentUpdateInput, platform_component_ids, resolved_listed_since,
 };
 use custos_model::{Permission, Timestamp};
 use custos_store::{IncidentRecord, IncidentSource, IncidentUpdate, NewIncidentUpdate, StatusScope};
@@ -133,7 +133,7 @@ pub(crate) async fn list_incidents(
     caller: Caller,
 ) -> Result<Json<Vec<IncidentRecord>>, ApiError> {
     caller.platform_access(&state, Permission::ObsRead)?;
-    let since = Timestamp::now().saturating_add_micros(-RESOLVED_INCIDENTS_KEPT_DAYS * 86_400 * 1_000_000);
+    let since = resolved_listed_since(Timestamp::now());
     Ok(Json(state.store.incidents(&StatusScope::Platform, since).await?))
 }
 
@@ -183,6 +183,6 @@ pub(crate) async fn list_tenant_incidents(
     Path(tenant): Path<String>,
 ) -> Result<Json<Vec<IncidentRecord>>, ApiError> {
     let tenant = caller.tenant_access(&state, &tenant, Permission::ObsRead).await?;
-    let since = Timestamp::now().saturating_add_micros(-RESOLVED_INCIDENTS_KEPT_DAYS * 86_400 * 1_000_000);
+    let since = resolved_listed_since(Timestamp::now());
     Ok(Json(state.store.incidents(&StatusScope::Tenant(tenant), since).await?))
 }

@@ -16,8 +16,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use custos_model::component::ComponentKind;
 use custos_model::status::{
-    ComponentStatus, DayBar, Indicator, PLATFORM_COMPONENTS, RESOLVED_INCIDENTS_KEPT_DAYS, UPTIME_DAYS, daily_bars,
-    group_intervals, group_status, overall_uptime, raised_intervals,
+    ComponentStatus, DayBar, Indicator, PLATFORM_COMPONENTS, UPTIME_DAYS, daily_bars, group_intervals, group_status,
+    overall_uptime, raised_intervals, resolved_listed_since,
 };
 use custos_model::{Permission, TenantId, Timestamp};
 use custos_store::{IncidentRecord, IncidentSource, MaintenanceRecord, StatusScope};
@@ -208,17 +208,13 @@ fn maintenance_views(windows: &[MaintenanceRecord], now: Timestamp) -> Vec<Maint
     out
 }
 
-fn resolved_since(now: Timestamp) -> Timestamp {
-    now.saturating_add_micros(-RESOLVED_INCIDENTS_KEPT_DAYS * DAY_US)
-}
-
 async fn tenant_section(state: &AppState, tenant: &TenantId, now: Timestamp) -> Result<TenantSection, ApiError> {
     let store = &state.store;
     let scope = StatusScope::Tenant(tenant.clone());
     let since = now.saturating_add_micros(-UPTIME_DAYS * DAY_US);
     let changes = changes_by_component(store.status_changes(&scope, since).await?);
     let windows = store.maintenance_windows(&scope).await?;
-    let incidents = store.incidents(&scope, resolved_since(now)).await?;
+    let incidents = store.incidents(&scope, resolved_listed_since(now)).await?;
     let components = store.components(tenant).await?;
     let mut groups = Vec::new();
     for (id, name, kinds) in [
@@ -265,7 +261,7 @@ pub(crate) async fn build(state: &AppState, tenant: Option<&TenantId>) -> Result
     let since = now.saturating_add_micros(-UPTIME_DAYS * DAY_US);
     let changes = changes_by_component(store.status_changes(&scope, since).await?);
     let windows = store.maintenance_windows(&scope).await?;
-    let incidents = store.incidents(&scope, resolved_since(now)).await?;
+    let incidents = store.incidents(&scope, resolved_listed_since(now)).await?;
     let components: Vec<ComponentView> = PLATFORM_COMPONENTS
         .iter()
         .map(|(id, name)| component_view(id, name, changes.get(*id), &windows, &incidents, now, true))
