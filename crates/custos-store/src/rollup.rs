@@ -137,6 +137,30 @@ impl SeriesValues {
         };
     }
 
+    /// The `q` quantile (0 < q ≤ 1) of the observations, in base units, estimated the way
+    /// Prometheus's `histogram_quantile` does: find the bucket holding the rank, and
+    /// interpolate linearly within it (the first bucket starts at 0). Observations above
+    /// the last bound have no upper edge: a rank among them answers the last bound.
+    /// `None` without observations.
+    pub fn quantile(&self, family: RollupFamily, q: f64) -> Option<f64> {
+        if self.observations <= 0 || !(q > 0.0 && q <= 1.0) {
+            return None;
+        }
+        let rank = q * self.observations as f64;
+        let bounds = family.bounds();
+        let mut below = 0i64;
+        for (i, &count) in self.buckets.iter().enumerate() {
+            if count > 0 && (below + count) as f64 >= rank {
+                let lower = if i == 0 { 0.0 } else { bounds[i - 1] as f64 };
+                let upper = bounds[i] as f64;
+                let within = ((rank - below as f64) / count as f64).clamp(0.0, 1.0);
+                return Some(lower + (upper - lower) * within);
+            }
+            below += count;
+        }
+        Some(bounds[BUCKETS - 1] as f64)
+    }
+
     fn observe(&mut self, family: RollupFamily, value: i64) {
         let value = value.clamp(0, MAX_CONTRIBUTION);
         self.observations += 1;
@@ -410,6 +434,55 @@ mod tests {
         assert_eq!(v.buckets[1], 1);
         assert_eq!(v.buckets.iter().sum::<i64>(), 2);
         assert_eq!(v.observations, 3);
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_the_bucket_holding_the_rank() {
+        let mut v = SeriesValues::default();
+        assert_eq!(v.quantile(RollupFamily::RuleRuns, 0.95), None);
+        // 100 runs between 10 and 25 ms: the p95 is 95 % of the way through that bucket.
+        for _ in 0..100 {
+            v.observe(RollupFamily::RuleRuns, 20_000);
+        }
+        let p95 = v.quantile(RollupFamily::RuleRuns, 0.95).unwrap();
+        assert!((p95 - 24_250.0).abs() < 1e-6, "{p95}");
+        assert_eq!(v.quantile(RollupFamily::RuleRuns, 0.0), None);
+        // Beyond the last bound, the last bound answers.
+        for _ in 0..1000 {
+            v.observe(RollupFamily::RuleRuns, 2_000_000_000);
+        }
+        assert_eq!(v.quantile(RollupFamily::RuleRuns, 0.95), Some(900_000_000.0));
+    }
+
+    proptest::proptest! {
+        /// A quantile lies in the bucket of the observation of that rank, and never
+        /// decreases as q grows.
+        #[test]
+        fn quantiles_are_monotonic_and_bracket_the_true_value(
+            values in proptest::collection::vec(0i64..1_000_000_000, 1..300),
+            q1 in 0.01f64..1.0,
+            q2 in 0.01f64..1.0,
+        ) {
+            let mut v = SeriesValues::default();
+            for &value in &values {
+                v.observe(RollupFamily::RuleRuns, value);
+            }
+            let (lo, hi) = if q1 <= q2 { (q1, q2) } else { (q2, q1) };
+            let (a, b) = (v.quantile(RollupFamily::RuleRuns, lo).unwrap(), v.quantile(RollupFamily::RuleRuns, hi).unwrap());
+            proptest::prop_assert!(a <= b + 1e-9);
+            let mut sorted = values.clone();
+            sorted.sort_unstable();
+            let rank = ((hi * values.len() as f64).ceil() as usize).clamp(1, values.len());
+            let truth = sorted[rank - 1];
+            let bounds = RollupFamily::RuleRuns.bounds();
+            let bucket = bounds.iter().position(|&bound| truth <= bound);
+            let (lower, upper) = match bucket {
+                Some(0) => (0, bounds[0]),
+                Some(i) => (bounds[i - 1], bounds[i]),
+                None => (bounds[BUCKETS - 1], bounds[BUCKETS - 1]),
+            };
+            proptest::prop_assert!(b >= lower as f64 - 1e-6 && b <= upper as f64 + 1e-6, "{b} not in [{lower}, {upper}] (truth {truth})");
+        }
     }
 
     #[test]
