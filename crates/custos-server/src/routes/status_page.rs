@@ -363,7 +363,7 @@ pub(crate) async fn status_html(
 ) -> Result<Response, ApiError> {
     let tenant = authorize(&state, caller.as_ref(), query.tenant.as_deref()).await?;
     let page = build(&state, tenant.as_ref()).await?;
-    let mut response = crate::pages::status::render(&page).into_response();
+    let mut response = crate::pages::page_response(crate::pages::status::render(&page));
     cache_control(&mut response, tenant.is_none() && !state.config.status_require_token);
     Ok(response)
 }
@@ -403,7 +403,12 @@ pub(crate) async fn badge(
         None => ("status".to_owned(), indicator_status(page.status.indicator)),
     };
     let mut response = (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"))],
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml")),
+            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            // Opened on its own, the badge runs nothing.
+            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'")),
+        ],
         crate::pages::status::badge_svg(&label, status),
     )
         .into_response();

@@ -92,6 +92,9 @@ async fn the_public_view_names_no_tenant_and_the_tenant_view_needs_its_scope(app
     assert_eq!(html.status(), 200);
     assert_eq!(html.headers()["content-type"], "text/html; charset=utf-8");
     assert_eq!(html.headers()["cache-control"], "public, max-age=30");
+    let policy = html.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.starts_with("default-src 'none'") && !policy.contains("script-src"), "{policy}");
+    assert_eq!(html.headers()["x-content-type-options"], "nosniff");
     let html = html.text().await.unwrap();
     assert!(html.contains("All Systems Operational") && html.contains("Delivery dispatcher"), "{html}");
     assert!(!html.contains("acme") && !html.contains("okta"), "{html}");
