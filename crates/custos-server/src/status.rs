@@ -22,7 +22,7 @@
 //!
 //! A maintenance window covering a component records `under_maintenance`. Incidents
 //! are not recorded into the states: the page applies open manual incidents as it
-//! renders (see [`overlay`]), and automatic ones come from the same signals as the
+//! renders (see `overlay`), and automatic ones come from the same signals as the
 //! states, so they would only count twice. Automatic incidents: one signal per
 //! platform component, per tenant's rule runs and per tenant's connector, each through
 //! [`custos_model::status::detect`].
