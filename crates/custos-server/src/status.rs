@@ -149,11 +149,15 @@ impl SurfaceCounts {
 }
 
 impl RequestTally {
-    pub(crate) fn observe(&self, surface: Surface, status: u16, elapsed: Duration) {
-        let tally = match surface {
+    fn surface(&self, surface: Surface) -> &SurfaceTally {
+        match surface {
             Surface::Api => &self.api,
             Surface::Console => &self.console,
-        };
+        }
+    }
+
+    pub(crate) fn observe(&self, surface: Surface, status: u16, elapsed: Duration) {
+        let tally = self.surface(surface);
         tally.total.fetch_add(1, Ordering::Relaxed);
         if status >= 500 {
             tally.server_errors.fetch_add(1, Ordering::Relaxed);
@@ -165,10 +169,7 @@ impl RequestTally {
     }
 
     fn counts(&self, surface: Surface) -> SurfaceCounts {
-        let tally = match surface {
-            Surface::Api => &self.api,
-            Surface::Console => &self.console,
-        };
+        let tally = self.surface(surface);
         SurfaceCounts {
             tally: Tally {
                 total: tally.total.load(Ordering::Relaxed),
@@ -248,8 +249,19 @@ fn tenant_key(tenant: &TenantId, what: &str, id: &str) -> String {
     format!("t:{}:{what}:{id}", tenant.as_str())
 }
 
-/// Applies maintenance windows active at `now`, then open manual incidents naming the
-/// component (each at least its impact), to a state.
+/// `under_maintenance` while a window covering the component is active at `now`, else
+/// `status`: what the evaluator records.
+fn maintained(
+    component: &str,
+    status: ComponentStatus,
+    windows: &[MaintenanceRecord],
+    now: Timestamp,
+) -> ComponentStatus {
+    if in_maintenance(component, windows, now) { ComponentStatus::UnderMaintenance } else { status }
+}
+
+/// What the page shows: [`maintained`], then raised by each open manual incident naming
+/// the component to at least its impact.
 pub(crate) fn overlay(
     component: &str,
     status: ComponentStatus,
@@ -257,12 +269,11 @@ pub(crate) fn overlay(
     incidents: &[IncidentRecord],
     now: Timestamp,
 ) -> ComponentStatus {
-    let status = if in_maintenance(component, windows, now) { ComponentStatus::UnderMaintenance } else { status };
     incidents
         .iter()
         .filter(|i| i.source == IncidentSource::Manual && i.resolved_at.is_none())
         .filter(|i| i.components.iter().any(|c| c == component))
-        .fold(status, |s, i| worst(s, i.impact.component_status()))
+        .fold(maintained(component, status, windows, now), |s, i| worst(s, i.impact.component_status()))
 }
 
 fn in_maintenance(component: &str, windows: &[MaintenanceRecord], now: Timestamp) -> bool {
@@ -372,7 +383,7 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, previous: &Counts) -> Evaluation {
                     };
                     derived.push(Derived {
                         component: component.id.clone(),
-                        status: overlay(&component.id, status, windows, &[], now),
+                        status: maintained(&component.id, status, windows, now),
                         signal: Some(Signal { key: format!("connector:{}", component.id), input, detail }),
                     });
                 }
@@ -387,7 +398,7 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, previous: &Counts) -> Evaluation {
                         Observation { total: attempts.total, failed: attempts.failed, ..Observation::default() };
                     derived.push(Derived {
                         component: component.id.clone(),
-                        status: overlay(&component.id, derive_status(&observed, &thresholds), windows, &[], now),
+                        status: maintained(&component.id, derive_status(&observed, &thresholds), windows, now),
                         signal: None,
                     });
                 }
@@ -462,7 +473,7 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, previous: &Counts) -> Evaluation {
         };
         evaluation.platform.push(Derived {
             component: id.to_owned(),
-            status: overlay(id, status, inputs.platform_windows, &[], now),
+            status: maintained(id, status, inputs.platform_windows, now),
             signal: Some(Signal {
                 key: format!("component:{id}"),
                 input,

@@ -230,15 +230,6 @@ fn delivery(rng: &mut ChaCha8Rng, destination: &Destination, at: Timestamp) -> V
     })
 }
 
-/// An outbound request in a client span of its own, carrying the trace onward.
-fn traced(mut request: reqwest::RequestBuilder, method: &str, url: &str) -> (reqwest::RequestBuilder, tracing::Span) {
-    let span = custos_telemetry::trace_context::client_span(method, url);
-    for (name, value) in custos_telemetry::trace_context::outbound_headers(&span) {
-        request = request.header(name, value);
-    }
-    (request, span)
-}
-
 /// Posts `records` as one NDJSON batch; logs and drops a failed batch.
 async fn send(client: &reqwest::Client, base: &str, token: &str, path: &str, records: &[Value]) -> bool {
     if records.is_empty() {
@@ -246,7 +237,7 @@ async fn send(client: &reqwest::Client, base: &str, token: &str, path: &str, rec
     }
     let body: String = records.iter().map(|r| format!("{r}\n")).collect();
     let url = format!("{base}{path}");
-    let (request, span) = traced(
+    let (request, span) = crate::commands::traced(
         client.post(&url).bearer_auth(token).header("content-type", "application/x-ndjson").body(body),
         "POST",
         &url,
@@ -272,7 +263,7 @@ async fn send(client: &reqwest::Client, base: &str, token: &str, path: &str, rec
 
 async fn put(client: &reqwest::Client, base: &str, token: &str, path: &str, body: Value) -> anyhow::Result<()> {
     let url = format!("{base}{path}");
-    let (request, span) = traced(client.put(&url).bearer_auth(token).json(&body), "PUT", &url);
+    let (request, span) = crate::commands::traced(client.put(&url).bearer_auth(token).json(&body), "PUT", &url);
     let response = request.send().instrument(span.clone()).await?;
     span.record("http.response.status_code", response.status().as_u16());
     anyhow::ensure!(response.status().is_success(), "PUT {path}: {}", response.text().await.unwrap_or_default());
@@ -430,7 +421,8 @@ const JOBS: [(&str, &str); 5] = [
 /// Pings a job (`path` under `/v1/tenants/{t}/jobs/{job}/`); failures are logged.
 async fn ping(client: &reqwest::Client, base: &str, token: &str, path: &str, body: &str) -> bool {
     let url = format!("{base}{path}");
-    let (request, span) = traced(client.post(&url).bearer_auth(token).body(body.to_owned()), "POST", &url);
+    let (request, span) =
+        crate::commands::traced(client.post(&url).bearer_auth(token).body(body.to_owned()), "POST", &url);
     match request.send().instrument(span.clone()).await {
         Ok(response) => {
             span.record("http.response.status_code", response.status().as_u16());

@@ -36,11 +36,9 @@ pub(crate) async fn call(
 ) -> anyhow::Result<Value> {
     let token = connection.token.as_ref().context("no token: pass --token or set CUSTOS_TOKEN")?;
     let url = format!("{}{path}", connection.server.trim_end_matches('/'));
-    let span = custos_telemetry::trace_context::client_span(method.as_str(), &url);
-    let mut request = reqwest::Client::new().request(method, &url).bearer_auth(token.expose_secret());
-    for (name, value) in custos_telemetry::trace_context::outbound_headers(&span) {
-        request = request.header(name, value);
-    }
+    let name = method.to_string();
+    let (mut request, span) =
+        super::traced(reqwest::Client::new().request(method, &url).bearer_auth(token.expose_secret()), &name, &url);
     if let Some(body) = body {
         request = request.json(&body);
     }

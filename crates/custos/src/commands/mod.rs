@@ -20,3 +20,17 @@ pub async fn dispatch(global: GlobalArgs, command: Command) -> anyhow::Result<()
         Command::Config(command) => config::run(command),
     }
 }
+
+/// An outbound request in a client span of its own, carrying the span's trace context
+/// (`traceparent`): how the CLI and the demo call a server.
+pub(crate) fn traced(
+    mut request: reqwest::RequestBuilder,
+    method: &str,
+    url: &str,
+) -> (reqwest::RequestBuilder, tracing::Span) {
+    let span = custos_telemetry::trace_context::client_span(method, url);
+    for (name, value) in custos_telemetry::trace_context::outbound_headers(&span) {
+        request = request.header(name, value);
+    }
+    (request, span)
+}
