@@ -10,9 +10,9 @@ use custos_model::records::{ConnectorSync, Delivery, QueueSnapshot, RuleRun};
 use custos_model::status::ComponentStatus;
 use custos_model::{Component, FreshnessPolicy, TenantId, Timestamp};
 use custos_store::{
-    Backend, IncidentRecord, IngestSummary, JobEventOutcome, JobEventRequest, JobRecord, MaintenanceRecord,
-    NewIncidentUpdate, Page, PutOutcome, RecordQuery, SchemaDescription, SeriesRow, StatusChange, StatusScope, Store,
-    StoreResult, Stored, StoredFlip, StoredPing, Tenant, TokenRecord,
+    Backend, BucketRow, ConsoleSession, IncidentRecord, IngestSummary, JobEventOutcome, JobEventRequest, JobRecord,
+    LastError, MaintenanceRecord, NewIncidentUpdate, Page, PutOutcome, RecordQuery, RollupFamily, SchemaDescription,
+    SeriesRow, StatusChange, StatusScope, Store, StoreResult, Stored, StoredFlip, StoredPing, Tenant, TokenRecord,
 };
 use custos_telemetry::Metrics;
 use tracing::Instrument;
@@ -87,6 +87,9 @@ instrument! {
     token_by_secret_hash(secret_hash: &str) -> StoreResult<Option<TokenRecord>>;
     tokens() -> StoreResult<Vec<TokenRecord>>;
     revoke_token(id: &str, at: Timestamp) -> StoreResult<TokenRecord>;
+    create_console_session(session: &ConsoleSession) -> StoreResult<()>;
+    console_session(secret_hash: &str) -> StoreResult<Option<(ConsoleSession, TokenRecord)>>;
+    end_console_session(secret_hash: &str, at: Timestamp) -> StoreResult<()>;
     put_component(tenant: &TenantId, component: &Component) -> StoreResult<(PutOutcome, Component)>;
     component(tenant: &TenantId, id: &str) -> StoreResult<Option<Component>>;
     components(tenant: &TenantId) -> StoreResult<Vec<Component>>;
@@ -102,6 +105,9 @@ instrument! {
     record_deliveries(tenant: &TenantId, records: Vec<Delivery>, received_at: Timestamp) -> StoreResult<IngestSummary>;
     deliveries_page(tenant: &TenantId, query: &RecordQuery) -> StoreResult<Page<Stored<Delivery>>>;
     metric_series(tenant: &TenantId) -> StoreResult<Vec<SeriesRow>>;
+    metric_window(tenant: &TenantId, family: RollupFamily, since: Timestamp) -> StoreResult<Vec<SeriesRow>>;
+    metric_buckets(tenant: &TenantId, family: RollupFamily, since: Timestamp) -> StoreResult<Vec<BucketRow>>;
+    last_errors(tenant: &TenantId, family: RollupFamily) -> StoreResult<Vec<(String, LastError)>>;
     latest_queue_snapshots(tenant: &TenantId) -> StoreResult<Vec<Stored<QueueSnapshot>>>;
     apply_job_events(tenant: &TenantId, events: Vec<JobEventRequest>) -> StoreResult<Vec<JobEventOutcome>>;
     jobs(tenant: &TenantId) -> StoreResult<Vec<JobRecord>>;

@@ -26,7 +26,7 @@ pub use error::{StoreError, StoreResult};
 pub use jobs::{JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 pub use objects::Objects;
 pub use postgres::{APP_ROLE, PostgresStore};
-pub use rollup::{RollupFamily, SeriesRow, SeriesValues};
+pub use rollup::{BucketRow, LastError, RollupFamily, SeriesRow, SeriesValues};
 pub use schema::{SchemaDescription, TableDescription};
 pub use sqlite::SqliteStore;
 pub use status::{
@@ -74,6 +74,26 @@ impl TokenRecord {
     /// Whether the token may be used at `now`: not revoked, not expired.
     pub fn is_active(&self, now: Timestamp) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|expiry| now < expiry)
+    }
+}
+
+/// A console login: the cookie's secret is never stored, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub secret_hash: String,
+    /// The token the session was opened with: it acts with that token's scopes, and
+    /// ends when the token is revoked or expires.
+    pub token_id: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// When it was logged out.
+    pub ended_at: Option<Timestamp>,
+}
+
+impl ConsoleSession {
+    /// Whether the session may be used at `now` (its token is checked separately).
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        self.ended_at.is_none() && now < self.expires_at
     }
 }
 
@@ -161,6 +181,15 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Marks a token revoked at `at`; revoking twice keeps the first time.
     async fn revoke_token(&self, id: &str, at: Timestamp) -> StoreResult<TokenRecord>;
 
+    /// Stores a new console session, and forgets sessions expired before its start.
+    async fn create_console_session(&self, session: &ConsoleSession) -> StoreResult<()>;
+    /// A session by its secret's hash, with its token (`None`: no such session, or its
+    /// token is gone).
+    async fn console_session(&self, secret_hash: &str) -> StoreResult<Option<(ConsoleSession, TokenRecord)>>;
+    /// Logs a session out at `at` (a second logout keeps the first time; an unknown
+    /// session is no error).
+    async fn end_console_session(&self, secret_hash: &str, at: Timestamp) -> StoreResult<()>;
+
     async fn put_component(&self, tenant: &TenantId, component: &Component) -> StoreResult<(PutOutcome, Component)>;
     async fn component(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Component>>;
     async fn components(&self, tenant: &TenantId) -> StoreResult<Vec<Component>>;
@@ -219,6 +248,24 @@ pub trait Store: Send + Sync + Debug + 'static {
     fn pool_stats(&self) -> PoolStats;
     /// Every rollup series of a tenant, ordered by family, key and status.
     async fn metric_series(&self, tenant: &TenantId) -> StoreResult<Vec<SeriesRow>>;
+    /// A family's hourly rollups from the hour holding `since` on, summed per series
+    /// (`first_seen` is not kept per hour and reads 0), ordered by key and status.
+    async fn metric_window(
+        &self,
+        tenant: &TenantId,
+        family: RollupFamily,
+        since: Timestamp,
+    ) -> StoreResult<Vec<SeriesRow>>;
+    /// A family's hourly rollups from the hour holding `since` on, ordered by hour,
+    /// key and status.
+    async fn metric_buckets(
+        &self,
+        tenant: &TenantId,
+        family: RollupFamily,
+        since: Timestamp,
+    ) -> StoreResult<Vec<BucketRow>>;
+    /// The latest error of each of a family's keys, ordered by key.
+    async fn last_errors(&self, tenant: &TenantId, family: RollupFamily) -> StoreResult<Vec<(String, LastError)>>;
     /// The latest snapshot of each of a tenant's queues, ordered by component id.
     async fn latest_queue_snapshots(&self, tenant: &TenantId) -> StoreResult<Vec<Stored<QueueSnapshot>>>;
 

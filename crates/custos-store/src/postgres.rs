@@ -19,15 +19,15 @@ use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
 
 use crate::error::{PostgresContext, StoreError, StoreResult};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
-use crate::rollup::{self, Rollup, RollupFamily, RollupItem, SeriesRow, SeriesValues};
+use crate::rollup::{self, BucketRow, LastError, Rollup, RollupFamily, RollupItem, SeriesRow, SeriesValues};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
 use crate::status::{
     self, IncidentRecord, IncidentUpdate, MaintenanceRecord, NewIncidentUpdate, StatusChange, StatusScope,
 };
 use crate::table::{self, BaselineBatch, ColType, Dialect, EncodedRecord, TableSpec, Value};
 use crate::{
-    Backend, COMPONENT_COLUMN_COUNT, COMPONENT_COLUMNS, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored,
-    Tenant, TokenRecord, format_scopes, parse_scopes,
+    Backend, COMPONENT_COLUMN_COUNT, COMPONENT_COLUMNS, ConsoleSession, IngestSummary, Page, PutOutcome, RecordQuery,
+    Store, Stored, Tenant, TokenRecord, format_scopes, parse_scopes,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -43,6 +43,7 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0003_scheduled_jobs.sql"),
     },
     Migration { version: 4, name: "status_page", sql: include_str!("../migrations/postgres/0004_status_page.sql") },
+    Migration { version: 5, name: "console", sql: include_str!("../migrations/postgres/0005_console.sql") },
 ];
 
 /// Arbitrary constant naming custos's migration lock among the database's advisory locks.
@@ -187,8 +188,25 @@ impl PostgresStore {
     pub async fn rerun_rollup_backfill(&self) -> StoreResult<()> {
         let mut conn = self.owner_connection().await?;
         let mut tx = conn.begin().await.ctx("beginning")?;
-        tx.execute("DELETE FROM metric_series; DELETE FROM queue_latest;").await.ctx("emptying rollups")?;
+        tx.execute(
+            "DELETE FROM metric_series; DELETE FROM queue_latest; DELETE FROM metric_buckets; \
+             DELETE FROM series_last_error;",
+        )
+        .await
+        .ctx("emptying rollups")?;
         tx.execute(rollup::backfill_sql(MIGRATIONS[1].sql)).await.ctx("backfilling rollups")?;
+        tx.execute(rollup::backfill_sql(MIGRATIONS[4].sql)).await.ctx("backfilling hourly rollups")?;
+        tx.commit().await.ctx("committing")
+    }
+
+    /// Empties the hourly rollups and last errors and refills them with migration
+    /// 0005's backfill, keeping `metric_series` (and so its folds) as stored.
+    #[doc(hidden)]
+    pub async fn rerun_hourly_backfill(&self) -> StoreResult<()> {
+        let mut conn = self.owner_connection().await?;
+        let mut tx = conn.begin().await.ctx("beginning")?;
+        tx.execute("DELETE FROM metric_buckets; DELETE FROM series_last_error;").await.ctx("emptying rollups")?;
+        tx.execute(rollup::backfill_sql(MIGRATIONS[4].sql)).await.ctx("backfilling hourly rollups")?;
         tx.commit().await.ctx("committing")
     }
 
@@ -256,7 +274,7 @@ async fn apply_rollups(
         && !contributions.is_empty()
     {
         let batch = rollup::aggregate(contributions);
-        let mut new = new_series(tx, tenant, family, &batch).await?;
+        let mut new = new_series(tx, tenant, family, &batch.series).await?;
         let batch = if new.is_empty() {
             batch
         } else {
@@ -267,7 +285,7 @@ async fn apply_rollups(
                 .execute(&mut **tx)
                 .await
                 .ctx("locking the series count")?;
-            new = new_series(tx, tenant, family, &batch).await?;
+            new = new_series(tx, tenant, family, &batch.series).await?;
             let stored: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM metric_series WHERE tenant_id = $1 AND family = $2 AND series_key <> ''",
             )
@@ -278,7 +296,23 @@ async fn apply_rollups(
             .ctx("counting series")?;
             rollup::fold_over_cap(batch, new, cap.saturating_sub(stored as usize))
         };
-        upsert_series(tx, tenant, family, &batch, received_at).await?;
+        upsert_series(tx, tenant, family, &batch.series, received_at).await?;
+        upsert_buckets(tx, tenant, family, &batch.buckets).await?;
+        let upsert_error = rollup::upsert_error_sql(["$1", "$2", "$3", "$4", "$5", "$6"], " COLLATE \"C\"");
+        let mut errors: Vec<_> = batch.last_errors().into_iter().collect();
+        errors.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, error) in errors {
+            sqlx::query(sql_text(upsert_error.clone()))
+                .bind(tenant.as_str())
+                .bind(family.as_str())
+                .bind(key)
+                .bind(error.at_us)
+                .bind(error.record_id)
+                .bind(error.message)
+                .execute(&mut **tx)
+                .await
+                .ctx("upserting a series' last error")?;
+        }
     }
     let upsert_queue = format!(
         "INSERT INTO queue_latest ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) {}",
@@ -338,6 +372,35 @@ async fn new_series(
     Ok(batch.keys().filter(|k| k.0 != rollup::FOLDED_KEY && !stored.contains(*k)).cloned().collect())
 }
 
+/// The `UNNEST` array types of the value columns (`rollup::bucket_value_columns`).
+fn value_array_types() -> Vec<&'static str> {
+    let mut types = vec!["bigint[]", "bigint[]", "float8[]"];
+    types.extend(["bigint[]"; rollup::BUCKETS]);
+    types.extend(["float8[]"; 4]);
+    types.push("bigint[]");
+    types
+}
+
+/// Binds the value columns of `values`, in `rollup::bucket_value_columns` order.
+fn bind_series_values<'q>(mut query: PgQuery<'q>, values: &[&SeriesValues]) -> PgQuery<'q> {
+    query = query
+        .bind(values.iter().map(|v| v.records).collect::<Vec<_>>())
+        .bind(values.iter().map(|v| v.observations).collect::<Vec<_>>())
+        .bind(values.iter().map(|v| v.sum).collect::<Vec<_>>());
+    for bucket in 0..rollup::BUCKETS {
+        query = query.bind(values.iter().map(|v| v.buckets[bucket]).collect::<Vec<_>>());
+    }
+    for total in 0..4 {
+        query = query.bind(values.iter().map(|v| v.totals[total]).collect::<Vec<_>>());
+    }
+    query.bind(values.iter().map(|v| v.last_us).collect::<Vec<_>>())
+}
+
+/// `$first::type, …` for `types`.
+fn array_params(types: &[&str], first: usize) -> String {
+    types.iter().enumerate().map(|(i, ty)| format!("${}::{ty}", i + first)).collect::<Vec<_>>().join(", ")
+}
+
 /// One `INSERT … SELECT FROM UNNEST … ON CONFLICT DO UPDATE` for the whole batch.
 async fn upsert_series(
     tx: &mut Transaction<'static, Postgres>,
@@ -346,39 +409,58 @@ async fn upsert_series(
     batch: &std::collections::HashMap<(String, String), SeriesValues>,
     received_at: Timestamp,
 ) -> StoreResult<()> {
-    let columns = rollup::value_columns();
-    let mut types = vec!["text[]", "text[]", "bigint[]", "bigint[]", "float8[]"];
-    types.extend([&"bigint[]"; rollup::BUCKETS]);
-    types.extend([&"float8[]"; 4]);
-    types.extend(["bigint[]", "bigint[]"]);
-    let arrays: Vec<String> = types.iter().enumerate().map(|(i, ty)| format!("${}::{ty}", i + 3)).collect();
+    let mut types = vec!["text[]", "text[]"];
+    types.extend(value_array_types());
+    types.push("bigint[]");
     let sql = format!(
         "INSERT INTO metric_series (tenant_id, family, series_key, status, {}) SELECT $1, $2, u.* FROM UNNEST({}) AS u {}",
-        columns.join(", "),
-        arrays.join(", "),
+        rollup::value_columns().join(", "),
+        array_params(&types, 3),
         rollup::upsert_series_conflict_clause()
     );
-    let series: Vec<(&(String, String), &SeriesValues)> = batch.iter().collect();
-    let mut query = sqlx::query(sql_text(sql))
+    // In key order, so concurrent ingests lock the rows they share in the same order.
+    let mut series: Vec<(&(String, String), &SeriesValues)> = batch.iter().collect();
+    series.sort_by(|a, b| a.0.cmp(b.0));
+    let query = sqlx::query(sql_text(sql))
         .bind(tenant.as_str())
         .bind(family.as_str())
         .bind(series.iter().map(|((key, _), _)| key.as_str()).collect::<Vec<_>>())
-        .bind(series.iter().map(|((_, status), _)| status.as_str()).collect::<Vec<_>>())
-        .bind(series.iter().map(|(_, v)| v.records).collect::<Vec<_>>())
-        .bind(series.iter().map(|(_, v)| v.observations).collect::<Vec<_>>())
-        .bind(series.iter().map(|(_, v)| v.sum).collect::<Vec<_>>());
-    for bucket in 0..rollup::BUCKETS {
-        query = query.bind(series.iter().map(|(_, v)| v.buckets[bucket]).collect::<Vec<_>>());
-    }
-    for total in 0..4 {
-        query = query.bind(series.iter().map(|(_, v)| v.totals[total]).collect::<Vec<_>>());
-    }
-    query
-        .bind(series.iter().map(|(_, v)| v.last_us).collect::<Vec<_>>())
+        .bind(series.iter().map(|((_, status), _)| status.as_str()).collect::<Vec<_>>());
+    let values: Vec<&SeriesValues> = series.iter().map(|(_, v)| *v).collect();
+    bind_series_values(query, &values)
         .bind(vec![received_at.as_micros(); series.len()])
         .execute(&mut **tx)
         .await
         .ctx("upserting series")?;
+    Ok(())
+}
+
+/// The batch's hours, in one statement like [`upsert_series`].
+async fn upsert_buckets(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &TenantId,
+    family: RollupFamily,
+    batch: &std::collections::HashMap<(String, String, i64), SeriesValues>,
+) -> StoreResult<()> {
+    let mut types = vec!["bigint[]", "text[]", "text[]"];
+    types.extend(value_array_types());
+    let sql = format!(
+        "INSERT INTO metric_buckets (tenant_id, family, bucket_us, series_key, status, {}) \
+         SELECT $1, $2, u.* FROM UNNEST({}) AS u {}",
+        rollup::bucket_value_columns().join(", "),
+        array_params(&types, 3),
+        rollup::upsert_bucket_conflict_clause()
+    );
+    let mut hours: Vec<(&(String, String, i64), &SeriesValues)> = batch.iter().collect();
+    hours.sort_by(|a, b| (a.0.2, &a.0.0, &a.0.1).cmp(&(b.0.2, &b.0.0, &b.0.1)));
+    let query = sqlx::query(sql_text(sql))
+        .bind(tenant.as_str())
+        .bind(family.as_str())
+        .bind(hours.iter().map(|((_, _, hour), _)| *hour).collect::<Vec<_>>())
+        .bind(hours.iter().map(|((key, _, _), _)| key.as_str()).collect::<Vec<_>>())
+        .bind(hours.iter().map(|((_, status, _), _)| status.as_str()).collect::<Vec<_>>());
+    let values: Vec<&SeriesValues> = hours.iter().map(|(_, v)| *v).collect();
+    bind_series_values(query, &values).execute(&mut **tx).await.ctx("upserting hourly buckets")?;
     Ok(())
 }
 
@@ -806,6 +888,65 @@ impl Store for PostgresStore {
         }
     }
 
+    async fn create_console_session(&self, session: &ConsoleSession) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.ctx("beginning")?;
+        sqlx::query("DELETE FROM console_sessions WHERE expires_at_us < $1")
+            .bind(session.created_at.as_micros())
+            .execute(&mut *tx)
+            .await
+            .ctx("forgetting expired sessions")?;
+        sqlx::query(
+            "INSERT INTO console_sessions (secret_hash, token_id, created_at_us, expires_at_us, ended_at_us) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&session.secret_hash)
+        .bind(&session.token_id)
+        .bind(session.created_at.as_micros())
+        .bind(session.expires_at.as_micros())
+        .bind(session.ended_at.map(Timestamp::as_micros))
+        .execute(&mut *tx)
+        .await
+        .ctx("storing a session")?;
+        tx.commit().await.ctx("committing a session")
+    }
+
+    async fn console_session(&self, secret_hash: &str) -> StoreResult<Option<(ConsoleSession, TokenRecord)>> {
+        let row = sqlx::query(
+            "SELECT token_id, created_at_us, expires_at_us, ended_at_us FROM console_sessions WHERE secret_hash = $1",
+        )
+        .bind(secret_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("looking up a session")?;
+        let Some(row) = row else { return Ok(None) };
+        let session = ConsoleSession {
+            secret_hash: secret_hash.to_owned(),
+            token_id: row.try_get("token_id").ctx("reading a session")?,
+            created_at: Timestamp::from_micros(row.try_get("created_at_us").ctx("reading a session")?),
+            expires_at: Timestamp::from_micros(row.try_get("expires_at_us").ctx("reading a session")?),
+            ended_at: row
+                .try_get::<Option<i64>, _>("ended_at_us")
+                .ctx("reading a session")?
+                .map(Timestamp::from_micros),
+        };
+        let token = sqlx::query(sql_text(format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1")))
+            .bind(&session.token_id)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("looking up a session's token")?;
+        token.as_ref().map(token_from_row).transpose().map(|token| token.map(|token| (session, token)))
+    }
+
+    async fn end_console_session(&self, secret_hash: &str, at: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE console_sessions SET ended_at_us = COALESCE(ended_at_us, $2) WHERE secret_hash = $1")
+            .bind(secret_hash)
+            .bind(at.as_micros())
+            .execute(&self.pool)
+            .await
+            .ctx("ending a session")?;
+        Ok(())
+    }
+
     async fn put_component(&self, tenant: &TenantId, component: &Component) -> StoreResult<(PutOutcome, Component)> {
         let mut tx = self.tenant_tx(tenant).await?;
         let values = crate::component_values(component);
@@ -1023,6 +1164,57 @@ impl Store for PostgresStore {
         let rows = sqlx::query(sql_text(sql)).bind(tenant.as_str()).fetch_all(&mut *tx).await.ctx("reading series")?;
         tx.commit().await.ctx("ending a read transaction")?;
         rows.iter().map(rollup::series_from_row).collect()
+    }
+
+    async fn metric_window(
+        &self,
+        tenant: &TenantId,
+        family: RollupFamily,
+        since: Timestamp,
+    ) -> StoreResult<Vec<SeriesRow>> {
+        let sql = rollup::select_window_sql(["$1", "$2", "$3"], " COLLATE \"C\"");
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query(sql_text(sql))
+            .bind(tenant.as_str())
+            .bind(family.as_str())
+            .bind(rollup::bucket_of(since.as_micros()))
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading a window of hourly rollups")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        rows.iter().map(rollup::series_from_row).collect()
+    }
+
+    async fn metric_buckets(
+        &self,
+        tenant: &TenantId,
+        family: RollupFamily,
+        since: Timestamp,
+    ) -> StoreResult<Vec<BucketRow>> {
+        let sql = rollup::select_buckets_sql(["$1", "$2", "$3"], " COLLATE \"C\"");
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query(sql_text(sql))
+            .bind(tenant.as_str())
+            .bind(family.as_str())
+            .bind(rollup::bucket_of(since.as_micros()))
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading hourly rollups")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        rows.iter().map(rollup::bucket_from_row).collect()
+    }
+
+    async fn last_errors(&self, tenant: &TenantId, family: RollupFamily) -> StoreResult<Vec<(String, LastError)>> {
+        let sql = rollup::select_errors_sql(["$1", "$2"], " COLLATE \"C\"");
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query(sql_text(sql))
+            .bind(tenant.as_str())
+            .bind(family.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading last errors")?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        rows.iter().map(rollup::error_from_row).collect()
     }
 
     async fn latest_queue_snapshots(&self, tenant: &TenantId) -> StoreResult<Vec<Stored<QueueSnapshot>>> {

@@ -171,6 +171,14 @@ impl SeriesValues {
     }
 }
 
+/// The width of a [`metric_buckets`](BucketRow) bucket: one hour, in microseconds.
+pub const BUCKET_US: i64 = 3_600_000_000;
+
+/// The start of the hour holding `us` (integer division, as the SQL backfill does).
+pub fn bucket_of(us: i64) -> i64 {
+    (us / BUCKET_US) * BUCKET_US
+}
+
 /// One stored series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesRow {
@@ -181,12 +189,54 @@ pub struct SeriesRow {
     pub values: SeriesValues,
 }
 
+/// One hour of one series (`metric_buckets`): the same values as [`SeriesRow`], for the
+/// records whose own time falls in `[bucket_us, bucket_us + BUCKET_US)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketRow {
+    pub family: RollupFamily,
+    pub bucket_us: i64,
+    /// [`FOLDED_KEY`] for the overflow series.
+    pub key: String,
+    pub status: String,
+    pub values: SeriesValues,
+}
+
+/// The latest record of a series key that carried an error message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastError {
+    /// The record's own time (as `last_us`).
+    pub at_us: i64,
+    pub record_id: String,
+    pub message: String,
+}
+
+impl LastError {
+    /// Whether `self` is later than `other`: greater `(at_us, record_id)`, ids by bytes,
+    /// the order the stored upsert and the backfill use.
+    fn later_than(&self, other: &LastError) -> bool {
+        (self.at_us, self.record_id.as_bytes()) > (other.at_us, other.record_id.as_bytes())
+    }
+}
+
 /// A record's contribution to its family.
 #[derive(Debug, Clone)]
 pub(crate) struct Contribution {
     pub key: String,
     pub status: &'static str,
     pub values: SeriesValues,
+    /// Its error message, if it carried one.
+    pub error: Option<LastError>,
+}
+
+impl Contribution {
+    fn new(key: &str, status: &'static str, values: SeriesValues, id: &str, error: Option<&String>) -> Self {
+        let error = error.filter(|message| !message.is_empty()).map(|message| LastError {
+            at_us: values.last_us.unwrap_or_default(),
+            record_id: id.to_owned(),
+            message: message.clone(),
+        });
+        Contribution { key: key.to_owned(), status, values, error }
+    }
 }
 
 fn clamp(value: i64) -> f64 {
@@ -230,7 +280,13 @@ impl Rollup for RuleRun {
         if let Some(us) = duration_us {
             values.observe(RollupFamily::RuleRuns, us);
         }
-        RollupItem::Series(Contribution { key: self.rule_key.clone(), status: self.status.as_str(), values })
+        RollupItem::Series(Contribution::new(
+            &self.rule_key,
+            self.status.as_str(),
+            values,
+            &self.id,
+            self.error_message.as_ref(),
+        ))
     }
 }
 
@@ -247,7 +303,13 @@ impl Rollup for ConnectorSync {
         let duration_us =
             self.duration_ms.map_or(self.finished_at.micros_since(self.started_at), |ms| ms.saturating_mul(1000));
         values.observe(RollupFamily::ConnectorSyncs, duration_us);
-        RollupItem::Series(Contribution { key: self.integration_id.clone(), status: self.status.as_str(), values })
+        RollupItem::Series(Contribution::new(
+            &self.integration_id,
+            self.status.as_str(),
+            values,
+            &self.id,
+            self.error_message.as_ref(),
+        ))
     }
 }
 
@@ -262,7 +324,13 @@ impl Rollup for Delivery {
             ..SeriesValues::default()
         };
         values.observe(RollupFamily::Deliveries, self.attempt);
-        RollupItem::Series(Contribution { key: self.destination_id.clone(), status: self.status.as_str(), values })
+        RollupItem::Series(Contribution::new(
+            &self.destination_id,
+            self.status.as_str(),
+            values,
+            &self.id,
+            self.error_message.as_ref(),
+        ))
     }
 }
 
@@ -275,35 +343,82 @@ impl Rollup for QueueSnapshot {
     }
 }
 
-/// Sums contributions per `(key, status)`.
-pub(crate) fn aggregate(
-    contributions: impl IntoIterator<Item = Contribution>,
-) -> HashMap<(String, String), SeriesValues> {
-    let mut series: HashMap<(String, String), SeriesValues> = HashMap::new();
-    for c in contributions {
-        series.entry((c.key, c.status.to_owned())).or_default().add(&c.values);
+/// A batch's contributions summed: per series, per series and hour, and the latest
+/// error per key.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Aggregate {
+    pub series: HashMap<(String, String), SeriesValues>,
+    /// Keyed by `(key, status, bucket_us)`.
+    pub buckets: HashMap<(String, String, i64), SeriesValues>,
+    /// Keyed by `(key, status)` until [`Aggregate::last_errors`] reduces them per key.
+    errors: HashMap<(String, String), LastError>,
+}
+
+impl Aggregate {
+    fn add(&mut self, key: String, status: String, values: &SeriesValues, error: Option<LastError>) {
+        let hour = bucket_of(values.last_us.unwrap_or_default());
+        self.buckets.entry((key.clone(), status.clone(), hour)).or_default().add(values);
+        if let Some(error) = error {
+            keep_later(&mut self.errors, (key.clone(), status.clone()), error);
+        }
+        self.series.entry((key, status)).or_default().add(values);
     }
-    series
+
+    /// The latest error of each key.
+    pub fn last_errors(&self) -> HashMap<String, LastError> {
+        let mut latest = HashMap::new();
+        for ((key, _), error) in &self.errors {
+            keep_later(&mut latest, key.clone(), error.clone());
+        }
+        latest
+    }
+}
+
+fn keep_later<K: std::hash::Hash + Eq>(map: &mut HashMap<K, LastError>, key: K, error: LastError) {
+    match map.get(&key) {
+        Some(kept) if !error.later_than(kept) => {}
+        _ => {
+            map.insert(key, error);
+        }
+    }
+}
+
+/// Sums contributions per `(key, status)`, per hour, and keeps each key's latest error.
+pub(crate) fn aggregate(contributions: impl IntoIterator<Item = Contribution>) -> Aggregate {
+    let mut batch = Aggregate::default();
+    for c in contributions {
+        batch.add(c.key, c.status.to_owned(), &c.values, c.error);
+    }
+    batch
 }
 
 /// Applies the cap: `new` are the batch's series not yet stored, `room` how many more
 /// the family may hold. Admits the first `room` new keys in sorted order (so every
-/// replica decides alike) and folds the rest into [`FOLDED_KEY`] per status.
-pub(crate) fn fold_over_cap(
-    mut batch: HashMap<(String, String), SeriesValues>,
-    mut new: Vec<(String, String)>,
-    room: usize,
-) -> HashMap<(String, String), SeriesValues> {
+/// replica decides alike) and folds the rest into [`FOLDED_KEY`] per status, in the
+/// series, their hours and their errors alike.
+pub(crate) fn fold_over_cap(batch: Aggregate, mut new: Vec<(String, String)>, room: usize) -> Aggregate {
     if new.len() <= room {
         return batch;
     }
     new.sort();
-    for series in new.into_iter().skip(room) {
-        if let Some(values) = batch.remove(&series) {
-            batch.entry((FOLDED_KEY.to_owned(), series.1)).or_default().add(&values);
-        }
+    let folded: std::collections::HashSet<(String, String)> = new.into_iter().skip(room).collect();
+    let fold = |key: String, status: &str| {
+        if folded.contains(&(key.clone(), status.to_owned())) { FOLDED_KEY.to_owned() } else { key }
+    };
+    let mut out = Aggregate::default();
+    for ((key, status, hour), values) in batch.buckets {
+        let key = fold(key, &status);
+        out.buckets.entry((key, status, hour)).or_default().add(&values);
     }
-    batch
+    for ((key, status), values) in batch.series {
+        let key = fold(key, &status);
+        out.series.entry((key, status)).or_default().add(&values);
+    }
+    for ((key, status), error) in batch.errors {
+        let key = fold(key, &status);
+        keep_later(&mut out.errors, (key, status), error);
+    }
+    out
 }
 
 /// The latest snapshot of each queue in a batch: greatest `(observed_at, id)`, the
@@ -361,19 +476,106 @@ pub(crate) fn series_from_row(row: &impl RowReader) -> StoreResult<SeriesRow> {
 
 /// The `ON CONFLICT` clause adding a batch's values to a stored series.
 pub(crate) fn upsert_series_conflict_clause() -> String {
+    adding_conflict_clause("metric_series", "tenant_id, family, series_key, status")
+}
+
+/// `ON CONFLICT (conflict) DO UPDATE` adding every value column of `table`, keeping
+/// the greater `last_us` and the first `first_seen_us`.
+fn adding_conflict_clause(table: &str, conflict: &str) -> String {
     let mut sets = Vec::new();
     for column in value_columns() {
         match column.as_str() {
             "first_seen_us" => {}
-            "last_us" => sets.push(
-                "last_us = CASE WHEN metric_series.last_us IS NULL OR excluded.last_us > metric_series.last_us \
-                 THEN excluded.last_us ELSE metric_series.last_us END"
-                    .to_owned(),
-            ),
-            other => sets.push(format!("{other} = metric_series.{other} + excluded.{other}")),
+            "last_us" => sets.push(format!(
+                "last_us = CASE WHEN {table}.last_us IS NULL OR excluded.last_us > {table}.last_us \
+                 THEN excluded.last_us ELSE {table}.last_us END"
+            )),
+            other => sets.push(format!("{other} = {table}.{other} + excluded.{other}")),
         }
     }
-    format!("ON CONFLICT (tenant_id, family, series_key, status) DO UPDATE SET {}", sets.join(", "))
+    format!("ON CONFLICT ({conflict}) DO UPDATE SET {}", sets.join(", "))
+}
+
+/// `metric_buckets` columns after `tenant_id, family, bucket_us, series_key, status`.
+pub(crate) fn bucket_value_columns() -> Vec<String> {
+    value_columns().into_iter().filter(|c| c != "first_seen_us").collect()
+}
+
+/// The `ON CONFLICT` clause adding a batch's values to a stored hour.
+pub(crate) fn upsert_bucket_conflict_clause() -> String {
+    adding_conflict_clause("metric_buckets", "tenant_id, family, bucket_us, series_key, status")
+}
+
+/// The sums of every value column as `family, series_key, status, …` (a
+/// [`series_from_row`] row), integers cast back from PostgreSQL's `numeric` sums.
+fn summed_columns() -> String {
+    let mut columns = vec!["family".to_owned(), "series_key".to_owned(), "status".to_owned()];
+    for column in bucket_value_columns() {
+        columns.push(match column.as_str() {
+            "last_us" => "max(last_us)".to_owned(),
+            "value_sum" => "sum(value_sum)".to_owned(),
+            c if c.starts_with("total_") => format!("sum({c})"),
+            c => format!("CAST(sum({c}) AS BIGINT)"),
+        });
+    }
+    columns.join(", ")
+}
+
+/// One family's hours from `$3`/`?3` on, summed per series: rows for
+/// [`series_from_row`]. Parameters: tenant, family, since (µs).
+pub(crate) fn select_window_sql(params: [&str; 3], collate: &str) -> String {
+    let [tenant, family, since] = params;
+    format!(
+        "SELECT {} FROM metric_buckets WHERE tenant_id = {tenant} AND family = {family} AND bucket_us >= {since} \
+         GROUP BY family, series_key, status ORDER BY series_key{collate}, status",
+        summed_columns()
+    )
+}
+
+/// One family's hours from `since` on, by hour, key and status. Parameters as
+/// [`select_window_sql`].
+pub(crate) fn select_buckets_sql(params: [&str; 3], collate: &str) -> String {
+    let [tenant, family, since] = params;
+    format!(
+        "SELECT family, series_key, status, {}, bucket_us FROM metric_buckets \
+         WHERE tenant_id = {tenant} AND family = {family} AND bucket_us >= {since} \
+         ORDER BY bucket_us, series_key{collate}, status",
+        bucket_value_columns().join(", ")
+    )
+}
+
+/// Decodes a row of [`select_buckets_sql`].
+pub(crate) fn bucket_from_row(row: &impl RowReader) -> StoreResult<BucketRow> {
+    let series = series_from_row(row)?;
+    let bucket_us = row.int(3 + bucket_value_columns().len())?;
+    Ok(BucketRow { family: series.family, bucket_us, key: series.key, status: series.status, values: series.values })
+}
+
+/// Upserts one key's latest error, keeping the later `(at_us, record_id)`; `collate`
+/// orders ids by bytes. Parameters: tenant, family, key, at, record id, message.
+pub(crate) fn upsert_error_sql(params: [&str; 6], collate: &str) -> String {
+    format!(
+        "INSERT INTO series_last_error (tenant_id, family, series_key, at_us, record_id, message) \
+         VALUES ({}) ON CONFLICT (tenant_id, family, series_key) DO UPDATE SET at_us = excluded.at_us, \
+         record_id = excluded.record_id, message = excluded.message \
+         WHERE excluded.at_us > series_last_error.at_us OR (excluded.at_us = series_last_error.at_us \
+         AND excluded.record_id{collate} > series_last_error.record_id{collate})",
+        params.join(", ")
+    )
+}
+
+/// A family's latest errors per key. Parameters: tenant, family.
+pub(crate) fn select_errors_sql(params: [&str; 2], collate: &str) -> String {
+    let [tenant, family] = params;
+    format!(
+        "SELECT series_key, at_us, record_id, message FROM series_last_error \
+         WHERE tenant_id = {tenant} AND family = {family} ORDER BY series_key{collate}"
+    )
+}
+
+/// Decodes a row of [`select_errors_sql`].
+pub(crate) fn error_from_row(row: &impl RowReader) -> StoreResult<(String, LastError)> {
+    Ok((row.text(0)?, LastError { at_us: row.int(1)?, record_id: row.text(2)?, message: row.text(3)? }))
 }
 
 pub(crate) const QUEUE_COLUMNS: &str = "tenant_id, component_id, id, observed_at_us, depth_pending, depth_in_flight, \
@@ -391,11 +593,11 @@ pub(crate) fn upsert_queue_conflict_clause(collate: &str) -> String {
     )
 }
 
-/// The backfill statements of migration 0002 (between its `backfill:begin` and
-/// `backfill:end` markers).
+/// The backfill statements of a rollup migration (0002, 0005): between its
+/// `backfill:begin` and `backfill:end` markers.
 pub(crate) fn backfill_sql(migration: &str) -> &str {
-    let start = migration.find("-- backfill:begin").expect("migration 0002 marks its backfill");
-    let end = migration.find("-- backfill:end").expect("migration 0002 marks its backfill");
+    let start = migration.find("-- backfill:begin").expect("the rollup migration marks its backfill");
+    let end = migration.find("-- backfill:end").expect("the rollup migration marks its backfill");
     &migration[start..end]
 }
 
@@ -417,11 +619,11 @@ mod tests {
     use super::*;
 
     fn contribution(key: &str, status: &'static str, observe: Option<i64>) -> Contribution {
-        let mut values = SeriesValues { records: 1, ..SeriesValues::default() };
+        let mut values = SeriesValues { records: 1, last_us: Some(0), ..SeriesValues::default() };
         if let Some(v) = observe {
             values.observe(RollupFamily::RuleRuns, v);
         }
-        Contribution { key: key.into(), status, values }
+        Contribution { key: key.into(), status, values, error: None }
     }
 
     #[test]
@@ -486,32 +688,53 @@ mod tests {
     }
 
     #[test]
-    fn aggregation_sums_per_series() {
-        let series = aggregate([
-            contribution("a", "failed", Some(1)),
-            contribution("a", "failed", None),
-            contribution("b", "failed", Some(2)),
-        ]);
-        let a = &series[&("a".to_owned(), "failed".to_owned())];
+    fn aggregation_sums_per_series_and_hour_and_keeps_the_latest_error() {
+        let mut late = contribution("a", "failed", None);
+        late.values.last_us = Some(BUCKET_US + 5);
+        late.error = Some(LastError { at_us: BUCKET_US + 5, record_id: "r2".into(), message: "late".into() });
+        let mut early = contribution("a", "failed", Some(1));
+        early.error = Some(LastError { at_us: 7, record_id: "r1".into(), message: "early".into() });
+        let batch = aggregate([late, early, contribution("b", "failed", Some(2))]);
+        let a = &batch.series[&("a".to_owned(), "failed".to_owned())];
         assert_eq!((a.records, a.observations), (2, 1));
-        assert_eq!(series.len(), 2);
+        assert_eq!(batch.series.len(), 2);
+        // Two hours of `a`: one record in each.
+        assert_eq!(batch.buckets[&("a".to_owned(), "failed".to_owned(), 0)].records, 1);
+        assert_eq!(batch.buckets[&("a".to_owned(), "failed".to_owned(), BUCKET_US)].records, 1);
+        assert_eq!(batch.last_errors()["a"].message, "late");
+        assert!(!batch.last_errors().contains_key("b"));
+    }
+
+    #[test]
+    fn hours_start_on_the_hour() {
+        assert_eq!(bucket_of(0), 0);
+        assert_eq!(bucket_of(BUCKET_US - 1), 0);
+        assert_eq!(bucket_of(BUCKET_US), BUCKET_US);
+        assert_eq!(bucket_of(1_700_000_000_000_000), 1_699_999_200_000_000);
     }
 
     #[test]
     fn folding_keeps_the_first_sorted_keys_and_merges_the_rest_per_status() {
+        let mut d = contribution("d", "succeeded", Some(1));
+        d.error = Some(LastError { at_us: 0, record_id: "x".into(), message: "d broke".into() });
         let batch = aggregate([
             contribution("c", "failed", Some(1)),
             contribution("a", "failed", Some(1)),
             contribution("b", "succeeded", Some(1)),
-            contribution("d", "succeeded", Some(1)),
+            d,
         ]);
-        let new = batch.keys().cloned().collect();
+        let new = batch.series.keys().cloned().collect();
         let folded = fold_over_cap(batch, new, 1);
-        let mut keys: Vec<_> = folded.keys().cloned().collect();
+        let mut keys: Vec<_> = folded.series.keys().cloned().collect();
         keys.sort();
         let k = |a: &str, b: &str| (a.to_owned(), b.to_owned());
         assert_eq!(keys, [k("", "failed"), k("", "succeeded"), k("a", "failed")]);
-        assert_eq!(folded[&k("", "succeeded")].records, 2);
-        assert_eq!(folded[&k("", "failed")].records, 1);
+        assert_eq!(folded.series[&k("", "succeeded")].records, 2);
+        assert_eq!(folded.series[&k("", "failed")].records, 1);
+        // The hours and the errors fold alike.
+        let mut hours: Vec<_> = folded.buckets.keys().map(|(key, status, _)| k(key, status)).collect();
+        hours.sort();
+        assert_eq!(hours, keys);
+        assert_eq!(folded.last_errors().into_keys().collect::<Vec<_>>(), [""]);
     }
 }

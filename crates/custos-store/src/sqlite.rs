@@ -22,15 +22,15 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, TransactionBehav
 
 use crate::error::{SqliteContext, StoreError, StoreResult};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
-use crate::rollup::{self, Rollup, RollupFamily, RollupItem, SeriesRow};
+use crate::rollup::{self, BucketRow, LastError, Rollup, RollupFamily, RollupItem, SeriesRow};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
 use crate::status::{
     self, IncidentRecord, IncidentUpdate, MaintenanceRecord, NewIncidentUpdate, StatusChange, StatusScope,
 };
 use crate::table::{self, BaselineBatch, Dialect, EncodedRecord, TableSpec, Value};
 use crate::{
-    Backend, COMPONENT_COLUMN_COUNT, COMPONENT_COLUMNS, IngestSummary, Page, PutOutcome, RecordQuery, Store, Stored,
-    Tenant, TokenRecord, format_scopes, parse_scopes,
+    Backend, COMPONENT_COLUMN_COUNT, COMPONENT_COLUMNS, ConsoleSession, IngestSummary, Page, PutOutcome, RecordQuery,
+    Store, Stored, Tenant, TokenRecord, format_scopes, parse_scopes,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -38,6 +38,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "metric_rollups", sql: include_str!("../migrations/sqlite/0002_metric_rollups.sql") },
     Migration { version: 3, name: "scheduled_jobs", sql: include_str!("../migrations/sqlite/0003_scheduled_jobs.sql") },
     Migration { version: 4, name: "status_page", sql: include_str!("../migrations/sqlite/0004_status_page.sql") },
+    Migration { version: 5, name: "console", sql: include_str!("../migrations/sqlite/0005_console.sql") },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -292,8 +293,26 @@ impl SqliteStore {
     pub async fn rerun_rollup_backfill(&self) -> StoreResult<()> {
         self.write(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
-            tx.execute_batch("DELETE FROM metric_series; DELETE FROM queue_latest;").ctx("emptying rollups")?;
+            tx.execute_batch(
+                "DELETE FROM metric_series; DELETE FROM queue_latest; DELETE FROM metric_buckets; \
+                 DELETE FROM series_last_error;",
+            )
+            .ctx("emptying rollups")?;
             tx.execute_batch(rollup::backfill_sql(MIGRATIONS[1].sql)).ctx("backfilling rollups")?;
+            tx.execute_batch(rollup::backfill_sql(MIGRATIONS[4].sql)).ctx("backfilling hourly rollups")?;
+            tx.commit().ctx("committing")
+        })
+        .await
+    }
+
+    /// Empties the hourly rollups and last errors and refills them with migration
+    /// 0005's backfill, keeping `metric_series` (and so its folds) as stored.
+    #[doc(hidden)]
+    pub async fn rerun_hourly_backfill(&self) -> StoreResult<()> {
+        self.write(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
+            tx.execute_batch("DELETE FROM metric_buckets; DELETE FROM series_last_error;").ctx("emptying rollups")?;
+            tx.execute_batch(rollup::backfill_sql(MIGRATIONS[4].sql)).ctx("backfilling hourly rollups")?;
             tx.commit().ctx("committing")
         })
         .await
@@ -326,6 +345,14 @@ impl SqliteStore {
     }
 }
 
+/// Appends the value columns of `v`, in `rollup::bucket_value_columns` order.
+fn push_values(values: &mut Vec<rusqlite::types::Value>, v: &rollup::SeriesValues) {
+    values.extend([v.records.into(), v.observations.into(), v.sum.into()]);
+    values.extend(v.buckets.iter().map(|&b| b.into()));
+    values.extend(v.totals.iter().map(|&t| t.into()));
+    values.push(v.last_us.into());
+}
+
 /// Adds the inserted records to the metric rollups, in the ingest transaction.
 fn apply_rollups(
     tx: &rusqlite::Transaction<'_>,
@@ -346,7 +373,7 @@ fn apply_rollups(
             )
             .ctx("preparing a series lookup")?;
         let mut new = Vec::new();
-        for (key, status) in batch.keys() {
+        for (key, status) in batch.series.keys() {
             if key != rollup::FOLDED_KEY
                 && !exists.exists(params![tenant, family.as_str(), key, status]).ctx("looking up a series")?
             {
@@ -375,21 +402,45 @@ fn apply_rollups(
                 rollup::upsert_series_conflict_clause()
             ))
             .ctx("preparing a series upsert")?;
-        for ((key, status), v) in &batch {
+        for ((key, status), v) in &batch.series {
             let mut values: Vec<rusqlite::types::Value> = vec![
                 tenant.to_owned().into(),
                 family.as_str().to_owned().into(),
                 key.clone().into(),
                 status.clone().into(),
-                v.records.into(),
-                v.observations.into(),
-                v.sum.into(),
             ];
-            values.extend(v.buckets.iter().map(|&b| b.into()));
-            values.extend(v.totals.iter().map(|&t| t.into()));
-            values.push(v.last_us.into());
+            push_values(&mut values, v);
             values.push(received_at.as_micros().into());
             upsert.execute(rusqlite::params_from_iter(values)).ctx("upserting a series")?;
+        }
+        let columns = rollup::bucket_value_columns();
+        let placeholders: Vec<String> = (1..=columns.len() + 5).map(|n| format!("?{n}")).collect();
+        let mut upsert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO metric_buckets (tenant_id, family, bucket_us, series_key, status, {}) VALUES ({}) {}",
+                columns.join(", "),
+                placeholders.join(", "),
+                rollup::upsert_bucket_conflict_clause()
+            ))
+            .ctx("preparing an hourly bucket upsert")?;
+        for ((key, status, hour), v) in &batch.buckets {
+            let mut values: Vec<rusqlite::types::Value> = vec![
+                tenant.to_owned().into(),
+                family.as_str().to_owned().into(),
+                (*hour).into(),
+                key.clone().into(),
+                status.clone().into(),
+            ];
+            push_values(&mut values, v);
+            upsert.execute(rusqlite::params_from_iter(values)).ctx("upserting an hourly bucket")?;
+        }
+        let mut upsert = tx
+            .prepare_cached(&rollup::upsert_error_sql(["?1", "?2", "?3", "?4", "?5", "?6"], ""))
+            .ctx("preparing a last-error upsert")?;
+        for (key, error) in batch.last_errors() {
+            upsert
+                .execute(params![tenant, family.as_str(), key, error.at_us, error.record_id, error.message])
+                .ctx("upserting a series' last error")?;
         }
     }
     if !queues.is_empty() {
@@ -850,6 +901,73 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn create_console_session(&self, session: &ConsoleSession) -> StoreResult<()> {
+        let session = session.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
+            tx.execute("DELETE FROM console_sessions WHERE expires_at_us < ?1", [session.created_at.as_micros()])
+                .ctx("forgetting expired sessions")?;
+            tx.execute(
+                "INSERT INTO console_sessions (secret_hash, token_id, created_at_us, expires_at_us, ended_at_us) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    session.secret_hash,
+                    session.token_id,
+                    session.created_at.as_micros(),
+                    session.expires_at.as_micros(),
+                    session.ended_at.map(Timestamp::as_micros)
+                ],
+            )
+            .ctx("storing a session")?;
+            tx.commit().ctx("committing a session")
+        })
+        .await
+    }
+
+    async fn console_session(&self, secret_hash: &str) -> StoreResult<Option<(ConsoleSession, TokenRecord)>> {
+        let secret_hash = secret_hash.to_owned();
+        self.read(move |conn| {
+            let session = conn
+                .prepare_cached(
+                    "SELECT token_id, created_at_us, expires_at_us, ended_at_us FROM console_sessions \
+                     WHERE secret_hash = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row([&secret_hash], |row| {
+                        Ok(ConsoleSession {
+                            secret_hash: secret_hash.clone(),
+                            token_id: row.get(0)?,
+                            created_at: Timestamp::from_micros(row.get(1)?),
+                            expires_at: Timestamp::from_micros(row.get(2)?),
+                            ended_at: row.get::<_, Option<i64>>(3)?.map(Timestamp::from_micros),
+                        })
+                    })
+                    .optional()
+                })
+                .ctx("looking up a session")?;
+            let Some(session) = session else { return Ok(None) };
+            let token = conn
+                .prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"))
+                .and_then(|mut s| s.query_row([&session.token_id], token_from_row).optional())
+                .ctx("looking up a session's token")?;
+            Ok(token.map(|token| (session, token)))
+        })
+        .await
+    }
+
+    async fn end_console_session(&self, secret_hash: &str, at: Timestamp) -> StoreResult<()> {
+        let secret_hash = secret_hash.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE console_sessions SET ended_at_us = COALESCE(ended_at_us, ?2) WHERE secret_hash = ?1",
+                params![secret_hash, at.as_micros()],
+            )
+            .ctx("ending a session")?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn tokens(&self) -> StoreResult<Vec<TokenRecord>> {
         self.read(|conn| {
             let mut stmt = conn
@@ -1079,6 +1197,68 @@ impl Store for SqliteStore {
             let mut out = Vec::new();
             while let Some(row) = rows.next().ctx("reading a series")? {
                 out.push(rollup::series_from_row(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn metric_window(
+        &self,
+        tenant: &TenantId,
+        family: RollupFamily,
+        since: Timestamp,
+    ) -> StoreResult<Vec<SeriesRow>> {
+        let tenant = tenant.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&rollup::select_window_sql(["?1", "?2", "?3"], ""))
+                .ctx("preparing a window query")?;
+            let mut rows = stmt
+                .query(params![tenant.as_str(), family.as_str(), rollup::bucket_of(since.as_micros())])
+                .ctx("reading a window of hourly rollups")?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().ctx("reading a window of hourly rollups")? {
+                out.push(rollup::series_from_row(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn metric_buckets(
+        &self,
+        tenant: &TenantId,
+        family: RollupFamily,
+        since: Timestamp,
+    ) -> StoreResult<Vec<BucketRow>> {
+        let tenant = tenant.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&rollup::select_buckets_sql(["?1", "?2", "?3"], ""))
+                .ctx("preparing an hourly rollup query")?;
+            let mut rows = stmt
+                .query(params![tenant.as_str(), family.as_str(), rollup::bucket_of(since.as_micros())])
+                .ctx("reading hourly rollups")?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().ctx("reading hourly rollups")? {
+                out.push(rollup::bucket_from_row(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn last_errors(&self, tenant: &TenantId, family: RollupFamily) -> StoreResult<Vec<(String, LastError)>> {
+        let tenant = tenant.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&rollup::select_errors_sql(["?1", "?2"], ""))
+                .ctx("preparing a last-error query")?;
+            let mut rows = stmt.query(params![tenant.as_str(), family.as_str()]).ctx("reading last errors")?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().ctx("reading last errors")? {
+                out.push(rollup::error_from_row(row)?);
             }
             Ok(out)
         })

@@ -1,14 +1,15 @@
 //! Metric rollups, on both backends: they count each inserted record once, bucket
 //! exactly, keep the latest queue snapshot whatever the arrival order, hold the series
 //! cap (100,000 distinct rule keys against the default cap of 10,000), and agree with
-//! migration 0002's backfill from the stored records.
+//! the backfills of migrations 0002 and 0005 from the stored records; and the hourly
+//! buckets and last errors fold with their series.
 
 use std::sync::Arc;
 
 use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun, ValidationContext};
 use custos_model::{ComponentInput, TenantId, Timestamp};
-use custos_store::rollup::{DEFAULT_SERIES_CAP, FOLDED_KEY};
-use custos_store::{PostgresStore, RollupFamily, SeriesRow, SqliteStore, Store, Tenant};
+use custos_store::rollup::{self, DEFAULT_SERIES_CAP, FOLDED_KEY};
+use custos_store::{BucketRow, LastError, PostgresStore, RollupFamily, SeriesRow, SqliteStore, Store, Tenant};
 
 enum Backend {
     Sqlite(Arc<SqliteStore>, #[allow(dead_code)] tempfile::TempDir),
@@ -27,6 +28,13 @@ impl Backend {
         match self {
             Backend::Sqlite(s, _) => s.rerun_rollup_backfill().await.unwrap(),
             Backend::Postgres(s) => s.rerun_rollup_backfill().await.unwrap(),
+        }
+    }
+
+    async fn rerun_hourly_backfill(&self) {
+        match self {
+            Backend::Sqlite(s, _) => s.rerun_hourly_backfill().await.unwrap(),
+            Backend::Postgres(s) => s.rerun_hourly_backfill().await.unwrap(),
         }
     }
 }
@@ -65,6 +73,7 @@ both_backends!(
     the_cap_folds_new_series_and_counts_what_it_folded,
     the_cap_holds_under_100_000_rule_keys,
     the_migration_backfill_agrees_with_the_ingest_path,
+    hourly_buckets_and_last_errors_follow_the_records_and_the_folds,
 );
 
 fn now() -> Timestamp {
@@ -283,7 +292,12 @@ async fn the_migration_backfill_agrees_with_the_ingest_path(backend: Backend) {
             .map(|i| {
                 let status = ["succeeded", "failed", "skipped", "started"][i % 4];
                 let duration = if i % 7 == 0 { None } else { Some((i as i64 * 37) % 2_000_000) };
-                run(&format!("r{i}"), &format!("rule.{}", i % 13), status, duration)
+                let mut r = run(&format!("r{i}"), &format!("rule.{}", i % 13), status, duration);
+                r.started_at = Timestamp::from_micros(r.started_at.as_micros() + (i as i64 % 5) * 1_234_567_890);
+                if status == "failed" {
+                    r.error_message = Some(format!("boom {}", i % 3));
+                }
+                r
             })
             .collect();
         store.record_rule_runs(&t, runs, now()).await.unwrap();
@@ -292,6 +306,7 @@ async fn the_migration_backfill_agrees_with_the_ingest_path(backend: Backend) {
                 validate(serde_json::json!({
                     "id": format!("s{i}"), "integration_id": format!("int-{}", i % 4), "triggered_by": "manual",
                     "status": (["succeeded", "failed", "partial"][i % 3]), "events_ingested": i * 3,
+                    "error_message": if i % 3 == 1 { format!("sync {i} failed").into() } else { serde_json::Value::Null },
                     "duration_ms": if i % 5 == 0 { serde_json::Value::Null } else { (i * 911).into() },
                     "started_at": "2026-11-22T10:00:00Z", "finished_at": format!("2026-11-22T10:{:02}:{:02}Z", i / 60, i % 60)
                 }))
@@ -302,7 +317,9 @@ async fn the_migration_backfill_agrees_with_the_ingest_path(backend: Backend) {
             .map(|i| {
                 validate(serde_json::json!({
                     "id": format!("d{i}"), "destination_id": format!("dest-{}", i % 3), "attempt": 1 + i * 3,
-                    "status": (["succeeded", "retrying", "dead_lettered"][i % 3]), "attempted_at": "2026-11-22T10:00:00Z",
+                    "status": (["succeeded", "retrying", "dead_lettered"][i % 3]),
+                    "attempted_at": format!("2026-11-22T{:02}:59:59Z", 8 + i % 3),
+                    "error_message": if i % 3 == 0 { serde_json::Value::Null } else { format!("HTTP 50{}", i % 4).into() },
                     "latency_ms": if i % 2 == 0 { serde_json::Value::Null } else { (i * 10).into() }
                 }))
             })
@@ -324,9 +341,91 @@ async fn the_migration_backfill_agrees_with_the_ingest_path(backend: Backend) {
         store.record_queue_snapshots(&t, snaps, now()).await.unwrap();
     }
     let acme = TenantId::parse("acme").unwrap();
-    let incremental = (store.metric_series(&acme).await.unwrap(), store.latest_queue_snapshots(&acme).await.unwrap());
+    let incremental = (
+        store.metric_series(&acme).await.unwrap(),
+        store.latest_queue_snapshots(&acme).await.unwrap(),
+        hourly(store, &acme).await,
+    );
     assert!(incremental.0.len() > 40, "{}", incremental.0.len());
+    assert!(incremental.2.0.len() > incremental.0.len(), "runs span several hours");
+    assert_eq!(incremental.2.1.len(), 13 + 4 + 2, "every key but dest-0 had an error: {:#?}", incremental.2.1);
     backend.rerun_backfill().await;
-    let backfilled = (store.metric_series(&acme).await.unwrap(), store.latest_queue_snapshots(&acme).await.unwrap());
+    let backfilled = (
+        store.metric_series(&acme).await.unwrap(),
+        store.latest_queue_snapshots(&acme).await.unwrap(),
+        hourly(store, &acme).await,
+    );
     assert_eq!(incremental, backfilled);
+}
+
+/// Every hourly bucket and last error of a tenant, all families, from the epoch on.
+async fn hourly(store: &dyn Store, tenant: &TenantId) -> (Vec<BucketRow>, Vec<(RollupFamily, String, LastError)>) {
+    let mut buckets = Vec::new();
+    let mut errors = Vec::new();
+    for family in RollupFamily::ALL {
+        buckets.extend(store.metric_buckets(tenant, family, Timestamp::from_micros(0)).await.unwrap());
+        for (key, error) in store.last_errors(tenant, family).await.unwrap() {
+            errors.push((family, key, error));
+        }
+    }
+    (buckets, errors)
+}
+
+async fn hourly_buckets_and_last_errors_follow_the_records_and_the_folds(backend: Backend) {
+    let store = backend.store();
+    let acme = tenant(store, "acme").await;
+    store.set_metric_series_cap(2);
+    let at = |r: &mut RuleRun, hour: i64, error: Option<&str>| {
+        r.started_at = Timestamp::from_micros(r.started_at.as_micros() + hour * rollup::BUCKET_US);
+        r.error_message = error.map(str::to_owned);
+    };
+    let mut runs = vec![
+        run("1", "a", "failed", Some(10)),
+        run("2", "a", "failed", Some(20)),
+        run("3", "b", "succeeded", Some(30)),
+        run("4", "c", "failed", Some(40)),
+        run("5", "d", "failed", Some(50)),
+    ];
+    at(&mut runs[0], 0, Some("first"));
+    at(&mut runs[1], 1, Some("second"));
+    at(&mut runs[2], 1, None);
+    at(&mut runs[3], 1, Some("c broke"));
+    at(&mut runs[4], 0, Some("d broke"));
+    store.record_rule_runs(&acme, runs, now()).await.unwrap();
+    let (buckets, errors) = hourly(store, &acme).await;
+    let got: Vec<(i64, &str, &str, i64)> = buckets
+        .iter()
+        .map(|b| {
+            (
+                (b.bucket_us - rollup::bucket_of(now().as_micros())) / rollup::BUCKET_US,
+                b.key.as_str(),
+                b.status.as_str(),
+                b.values.records,
+            )
+        })
+        .collect();
+    // `a` and `b` are admitted (first sorted keys); `c` and `d` fold into ''.
+    assert_eq!(
+        got,
+        [
+            (-2, FOLDED_KEY, "failed", 1),
+            (-2, "a", "failed", 1),
+            (-1, FOLDED_KEY, "failed", 1),
+            (-1, "a", "failed", 1),
+            (-1, "b", "succeeded", 1)
+        ]
+    );
+    let errors: Vec<(&str, &str)> = errors.iter().map(|(_, key, e)| (key.as_str(), e.message.as_str())).collect();
+    assert_eq!(errors, [(FOLDED_KEY, "c broke"), ("a", "second")]);
+    // A window sums the hours per series.
+    let window = store.metric_window(&acme, RollupFamily::RuleRuns, Timestamp::from_micros(0)).await.unwrap();
+    let a = series(&window, RollupFamily::RuleRuns, "a", "failed");
+    assert_eq!((a.values.records, a.values.sum), (2, 30_000.0));
+    let since_last_hour = Timestamp::from_micros(now().as_micros() - rollup::BUCKET_US);
+    let recent = store.metric_window(&acme, RollupFamily::RuleRuns, since_last_hour).await.unwrap();
+    assert_eq!(series(&recent, RollupFamily::RuleRuns, "a", "failed").values.records, 1);
+    // The backfill folds the same way, from metric_series as stored.
+    let before = hourly(store, &acme).await;
+    backend.rerun_hourly_backfill().await;
+    assert_eq!(hourly(store, &acme).await, before);
 }
