@@ -33,9 +33,56 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// The prefix of a console session's secret (the value of its cookie), so secret
+/// scanners and the log scrubber recognise it as they do API tokens.
+pub const SESSION_PREFIX: &str = "css_";
+
+/// A new console session secret (256 random bits) and its stored hash.
+pub fn generate_session() -> (String, String) {
+    let secret = format!("{SESSION_PREFIX}{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()));
+    let hash = hash_secret(&secret);
+    (secret, hash)
+}
+
+/// A random one-time value for forms that have no session yet (the login form's
+/// double-submit check).
+pub fn generate_nonce() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+/// The anti-forgery token of a session's forms: derived from the session secret, so
+/// it needs no storage, and one-way, so a leaked form reveals nothing of the cookie.
+pub fn csrf_token(session_secret: &str) -> String {
+    let mut digest = Sha256::new();
+    digest.update(b"custos console csrf\0");
+    digest.update(session_secret.as_bytes());
+    URL_SAFE_NO_PAD.encode(digest.finalize())
+}
+
+/// Compares two secrets without an early exit on the first differing byte: the
+/// comparison is of their SHA-256 digests, so its timing says nothing about either.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sessions_are_random_and_their_csrf_token_is_derived_one_way() {
+        let (a, a_hash) = generate_session();
+        let (b, _) = generate_session();
+        assert_ne!(a, b);
+        assert!(a.starts_with(SESSION_PREFIX) && a.len() == SESSION_PREFIX.len() + 43, "{a}");
+        assert_eq!(a_hash, hash_secret(&a));
+        assert_eq!(csrf_token(&a), csrf_token(&a));
+        assert_ne!(csrf_token(&a), csrf_token(&b));
+        assert!(!csrf_token(&a).contains(&a[SESSION_PREFIX.len()..]));
+        assert!(same_secret(&a, &a.clone()));
+        assert!(!same_secret(&a, &b));
+        assert_ne!(generate_nonce(), generate_nonce());
+    }
 
     #[test]
     fn tokens_are_long_random_and_hashed() {

@@ -2,6 +2,7 @@
 
 mod auth;
 mod body;
+mod console;
 pub mod error;
 pub mod health;
 mod instrumented_store;
@@ -164,7 +165,8 @@ impl AppState {
 /// the instrumentation every request goes through.
 pub fn router(state: AppState) -> Router {
     let (api, _) = openapi::api_router().split_for_parts();
-    api.fallback(routes::platform::not_found)
+    api.merge(console::router())
+        .fallback(routes::platform::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
         .with_state(state)
 }

@@ -121,7 +121,8 @@ pub struct SeriesValues {
 }
 
 impl SeriesValues {
-    fn add(&mut self, other: &SeriesValues) {
+    /// Adds `other` in: counts, sums and buckets add up; the later `last_us` wins.
+    pub fn merge(&mut self, other: &SeriesValues) {
         self.records += other.records;
         self.observations += other.observations;
         self.sum += other.sum;
@@ -357,11 +358,11 @@ pub(crate) struct Aggregate {
 impl Aggregate {
     fn add(&mut self, key: String, status: String, values: &SeriesValues, error: Option<LastError>) {
         let hour = bucket_of(values.last_us.unwrap_or_default());
-        self.buckets.entry((key.clone(), status.clone(), hour)).or_default().add(values);
+        self.buckets.entry((key.clone(), status.clone(), hour)).or_default().merge(values);
         if let Some(error) = error {
             keep_later(&mut self.errors, (key.clone(), status.clone()), error);
         }
-        self.series.entry((key, status)).or_default().add(values);
+        self.series.entry((key, status)).or_default().merge(values);
     }
 
     /// The latest error of each key.
@@ -408,11 +409,11 @@ pub(crate) fn fold_over_cap(batch: Aggregate, mut new: Vec<(String, String)>, ro
     let mut out = Aggregate::default();
     for ((key, status, hour), values) in batch.buckets {
         let key = fold(key, &status);
-        out.buckets.entry((key, status, hour)).or_default().add(&values);
+        out.buckets.entry((key, status, hour)).or_default().merge(&values);
     }
     for ((key, status), values) in batch.series {
         let key = fold(key, &status);
-        out.series.entry((key, status)).or_default().add(&values);
+        out.series.entry((key, status)).or_default().merge(&values);
     }
     for ((key, status), error) in batch.errors {
         let key = fold(key, &status);

@@ -14,9 +14,11 @@ static SENSITIVE_KEY: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// Patterns masked inside any value, with their replacement.
-const PATTERN_SOURCES: [(&str, &str); 6] = [
+const PATTERN_SOURCES: [(&str, &str); 7] = [
     // custos API tokens
     (r"cst_[A-Za-z0-9_-]{16,}", "cst_[redacted]"),
+    // custos console session secrets (the session cookie)
+    (r"css_[A-Za-z0-9_-]{16,}", "css_[redacted]"),
     // HTTP credentials in header form
     (r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}", "$1 [redacted]"),
     // JSON Web Tokens
@@ -73,6 +75,7 @@ mod tests {
         let cases = [
             ("token cst_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-abcdef used", "token cst_[redacted] used"),
             ("Authorization: Bearer abc.def-ghi_jkl", "Authorization: Bearer [redacted]"),
+            ("custos_session=css_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-abcdef", "custos_session=css_[redacted]"),
             ("basic dXNlcjpwYXNzd29yZA==", "basic [redacted]"),
             ("postgres://custos:hunter2@db:5432/custos", "postgres://custos:[redacted]@db:5432/custos"),
             ("mail alice.smith+x@example.co.uk now", "mail [redacted-email] now"),

@@ -2,6 +2,7 @@
 //! binary: no build step, no script needed to read them, a stylesheet that works on a
 //! laptop and a phone. States are shown in words as well as colour.
 
+pub(crate) mod console;
 pub(crate) mod status;
 
 use axum::http::{HeaderValue, header};
@@ -56,7 +57,36 @@ footer { margin: 32px 0 8px; border-top: 1px solid var(--line); padding-top: 10p
 .b-major_outage { background: var(--major); } .c-major_outage { color: var(--major); }
 .b-under_maintenance { background: var(--maint); } .c-under_maintenance { color: var(--maint); }
 .b-none { background: var(--none); }
-@media (max-width: 600px) { main { padding: 10px; } .bars { height: 24px; } }
+main:has(.console-nav), main:has(.login) { max-width: 1280px; }
+.console-nav { display: flex; flex-wrap: wrap; gap: 6px 16px; align-items: center; padding: 8px 0; border-bottom: 1px solid var(--line); }
+.console-nav .spacer { flex: 1; }
+.jump { display: flex; flex-wrap: wrap; gap: 4px 14px; margin: 4px 0 8px; }
+form.inline { display: inline; margin: 0; }
+button { font: inherit; padding: 5px 12px; border: 1px solid var(--muted); border-radius: 4px; background: var(--panel); cursor: pointer; }
+input, select { font: inherit; padding: 4px 6px; border: 1px solid var(--muted); border-radius: 4px; max-width: 100%; }
+.login { display: flex; flex-direction: column; gap: 8px; max-width: 420px; }
+.alert { padding: 10px 12px; border-radius: 6px; background: #fdecea; color: var(--major); border: 1px solid var(--major); }
+.table { overflow-x: auto; border: 1px solid var(--line); border-radius: 6px; }
+table { border-collapse: collapse; width: 100%; font-size: .92rem; }
+th, td { text-align: left; vertical-align: top; padding: 6px 10px; border-top: 1px solid var(--line); }
+thead th { border-top: 0; background: var(--panel); white-space: nowrap; }
+td.error { max-width: 28em; overflow-wrap: anywhere; }
+.light { font-weight: 600; white-space: nowrap; }
+.light::before { content: ""; display: inline-block; width: .75em; height: .75em; border-radius: 50%; margin-right: .35em; background: currentColor; }
+.l-ok { color: var(--ok); } .l-warn { color: var(--degraded); } .l-bad { color: var(--major); } .l-none { color: var(--muted); }
+.c-bad { color: var(--major); }
+svg.spark { vertical-align: middle; }
+.s-ok { fill: var(--ok); } .s-warn { fill: var(--degraded); } .s-bad { fill: var(--major); } .s-none { fill: var(--none); }
+.s-line { fill: none; stroke: var(--maint); stroke-width: 1.5; }
+.grid2 { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
+.silent { columns: 2; padding-left: 18px; }
+.filters { display: flex; flex-wrap: wrap; gap: 10px 14px; align-items: flex-end; padding: 12px; border: 1px solid var(--line); border-radius: 6px; background: var(--panel); }
+.filters label { display: flex; flex-direction: column; font-size: .85rem; color: var(--muted); gap: 2px; }
+.filters .actions { display: flex; gap: 12px; align-items: center; }
+.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; }
+.facts dt { color: var(--muted); } .facts dd { margin: 0; overflow-wrap: anywhere; }
+pre { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: 10px; overflow-x: auto; font-size: .85rem; }
+@media (max-width: 600px) { main { padding: 10px; } .bars { height: 24px; } .grid2 { grid-template-columns: 1fr; } .silent { columns: 1; } }
 "#;
 
 /// A whole page: `title`, the shared stylesheet, and `body` inside `<main>`. With

@@ -27,7 +27,7 @@ const INLINE_PARSE_BYTES: usize = 64 * 1024;
 pub(crate) const DEFAULT_PAGE_LIMIT: usize = 100;
 pub(crate) const MAX_PAGE_LIMIT: usize = 1000;
 /// Rows fetched per store call while streaming an export.
-const EXPORT_PAGE: usize = 1000;
+pub(crate) const EXPORT_PAGE: usize = 1000;
 
 /// What an ingest request stored.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -221,7 +221,11 @@ pub(crate) async fn list<R: StoredRecord>(
 
 /// Streams every selected record, one store page at a time. A store error mid-stream
 /// is logged and ends the response early, which the client sees as a broken transfer.
-fn export<R: StoredRecord>(store: std::sync::Arc<dyn Store>, tenant: TenantId, request: ListRequest) -> Response {
+pub(crate) fn export<R: StoredRecord>(
+    store: std::sync::Arc<dyn Store>,
+    tenant: TenantId,
+    request: ListRequest,
+) -> Response {
     struct Walk {
         query: Option<RecordQuery>,
         remaining: usize,
