@@ -162,6 +162,12 @@ fn with_error_body(response: Response, request_id: &str) -> Response {
     if is_health && response.extensions().get::<ErrorBody>().is_none() {
         return response;
     }
+    // Console pages answer errors as HTML pages of their own (a login form that says
+    // what was wrong); only our handlers produce HTML.
+    let is_page = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if is_page && response.extensions().get::<ErrorBody>().is_none() {
+        return response;
+    }
     let (mut parts, body) = response.into_parts();
     let mut error = parts.extensions.remove::<ErrorBody>().unwrap_or_else(|| ErrorBody {
         code: ErrorCode::for_status(status),

@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod browser;
 mod components;
+mod console;
 mod deploy;
 mod health;
 mod incidents;
