@@ -78,7 +78,8 @@ td.error { max-width: 28em; overflow-wrap: anywhere; }
 svg.spark { vertical-align: middle; }
 .s-ok { fill: var(--ok); } .s-warn { fill: var(--degraded); } .s-bad { fill: var(--major); } .s-none { fill: var(--none); }
 .s-line { fill: none; stroke: var(--maint); stroke-width: 1.5; }
-.grid2 { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
+.grid2 { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 16px; }
+section h3 { margin: 16px 0 6px; }
 .silent { columns: 2; padding-left: 18px; }
 .filters { display: flex; flex-wrap: wrap; gap: 10px 14px; align-items: flex-end; padding: 12px; border: 1px solid var(--line); border-radius: 6px; background: var(--panel); }
 .filters label { display: flex; flex-direction: column; font-size: .85rem; color: var(--muted); gap: 2px; }
@@ -86,7 +87,7 @@ svg.spark { vertical-align: middle; }
 .facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; }
 .facts dt { color: var(--muted); } .facts dd { margin: 0; overflow-wrap: anywhere; }
 pre { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: 10px; overflow-x: auto; font-size: .85rem; }
-@media (max-width: 600px) { main { padding: 10px; } .bars { height: 24px; } .grid2 { grid-template-columns: 1fr; } .silent { columns: 1; } }
+@media (max-width: 600px) { main { padding: 10px; } .bars { height: 24px; } .grid2 { grid-template-columns: minmax(0, 1fr); } .silent { columns: 1; } }
 "#;
 
 /// A whole page: `title`, the shared stylesheet, and `body` inside `<main>`. With

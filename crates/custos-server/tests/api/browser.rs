@@ -30,6 +30,11 @@ fn free_port() -> u16 {
 
 impl Browser {
     pub async fn start() -> Browser {
+        Self::start_with_downloads(None).await
+    }
+
+    /// With downloads saved to `downloads` without asking.
+    pub async fn start_with_downloads(downloads: Option<&std::path::Path>) -> Browser {
         let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -48,11 +53,26 @@ impl Browser {
             "goog:chromeOptions".into(),
             json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                             "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                            "--window-size=1280,1600"]}),
+                            "--window-size=1280,1600"],
+                   "prefs": {"download.default_directory": downloads.map(|d| d.display().to_string()),
+                             "download.prompt_for_download": false}}),
         );
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = ClientBuilder::new(connector).capabilities(capabilities).connect(&url).await.expect("a session");
         Browser { client, driver }
+    }
+
+    /// Waits until the page's URL contains `part` (after a click that navigates).
+    pub async fn wait_for_url(&self, part: &str) {
+        let started = Instant::now();
+        loop {
+            let url = self.client.current_url().await.unwrap();
+            if url.as_str().contains(part) {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "still at {url}, waiting for {part}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Saves the page as `target/screenshots/<name>.png`.
@@ -134,5 +154,109 @@ async fn the_status_page_reads_in_a_browser_on_a_laptop_and_a_phone() {
 
     browser.client.goto(&app.url("/status/badge.svg?component=api")).await.unwrap();
     browser.screenshot("status-badge").await;
+    let _ = browser.client.clone().close().await;
+}
+
+/// Waits for a file named `*.csv` to finish downloading into `dir`.
+async fn downloaded_csv(dir: &std::path::Path) -> String {
+    let started = Instant::now();
+    loop {
+        let done = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "csv"));
+        if let Some(path) = done {
+            return std::fs::read_to_string(path).unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no CSV downloaded within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_logs_in_shows_every_panel_filters_and_downloads_the_csv() {
+    let app = TestApp::start(Backend::Postgres).await;
+    let admin = app.token(&["admin#tenant/acme"]).await;
+    crate::console::seed(&app, &admin).await;
+    let downloads = tempfile::tempdir().unwrap();
+    let browser = Browser::start_with_downloads(Some(downloads.path())).await;
+
+    // Logging in: a console page sends the browser to the form, and back.
+    browser.client.goto(&app.url("/admin/health?tenant=acme")).await.unwrap();
+    assert!(browser.client.current_url().await.unwrap().path() == "/admin/login");
+    browser.screenshot("console-login").await;
+    browser
+        .client
+        .find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys("cst_wrong-token-0000000000000000000000")
+        .await
+        .unwrap();
+    browser.client.find(Locator::Css("form.login button")).await.unwrap().click().await.unwrap();
+    let alert = browser.client.wait().for_element(Locator::Css(".alert")).await.unwrap();
+    assert!(alert.text().await.unwrap().contains("not a valid token"));
+    browser.client.find(Locator::Id("token")).await.unwrap().send_keys(&admin).await.unwrap();
+    browser.client.find(Locator::Css("form.login button")).await.unwrap().click().await.unwrap();
+    browser.wait_for_url("/admin/health").await;
+    let cookies = browser.client.get_all_cookies().await.unwrap();
+    let session = cookies.iter().find(|c| c.name() == "custos_session").expect("a session cookie");
+    assert_eq!(session.http_only(), Some(true));
+    assert!(!session.value().is_empty());
+
+    // Every panel, problems first, in words as well as colour.
+    for panel in ["connectors", "siem", "workflow", "ingestion", "rules"] {
+        assert_eq!(browser.count(&format!("section#{panel}")).await, 1, "{panel}");
+    }
+    let first_connector = browser.text("#connectors tbody tr:first-child").await;
+    assert!(first_connector.contains("crowdstrike") && first_connector.contains("overdue"), "{first_connector}");
+    assert!(first_connector.contains("50.00 %") && first_connector.contains("HTTP 503"), "{first_connector}");
+    assert_eq!(browser.count("#connectors svg.spark").await, 2);
+    assert!(browser.text("#workflow").await.contains("HTTP 401 from Jira"));
+    assert!(browser.text("#rules").await.contains("gcp.public_bucket"));
+    assert!(browser.text("#rules").await.contains("legacy.dormant_rule"));
+    assert!(browser.fits_width().await);
+    browser.screenshot("console-health").await;
+
+    // Dead letters, one click away.
+    browser.client.find(Locator::Css("#workflow a[href*='dead_lettered']")).await.unwrap().click().await.unwrap();
+    browser.wait_for_url("/admin/health/deliveries").await;
+    assert!(browser.text("table").await.contains("finding-3"));
+    browser.screenshot("console-dead-letters").await;
+
+    // The audit log: filter, drill down, download the filter as CSV.
+    browser.client.goto(&app.url("/admin/audit/rules?tenant=acme")).await.unwrap();
+    assert_eq!(browser.count("table.runs tbody tr").await, 21);
+    browser.client.find(Locator::Css("input[name=rule_key]")).await.unwrap().send_keys("aws.root_login").await.unwrap();
+    browser.client.find(Locator::Css("select[name=status] option[value=failed]")).await.unwrap().click().await.unwrap();
+    browser.client.find(Locator::Css(".filters button")).await.unwrap().click().await.unwrap();
+    browser.wait_for_url("status=failed").await;
+    assert_eq!(browser.count("table.runs tbody tr").await, 4);
+    browser.screenshot("console-audit").await;
+    browser.client.find(Locator::Css("a.export[href*='.csv']")).await.unwrap().click().await.unwrap();
+    let csv = downloaded_csv(downloads.path()).await;
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    assert!(
+        rows.iter().all(|r| r.iter().any(|cell| cell == "aws.root_login") && r.iter().any(|cell| cell == "failed"))
+    );
+    browser.client.find(Locator::Css("table.runs tbody tr:first-child a")).await.unwrap().click().await.unwrap();
+    browser.wait_for_url("/admin/audit/rules/run-").await;
+    assert!(browser.text("body").await.contains("203.0.113.9"), "the trigger event");
+    browser.screenshot("console-run").await;
+
+    // On a phone: the pages reflow; wide tables scroll inside their own box.
+    browser.client.set_window_size(390, 1400).await.unwrap();
+    browser.client.goto(&app.url("/admin/health?tenant=acme")).await.unwrap();
+    browser.screenshot("console-health-phone").await;
+    assert!(browser.fits_width().await, "the page itself never scrolls sideways");
+
+    // Logging out ends the session.
+    browser.client.find(Locator::Css("form[action='/admin/logout'] button")).await.unwrap().click().await.unwrap();
+    browser.wait_for_url("/admin/login").await;
+    browser.client.goto(&app.url("/admin/health?tenant=acme")).await.unwrap();
+    assert_eq!(browser.client.current_url().await.unwrap().path(), "/admin/login");
     let _ = browser.client.clone().close().await;
 }
