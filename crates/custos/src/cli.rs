@@ -306,6 +306,28 @@ pub enum BenchCommand {
     /// `GET /health` latency while rule runs are ingested at full speed, against the same
     /// request unloaded.
     Health(BenchHealthArgs),
+    /// `/admin/health` rendered over a large tenant (500 connectors, 2,000 rules, 10
+    /// million rule runs by default), against an unloaded request.
+    Console(BenchConsoleArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchConsoleArgs {
+    /// Store to measure; postgres needs --database-url / CUSTOS_DATABASE_URL.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub backend: BenchBackend,
+    /// Connectors registered (each reports a sync every 15 minutes over the last day).
+    #[arg(long, default_value_t = 500)]
+    pub connectors: usize,
+    /// Distinct rule keys.
+    #[arg(long, default_value_t = 2_000)]
+    pub rules: usize,
+    /// Rule runs stored, spread over the last 7 days.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub runs: usize,
+    /// `/admin/health` requests measured.
+    #[arg(long, default_value_t = 100)]
+    pub samples: usize,
 }
 
 #[derive(Debug, Clone, Args)]

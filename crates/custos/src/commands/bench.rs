@@ -10,6 +10,10 @@
 //! - `pings`: scheduled-job pings from many connections at once, against unloaded
 //!   `GET /health/liveness` requests at the same concurrency; then checks that every
 //!   ping was stored.
+//! - `health`: `GET /health` while rule runs are ingested at full speed, against the
+//!   same request unloaded.
+//! - `console`: `/admin/health` over a large tenant (500 connectors, 2,000 rules, 10
+//!   million rule runs), against an unloaded `GET /health/liveness`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,7 +27,8 @@ use custos_store::{BaselineBatch, PostgresStore, SqliteStore, Store, StoreResult
 use secrecy::ExposeSecret;
 
 use crate::cli::{
-    BenchBackend, BenchCommand, BenchHealthArgs, BenchIngestArgs, BenchPingsArgs, BenchQueryArgs, GlobalArgs,
+    BenchBackend, BenchCommand, BenchConsoleArgs, BenchHealthArgs, BenchIngestArgs, BenchPingsArgs, BenchQueryArgs,
+    GlobalArgs,
 };
 
 static TRACE_RECEIVER: std::sync::Mutex<Option<std::net::TcpListener>> = std::sync::Mutex::new(None);
@@ -40,6 +45,7 @@ pub async fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<(
         BenchCommand::Query(args) => query(global, &args).await,
         BenchCommand::Pings(args) => pings(global, &args).await,
         BenchCommand::Health(args) => health(global, &args).await,
+        BenchCommand::Console(args) => console(global, &args).await,
     }
 }
 
@@ -936,6 +942,220 @@ async fn health(global: &GlobalArgs, args: &BenchHealthArgs) -> anyhow::Result<(
         health_p99_loaded_ms = ms(percentile(&loaded, 99.0)),
         ingest_rate,
         "bench health finished"
+    );
+    Ok(())
+}
+
+/// Stores `total` rule runs over `rules` keys and the last 7 days through the ingest
+/// path (so the rollups are kept), in batches, printing progress.
+async fn seed_rule_runs(
+    store: &dyn Store,
+    tenant: &TenantId,
+    rules: usize,
+    total: usize,
+    now: i64,
+) -> anyhow::Result<()> {
+    use custos_model::records::RuleRunStatus;
+    const BATCH: usize = 20_000;
+    const WEEK_US: i64 = 7 * 86_400_000_000;
+    let started = Instant::now();
+    let mut done = 0;
+    while done < total {
+        let n = BATCH.min(total - done);
+        let runs: Vec<RuleRun> = (done..done + n)
+            .map(|i| {
+                // Spread evenly over the week, newest last; one rule in 10 silent for 2 days.
+                let mut at = now - WEEK_US + (i as i64 * (WEEK_US / total.max(1) as i64));
+                let rule = i % rules;
+                if rule % 10 == 9 {
+                    at = at.min(now - 2 * 86_400_000_000);
+                }
+                RuleRun {
+                    id: format!("run-{i}"),
+                    rule_key: format!("bench.rule_{rule:04}"),
+                    rule_version: Some("7".into()),
+                    integration_id: Some(format!("connector-{:03}", i % 500)),
+                    status: if i % 50 == 0 { RuleRunStatus::Failed } else { RuleRunStatus::Succeeded },
+                    events_evaluated: (i % 10_000) as i64,
+                    findings_created: (i % 7 == 0) as i64 * (rule % 5) as i64,
+                    findings_reopened: 0,
+                    findings_resolved: 0,
+                    duration_ms: Some(((i * 7919) % 2_000 + rule) as i64),
+                    error_message: (i % 50 == 0).then(|| "query timed out".to_owned()),
+                    started_at: Timestamp::from_micros(at),
+                    finished_at: None,
+                    trace_id: None,
+                    context: None,
+                }
+            })
+            .collect();
+        store.record_rule_runs(tenant, runs, Timestamp::from_micros(now)).await?;
+        done += n;
+        if done % 1_000_000 < BATCH || done == total {
+            eprintln!("  seeded {done} of {total} rule runs ({:.0}/s)", done as f64 / started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(())
+}
+
+async fn console(global: &GlobalArgs, args: &BenchConsoleArgs) -> anyhow::Result<()> {
+    use custos_model::records::{
+        ConnectorSync, Delivery, DeliveryStatus, QueueDepth, QueueSnapshot, SyncStatus, SyncTrigger,
+    };
+    use custos_model::{Component, ComponentKind};
+    if args.connectors == 0 || args.rules == 0 || args.samples == 0 {
+        bail!("--connectors, --rules and --samples must be positive");
+    }
+    let bench = Bench::open(global, args.backend).await?;
+    let store = bench.store();
+    let tenant = bench_tenant(&*store, "console").await?;
+    let token = bench_token(&*store, &tenant).await?;
+    let now = Timestamp::now();
+    let now_us = now.as_micros();
+    println!(
+        "custos bench console: {} backend, {} connectors, {} rules, {} rule runs",
+        bench.name(),
+        args.connectors,
+        args.rules,
+        args.runs
+    );
+    let component = |id: String, kind: ComponentKind, provider: Option<&str>| Component {
+        id,
+        kind,
+        name: None,
+        provider: provider.map(str::to_owned),
+        freshness: None,
+        schedule: None,
+        created_at: now,
+        updated_at: now,
+    };
+    for c in 0..args.connectors {
+        let provider = ["okta", "crowdstrike", "azure-ad", "google-workspace", "aws"][c % 5];
+        store
+            .put_component(&tenant, &component(format!("connector-{c:03}"), ComponentKind::Connector, Some(provider)))
+            .await?;
+    }
+    for d in 0..10 {
+        let kind = if d < 5 { ComponentKind::SiemDestination } else { ComponentKind::WorkflowDestination };
+        store.put_component(&tenant, &component(format!("destination-{d}"), kind, None)).await?;
+    }
+    for q in 0..3 {
+        store.put_component(&tenant, &component(format!("queue-{q}"), ComponentKind::IngestionQueue, None)).await?;
+    }
+    // A sync every 15 minutes per connector over the last day.
+    let mut syncs = Vec::new();
+    for c in 0..args.connectors {
+        for s in 0..96i64 {
+            let finished = now_us - s * 900_000_000 - (c as i64 * 1_000_000);
+            let failed = (c + s as usize).is_multiple_of(23);
+            syncs.push(ConnectorSync {
+                id: format!("sync-{c}-{s}"),
+                integration_id: format!("connector-{c:03}"),
+                triggered_by: SyncTrigger::Scheduled,
+                status: if failed { SyncStatus::Failed } else { SyncStatus::Succeeded },
+                events_ingested: 1000,
+                new_assets_observed: 0,
+                api_calls_made: 10,
+                duration_ms: Some(1_000 + (c as i64 * 37 + s * 11) % 60_000),
+                error_message: failed.then(|| "HTTP 503 from the provider".to_owned()),
+                started_at: Timestamp::from_micros(finished - 30_000_000),
+                finished_at: Timestamp::from_micros(finished),
+                trace_id: None,
+            });
+        }
+    }
+    for chunk in syncs.chunks(10_000) {
+        store.record_connector_syncs(&tenant, chunk.to_vec(), now).await?;
+    }
+    let deliveries: Vec<Delivery> = (0..50_000)
+        .map(|i| Delivery {
+            id: format!("delivery-{i}"),
+            destination_id: format!("destination-{}", i % 10),
+            item_id: Some(format!("finding-{i}")),
+            status: match i % 40 {
+                0 => DeliveryStatus::DeadLettered,
+                1..=3 => DeliveryStatus::Retrying,
+                _ => DeliveryStatus::Succeeded,
+            },
+            attempt: 1 + (i % 40 <= 3) as i64 * 2,
+            latency_ms: Some(40),
+            error_message: (i % 40 <= 3).then(|| "HTTP 429".to_owned()),
+            attempted_at: Timestamp::from_micros(now_us - i as i64 * 1_700_000),
+            trace_id: None,
+        })
+        .collect();
+    for chunk in deliveries.chunks(10_000) {
+        store.record_deliveries(&tenant, chunk.to_vec(), now).await?;
+    }
+    let snapshots: Vec<QueueSnapshot> = (0..13)
+        .flat_map(|q| {
+            (0..60).map(move |k| QueueSnapshot {
+                id: format!("snap-{q}-{k}"),
+                component_id: if q < 3 { format!("queue-{q}") } else { format!("destination-{}", q - 3) },
+                observed_at: Timestamp::from_micros(now_us - k * 60_000_000),
+                depth: QueueDepth { pending: 100 + k, in_flight: 8, retrying: 3, dead_lettered: k % 4 },
+                oldest_item_age_ms: Some(5_000),
+                processed_total: Some(1_000_000 - k * 600),
+                failed_total: Some(10),
+            })
+        })
+        .collect();
+    store.record_queue_snapshots(&tenant, snapshots, now).await?;
+    let seeding = Instant::now();
+    seed_rule_runs(&*store, &tenant, args.rules, args.runs, now_us).await?;
+    println!("  seeded in {:.0} s", seeding.elapsed().as_secs_f64());
+
+    let (base, _stop) = start_server(store.clone()).await?;
+    let client = reqwest::Client::new();
+    let page = format!("{base}/admin/health?tenant={tenant}");
+    let data = format!("{base}/admin/health.json?tenant={tenant}");
+    // Check the page shows what was seeded before timing it.
+    let view: serde_json::Value =
+        client.get(&data).bearer_auth(&token).send().await?.error_for_status()?.json().await?;
+    anyhow::ensure!(view["connectors"].as_array().map_or(0, Vec::len) == args.connectors, "every connector has a row");
+    anyhow::ensure!(
+        view["rules"]["slowest"].as_array().map_or(0, Vec::len) == 5.min(args.rules),
+        "the slowest rules are listed"
+    );
+    let baseline = liveness_latencies(&client, &base, args.samples.max(200)).await?;
+    let page_bytes = client.get(&page).bearer_auth(&token).send().await?.error_for_status()?.bytes().await?.len();
+    let html = latencies(args.samples, |_| {
+        let request = client.get(&page).bearer_auth(&token);
+        async move {
+            request.send().await?.error_for_status()?.bytes().await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let json = latencies(args.samples, |_| {
+        let request = client.get(&data).bearer_auth(&token);
+        async move {
+            request.send().await?.error_for_status()?.bytes().await?;
+            Ok(())
+        }
+    })
+    .await?;
+    println!("  page size {:.0} KiB", page_bytes as f64 / 1024.0);
+    let line = |name: &str, times: &[Duration]| {
+        println!(
+            "  {name:<36} p50 {:>8.2} ms   p95 {:>8.2} ms   p99 {:>8.2} ms",
+            ms(percentile(times, 50.0)),
+            ms(percentile(times, 95.0)),
+            ms(percentile(times, 99.0)),
+        );
+    };
+    line("baseline: GET /health/liveness", &baseline);
+    line("GET /admin/health (HTML)", &html);
+    line("GET /admin/health.json", &json);
+    println!(
+        "  p95 ratio to baseline                {:>8.1}",
+        ms(percentile(&html, 95.0)) / ms(percentile(&baseline, 95.0)).max(f64::EPSILON)
+    );
+    tracing::info!(
+        backend = bench.name(),
+        console_p95_ms = ms(percentile(&html, 95.0)),
+        console_json_p95_ms = ms(percentile(&json, 95.0)),
+        "bench console finished"
     );
     Ok(())
 }
