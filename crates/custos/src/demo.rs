@@ -160,6 +160,17 @@ fn rfc3339(ts: Timestamp) -> String {
     ts.to_string()
 }
 
+/// A queue's processed-items counter at `at`: it grows at `per_second` forever, so
+/// consecutive snapshots give the console its processing rate.
+fn processed_total(at: Timestamp, per_second: i64) -> i64 {
+    at.as_micros() / 1_000_000 % 100_000_000 * per_second
+}
+
+/// How fast the demo's queues process items.
+fn queue_rate(queue: &str) -> i64 {
+    if queue == "ingest-queue" { 40 } else { 6 }
+}
+
 fn minutes_ago(now: Timestamp, minutes: f64) -> Timestamp {
     now.saturating_add_micros(-(minutes * 60_000_000.0) as i64)
 }
@@ -400,6 +411,7 @@ async fn seed(
                         "observed_at": rfc3339(observed),
                         "depth": {"pending": pending, "in_flight": rng.random_range(0..20), "retrying": rng.random_range(0..6), "dead_lettered": dead_lettered},
                         "oldest_item_age_ms": pending * 150,
+                        "processed_total": processed_total(observed, queue_rate(queue)),
                     })
                 })
                 .collect();
@@ -482,10 +494,12 @@ async fn tick(
                     snapshots.push(("ingest-queue", json!({
                         "depth": {"pending": tenant.queue_depth, "in_flight": rng.random_range(0..40), "retrying": rng.random_range(0..5)},
                         "oldest_item_age_ms": tenant.queue_depth * 150,
+                        "processed_total": processed_total(now, queue_rate("ingest-queue")),
                     })));
                     snapshots.push(("delivery-queue", json!({
                         "depth": {"pending": rng.random_range(0..30), "retrying": rng.random_range(0..8), "dead_lettered": tenant.dead_letters},
                         "oldest_item_age_ms": rng.random_range(100..90_000),
+                        "processed_total": processed_total(now, queue_rate("delivery-queue")),
                     })));
                 }
             }
