@@ -181,6 +181,27 @@ impl PostgresStore {
         Ok(table::into_page(items, query.limit))
     }
 
+    /// A rollup read in the tenant's read transaction: parameters are the tenant, the
+    /// family and, when given, the hour holding `since`; each row decoded by `decode`.
+    async fn read_rollup<T>(
+        &self,
+        tenant: &TenantId,
+        family: RollupFamily,
+        since: Option<Timestamp>,
+        sql: String,
+        what: &'static str,
+        decode: fn(&PgRow) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        let mut query = sqlx::query(sql_text(sql)).bind(tenant.as_str()).bind(family.as_str());
+        if let Some(since) = since {
+            query = query.bind(rollup::bucket_of(since.as_micros()));
+        }
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = query.fetch_all(&mut *tx).await.ctx(what)?;
+        tx.commit().await.ctx("ending a read transaction")?;
+        rows.iter().map(decode).collect()
+    }
+
     /// Empties the rollup tables and refills them with migration 0002's backfill from
     /// the stored records (as the owner): for the test that the backfill agrees with
     /// the ingest path.
@@ -1173,16 +1194,15 @@ impl Store for PostgresStore {
         since: Timestamp,
     ) -> StoreResult<Vec<SeriesRow>> {
         let sql = rollup::select_window_sql(["$1", "$2", "$3"], " COLLATE \"C\"");
-        let mut tx = self.tenant_tx(tenant).await?;
-        let rows = sqlx::query(sql_text(sql))
-            .bind(tenant.as_str())
-            .bind(family.as_str())
-            .bind(rollup::bucket_of(since.as_micros()))
-            .fetch_all(&mut *tx)
-            .await
-            .ctx("reading a window of hourly rollups")?;
-        tx.commit().await.ctx("ending a read transaction")?;
-        rows.iter().map(rollup::series_from_row).collect()
+        self.read_rollup(
+            tenant,
+            family,
+            Some(since),
+            sql,
+            "reading a window of hourly rollups",
+            rollup::series_from_row,
+        )
+        .await
     }
 
     async fn metric_buckets(
@@ -1192,29 +1212,12 @@ impl Store for PostgresStore {
         since: Timestamp,
     ) -> StoreResult<Vec<BucketRow>> {
         let sql = rollup::select_buckets_sql(["$1", "$2", "$3"], " COLLATE \"C\"");
-        let mut tx = self.tenant_tx(tenant).await?;
-        let rows = sqlx::query(sql_text(sql))
-            .bind(tenant.as_str())
-            .bind(family.as_str())
-            .bind(rollup::bucket_of(since.as_micros()))
-            .fetch_all(&mut *tx)
-            .await
-            .ctx("reading hourly rollups")?;
-        tx.commit().await.ctx("ending a read transaction")?;
-        rows.iter().map(rollup::bucket_from_row).collect()
+        self.read_rollup(tenant, family, Some(since), sql, "reading hourly rollups", rollup::bucket_from_row).await
     }
 
     async fn last_errors(&self, tenant: &TenantId, family: RollupFamily) -> StoreResult<Vec<(String, LastError)>> {
         let sql = rollup::select_errors_sql(["$1", "$2"], " COLLATE \"C\"");
-        let mut tx = self.tenant_tx(tenant).await?;
-        let rows = sqlx::query(sql_text(sql))
-            .bind(tenant.as_str())
-            .bind(family.as_str())
-            .fetch_all(&mut *tx)
-            .await
-            .ctx("reading last errors")?;
-        tx.commit().await.ctx("ending a read transaction")?;
-        rows.iter().map(rollup::error_from_row).collect()
+        self.read_rollup(tenant, family, None, sql, "reading last errors", rollup::error_from_row).await
     }
 
     async fn latest_queue_snapshots(&self, tenant: &TenantId) -> StoreResult<Vec<Stored<QueueSnapshot>>> {

@@ -287,6 +287,35 @@ impl SqliteStore {
         .await
     }
 
+    /// A rollup read: parameters are the tenant, the family and, when given, the hour
+    /// holding `since`; each row decoded by `decode`.
+    async fn read_rollup<T: Send + 'static>(
+        &self,
+        tenant: &TenantId,
+        family: RollupFamily,
+        since: Option<Timestamp>,
+        sql: String,
+        what: &'static str,
+        decode: fn(&rusqlite::Row<'_>) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        let tenant = tenant.clone();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&sql).ctx(what)?;
+            let since = since.map(|s| rollup::bucket_of(s.as_micros()));
+            let mut rows = match since {
+                Some(since) => stmt.query(params![tenant.as_str(), family.as_str(), since]),
+                None => stmt.query(params![tenant.as_str(), family.as_str()]),
+            }
+            .ctx(what)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().ctx(what)? {
+                out.push(decode(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Empties the rollup tables and refills them with migration 0002's backfill from
     /// the stored records: for the test that the backfill agrees with the ingest path.
     #[doc(hidden)]
@@ -1209,19 +1238,9 @@ impl Store for SqliteStore {
         family: RollupFamily,
         since: Timestamp,
     ) -> StoreResult<Vec<SeriesRow>> {
-        let tenant = tenant.clone();
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&rollup::select_window_sql(["?1", "?2", "?3"], ""))
-                .ctx("preparing a window query")?;
-            let mut rows = stmt
-                .query(params![tenant.as_str(), family.as_str(), rollup::bucket_of(since.as_micros())])
-                .ctx("reading a window of hourly rollups")?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().ctx("reading a window of hourly rollups")? {
-                out.push(rollup::series_from_row(row)?);
-            }
-            Ok(out)
+        let sql = rollup::select_window_sql(["?1", "?2", "?3"], "");
+        self.read_rollup(tenant, family, Some(since), sql, "reading a window of hourly rollups", |row| {
+            rollup::series_from_row(row)
         })
         .await
     }
@@ -1232,37 +1251,14 @@ impl Store for SqliteStore {
         family: RollupFamily,
         since: Timestamp,
     ) -> StoreResult<Vec<BucketRow>> {
-        let tenant = tenant.clone();
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&rollup::select_buckets_sql(["?1", "?2", "?3"], ""))
-                .ctx("preparing an hourly rollup query")?;
-            let mut rows = stmt
-                .query(params![tenant.as_str(), family.as_str(), rollup::bucket_of(since.as_micros())])
-                .ctx("reading hourly rollups")?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().ctx("reading hourly rollups")? {
-                out.push(rollup::bucket_from_row(row)?);
-            }
-            Ok(out)
-        })
-        .await
+        let sql = rollup::select_buckets_sql(["?1", "?2", "?3"], "");
+        self.read_rollup(tenant, family, Some(since), sql, "reading hourly rollups", |row| rollup::bucket_from_row(row))
+            .await
     }
 
     async fn last_errors(&self, tenant: &TenantId, family: RollupFamily) -> StoreResult<Vec<(String, LastError)>> {
-        let tenant = tenant.clone();
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&rollup::select_errors_sql(["?1", "?2"], ""))
-                .ctx("preparing a last-error query")?;
-            let mut rows = stmt.query(params![tenant.as_str(), family.as_str()]).ctx("reading last errors")?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().ctx("reading last errors")? {
-                out.push(rollup::error_from_row(row)?);
-            }
-            Ok(out)
-        })
-        .await
+        let sql = rollup::select_errors_sql(["?1", "?2"], "");
+        self.read_rollup(tenant, family, None, sql, "reading last errors", |row| rollup::error_from_row(row)).await
     }
 
     async fn latest_queue_snapshots(&self, tenant: &TenantId) -> StoreResult<Vec<Stored<QueueSnapshot>>> {

@@ -14,7 +14,7 @@ use custos_model::records::RuleRun;
 use custos_model::{Permission, TenantId, Timestamp};
 use custos_store::{RecordQuery, Stored};
 
-use super::{ConsoleUser, error_page, pick_tenant};
+use super::{ConsoleUser, error_page, one_tenant, pick_tenant};
 use crate::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::routes::records::{ListFormat, ListRequest, export, parse_list_query};
@@ -154,19 +154,11 @@ fn rfc3339(value: &str) -> String {
     }
 }
 
-async fn tenant_of(
-    state: &AppState,
-    user: &ConsoleUser,
-    filter: &AuditFilter,
-) -> Result<Result<TenantId, Vec<TenantId>>, ApiError> {
-    pick_tenant(state, user, filter.tenant.as_deref(), Permission::ObsRead).await
-}
-
 /// `GET /admin/audit/rules`.
 pub(crate) async fn page(State(state): State<AppState>, user: ConsoleUser, RawQuery(raw): RawQuery) -> Response {
     let result: Result<Response, ApiError> = async {
         let filter = AuditFilter::parse(raw.as_deref())?;
-        let tenant = match tenant_of(&state, &user, &filter).await? {
+        let tenant = match pick_tenant(&state, &user, filter.tenant.as_deref(), Permission::ObsRead).await? {
             Ok(tenant) => tenant,
             Err(choices) => {
                 return Ok(crate::pages::page_response(crate::pages::console::pick_tenant(
@@ -201,9 +193,7 @@ async fn export_as(
     format: ListFormat,
 ) -> Result<Response, ApiError> {
     let filter = AuditFilter::parse(raw.as_deref())?;
-    let tenant = tenant_of(&state, &user, &filter).await?.map_err(|_| {
-        ApiError::new(ErrorCode::BadRequest, "tenant: name one; the token reads several").with_field("tenant")
-    })?;
+    let tenant = one_tenant(&state, &user, filter.tenant.as_deref(), Permission::ObsRead).await?;
     let now = Timestamp::now();
     let parsed = parse_list_query::<RuleRun>(Some(&filter.list_query(now, false)), None)?;
     let request = ListRequest {
@@ -250,9 +240,7 @@ pub(crate) async fn run(
 ) -> Response {
     let result: Result<Response, ApiError> = async {
         let filter = AuditFilter::parse(raw.as_deref())?;
-        let tenant = tenant_of(&state, &user, &filter)
-            .await?
-            .map_err(|_| ApiError::new(ErrorCode::BadRequest, "tenant: name one").with_field("tenant"))?;
+        let tenant = one_tenant(&state, &user, filter.tenant.as_deref(), Permission::ObsRead).await?;
         let query = RecordQuery { filters: vec![("id".into(), run.clone())], limit: 1, ..RecordQuery::default() };
         let found: Option<Stored<RuleRun>> =
             state.store.rule_runs_page(&tenant, &query).await?.items.into_iter().next();

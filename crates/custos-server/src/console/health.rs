@@ -21,7 +21,7 @@ use custos_store::rollup::{BUCKET_US, FOLDED_KEY, bucket_of};
 use custos_store::{BucketRow, LastError, RecordQuery, RollupFamily, SeriesRow, SeriesValues, Stored};
 use serde::{Deserialize, Serialize};
 
-use super::{ConsoleUser, error_page, pick_tenant};
+use super::{ConsoleUser, error_page, one_tenant, pick_tenant};
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -279,26 +279,13 @@ pub(crate) fn derive(tenant: &TenantId, inputs: &HealthInputs, now: Timestamp) -
     let start = window_start(now).as_micros();
     let hours: Vec<i64> = (0..WINDOW_HOURS).map(|i| start + i * BUCKET_US).collect();
 
-    // Connectors: hourly points per key.
-    let mut sync_points: HashMap<&str, BTreeMap<i64, HourPoint>> = HashMap::new();
-    let mut sync_sums: HashMap<(&str, i64), (f64, i64)> = HashMap::new();
+    // Connectors: each key's hours, summed over statuses.
+    let mut sync_hours: HashMap<(&str, i64), SeriesValues> = HashMap::new();
+    let mut sync_outcomes: HashMap<(&str, i64), HashMap<&str, i64>> = HashMap::new();
     for b in &inputs.sync_hours {
-        let point = sync_points.entry(b.key.as_str()).or_default().entry(b.bucket_us).or_insert_with(|| HourPoint {
-            start: Timestamp::from_micros(b.bucket_us),
-            total: 0,
-            failed: 0,
-            partial: 0,
-            mean_ms: None,
-        });
-        point.total += b.values.records;
-        match b.status.as_str() {
-            "failed" => point.failed += b.values.records,
-            "partial" => point.partial += b.values.records,
-            _ => {}
-        }
-        let sums = sync_sums.entry((b.key.as_str(), b.bucket_us)).or_default();
-        sums.0 += b.values.sum;
-        sums.1 += b.values.observations;
+        sync_hours.entry((b.key.as_str(), b.bucket_us)).or_default().merge(&b.values);
+        *sync_outcomes.entry((b.key.as_str(), b.bucket_us)).or_default().entry(b.status.as_str()).or_default() +=
+            b.values.records;
     }
     let mut connectors: Vec<ConnectorRow> = inputs
         .components
@@ -308,23 +295,20 @@ pub(crate) fn derive(tenant: &TenantId, inputs: &HealthInputs, now: Timestamp) -
             let policy = c.provider.as_ref().and_then(|p| inputs.provider_policies.get(p));
             let (thresholds, source) = c.effective_thresholds(policy);
             let last = inputs.last_successes.get(&c.id).copied();
-            let points = sync_points.get(c.id.as_str());
             let hours: Vec<HourPoint> = hours
                 .iter()
                 .map(|&hour| {
-                    let mut point = points.and_then(|p| p.get(&hour)).cloned().unwrap_or(HourPoint {
+                    let key = (c.id.as_str(), hour);
+                    let values = sync_hours.get(&key).cloned().unwrap_or_default();
+                    let outcome =
+                        |status: &str| sync_outcomes.get(&key).and_then(|o| o.get(status)).copied().unwrap_or(0);
+                    HourPoint {
                         start: Timestamp::from_micros(hour),
-                        total: 0,
-                        failed: 0,
-                        partial: 0,
-                        mean_ms: None,
-                    });
-                    if let Some(&(sum, n)) = sync_sums.get(&(c.id.as_str(), hour))
-                        && n > 0
-                    {
-                        point.mean_ms = Some(sum / n as f64 / 1000.0);
+                        total: values.records,
+                        failed: outcome("failed"),
+                        partial: outcome("partial"),
+                        mean_ms: (values.observations > 0).then(|| values.sum / values.observations as f64 / 1000.0),
                     }
-                    point
                 })
                 .collect();
             let syncs = hours.iter().map(|h| h.total).sum();
@@ -474,18 +458,10 @@ pub(crate) struct TenantQuery {
     tenant: Option<String>,
 }
 
-async fn view(
-    state: &AppState,
-    user: &ConsoleUser,
-    tenant: Option<&str>,
-) -> Result<Result<HealthView, Vec<TenantId>>, ApiError> {
-    let tenant = match pick_tenant(state, user, tenant, Permission::Admin).await? {
-        Ok(tenant) => tenant,
-        Err(choices) => return Ok(Err(choices)),
-    };
+async fn view(state: &AppState, tenant: &TenantId) -> Result<HealthView, ApiError> {
     let now = Timestamp::now();
-    let inputs = load(state, &tenant, now).await?;
-    Ok(Ok(derive(&tenant, &inputs, now)))
+    let inputs = load(state, tenant, now).await?;
+    Ok(derive(tenant, &inputs, now))
 }
 
 /// `GET /admin/health`.
@@ -494,13 +470,18 @@ pub(crate) async fn page(
     user: ConsoleUser,
     Query(query): Query<TenantQuery>,
 ) -> Response {
-    match view(&state, &user, query.tenant.as_deref()).await {
-        Ok(Ok(view)) => crate::pages::page_response(crate::pages::console::health(&view, &user)),
-        Ok(Err(choices)) => {
-            crate::pages::page_response(crate::pages::console::pick_tenant("/admin/health", &choices, &user))
-        }
-        Err(error) => error_page(error),
+    let result = async {
+        Ok::<_, ApiError>(match pick_tenant(&state, &user, query.tenant.as_deref(), Permission::Admin).await? {
+            Ok(tenant) => {
+                crate::pages::page_response(crate::pages::console::health(&view(&state, &tenant).await?, &user))
+            }
+            Err(choices) => {
+                crate::pages::page_response(crate::pages::console::pick_tenant("/admin/health", &choices, &user))
+            }
+        })
     }
+    .await;
+    result.unwrap_or_else(error_page)
 }
 
 /// `GET /admin/health.json`: the same data.
@@ -509,11 +490,8 @@ pub(crate) async fn json(
     user: ConsoleUser,
     Query(query): Query<TenantQuery>,
 ) -> Result<Response, ApiError> {
-    match view(&state, &user, query.tenant.as_deref()).await? {
-        Ok(view) => Ok(Json(view).into_response()),
-        Err(_) => Err(ApiError::new(crate::error::ErrorCode::BadRequest, "tenant: name one; the token reads several")
-            .with_field("tenant")),
-    }
+    let tenant = one_tenant(&state, &user, query.tenant.as_deref(), Permission::Admin).await?;
+    Ok(Json(view(&state, &tenant).await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -531,12 +509,7 @@ pub(crate) async fn deliveries(
     Query(query): Query<DeliveriesQuery>,
 ) -> Response {
     let result: Result<Response, ApiError> = async {
-        let tenant = match pick_tenant(&state, &user, query.tenant.as_deref(), Permission::Admin).await? {
-            Ok(tenant) => tenant,
-            Err(_) => {
-                return Err(ApiError::new(crate::error::ErrorCode::BadRequest, "tenant: name one").with_field("tenant"));
-            }
-        };
+        let tenant = one_tenant(&state, &user, query.tenant.as_deref(), Permission::Admin).await?;
         use custos_model::records::IngestRecord;
         Delivery::check_filter("destination_id", &query.destination).map_err(ApiError::invalid)?;
         let status = query.status.clone().unwrap_or_else(|| "dead_lettered".to_owned());
@@ -567,12 +540,7 @@ pub(crate) async fn queue(
     Query(query): Query<TenantQuery>,
 ) -> Response {
     let result: Result<Response, ApiError> = async {
-        let tenant = match pick_tenant(&state, &user, query.tenant.as_deref(), Permission::Admin).await? {
-            Ok(tenant) => tenant,
-            Err(_) => {
-                return Err(ApiError::new(crate::error::ErrorCode::BadRequest, "tenant: name one").with_field("tenant"));
-            }
-        };
+        let tenant = one_tenant(&state, &user, query.tenant.as_deref(), Permission::Admin).await?;
         custos_model::ids::component_id("queue", &queue).map_err(ApiError::invalid)?;
         let request = RecordQuery {
             filters: vec![("component_id".into(), queue.clone())],

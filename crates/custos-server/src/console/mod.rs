@@ -146,3 +146,16 @@ pub(crate) async fn pick_tenant(
         _ => Ok(Err(visible)),
     }
 }
+
+/// [`pick_tenant`] for what shows one tenant only (data, drill-downs): a token over
+/// several tenants must name one (400 naming `tenant`).
+pub(crate) async fn one_tenant(
+    state: &AppState,
+    user: &ConsoleUser,
+    named: Option<&str>,
+    permission: Permission,
+) -> Result<TenantId, ApiError> {
+    pick_tenant(state, user, named, permission).await?.map_err(|_| {
+        ApiError::new(ErrorCode::BadRequest, "tenant: name one; the token reads several").with_field("tenant")
+    })
+}

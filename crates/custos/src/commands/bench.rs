@@ -1119,22 +1119,18 @@ async fn console(global: &GlobalArgs, args: &BenchConsoleArgs) -> anyhow::Result
     );
     let baseline = liveness_latencies(&client, &base, args.samples.max(200)).await?;
     let page_bytes = client.get(&page).bearer_auth(&token).send().await?.error_for_status()?.bytes().await?.len();
-    let html = latencies(args.samples, |_| {
-        let request = client.get(&page).bearer_auth(&token);
-        async move {
-            request.send().await?.error_for_status()?.bytes().await?;
-            Ok(())
-        }
-    })
-    .await?;
-    let json = latencies(args.samples, |_| {
-        let request = client.get(&data).bearer_auth(&token);
-        async move {
-            request.send().await?.error_for_status()?.bytes().await?;
-            Ok(())
-        }
-    })
-    .await?;
+    let timed = |url: String| {
+        let (client, token) = (client.clone(), token.clone());
+        latencies(args.samples, move |_| {
+            let request = client.get(&url).bearer_auth(&token);
+            async move {
+                request.send().await?.error_for_status()?.bytes().await?;
+                Ok(())
+            }
+        })
+    };
+    let html = timed(page).await?;
+    let json = timed(data).await?;
     println!("  page size {:.0} KiB", page_bytes as f64 / 1024.0);
     let line = |name: &str, times: &[Duration]| {
         println!(
