@@ -11,8 +11,15 @@ cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
 source scripts/lib/s3.sh
 
-# A fresh clone builds once: incremental state would only cost disk (gigabytes of it).
-if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}; fi
+# A fresh clone builds once: incremental state and full debug info would only cost disk
+# (gigabytes of it, on machines that share theirs); line tables keep backtraces readable.
+if [ -n "${CI:-}" ]; then
+    export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+    export CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}
+fi
+# A full disk fails tests in confusing ways (PostgreSQL restarts mid-run, SQLite errors):
+# say up front how much there is.
+echo "test.sh: $(df -h --output=avail . | tail -n 1 | tr -d ' ') free on the disk of $(pwd)" >&2
 
 trap 'stop_s3; stop_postgres' EXIT
 start_postgres
@@ -71,10 +78,21 @@ if [ "$fuzz_seconds" -gt 0 ]; then
         grep -E '^Done [0-9]+ runs' "$log" >&2 || true
         rm -rf "$corpus" "$log"
     done
+    # The sanitizer build is not needed again in this run; on CI its disk is.
+    if [ -n "${CI:-}" ]; then rm -rf fuzz/target; fi
 else
     echo "test.sh: fuzz pass skipped (CUSTOS_TEST_FUZZ_SECONDS=0)" >&2
 fi
 
 [ "${1:-}" = "--" ] && shift
 echo "test.sh: cargo nextest run" >&2
-cargo nextest run --workspace --locked --no-fail-fast --failure-output final "$@"
+status=0
+cargo nextest run --workspace --locked --no-fail-fast --failure-output final "$@" || status=$?
+if [ "$status" != 0 ]; then
+    # What the machine looked like when tests failed: a full disk or a PostgreSQL crash
+    # shows here rather than as dozens of unrelated-looking test failures.
+    echo "test.sh: tests failed (exit $status); disk: $(df -h --output=avail . | tail -n 1 | tr -d ' ') free" >&2
+    echo "test.sh: the last lines of the PostgreSQL server log:" >&2
+    tail -n 30 "$PG_DIR/server.log" >&2 || true
+fi
+exit "$status"

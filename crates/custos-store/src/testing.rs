@@ -2,7 +2,8 @@
 //!
 //! PostgreSQL tests read the server's admin URL from `CUSTOS_TEST_DATABASE_URL`
 //! (`scripts/test.sh` starts a throwaway cluster and sets it) and create a fresh
-//! database per test, so tests run in parallel without sharing state.
+//! database per test, so tests run in parallel without sharing state, and drop it
+//! when the test ends.
 
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -18,13 +19,46 @@ pub fn postgres_admin_url() -> String {
     })
 }
 
-/// Creates an empty database on the test server and returns its URL.
-pub async fn fresh_postgres_url() -> String {
+/// An empty database on the test server, dropped (with its connections) when this
+/// guard is. Keep it alive for as long as the test uses [`TestDatabase::url`]: test
+/// databases would otherwise pile up on the cluster, hundreds per run.
+pub struct TestDatabase {
+    url: String,
+    name: String,
+    admin: String,
+}
+
+impl TestDatabase {
+    /// The URL of this database, as the superuser of the test server.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop runs inside a test's runtime, which cannot block on its own futures:
+        // the DROP gets a thread and a runtime of its own. Best effort: the cluster is
+        // thrown away at the end of the run anyway.
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect(&admin).await.ok()?;
+                conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await.ok()
+            })
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// Creates an empty database on the test server.
+pub async fn fresh_postgres() -> TestDatabase {
     let admin = postgres_admin_url();
     let name = format!("custos_test_{}", uuid::Uuid::new_v4().simple());
     let mut conn = PgConnection::connect(&admin).await.expect("connecting to the test PostgreSQL server");
     conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("creating a test database");
     let mut url = url::Url::parse(&admin).expect("CUSTOS_TEST_DATABASE_URL is a URL");
     url.set_path(&name);
-    url.to_string()
+    TestDatabase { url: url.to_string(), name, admin }
 }

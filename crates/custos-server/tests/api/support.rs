@@ -19,6 +19,8 @@ pub struct TestApp {
     pub database_url: Option<String>,
     _dir: Option<tempfile::TempDir>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
+    /// Last: fields drop in order, and the database goes once the server is told to stop.
+    _database: Option<custos_store::testing::TestDatabase>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -42,14 +44,18 @@ impl TestApp {
         config: ServerConfig,
         objects: Option<(custos_store::Objects, std::time::Duration)>,
     ) -> Self {
-        let (store, dir, database_url) = match backend {
+        let (store, dir, database) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 (custos_store::open(None, dir.path()).await.unwrap(), Some(dir), None)
             }
             Backend::Postgres => {
-                let url = custos_store::testing::fresh_postgres_url().await;
-                (custos_store::open(Some(&url), std::path::Path::new("/nonexistent")).await.unwrap(), None, Some(url))
+                let database = custos_store::testing::fresh_postgres().await;
+                (
+                    custos_store::open(Some(database.url()), std::path::Path::new("/nonexistent")).await.unwrap(),
+                    None,
+                    Some(database),
+                )
             }
         };
         for tenant in ["acme", "globex"] {
@@ -86,8 +92,9 @@ impl TestApp {
             store,
             metrics,
             state: kept,
-            database_url,
+            database_url: database.as_ref().map(|d| d.url().to_owned()),
             _dir: dir,
+            _database: database,
             _shutdown: tx,
         }
     }

@@ -13,28 +13,28 @@ use custos_store::{BucketRow, LastError, PostgresStore, RollupFamily, SeriesRow,
 
 enum Backend {
     Sqlite(Arc<SqliteStore>, #[allow(dead_code)] tempfile::TempDir),
-    Postgres(Arc<PostgresStore>),
+    Postgres(Arc<PostgresStore>, #[allow(dead_code)] custos_store::testing::TestDatabase),
 }
 
 impl Backend {
     fn store(&self) -> &dyn Store {
         match self {
             Backend::Sqlite(s, _) => &**s,
-            Backend::Postgres(s) => &**s,
+            Backend::Postgres(s, _) => &**s,
         }
     }
 
     async fn rerun_backfill(&self) {
         match self {
             Backend::Sqlite(s, _) => s.rerun_rollup_backfill().await.unwrap(),
-            Backend::Postgres(s) => s.rerun_rollup_backfill().await.unwrap(),
+            Backend::Postgres(s, _) => s.rerun_rollup_backfill().await.unwrap(),
         }
     }
 
     async fn rerun_hourly_backfill(&self) {
         match self {
             Backend::Sqlite(s, _) => s.rerun_hourly_backfill().await.unwrap(),
-            Backend::Postgres(s) => s.rerun_hourly_backfill().await.unwrap(),
+            Backend::Postgres(s, _) => s.rerun_hourly_backfill().await.unwrap(),
         }
     }
 }
@@ -47,10 +47,10 @@ async fn sqlite() -> Backend {
 }
 
 async fn postgres() -> Backend {
-    let url = custos_store::testing::fresh_postgres_url().await;
-    let store = PostgresStore::connect(&url).await.unwrap();
+    let database = custos_store::testing::fresh_postgres().await;
+    let store = PostgresStore::connect(database.url()).await.unwrap();
     store.migrate().await.unwrap();
-    Backend::Postgres(Arc::new(store))
+    Backend::Postgres(Arc::new(store), database)
 }
 
 macro_rules! both_backends {

@@ -17,8 +17,8 @@ fn run(id: &str) -> RuleRun {
 
 #[tokio::test]
 async fn an_unfiltered_select_sees_only_the_current_tenant() {
-    let url = custos_store::testing::fresh_postgres_url().await;
-    let store = PostgresStore::connect(&url).await.unwrap();
+    let database = custos_store::testing::fresh_postgres().await;
+    let store = PostgresStore::connect(database.url()).await.unwrap();
     store.migrate().await.unwrap();
     for (tenant, ids) in [("acme", vec!["a1", "a2"]), ("globex", vec!["g1"])] {
         let tenant = TenantId::parse(tenant).unwrap();

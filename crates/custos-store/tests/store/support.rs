@@ -10,16 +10,17 @@ use custos_store::Store;
 pub struct Fixture {
     pub store: Arc<dyn Store>,
     _dir: Option<tempfile::TempDir>,
+    _database: Option<custos_store::testing::TestDatabase>,
 }
 
 pub async fn sqlite() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = custos_store::open(None, dir.path()).await.unwrap();
-    Fixture { store, _dir: Some(dir) }
+    Fixture { store, _dir: Some(dir), _database: None }
 }
 
 pub async fn postgres() -> Fixture {
-    let url = custos_store::testing::fresh_postgres_url().await;
-    let store = custos_store::open(Some(&url), std::path::Path::new("/nonexistent")).await.unwrap();
-    Fixture { store, _dir: None }
+    let database = custos_store::testing::fresh_postgres().await;
+    let store = custos_store::open(Some(database.url()), std::path::Path::new("/nonexistent")).await.unwrap();
+    Fixture { store, _dir: None, _database: Some(database) }
 }

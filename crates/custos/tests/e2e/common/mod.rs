@@ -14,17 +14,20 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_custos");
 pub struct Store {
     pub dir: tempfile::TempDir,
     pub database_url: Option<String>,
+    _database: Option<custos_store::testing::TestDatabase>,
 }
 
 impl Store {
     pub fn sqlite() -> Self {
-        Store { dir: tempfile::tempdir().unwrap(), database_url: None }
+        Store { dir: tempfile::tempdir().unwrap(), database_url: None, _database: None }
     }
 
     pub async fn postgres() -> Self {
+        let database = custos_store::testing::fresh_postgres().await;
         Store {
             dir: tempfile::tempdir().unwrap(),
-            database_url: Some(custos_store::testing::fresh_postgres_url().await),
+            database_url: Some(database.url().to_owned()),
+            _database: Some(database),
         }
     }
 
