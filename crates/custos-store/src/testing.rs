@@ -22,6 +22,7 @@ pub fn postgres_admin_url() -> String {
 /// An empty database on the test server, dropped (with its connections) when this
 /// guard is. Keep it alive for as long as the test uses [`TestDatabase::url`]: test
 /// databases would otherwise pile up on the cluster, hundreds per run.
+#[derive(Debug)]
 pub struct TestDatabase {
     url: String,
     name: String,
