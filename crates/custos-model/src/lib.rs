@@ -2,6 +2,7 @@
 
 pub mod canonical;
 pub mod component;
+pub mod console;
 pub mod cursor;
 pub mod error;
 pub mod ids;

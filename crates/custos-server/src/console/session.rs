@@ -18,7 +18,7 @@ use axum::extract::{Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use custos_model::{Permission, Timestamp, token};
+use custos_model::{Permission, Timestamp, console, token};
 use custos_store::ConsoleSession;
 use serde::Deserialize;
 
@@ -33,17 +33,10 @@ pub(crate) const SESSION_HOURS: i64 = 12;
 /// How long the login form stays valid.
 const LOGIN_FORM_SECONDS: i64 = 600;
 
-/// The value of cookie `name` in the request, if sent once.
+/// The value of cookie `name` in the request, if sent and not empty.
 pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim().to_owned())
-        .filter(|value| !value.is_empty())
+    let values = headers.get_all(header::COOKIE).iter().filter_map(|value| value.to_str().ok());
+    console::cookie(values, name).map(str::to_owned)
 }
 
 /// Whether the client reached us over HTTPS (so cookies may be marked `Secure`).
@@ -66,15 +59,6 @@ pub(crate) fn clear_cookie(parts: &Parts) -> HeaderValue {
     set_cookie(SESSION_COOKIE, "", "/admin", 0, https(&parts.headers, parts.uri.scheme_str()))
 }
 
-/// Where to go after logging in: only a console path, so the login form cannot be
-/// used to redirect elsewhere.
-fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(path) if path.starts_with("/admin") && !path.starts_with("/admin/login") && !path.contains("//") => path,
-        _ => "/admin/health",
-    }
-}
-
 #[derive(Debug, Deserialize)]
 pub(crate) struct LoginQuery {
     next: Option<String>,
@@ -92,7 +76,7 @@ fn login_page(next: &str, nonce: &str, error: Option<&str>, status: StatusCode, 
 /// `GET /admin/login`: the form.
 pub(crate) async fn login_form(headers: HeaderMap, Query(query): Query<LoginQuery>) -> Response {
     let secure = https(&headers, None);
-    login_page(safe_next(query.next.as_deref()), &token::generate_nonce(), None, StatusCode::OK, secure)
+    login_page(console::safe_next(query.next.as_deref()), &token::generate_nonce(), None, StatusCode::OK, secure)
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,7 +89,7 @@ pub(crate) struct LoginForm {
 /// `POST /admin/login`: checks the form's nonce and the token, opens a session.
 pub(crate) async fn login(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
     let secure = https(&headers, None);
-    let next = safe_next(form.next.as_deref()).to_owned();
+    let next = console::safe_next(form.next.as_deref()).to_owned();
     let retry =
         |message: &str, status: StatusCode| login_page(&next, &token::generate_nonce(), Some(message), status, secure);
     let nonce_ok = cookie(&headers, LOGIN_COOKIE).is_some_and(|nonce| token::same_secret(&nonce, &form.csrf));
@@ -198,23 +182,6 @@ pub(crate) async fn logout(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_console_paths_are_followed_after_login() {
-        assert_eq!(safe_next(Some("/admin/audit/rules?tenant=acme")), "/admin/audit/rules?tenant=acme");
-        for hostile in ["https://evil.example/", "//evil.example/admin", "/admin//evil", "/status", "/admin/login"] {
-            assert_eq!(safe_next(Some(hostile)), "/admin/health", "{hostile}");
-        }
-        assert_eq!(safe_next(None), "/admin/health");
-    }
-
-    #[test]
-    fn cookies_are_read_by_exact_name() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("x_custos_session=no; custos_session=yes; other=1"));
-        assert_eq!(cookie(&headers, SESSION_COOKIE).as_deref(), Some("yes"));
-        assert_eq!(cookie(&headers, "missing"), None);
-    }
 
     #[test]
     fn session_cookies_are_http_only_strict_and_secure_over_https() {

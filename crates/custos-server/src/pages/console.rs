@@ -9,8 +9,8 @@ use maud::{Markup, html};
 use super::layout;
 use super::status::when;
 use crate::console::ConsoleUser;
-use crate::console::audit::{AuditFilter, WINDOWS};
 use crate::console::health::{ConnectorRow, DestinationRow, HealthView, HourPoint, QueueRow, RatePoint, RuleStat};
+use custos_model::console::{AuditFilter, WINDOWS};
 
 /// How often `/admin/health` reloads itself.
 pub(crate) const HEALTH_REFRESH_SECONDS: u32 = 30;

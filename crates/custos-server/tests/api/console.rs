@@ -105,6 +105,13 @@ fn cookie_value(response: &reqwest::Response, name: &str) -> Option<String> {
 
 /// Logs in through the form as a browser would; returns the session cookie's value.
 pub async fn login(app: &TestApp, token: &str) -> Result<String, (StatusCode, String)> {
+    let (session, location) = login_then(app, token, "/admin/audit/rules").await?;
+    assert_eq!(location, "/admin/audit/rules");
+    Ok(session)
+}
+
+/// Logs in with `next` in the form; returns the session and where the login redirects.
+async fn login_then(app: &TestApp, token: &str, next: &str) -> Result<(String, String), (StatusCode, String)> {
     let client = no_redirects();
     let form = client.get(app.url("/admin/login?next=/admin/audit/rules")).send().await.unwrap();
     let nonce_cookie = cookie_value(&form, "custos_login").expect("the form sets its nonce cookie");
@@ -114,23 +121,40 @@ pub async fn login(app: &TestApp, token: &str) -> Result<String, (StatusCode, St
     let response = client
         .post(app.url("/admin/login"))
         .header(COOKIE, format!("custos_login={nonce}"))
-        .form(&[("token", token), ("csrf", &nonce), ("next", "/admin/audit/rules")])
+        .form(&[("token", token), ("csrf", &nonce), ("next", next)])
         .send()
         .await
         .unwrap();
     if response.status() != StatusCode::SEE_OTHER {
         return Err((response.status(), response.text().await.unwrap()));
     }
-    assert_eq!(response.headers()[LOCATION], "/admin/audit/rules");
+    let location = response.headers()[LOCATION].to_str().unwrap().to_owned();
     let set = cookie_value(&response, "custos_session").expect("a session cookie");
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/admin"), "{set}");
     let value = set.split(';').next().unwrap().trim_start_matches("custos_session=").to_owned();
     assert!(value.starts_with("css_"));
-    Ok(value)
+    Ok((value, location))
 }
 
 async fn get_with_session(app: &TestApp, session: &str, path: &str) -> reqwest::Response {
     no_redirects().get(app.url(path)).header(COOKIE, format!("custos_session={session}")).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn after_login_only_console_pages_are_followed() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let admin = app.token(&["admin#tenant/acme"]).await;
+    for (next, expected) in [
+        ("/admin/health?tenant=acme", "/admin/health?tenant=acme"),
+        ("https://evil.example/admin", "/admin/health"),
+        ("/admin\\evil.example", "/admin/health"),
+        // Not a valid Location header: once a 500 (the redirect refused to be built).
+        ("/admin/health\r\nSet-Cookie: stolen=1", "/admin/health"),
+        ("/admin/h\u{e9}alth", "/admin/health"),
+    ] {
+        let (_, location) = login_then(&app, &admin, next).await.unwrap();
+        assert_eq!(location, expected, "{next:?}");
+    }
 }
 
 #[tokio::test]
