@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use custos_model::{Scope, TenantId, TenantSelector, Timestamp, token};
 use custos_store::{Store, Tenant, TokenRecord};
-use rand::seq::IndexedRandom;
+use rand::seq::{IndexedMutRandom, IndexedRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -94,6 +94,8 @@ struct Destination {
     id: String,
     kind: &'static str,
     health: Health,
+    /// Deliveries dead-lettered so far (what its queue snapshots report).
+    dead_letters: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -142,14 +144,25 @@ fn build_world(rng: &mut ChaCha8Rng) -> Vec<TenantWorld> {
                 }
             }
             let destinations = vec![
-                Destination { id: "splunk".into(), kind: "siem_destination", health: Health::Healthy },
+                Destination { id: "splunk".into(), kind: "siem_destination", health: Health::Healthy, dead_letters: 0 },
                 Destination {
                     id: "sentinel".into(),
                     kind: "siem_destination",
                     health: if t == 1 { Health::Failing } else { Health::Flaky },
+                    dead_letters: 0,
                 },
-                Destination { id: "jira".into(), kind: "workflow_destination", health: Health::Healthy },
-                Destination { id: "pagerduty".into(), kind: "workflow_destination", health: Health::Healthy },
+                Destination {
+                    id: "jira".into(),
+                    kind: "workflow_destination",
+                    health: Health::Healthy,
+                    dead_letters: 0,
+                },
+                Destination {
+                    id: "pagerduty".into(),
+                    kind: "workflow_destination",
+                    health: Health::Healthy,
+                    dead_letters: 0,
+                },
             ];
             TenantWorld { id, connectors, rules, destinations, queue_depth: 40, dead_letters: 0 }
         })
@@ -238,6 +251,21 @@ fn delivery(rng: &mut ChaCha8Rng, destination: &Destination, at: Timestamp) -> V
         "destination_id": destination.id, "item_id": format!("finding-{}", rng.random_range(10_000..99_999)),
         "status": status, "attempt": attempt, "latency_ms": rng.random_range(20..1_500), "error_message": error,
         "attempted_at": rfc3339(at), "trace_id": trace_id(rng),
+    })
+}
+
+/// A destination's delivery queue at `at`: a failing one backs up and retries.
+fn destination_snapshot(rng: &mut ChaCha8Rng, destination: &Destination, at: Timestamp) -> Value {
+    let (pending, retrying) = match destination.health {
+        Health::Failing => (rng.random_range(150..400), rng.random_range(5..20)),
+        Health::Flaky => (rng.random_range(5..60), rng.random_range(0..6)),
+        _ => (rng.random_range(0..10), 0),
+    };
+    json!({
+        "observed_at": rfc3339(at),
+        "depth": {"pending": pending, "retrying": retrying, "dead_lettered": destination.dead_letters},
+        "oldest_item_age_ms": pending * 400,
+        "processed_total": processed_total(at, 3),
     })
 }
 
@@ -401,6 +429,18 @@ async fn seed(
         send(client, base, token, &format!("/v1/tenants/{t}/deliveries"), &deliveries).await;
         let dead: i64 = deliveries.iter().filter(|d| d["status"] == "dead_lettered").count() as i64;
         tenant.dead_letters = dead;
+        // Each destination's own queue, every fifteen minutes.
+        for destination in &mut tenant.destinations {
+            destination.dead_letters = deliveries
+                .iter()
+                .filter(|d| d["destination_id"] == destination.id.as_str() && d["status"] == "dead_lettered")
+                .count() as i64;
+            let snapshots: Vec<Value> = (0..12)
+                .map(|i| destination_snapshot(rng, destination, minutes_ago(now, f64::from(165 - i * 15))))
+                .collect();
+            let id = &destination.id;
+            send(client, base, token, &format!("/v1/tenants/{t}/components/{id}/snapshots"), &snapshots).await;
+        }
         for queue in ["ingest-queue", "delivery-queue"] {
             let snapshots: Vec<Value> = (0..36)
                 .map(|i| {
@@ -483,24 +523,29 @@ async fn tick(
                     }
                 }
                 84..=97 => {
-                    let d = tenant.destinations.choose(rng).expect("destinations");
-                    if d.health == Health::Failing {
+                    let d = tenant.destinations.choose_mut(rng).expect("destinations");
+                    let record = delivery(rng, d, now);
+                    if record["status"] == "dead_lettered" {
+                        d.dead_letters += 1;
                         tenant.dead_letters += 1;
                     }
-                    deliveries.push(delivery(rng, d, now));
+                    deliveries.push(record);
                 }
                 _ => {
                     tenant.queue_depth = (tenant.queue_depth + rng.random_range(-15..=16)).clamp(0, 5_000);
-                    snapshots.push(("ingest-queue", json!({
+                    snapshots.push(("ingest-queue".to_owned(), json!({
                         "depth": {"pending": tenant.queue_depth, "in_flight": rng.random_range(0..40), "retrying": rng.random_range(0..5)},
                         "oldest_item_age_ms": tenant.queue_depth * 150,
                         "processed_total": processed_total(now, queue_rate("ingest-queue")),
                     })));
-                    snapshots.push(("delivery-queue", json!({
+                    snapshots.push(("delivery-queue".to_owned(), json!({
                         "depth": {"pending": rng.random_range(0..30), "retrying": rng.random_range(0..8), "dead_lettered": tenant.dead_letters},
                         "oldest_item_age_ms": rng.random_range(100..90_000),
                         "processed_total": processed_total(now, queue_rate("delivery-queue")),
                     })));
+                    for d in &tenant.destinations {
+                        snapshots.push((d.id.clone(), destination_snapshot(rng, d, now)));
+                    }
                 }
             }
         }
