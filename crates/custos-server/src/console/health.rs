@@ -203,46 +203,64 @@ pub(crate) fn window_start(now: Timestamp) -> Timestamp {
 }
 
 pub(crate) async fn load(state: &AppState, tenant: &TenantId, now: Timestamp) -> Result<HealthInputs, ApiError> {
-    let store = &state.store;
+    let store = &*state.store;
     let since = window_start(now);
     let components = store.components(tenant).await?;
     let connectors: Vec<String> =
         components.iter().filter(|c| c.kind == ComponentKind::Connector).map(|c| c.id.clone()).collect();
-    let mut queue_history = HashMap::new();
-    for queue in components.iter().filter(|c| c.kind == ComponentKind::IngestionQueue) {
-        let query = RecordQuery {
-            filters: vec![("component_id".into(), queue.id.clone())],
-            limit: QUEUE_HISTORY,
-            ..RecordQuery::default()
-        };
-        let page = store.queue_snapshots_page(tenant, &query).await?;
-        queue_history.insert(queue.id.clone(), page.items.into_iter().map(|s| s.record).collect());
-    }
-    Ok(HealthInputs {
-        provider_policies: store
-            .freshness_policies(tenant)
-            .await?
-            .into_iter()
-            .map(|p| (p.provider, p.thresholds))
-            .collect(),
-        last_successes: if connectors.is_empty() {
-            HashMap::new()
-        } else {
-            store.last_successful_syncs(tenant, &connectors).await?.into_iter().collect()
-        },
-        sync_hours: store.metric_buckets(tenant, RollupFamily::ConnectorSyncs, since).await?,
-        sync_errors: store.last_errors(tenant, RollupFamily::ConnectorSyncs).await?.into_iter().collect(),
-        delivery_window: store.metric_window(tenant, RollupFamily::Deliveries, since).await?,
-        delivery_errors: store.last_errors(tenant, RollupFamily::Deliveries).await?.into_iter().collect(),
-        queues: store
-            .latest_queue_snapshots(tenant)
-            .await?
-            .into_iter()
-            .map(|s| (s.record.component_id.clone(), s.record))
-            .collect(),
+    let queue_ids: Vec<&str> =
+        components.iter().filter(|c| c.kind == ComponentKind::IngestionQueue).map(|c| c.id.as_str()).collect();
+    let queue_history = async {
+        let mut history = HashMap::new();
+        for queue in queue_ids {
+            let query = RecordQuery {
+                filters: vec![("component_id".into(), queue.to_owned())],
+                limit: QUEUE_HISTORY,
+                ..RecordQuery::default()
+            };
+            let page = store.queue_snapshots_page(tenant, &query).await?;
+            history.insert(queue.to_owned(), page.items.into_iter().map(|s| s.record).collect());
+        }
+        Ok(history)
+    };
+    let last_successes = async {
+        if connectors.is_empty() { Ok(Vec::new()) } else { store.last_successful_syncs(tenant, &connectors).await }
+    };
+    // The reads are independent: run together, they overlap on the store's connections.
+    let (
+        policies,
+        last_successes,
+        sync_hours,
+        sync_errors,
+        delivery_window,
+        delivery_errors,
+        queues,
         queue_history,
-        rule_window: store.metric_window(tenant, RollupFamily::RuleRuns, since).await?,
-        series: store.metric_series(tenant).await?,
+        rule_window,
+        series,
+    ) = tokio::try_join!(
+        store.freshness_policies(tenant),
+        last_successes,
+        store.metric_buckets(tenant, RollupFamily::ConnectorSyncs, since),
+        store.last_errors(tenant, RollupFamily::ConnectorSyncs),
+        store.metric_window(tenant, RollupFamily::Deliveries, since),
+        store.last_errors(tenant, RollupFamily::Deliveries),
+        store.latest_queue_snapshots(tenant),
+        queue_history,
+        store.metric_window(tenant, RollupFamily::RuleRuns, since),
+        store.metric_series(tenant),
+    )?;
+    Ok(HealthInputs {
+        provider_policies: policies.into_iter().map(|p| (p.provider, p.thresholds)).collect(),
+        last_successes: last_successes.into_iter().collect(),
+        sync_hours,
+        sync_errors: sync_errors.into_iter().collect(),
+        delivery_window,
+        delivery_errors: delivery_errors.into_iter().collect(),
+        queues: queues.into_iter().map(|s| (s.record.component_id.clone(), s.record)).collect(),
+        queue_history,
+        rule_window,
+        series,
         components,
     })
 }

@@ -1118,7 +1118,11 @@ async fn console(global: &GlobalArgs, args: &BenchConsoleArgs) -> anyhow::Result
         "the slowest rules are listed"
     );
     let baseline = liveness_latencies(&client, &base, args.samples.max(200)).await?;
-    let page_bytes = client.get(&page).bearer_auth(&token).send().await?.error_for_status()?.bytes().await?.len();
+    let size = |url: &str| {
+        let request = client.get(url).bearer_auth(&token);
+        async move { anyhow::Ok(request.send().await?.error_for_status()?.bytes().await?.len()) }
+    };
+    let (page_bytes, data_bytes) = (size(&page).await?, size(&data).await?);
     let timed = |url: String| {
         let (client, token) = (client.clone(), token.clone());
         latencies(args.samples, move |_| {
@@ -1131,7 +1135,7 @@ async fn console(global: &GlobalArgs, args: &BenchConsoleArgs) -> anyhow::Result
     };
     let html = timed(page).await?;
     let json = timed(data).await?;
-    println!("  page size {:.0} KiB", page_bytes as f64 / 1024.0);
+    println!("  page size {:.0} KiB HTML, {:.0} KiB JSON", page_bytes as f64 / 1024.0, data_bytes as f64 / 1024.0);
     let line = |name: &str, times: &[Duration]| {
         println!(
             "  {name:<36} p50 {:>8.2} ms   p95 {:>8.2} ms   p99 {:>8.2} ms",
