@@ -44,6 +44,7 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 4, name: "status_page", sql: include_str!("../migrations/postgres/0004_status_page.sql") },
     Migration { version: 5, name: "console", sql: include_str!("../migrations/postgres/0005_console.sql") },
+    Migration { version: 6, name: "update_room", sql: include_str!("../migrations/postgres/0006_update_room.sql") },
 ];
 
 /// Arbitrary constant naming custos's migration lock among the database's advisory locks.

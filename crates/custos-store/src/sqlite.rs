@@ -39,6 +39,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "scheduled_jobs", sql: include_str!("../migrations/sqlite/0003_scheduled_jobs.sql") },
     Migration { version: 4, name: "status_page", sql: include_str!("../migrations/sqlite/0004_status_page.sql") },
     Migration { version: 5, name: "console", sql: include_str!("../migrations/sqlite/0005_console.sql") },
+    Migration { version: 6, name: "update_room", sql: include_str!("../migrations/sqlite/0006_update_room.sql") },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

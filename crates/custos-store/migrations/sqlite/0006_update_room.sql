@@ -1,0 +1,3 @@
+-- PostgreSQL's 0006 leaves room on the pages of rows updated in place (fill factor).
+-- SQLite rewrites a page on every change and has no such setting: nothing to do here.
+-- The migration exists so both backends count the same schema versions.
