@@ -10,9 +10,10 @@ use custos_model::records::{ConnectorSync, Delivery, QueueSnapshot, RuleRun};
 use custos_model::status::ComponentStatus;
 use custos_model::{Component, FreshnessPolicy, TenantId, Timestamp};
 use custos_store::{
-    Backend, BucketRow, ConsoleSession, IncidentRecord, IngestSummary, JobEventOutcome, JobEventRequest, JobRecord,
-    LastError, MaintenanceRecord, NewIncidentUpdate, Page, PutOutcome, RecordQuery, RollupFamily, SchemaDescription,
-    SeriesRow, StatusChange, StatusScope, Store, StoreResult, Stored, StoredFlip, StoredPing, Tenant, TokenRecord,
+    Backend, BucketRow, ConsoleSession, HourTotals, IncidentRecord, IngestSummary, JobEventOutcome, JobEventRequest,
+    JobRecord, LastError, MaintenanceRecord, NewIncidentUpdate, Page, PutOutcome, RecordQuery, RollupFamily,
+    SchemaDescription, SeriesRow, StatusChange, StatusScope, Store, StoreResult, Stored, StoredFlip, StoredPing,
+    Tenant, TokenRecord,
 };
 use custos_telemetry::Metrics;
 use tracing::Instrument;
@@ -107,6 +108,7 @@ instrument! {
     metric_series(tenant: &TenantId) -> StoreResult<Vec<SeriesRow>>;
     metric_window(tenant: &TenantId, family: RollupFamily, since: Timestamp) -> StoreResult<Vec<SeriesRow>>;
     metric_buckets(tenant: &TenantId, family: RollupFamily, since: Timestamp) -> StoreResult<Vec<BucketRow>>;
+    metric_hour_totals(tenant: &TenantId, family: RollupFamily, since: Timestamp) -> StoreResult<Vec<HourTotals>>;
     last_errors(tenant: &TenantId, family: RollupFamily) -> StoreResult<Vec<(String, LastError)>>;
     latest_queue_snapshots(tenant: &TenantId) -> StoreResult<Vec<Stored<QueueSnapshot>>>;
     apply_job_events(tenant: &TenantId, events: Vec<JobEventRequest>) -> StoreResult<Vec<JobEventOutcome>>;

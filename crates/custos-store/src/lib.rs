@@ -26,7 +26,7 @@ pub use error::{StoreError, StoreResult};
 pub use jobs::{JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 pub use objects::Objects;
 pub use postgres::{APP_ROLE, PostgresStore};
-pub use rollup::{BucketRow, LastError, RollupFamily, SeriesRow, SeriesValues};
+pub use rollup::{BucketRow, HourTotals, LastError, RollupFamily, SeriesRow, SeriesValues};
 pub use schema::{SchemaDescription, TableDescription};
 pub use sqlite::SqliteStore;
 pub use status::{
@@ -264,6 +264,14 @@ pub trait Store: Send + Sync + Debug + 'static {
         family: RollupFamily,
         since: Timestamp,
     ) -> StoreResult<Vec<BucketRow>>;
+    /// [`Store::metric_buckets`] with counts and sums only, no histogram, in the same
+    /// order: for charts of the hours, which need no quantiles.
+    async fn metric_hour_totals(
+        &self,
+        tenant: &TenantId,
+        family: RollupFamily,
+        since: Timestamp,
+    ) -> StoreResult<Vec<HourTotals>>;
     /// The latest error of each of a family's keys, ordered by key.
     async fn last_errors(&self, tenant: &TenantId, family: RollupFamily) -> StoreResult<Vec<(String, LastError)>>;
     /// The latest snapshot of each of a tenant's queues, ordered by component id.

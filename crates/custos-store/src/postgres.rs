@@ -19,7 +19,9 @@ use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
 
 use crate::error::{PostgresContext, StoreError, StoreResult};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
-use crate::rollup::{self, BucketRow, LastError, Rollup, RollupFamily, RollupItem, SeriesRow, SeriesValues};
+use crate::rollup::{
+    self, BucketRow, HourTotals, LastError, Rollup, RollupFamily, RollupItem, SeriesRow, SeriesValues,
+};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
 use crate::status::{
     self, IncidentRecord, IncidentUpdate, MaintenanceRecord, NewIncidentUpdate, StatusChange, StatusScope,
@@ -1214,6 +1216,16 @@ impl Store for PostgresStore {
     ) -> StoreResult<Vec<BucketRow>> {
         let sql = rollup::select_buckets_sql(["$1", "$2", "$3"], " COLLATE \"C\"");
         self.read_rollup(tenant, family, Some(since), sql, "reading hourly rollups", rollup::bucket_from_row).await
+    }
+
+    async fn metric_hour_totals(
+        &self,
+        tenant: &TenantId,
+        family: RollupFamily,
+        since: Timestamp,
+    ) -> StoreResult<Vec<HourTotals>> {
+        let sql = rollup::select_hour_totals_sql(["$1", "$2", "$3"], " COLLATE \"C\"");
+        self.read_rollup(tenant, family, Some(since), sql, "reading hourly totals", rollup::hour_totals_from_row).await
     }
 
     async fn last_errors(&self, tenant: &TenantId, family: RollupFamily) -> StoreResult<Vec<(String, LastError)>> {

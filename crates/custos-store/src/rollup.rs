@@ -202,6 +202,20 @@ pub struct BucketRow {
     pub values: SeriesValues,
 }
 
+/// One hour of one series with its counts and the sum of its observations only, no
+/// histogram: what a chart of the hours needs, at a sixth of [`BucketRow`]'s columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HourTotals {
+    pub bucket_us: i64,
+    /// [`FOLDED_KEY`] for the overflow series.
+    pub key: String,
+    pub status: String,
+    pub records: i64,
+    pub observations: i64,
+    /// The sum of the observed values (microseconds for durations).
+    pub sum: f64,
+}
+
 /// The latest record of a series key that carried an error message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastError {
@@ -543,6 +557,29 @@ pub(crate) fn select_buckets_sql(params: [&str; 3], collate: &str) -> String {
          ORDER BY bucket_us, series_key{collate}, status",
         bucket_value_columns().join(", ")
     )
+}
+
+/// One family's hours from `since` on, counts and sums only ([`HourTotals`]), ordered
+/// as [`select_buckets_sql`]. Parameters as [`select_window_sql`].
+pub(crate) fn select_hour_totals_sql(params: [&str; 3], collate: &str) -> String {
+    let [tenant, family, since] = params;
+    format!(
+        "SELECT series_key, status, records, observations, value_sum, bucket_us FROM metric_buckets \
+         WHERE tenant_id = {tenant} AND family = {family} AND bucket_us >= {since} \
+         ORDER BY bucket_us, series_key{collate}, status"
+    )
+}
+
+/// Decodes a row of [`select_hour_totals_sql`].
+pub(crate) fn hour_totals_from_row(row: &impl RowReader) -> StoreResult<HourTotals> {
+    Ok(HourTotals {
+        key: row.text(0)?,
+        status: row.text(1)?,
+        records: row.int(2)?,
+        observations: row.int(3)?,
+        sum: row.real(4)?,
+        bucket_us: row.int(5)?,
+    })
 }
 
 /// Decodes a row of [`select_buckets_sql`].

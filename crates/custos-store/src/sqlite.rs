@@ -22,7 +22,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, TransactionBehav
 
 use crate::error::{SqliteContext, StoreError, StoreResult};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
-use crate::rollup::{self, BucketRow, LastError, Rollup, RollupFamily, RollupItem, SeriesRow};
+use crate::rollup::{self, BucketRow, HourTotals, LastError, Rollup, RollupFamily, RollupItem, SeriesRow};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
 use crate::status::{
     self, IncidentRecord, IncidentUpdate, MaintenanceRecord, NewIncidentUpdate, StatusChange, StatusScope,
@@ -1255,6 +1255,19 @@ impl Store for SqliteStore {
         let sql = rollup::select_buckets_sql(["?1", "?2", "?3"], "");
         self.read_rollup(tenant, family, Some(since), sql, "reading hourly rollups", |row| rollup::bucket_from_row(row))
             .await
+    }
+
+    async fn metric_hour_totals(
+        &self,
+        tenant: &TenantId,
+        family: RollupFamily,
+        since: Timestamp,
+    ) -> StoreResult<Vec<HourTotals>> {
+        let sql = rollup::select_hour_totals_sql(["?1", "?2", "?3"], "");
+        self.read_rollup(tenant, family, Some(since), sql, "reading hourly totals", |row| {
+            rollup::hour_totals_from_row(row)
+        })
+        .await
     }
 
     async fn last_errors(&self, tenant: &TenantId, family: RollupFamily) -> StoreResult<Vec<(String, LastError)>> {

@@ -18,7 +18,7 @@ use custos_model::{
     Component, ComponentKind, FreshnessState, FreshnessThresholds, Permission, TenantId, ThresholdSource, Timestamp,
 };
 use custos_store::rollup::{BUCKET_US, FOLDED_KEY, bucket_of};
-use custos_store::{BucketRow, LastError, RecordQuery, RollupFamily, SeriesRow, SeriesValues, Stored};
+use custos_store::{HourTotals, LastError, RecordQuery, RollupFamily, SeriesRow, SeriesValues, Stored};
 use serde::{Deserialize, Serialize};
 
 use super::{ConsoleUser, error_page, one_tenant, pick_tenant};
@@ -185,7 +185,7 @@ pub(crate) struct HealthInputs {
     pub components: Vec<Component>,
     pub provider_policies: HashMap<String, FreshnessThresholds>,
     pub last_successes: HashMap<String, Timestamp>,
-    pub sync_hours: Vec<BucketRow>,
+    pub sync_hours: Vec<HourTotals>,
     pub sync_errors: HashMap<String, LastError>,
     pub delivery_window: Vec<SeriesRow>,
     pub delivery_errors: HashMap<String, LastError>,
@@ -241,7 +241,7 @@ pub(crate) async fn load(state: &AppState, tenant: &TenantId, now: Timestamp) ->
     ) = tokio::try_join!(
         store.freshness_policies(tenant),
         last_successes,
-        store.metric_buckets(tenant, RollupFamily::ConnectorSyncs, since),
+        store.metric_hour_totals(tenant, RollupFamily::ConnectorSyncs, since),
         store.last_errors(tenant, RollupFamily::ConnectorSyncs),
         store.metric_window(tenant, RollupFamily::Deliveries, since),
         store.last_errors(tenant, RollupFamily::Deliveries),
@@ -298,12 +298,14 @@ pub(crate) fn derive(tenant: &TenantId, inputs: &HealthInputs, now: Timestamp) -
     let hours: Vec<i64> = (0..WINDOW_HOURS).map(|i| start + i * BUCKET_US).collect();
 
     // Connectors: each key's hours, summed over statuses.
-    let mut sync_hours: HashMap<(&str, i64), SeriesValues> = HashMap::new();
+    // (records, observations, sum of durations) per key and hour.
+    let mut sync_hours: HashMap<(&str, i64), (i64, i64, f64)> = HashMap::new();
     let mut sync_outcomes: HashMap<(&str, i64), HashMap<&str, i64>> = HashMap::new();
-    for b in &inputs.sync_hours {
-        sync_hours.entry((b.key.as_str(), b.bucket_us)).or_default().merge(&b.values);
-        *sync_outcomes.entry((b.key.as_str(), b.bucket_us)).or_default().entry(b.status.as_str()).or_default() +=
-            b.values.records;
+    for h in &inputs.sync_hours {
+        let totals = sync_hours.entry((h.key.as_str(), h.bucket_us)).or_default();
+        (totals.0, totals.1, totals.2) = (totals.0 + h.records, totals.1 + h.observations, totals.2 + h.sum);
+        *sync_outcomes.entry((h.key.as_str(), h.bucket_us)).or_default().entry(h.status.as_str()).or_default() +=
+            h.records;
     }
     let mut connectors: Vec<ConnectorRow> = inputs
         .components
@@ -317,15 +319,15 @@ pub(crate) fn derive(tenant: &TenantId, inputs: &HealthInputs, now: Timestamp) -
                 .iter()
                 .map(|&hour| {
                     let key = (c.id.as_str(), hour);
-                    let values = sync_hours.get(&key).cloned().unwrap_or_default();
+                    let (records, observations, sum) = sync_hours.get(&key).copied().unwrap_or_default();
                     let outcome =
                         |status: &str| sync_outcomes.get(&key).and_then(|o| o.get(status)).copied().unwrap_or(0);
                     HourPoint {
                         start: Timestamp::from_micros(hour),
-                        total: values.records,
+                        total: records,
                         failed: outcome("failed"),
                         partial: outcome("partial"),
-                        mean_ms: (values.observations > 0).then(|| values.sum / values.observations as f64 / 1000.0),
+                        mean_ms: (observations > 0).then(|| sum / observations as f64 / 1000.0),
                     }
                 })
                 .collect();

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun, ValidationContext};
 use custos_model::{ComponentInput, TenantId, Timestamp};
 use custos_store::rollup::{self, DEFAULT_SERIES_CAP, FOLDED_KEY};
-use custos_store::{BucketRow, LastError, PostgresStore, RollupFamily, SeriesRow, SqliteStore, Store, Tenant};
+use custos_store::{
+    BucketRow, HourTotals, LastError, PostgresStore, RollupFamily, SeriesRow, SqliteStore, Store, Tenant,
+};
 
 enum Backend {
     Sqlite(Arc<SqliteStore>, #[allow(dead_code)] tempfile::TempDir),
@@ -417,6 +419,20 @@ async fn hourly_buckets_and_last_errors_follow_the_records_and_the_folds(backend
     );
     let errors: Vec<(&str, &str)> = errors.iter().map(|(_, key, e)| (key.as_str(), e.message.as_str())).collect();
     assert_eq!(errors, [(FOLDED_KEY, "c broke"), ("a", "second")]);
+    // The narrow read of the hours is the same rows, in the same order, without histograms.
+    let totals = store.metric_hour_totals(&acme, RollupFamily::RuleRuns, Timestamp::from_micros(0)).await.unwrap();
+    let narrowed: Vec<HourTotals> = buckets
+        .iter()
+        .map(|b| HourTotals {
+            bucket_us: b.bucket_us,
+            key: b.key.clone(),
+            status: b.status.clone(),
+            records: b.values.records,
+            observations: b.values.observations,
+            sum: b.values.sum,
+        })
+        .collect();
+    assert_eq!(totals, narrowed);
     // A window sums the hours per series.
     let window = store.metric_window(&acme, RollupFamily::RuleRuns, Timestamp::from_micros(0)).await.unwrap();
     let a = series(&window, RollupFamily::RuleRuns, "a", "failed");
