@@ -98,6 +98,12 @@ struct Destination {
     dead_letters: i64,
 }
 
+impl Destination {
+    fn new(id: &str, kind: &'static str, health: Health) -> Self {
+        Destination { id: id.to_owned(), kind, health, dead_letters: 0 }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct TenantWorld {
     id: &'static str,
@@ -105,7 +111,13 @@ struct TenantWorld {
     rules: Vec<Rule>,
     destinations: Vec<Destination>,
     queue_depth: i64,
-    dead_letters: i64,
+}
+
+impl TenantWorld {
+    /// Deliveries dead-lettered so far, over all destinations (the delivery queue's).
+    fn dead_letters(&self) -> i64 {
+        self.destinations.iter().map(|d| d.dead_letters).sum()
+    }
 }
 
 fn build_world(rng: &mut ChaCha8Rng) -> Vec<TenantWorld> {
@@ -143,28 +155,14 @@ fn build_world(rng: &mut ChaCha8Rng) -> Vec<TenantWorld> {
                     }
                 }
             }
+            let sentinel = if t == 1 { Health::Failing } else { Health::Flaky };
             let destinations = vec![
-                Destination { id: "splunk".into(), kind: "siem_destination", health: Health::Healthy, dead_letters: 0 },
-                Destination {
-                    id: "sentinel".into(),
-                    kind: "siem_destination",
-                    health: if t == 1 { Health::Failing } else { Health::Flaky },
-                    dead_letters: 0,
-                },
-                Destination {
-                    id: "jira".into(),
-                    kind: "workflow_destination",
-                    health: Health::Healthy,
-                    dead_letters: 0,
-                },
-                Destination {
-                    id: "pagerduty".into(),
-                    kind: "workflow_destination",
-                    health: Health::Healthy,
-                    dead_letters: 0,
-                },
+                Destination::new("splunk", "siem_destination", Health::Healthy),
+                Destination::new("sentinel", "siem_destination", sentinel),
+                Destination::new("jira", "workflow_destination", Health::Healthy),
+                Destination::new("pagerduty", "workflow_destination", Health::Healthy),
             ];
-            TenantWorld { id, connectors, rules, destinations, queue_depth: 40, dead_letters: 0 }
+            TenantWorld { id, connectors, rules, destinations, queue_depth: 40 }
         })
         .collect()
 }
@@ -427,8 +425,6 @@ async fn seed(
             })
             .collect();
         send(client, base, token, &format!("/v1/tenants/{t}/deliveries"), &deliveries).await;
-        let dead: i64 = deliveries.iter().filter(|d| d["status"] == "dead_lettered").count() as i64;
-        tenant.dead_letters = dead;
         // Each destination's own queue, every fifteen minutes.
         for destination in &mut tenant.destinations {
             destination.dead_letters = deliveries
@@ -441,6 +437,7 @@ async fn seed(
             let id = &destination.id;
             send(client, base, token, &format!("/v1/tenants/{t}/components/{id}/snapshots"), &snapshots).await;
         }
+        let dead = tenant.dead_letters();
         for queue in ["ingest-queue", "delivery-queue"] {
             let snapshots: Vec<Value> = (0..36)
                 .map(|i| {
@@ -527,7 +524,6 @@ async fn tick(
                     let record = delivery(rng, d, now);
                     if record["status"] == "dead_lettered" {
                         d.dead_letters += 1;
-                        tenant.dead_letters += 1;
                     }
                     deliveries.push(record);
                 }
@@ -539,7 +535,7 @@ async fn tick(
                         "processed_total": processed_total(now, queue_rate("ingest-queue")),
                     })));
                     snapshots.push(("delivery-queue".to_owned(), json!({
-                        "depth": {"pending": rng.random_range(0..30), "retrying": rng.random_range(0..8), "dead_lettered": tenant.dead_letters},
+                        "depth": {"pending": rng.random_range(0..30), "retrying": rng.random_range(0..8), "dead_lettered": tenant.dead_letters()},
                         "oldest_item_age_ms": rng.random_range(100..90_000),
                         "processed_total": processed_total(now, queue_rate("delivery-queue")),
                     })));

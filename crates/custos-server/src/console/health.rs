@@ -297,15 +297,21 @@ pub(crate) fn derive(tenant: &TenantId, inputs: &HealthInputs, now: Timestamp) -
     let start = window_start(now).as_micros();
     let hours: Vec<i64> = (0..WINDOW_HOURS).map(|i| start + i * BUCKET_US).collect();
 
-    // Connectors: each key's hours, summed over statuses.
-    // (records, observations, sum of durations) per key and hour.
-    let mut sync_hours: HashMap<(&str, i64), (i64, i64, f64)> = HashMap::new();
-    let mut sync_outcomes: HashMap<(&str, i64), HashMap<&str, i64>> = HashMap::new();
+    // Connectors: each key's hours, summed over statuses, with the syncs per status.
+    #[derive(Default)]
+    struct Hour<'a> {
+        records: i64,
+        observations: i64,
+        sum: f64,
+        by_status: HashMap<&'a str, i64>,
+    }
+    let mut sync_hours: HashMap<(&str, i64), Hour> = HashMap::new();
     for h in &inputs.sync_hours {
-        let totals = sync_hours.entry((h.key.as_str(), h.bucket_us)).or_default();
-        (totals.0, totals.1, totals.2) = (totals.0 + h.records, totals.1 + h.observations, totals.2 + h.sum);
-        *sync_outcomes.entry((h.key.as_str(), h.bucket_us)).or_default().entry(h.status.as_str()).or_default() +=
-            h.records;
+        let hour = sync_hours.entry((h.key.as_str(), h.bucket_us)).or_default();
+        hour.records += h.records;
+        hour.observations += h.observations;
+        hour.sum += h.sum;
+        *hour.by_status.entry(h.status.as_str()).or_default() += h.records;
     }
     let mut connectors: Vec<ConnectorRow> = inputs
         .components
@@ -318,16 +324,14 @@ pub(crate) fn derive(tenant: &TenantId, inputs: &HealthInputs, now: Timestamp) -
             let hours: Vec<HourPoint> = hours
                 .iter()
                 .map(|&hour| {
-                    let key = (c.id.as_str(), hour);
-                    let (records, observations, sum) = sync_hours.get(&key).copied().unwrap_or_default();
-                    let outcome =
-                        |status: &str| sync_outcomes.get(&key).and_then(|o| o.get(status)).copied().unwrap_or(0);
+                    let h = sync_hours.get(&(c.id.as_str(), hour));
+                    let outcome = |status: &str| h.and_then(|h| h.by_status.get(status)).copied().unwrap_or(0);
                     HourPoint {
                         start: Timestamp::from_micros(hour),
-                        total: records,
+                        total: h.map_or(0, |h| h.records),
                         failed: outcome("failed"),
                         partial: outcome("partial"),
-                        mean_ms: (observations > 0).then(|| sum / observations as f64 / 1000.0),
+                        mean_ms: h.filter(|h| h.observations > 0).map(|h| h.sum / h.observations as f64 / 1000.0),
                     }
                 })
                 .collect();
