@@ -79,20 +79,45 @@ impl PingWriters {
     }
 }
 
-/// One writer for SQLite (it has one writer anyway); several for PostgreSQL, where
-/// commits of different jobs proceed in parallel.
+/// One writer for SQLite (it has one writer anyway), on a thread of its own; several
+/// tasks for PostgreSQL, where commits of different jobs proceed in parallel.
 fn start_writers(store: &Arc<dyn Store>) -> Vec<mpsc::Sender<Pending>> {
-    let writers = match store.backend() {
-        Backend::Sqlite => 1,
-        Backend::Postgres => 4,
-    };
-    (0..writers)
-        .map(|_| {
+    match store.backend() {
+        Backend::Sqlite => {
             let (send, receive) = mpsc::channel(QUEUE_DEPTH);
-            tokio::spawn(write_loop(store.clone(), receive));
-            send
-        })
-        .collect()
+            start_sqlite_writer(store.clone(), receive);
+            vec![send]
+        }
+        Backend::Postgres => (0..4)
+            .map(|_| {
+                let (send, receive) = mpsc::channel(QUEUE_DEPTH);
+                tokio::spawn(write_loop(store.clone(), receive));
+                send
+            })
+            .collect(),
+    }
+}
+
+/// SQLite's writer runs its commits on its own thread rather than handing each to the
+/// blocking pool and back: with every core busy serving requests, each of those hops
+/// waited for a core, and the commits (hence the batches) came less often. The thread
+/// ends when the queue's last sender is dropped.
+fn start_sqlite_writer(store: Arc<dyn Store>, queue: mpsc::Receiver<Pending>) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let started = runtime.map_err(|error| error.to_string()).and_then(|runtime| {
+        std::thread::Builder::new()
+            .name("custos-ping-writer".into())
+            .spawn(move || {
+                custos_store::write_on_this_thread();
+                runtime.block_on(write_loop(store, queue));
+            })
+            .map_err(|error| error.to_string())
+    });
+    if let Err(error) = started {
+        // Only when the process is out of threads or memory. The queue is gone with the
+        // thread, so pings are answered as failures rather than kept waiting.
+        tracing::error!(error, "the ping writer thread could not start; pings fail until a restart");
+    }
 }
 
 async fn write_loop(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Pending>) {

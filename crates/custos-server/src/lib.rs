@@ -85,22 +85,35 @@ impl Default for ServerConfig {
 /// The git commit this binary was built from (`unknown` outside a checkout).
 pub const BUILD_COMMIT: &str = env!("CUSTOS_BUILD_COMMIT");
 
-/// What every handler can reach.
+/// What every handler can reach: one pointer, since axum clones it several times for
+/// every request (each clone of a struct of `Arc`s would touch every counter).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The contents of [`AppState`].
+#[derive(Debug)]
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub config: Arc<ServerConfig>,
     pub metrics: Arc<Metrics>,
     /// Tenants known to exist. Tenants are never deleted, so a positive answer can be
     /// kept; a miss always asks the store (a tenant created by the CLI appears at once).
-    known_tenants: Arc<RwLock<HashSet<TenantId>>>,
+    known_tenants: RwLock<HashSet<TenantId>>,
     /// One scrape at a time derives the platform families, so concurrent scrapers
     /// cannot multiply the load on the store.
-    pub(crate) platform_scrape: Arc<tokio::sync::Mutex<()>>,
+    pub(crate) platform_scrape: tokio::sync::Mutex<()>,
     /// This process's background workers and their heartbeats (read by `/health`).
     pub workers: Workers,
     /// Set when shutdown begins: readiness answers 503 so load balancers stop sending.
-    draining: Arc<std::sync::atomic::AtomicBool>,
+    draining: std::sync::atomic::AtomicBool,
     /// Where ping handlers hand their pings to be stored in batches.
     pub(crate) pings: jobs::PingWriters,
     /// Tokens recently read from the store (see `auth::TOKEN_CACHE_TTL`).
@@ -110,7 +123,7 @@ pub struct AppState {
     /// The object store prober's latest result (read by `/health`).
     pub(crate) object_probe: health::ProbeSlot,
     /// What this process answered, per surface, for the status evaluator.
-    pub(crate) requests: Arc<status::RequestTally>,
+    pub(crate) requests: status::RequestTally,
 }
 
 impl AppState {
@@ -118,25 +131,31 @@ impl AppState {
         let metrics = Arc::new(Metrics::new(&config.metrics_namespace, &config.version, &config.commit));
         store.set_metric_series_cap(config.metrics_series_cap);
         let store = instrumented_store::InstrumentedStore::wrap(store, metrics.clone());
-        Self {
+        Self(Arc::new(Shared {
             store,
             config: Arc::new(config),
             metrics: metrics.clone(),
-            known_tenants: Arc::default(),
-            platform_scrape: Arc::default(),
+            known_tenants: RwLock::default(),
+            platform_scrape: tokio::sync::Mutex::default(),
             workers: Workers::new(metrics),
-            draining: Arc::default(),
+            draining: std::sync::atomic::AtomicBool::default(),
             pings: jobs::PingWriters::default(),
             tokens: auth::TokenCache::default(),
             objects: None,
             object_probe: health::ProbeSlot::default(),
-            requests: Arc::default(),
-        }
+            requests: status::RequestTally::default(),
+        }))
     }
 
     /// Adds the object store; `/health` reports it once [`health::spawn_object_probe`] runs.
+    /// A step of building the state, before anything holds a clone of it.
+    ///
+    /// # Panics
+    ///
+    /// When the state has already been cloned.
     pub fn with_objects(mut self, objects: custos_store::Objects) -> Self {
-        self.objects = Some(objects);
+        Arc::get_mut(&mut self.0).expect("the object store is added before the state is shared").objects =
+            Some(objects);
         self
     }
 

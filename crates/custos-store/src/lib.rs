@@ -28,7 +28,7 @@ pub use objects::Objects;
 pub use postgres::{APP_ROLE, PostgresStore};
 pub use rollup::{BucketRow, HourTotals, LastError, RollupFamily, SeriesRow, SeriesValues};
 pub use schema::{SchemaDescription, TableDescription};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, write_on_this_thread};
 pub use status::{
     IncidentRecord, IncidentSource, IncidentUpdate, MaintenanceRecord, NewIncidentUpdate, StatusChange, StatusScope,
 };

@@ -65,6 +65,19 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+thread_local! {
+    /// Set by [`write_on_this_thread`].
+    static WRITES_ON_THIS_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes the SQLite writes this thread starts run on it, instead of on the runtime's
+/// blocking pool. For a thread that exists to write and may block, such as the ping
+/// writer: a hop to the pool and back costs two wake-ups per commit, and on a busy
+/// machine two waits for a core. Never call it on a runtime's worker thread.
+pub fn write_on_this_thread() {
+    WRITES_ON_THIS_THREAD.set(true);
+}
+
 /// Page cache of the writer connection, in KiB: large enough that index pages of a
 /// growing table stay in memory during a batch (SQLite's default is 2 MiB).
 const WRITER_CACHE_KIB: i64 = 64 * 1024;
@@ -183,14 +196,15 @@ impl SqliteStore {
     }
 
     /// Runs `prepare` on the blocking pool without the writer lock (CPU work such as
-    /// encoding a batch, so it overlaps another request's writes), then `f` with it.
+    /// encoding a batch, so it overlaps another request's writes), then `f` with it. On
+    /// a thread marked by [`write_on_this_thread`], both run right there.
     async fn prepare_then_write<P: Send + 'static, T: Send + 'static>(
         &self,
         prepare: impl FnOnce() -> StoreResult<P> + Send + 'static,
         f: impl FnOnce(&mut Connection, P) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        let run = move || {
             let prepared = prepare()?;
             let mut conn = inner.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let written = f(&mut conn, prepared);
@@ -198,8 +212,11 @@ impl SqliteStore {
             // Full means a wake-up is already pending.
             let _ = inner.wrote.try_send(());
             written
-        })
-        .await?
+        };
+        if WRITES_ON_THIS_THREAD.get() {
+            return run();
+        }
+        tokio::task::spawn_blocking(run).await?
     }
 
     async fn read<T: Send + 'static>(

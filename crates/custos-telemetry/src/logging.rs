@@ -137,15 +137,20 @@ pub struct JsonLayer<W> {
     writer: W,
 }
 
-/// Fields recorded on a span, already scrubbed.
+/// Fields recorded on a span, already scrubbed. Names are the call sites' own
+/// (`tracing` field names are static).
 #[derive(Debug, Default)]
-struct SpanFields(Vec<(String, Json)>);
+struct SpanFields(Vec<(&'static str, Json)>);
 
 impl SpanFields {
-    fn set(&mut self, key: &str, value: Json) {
-        match self.0.iter_mut().find(|(k, _)| k == key) {
+    fn with_capacity(capacity: usize) -> Self {
+        Self(Vec::with_capacity(capacity))
+    }
+
+    fn set(&mut self, key: &'static str, value: Json) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
-            None => self.0.push((key.to_owned(), value)),
+            None => self.0.push((key, value)),
         }
     }
 }
@@ -217,7 +222,7 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let now = time::OffsetDateTime::now_utc();
-        let mut line = SpanFields::default();
+        let mut line = SpanFields::with_capacity(FIXED_FIELDS.len() + 8);
         line.set("ts", Json::String(now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()));
         line.set("level", Json::String(event.metadata().level().as_str().to_ascii_lowercase()));
         line.set("service", Json::String(self.service.clone()));
@@ -243,9 +248,9 @@ where
 
         let out = match self.format {
             LogFormat::Json => render_json(&line),
-            LogFormat::Text => render_text(&line),
+            LogFormat::Text => render_text(&line).into_bytes(),
         };
-        let _ = self.writer.make_writer().write_all(out.as_bytes());
+        let _ = self.writer.make_writer().write_all(&out);
     }
 }
 
@@ -277,24 +282,25 @@ impl<'a> MakeWriter<'a> for CaptureWriter {
     }
 }
 
-fn render_json(line: &SpanFields) -> String {
-    let mut out = String::with_capacity(512);
-    out.push('{');
+fn render_json(line: &SpanFields) -> Vec<u8> {
+    let mut out = Vec::with_capacity(640);
+    out.push(b'{');
     for (i, (key, value)) in line.0.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push_str(&Json::String(key.clone()).to_string());
-        out.push(':');
-        out.push_str(&value.to_string());
+        // Serializing strings and JSON values into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, key);
+        out.push(b':');
+        let _ = serde_json::to_writer(&mut out, value);
     }
-    out.push_str("}\n");
+    out.extend_from_slice(b"}\n");
     out
 }
 
 /// `ts LEVEL message key=value …`, leaving out empty fields and the per-process ones.
 fn render_text(line: &SpanFields) -> String {
-    let get = |key: &str| line.0.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+    let get = |key: &str| line.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
     let text = |value: Option<&Json>| match value {
         Some(Json::String(s)) => s.clone(),
         Some(other) => other.to_string(),
@@ -302,10 +308,8 @@ fn render_text(line: &SpanFields) -> String {
     };
     let mut out = format!("{} {:>5} {}", text(get("ts")), text(get("level")).to_uppercase(), text(get("message")));
     for (key, value) in &line.0 {
-        let skip = matches!(
-            key.as_str(),
-            "ts" | "level" | "message" | "service" | "version" | "env" | "instance_id" | "target"
-        );
+        let skip =
+            matches!(*key, "ts" | "level" | "message" | "service" | "version" | "env" | "instance_id" | "target");
         if skip || value.is_null() {
             continue;
         }

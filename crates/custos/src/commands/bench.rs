@@ -195,6 +195,21 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// CPU time this process has used (user and system, every thread), from /proc (Linux;
+/// zero elsewhere). Its difference over a load, per request, is the cost of a request
+/// with the client's share included: steadier than a rate on a shared machine, where
+/// a neighbour's load slows the clock but not the work.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesized command name; utime and stime are the 14th and
+    // 15th fields of the whole line, in clock ticks (USER_HZ, 100 on Linux).
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
 /// Resident set size and its peak, in MiB, from /proc (Linux).
 fn rss_mib() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -766,6 +781,7 @@ async fn pings(global: &GlobalArgs, args: &BenchPingsArgs) -> anyhow::Result<()>
     // Baseline: the cheapest request there is, at the same concurrency.
     let liveness = format!("{base}/health/liveness");
     let baseline_requests = (args.pings / 2).max(1000);
+    let cpu_before = process_cpu();
     let (baseline_took, baseline_times) = load(baseline_requests, args.concurrency, {
         let (client, url) = (client.clone(), liveness.clone());
         move |_| {
@@ -780,10 +796,12 @@ async fn pings(global: &GlobalArgs, args: &BenchPingsArgs) -> anyhow::Result<()>
     })
     .await?;
     let baseline_rate = baseline_requests as f64 / baseline_took.as_secs_f64();
+    let baseline_cpu = (process_cpu() - cpu_before).as_secs_f64() * 1e6 / baseline_requests as f64;
 
     let urls: Arc<Vec<String>> = Arc::new(
         (0..args.jobs).map(|j| format!("{base}/v1/tenants/{tenant}/jobs/job-{j}/success?exit_code=0")).collect(),
     );
+    let cpu_before = process_cpu();
     let (took, times) = load(args.pings, args.concurrency, {
         let (client, urls, token) = (client.clone(), urls.clone(), token.clone());
         move |i| {
@@ -799,6 +817,7 @@ async fn pings(global: &GlobalArgs, args: &BenchPingsArgs) -> anyhow::Result<()>
     })
     .await?;
     let rate = args.pings as f64 / took.as_secs_f64();
+    let ping_cpu = (process_cpu() - cpu_before).as_secs_f64() * 1e6 / args.pings as f64;
 
     // Every answered ping is stored: the jobs' counters add up.
     let stored: i64 = store.jobs(&tenant).await?.iter().map(|j| j.state.pings_total).sum();
@@ -815,6 +834,10 @@ async fn pings(global: &GlobalArgs, args: &BenchPingsArgs) -> anyhow::Result<()>
         ms(percentile(&times, 99.0))
     );
     println!("  ratio to baseline                {:>9.2}", rate / baseline_rate);
+    println!(
+        "  CPU per request (both ends)      {ping_cpu:>9.1} µs per ping, {baseline_cpu:.1} µs per liveness request ({:.1}×)",
+        ping_cpu / baseline_cpu
+    );
     println!(
         "  store alone: batches of 64       {direct_rate:>9.0} pings/s      (HTTP path at {:.2} of it)",
         rate / direct_rate
