@@ -1,7 +1,7 @@
 //! Scheduled jobs in the server: the ping writer and the job monitor.
 //!
 //! **Ping writer.** A ping is a cheap write, and custos takes them at tens of
-//! thousands a second by group commit: each request hands its ping to a writer task
+//! thousands a second by group commit: each request hands its ping to a writer
 //! and waits; the writer takes every ping that queued while the previous commit ran
 //! and stores them in one transaction per tenant, then answers each request. A
 //! request is answered only once its ping is committed. Pings of one job always go
