@@ -368,7 +368,7 @@ const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        if let Some(cpu_seconds) = cpu_seconds() {
+        if let Some(cpu_seconds) = process_cpu_seconds() {
             let metric = ConstCounter::new(cpu_seconds);
             metric.encode(encoder.encode_descriptor(
                 "process_cpu_seconds",
@@ -411,7 +411,9 @@ impl Collector for ProcessCollector {
     }
 }
 
-fn cpu_seconds() -> Option<f64> {
+/// CPU time this process has used so far (user and system, every thread), from
+/// /proc/self/stat; `None` where there is no /proc (not Linux).
+pub fn process_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
     let rest = &stat[stat.rfind(')')? + 2..];

@@ -195,19 +195,12 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// CPU time this process has used (user and system, every thread), from /proc (Linux;
-/// zero elsewhere). Its difference over a load, per request, is the cost of a request
-/// with the client's share included: steadier than a rate on a shared machine, where
-/// a neighbour's load slows the clock but not the work.
+/// CPU time this process has used (user and system, every thread; zero without
+/// /proc). Its difference over a load, per request, is the cost of a request with the
+/// client's share included: steadier than a rate on a shared machine, where a
+/// neighbour's load slows the clock but not the work.
 fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesized command name; utime and stime are the 14th and
-    // 15th fields of the whole line, in clock ticks (USER_HZ, 100 on Linux).
-    let ticks: u64 = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum())
-        .unwrap_or(0);
-    Duration::from_millis(ticks * 10)
+    Duration::from_secs_f64(custos_telemetry::metrics::process_cpu_seconds().unwrap_or(0.0))
 }
 
 /// Resident set size and its peak, in MiB, from /proc (Linux).
