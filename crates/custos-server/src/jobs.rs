@@ -6,7 +6,10 @@
 //! and stores them in one transaction per tenant, then answers each request. A
 //! request is answered only once its ping is committed. Pings of one job always go
 //! to the same writer, in arrival order. The writer's batch span links to the span of
-//! every request in it, so a trace of a ping leads to the commit that stored it.
+//! every request in it; and, when spans are exported, each sampled request's trace
+//! gets a `job-ping-writer process` child span from the writer, from the moment the
+//! writer took the ping up until it was committed, linked to the batch. A trace of a
+//! ping thus shows its wait in the queue and leads to the commit that stored it.
 //!
 //! **Monitor.** Time turns jobs late and down with no ping at all: the monitor
 //! re-evaluates every tenant's jobs each period and records those flips (at most once
@@ -45,6 +48,8 @@ struct Pending {
     request: JobEventRequest,
     trace: Option<TraceContext>,
     reply: oneshot::Sender<Result<JobEventOutcome, WriteFailure>>,
+    /// The writer's span for this ping in the request's trace, while it is stored.
+    span: Option<tracing::Span>,
 }
 
 /// The handle requests send pings through: one queue per writer.
@@ -74,7 +79,7 @@ impl PingWriters {
         (&tenant, &request.job_id).hash(&mut hasher);
         let queue = &queues[(hasher.finish() % queues.len() as u64) as usize];
         let (reply, answer) = oneshot::channel();
-        queue.send(Pending { tenant, request, trace, reply }).await.map_err(|_| WriteFailure::Internal)?;
+        queue.send(Pending { tenant, request, trace, reply, span: None }).await.map_err(|_| WriteFailure::Internal)?;
         answer.await.map_err(|_| WriteFailure::Internal)?
     }
 }
@@ -133,8 +138,13 @@ async fn write_loop(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Pending>) {
 async fn write_batch(store: &dyn Store, batch: &mut Vec<Pending>) {
     let span = custos_telemetry::trace_context::worker_span("job-ping-writer", "batch");
     span.record("records", batch.len());
-    for trace in batch.iter().filter_map(|p| p.trace.as_ref()) {
+    for pending in batch.iter_mut() {
+        let Some(trace) = &pending.trace else { continue };
         custos_telemetry::trace_context::link_to(&span, trace);
+        pending.span = custos_telemetry::trace_context::handed_work_span("job-ping-writer", trace);
+        if let Some(process) = &pending.span {
+            custos_telemetry::trace_context::link_spans(process, &span);
+        }
     }
     // Group by tenant, keeping arrival order within each.
     let mut groups: Vec<(TenantId, Vec<Pending>)> = Vec::new();

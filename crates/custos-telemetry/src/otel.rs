@@ -29,6 +29,9 @@ use crate::scrub;
 /// Spans waiting for export at most, by default (`OTEL_BSP_MAX_QUEUE_SIZE` sets it).
 pub const DEFAULT_MAX_QUEUE: usize = 2048;
 
+/// The span queue of `custos bench ingest --tracing`.
+pub const BENCH_MAX_QUEUE: usize = 65_536;
+
 /// Process-wide span export counts.
 #[derive(Debug, Default)]
 pub struct SpanStats {
@@ -56,6 +59,26 @@ pub fn set_export_enabled(on: bool) {
 
 pub fn export_enabled() -> bool {
     EXPORT_ENABLED.load(Ordering::Relaxed)
+}
+
+static PROVIDER: std::sync::OnceLock<SdkTracerProvider> = std::sync::OnceLock::new();
+
+/// Exports every finished span still waiting and returns once the receiver answered
+/// (or the export failed; the counts say which). Blocks: call it off the async
+/// runtime. A no-op without trace export. `custos bench ingest --tracing` calls it so
+/// that the traced half of a measurement includes getting its spans out.
+pub fn flush_pending_spans() {
+    if let Some(provider) = PROVIDER.get() {
+        let _ = provider.force_flush();
+    }
+}
+
+static LAYER_BUILT: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are being exported: an OTLP layer is installed and export is on. Work
+/// that would make spans only for export (one per ping in a batch, say) asks this first.
+pub fn exporting() -> bool {
+    LAYER_BUILT.load(Ordering::Relaxed) && export_enabled()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +170,9 @@ impl OtelSettings {
     }
 
     /// Export over HTTP/protobuf to `base_url` (`http://host:port`), every span sampled:
-    /// what `custos bench ingest --tracing` measures.
+    /// what `custos bench ingest --tracing` measures. The queue holds a whole traced
+    /// window of the bench (10,000 requests of a few spans each), so no span is dropped
+    /// and the measurement pays for exporting every one.
     pub fn for_benchmark(base_url: &str) -> Self {
         Self {
             protocol: OtlpProtocol::HttpProtobuf,
@@ -155,7 +180,7 @@ impl OtelSettings {
             sampler: Sampler::AlwaysOn,
             sampler_name: "always_on".to_owned(),
             service_name_from_env: false,
-            max_queue: DEFAULT_MAX_QUEUE,
+            max_queue: BENCH_MAX_QUEUE,
             schedule_delay: Duration::from_secs(1),
             explicit_endpoint: Some(format!("{}/v1/traces", base_url.trim_end_matches('/'))),
         }
@@ -242,11 +267,14 @@ pub fn build_provider(settings: &OtelSettings, identity: &ServiceIdentity) -> Re
         }
     };
     let processor = GuardedProcessor { inner, max_pending: settings.max_queue as u64 };
-    Ok(SdkTracerProvider::builder()
+    let provider = SdkTracerProvider::builder()
         .with_sampler(settings.sampler.clone())
         .with_resource(resource.build())
         .with_span_processor(processor)
-        .build())
+        .build();
+    // The first provider of the process is the one flushes go to (there is one).
+    let _ = PROVIDER.set(provider.clone());
+    Ok(provider)
 }
 
 /// The `tracing` layer that turns spans into OpenTelemetry spans of `provider`.
@@ -256,6 +284,7 @@ pub fn layer<S>(
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    LAYER_BUILT.store(true, Ordering::Relaxed);
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("custos"))
         // Log events stay in the log stream; spans carry only errors as events.

@@ -113,6 +113,49 @@ pub fn link_to(span: &tracing::Span, trace: &TraceContext) {
     span.add_link(context);
 }
 
+/// The span of work a request handed to a background task (a ping given to the ping
+/// writer), named `<worker> process`, of kind `consumer`: a child of the request's span
+/// `from`, so the request's trace shows when the task took the work up and finished it.
+/// `None` unless spans are being exported and `from` is sampled: with no one to see
+/// the span, it is not made.
+pub fn handed_work_span(worker: &str, from: &TraceContext) -> Option<tracing::Span> {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    if !from.sampled || !crate::otel::exporting() {
+        return None;
+    }
+    let span = tracing::info_span!(
+        parent: None,
+        "handed work",
+        otel.name = %format!("{worker} process"),
+        otel.kind = "consumer",
+        worker,
+    );
+    let parent = SpanContext::new(
+        TraceId::from_bytes(from.trace_id),
+        SpanId::from_bytes(from.span_id),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
+    Some(span)
+}
+
+/// Links `span` to `target` (both exported spans; a no-op otherwise): a handed-off
+/// piece of work to the batch that stored it, say.
+pub fn link_spans(span: &tracing::Span, target: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    let cx = target.context();
+    let target = cx.span().span_context().clone();
+    if target.is_valid() {
+        span.add_link(target);
+    }
+}
+
 /// A span for an outbound HTTP call (kind `client`, named after the method), child of
 /// the current span. Record `http.response.status_code` on it when the answer comes.
 pub fn client_span(method: &str, url: &str) -> tracing::Span {

@@ -393,11 +393,12 @@ pub struct BenchIngestArgs {
     /// span sampled, exported over OTLP/HTTP to a live receiver in the process).
     #[arg(long)]
     pub tracing: bool,
-    /// Single-record POSTs per tracing round (with --tracing).
-    #[arg(long, default_value_t = 10_000)]
+    /// Single-record POSTs per tracing round and mode (with --tracing).
+    #[arg(long, default_value_t = 2_000)]
     pub tracing_requests: usize,
-    /// Rounds of off and on (with --tracing); the median is reported.
-    #[arg(long, default_value_t = 6)]
+    /// Rounds of off and on (with --tracing); the median is reported. Many short
+    /// rounds beat a few long ones on a shared machine.
+    #[arg(long, default_value_t = 16)]
     pub tracing_rounds: usize,
 }
 

@@ -444,7 +444,9 @@ async fn start_trace_receiver() -> anyhow::Result<()> {
 /// runs both modes back to back (in alternating order, so drift on a shared machine
 /// hits both alike) and yields one on/off ratio. The median ratio is the figure:
 /// NDJSON batches, then single-record POSTs over several connections (the worst case:
-/// one request span per record).
+/// one request span per record). A traced window ends only once its spans are
+/// exported (a flush), so it pays for all of its export; and a run that dropped any
+/// span fails, since a dropped span costs nothing to export.
 async fn tracing_overhead(
     client: &reqwest::Client,
     url: &str,
@@ -453,56 +455,76 @@ async fn tracing_overhead(
 ) -> anyhow::Result<()> {
     use custos_telemetry::otel::{SPAN_STATS, set_export_enabled};
     start_trace_receiver().await?;
-    let batch_records = 200_000usize.min(args.records.max(args.batch));
+    let batch_records = 50_000usize.min(args.records.max(args.batch));
     let connections = (args.concurrency * 2).max(2);
-    // rates[phase][round] = (off, on), per second
-    let mut rates = [Vec::new(), Vec::new()];
+    let dropped_before = SPAN_STATS.dropped.load(Ordering::Relaxed);
+    let exported_before = SPAN_STATS.exported.load(Ordering::Relaxed);
+    // One window: `load`, then (traced) the export of its spans; its rate per second
+    // and its CPU time per unit of work.
+    async fn window<F: std::future::Future<Output = anyhow::Result<()>>>(
+        on: bool,
+        units: usize,
+        load: F,
+    ) -> anyhow::Result<Measured> {
+        let (started, cpu) = (Instant::now(), process_cpu());
+        load.await?;
+        if on {
+            tokio::task::spawn_blocking(custos_telemetry::otel::flush_pending_spans).await?;
+        }
+        let (elapsed, cpu) = (started.elapsed(), process_cpu().saturating_sub(cpu));
+        Ok(Measured { rate: units as f64 / elapsed.as_secs_f64(), cpu_per_unit: cpu / units.max(1) as u32 })
+    }
+    // measured[phase][round] = [off, on]
+    let mut measured: [Vec<[Measured; 2]>; 2] = [Vec::new(), Vec::new()];
     for round in 0..args.tracing_rounds.max(1) {
         let order = if round % 2 == 0 { [false, true] } else { [true, false] };
-        let mut round_rates = [[0.0f64; 2]; 2];
+        let mut this_round = [[Measured::default(); 2]; 2];
         for on in order {
             set_export_enabled(on);
             let mode = usize::from(on);
             let tag = format!("tr{round}{mode}{}", &uuid::Uuid::new_v4().simple().to_string()[..4]);
-            let started = Instant::now();
-            let mut sent = 0;
-            while sent < batch_records {
-                let end = (sent + args.batch).min(batch_records);
-                post_records(client, url, token, "application/x-ndjson", rule_run_lines(&tag, sent..end), None).await?;
-                sent = end;
-            }
-            round_rates[0][mode] = batch_records as f64 / started.elapsed().as_secs_f64();
+            this_round[0][mode] = window(on, batch_records, async {
+                let mut sent = 0;
+                while sent < batch_records {
+                    let end = (sent + args.batch).min(batch_records);
+                    let lines = rule_run_lines(&tag, sent..end);
+                    post_records(client, url, token, "application/x-ndjson", lines, None).await?;
+                    sent = end;
+                }
+                Ok(())
+            })
+            .await?;
 
-            let next = Arc::new(AtomicUsize::new(0));
-            let started = Instant::now();
-            let mut workers = Vec::new();
-            for _ in 0..connections {
-                let (client, url, token, next, tag) =
-                    (client.clone(), url.to_owned(), token.to_owned(), next.clone(), format!("{tag}p"));
-                let requests = args.tracing_requests;
-                workers.push(tokio::spawn(async move {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= requests {
-                            return Ok::<(), anyhow::Error>(());
+            let requests = args.tracing_requests;
+            this_round[1][mode] = window(on, requests, async {
+                let next = Arc::new(AtomicUsize::new(0));
+                let mut workers = Vec::new();
+                for _ in 0..connections {
+                    let (client, url, token, next, tag) =
+                        (client.clone(), url.to_owned(), token.to_owned(), next.clone(), format!("{tag}p"));
+                    workers.push(tokio::spawn(async move {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= requests {
+                                return Ok::<(), anyhow::Error>(());
+                            }
+                            let body = rule_run_lines(&tag, i..i + 1);
+                            post_records(&client, &url, &token, "application/json", body, Some(201)).await?;
                         }
-                        let body = rule_run_lines(&tag, i..i + 1);
-                        post_records(&client, &url, &token, "application/json", body, Some(201)).await?;
-                    }
-                }));
-            }
-            for worker in workers {
-                worker.await??;
-            }
-            round_rates[1][mode] = args.tracing_requests as f64 / started.elapsed().as_secs_f64();
+                    }));
+                }
+                for worker in workers {
+                    worker.await??;
+                }
+                Ok(())
+            })
+            .await?;
         }
-        for (phase, r) in round_rates.iter().enumerate() {
-            rates[phase].push((r[0], r[1]));
+        for (phase, pair) in this_round.into_iter().enumerate() {
+            measured[phase].push(pair);
         }
     }
     set_export_enabled(true);
-    // Let the last batch of spans leave before reading the counts.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
     let median = |mut values: Vec<f64>| -> f64 {
         values.sort_by(f64::total_cmp);
         let n = values.len();
@@ -515,23 +537,57 @@ async fn tracing_overhead(
     for (phase, (name, unit)) in
         [("NDJSON batches", "records/s"), ("single-record POSTs", "requests/s")].into_iter().enumerate()
     {
-        let off = median(rates[phase].iter().map(|r| r.0).collect());
-        let on = median(rates[phase].iter().map(|r| r.1).collect());
-        let losses: Vec<f64> = rates[phase].iter().map(|(off, on)| (1.0 - on / off) * 100.0).collect();
+        let rounds = &measured[phase];
+        let off = median(rounds.iter().map(|r| r[0].rate).collect());
+        let on = median(rounds.iter().map(|r| r[1].rate).collect());
+        let losses: Vec<f64> = rounds.iter().map(|r| (1.0 - r[1].rate / r[0].rate) * 100.0).collect();
         let (low, high) = losses.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &l| (lo.min(l), hi.max(l)));
         let loss = median(losses);
+        let cpu_off = median(rounds.iter().map(|r| r[0].cpu_per_unit.as_secs_f64() * 1e6).collect());
+        let cpu_on = median(rounds.iter().map(|r| r[1].cpu_per_unit.as_secs_f64() * 1e6).collect());
+        let cpu_extra = median(
+            rounds
+                .iter()
+                .map(|r| (r[1].cpu_per_unit.as_secs_f64() / r[0].cpu_per_unit.as_secs_f64() - 1.0) * 100.0)
+                .collect(),
+        );
         println!(
             "    {name:<20} off {off:>10.0} {unit}   on {on:>10.0} {unit}   loss {loss:>5.1} %  (rounds {low:.1} to {high:.1} %)"
         );
-        tracing::info!(phase = name, off_per_second = off, on_per_second = on, loss_percent = loss, "tracing overhead");
+        println!(
+            "    {:<20} CPU per {} off {cpu_off:.1} µs   on {cpu_on:.1} µs   extra {cpu_extra:>5.1} %",
+            "",
+            if phase == 0 { "record" } else { "request" },
+        );
+        tracing::info!(
+            phase = name,
+            off_per_second = off,
+            on_per_second = on,
+            loss_percent = loss,
+            cpu_extra_percent = cpu_extra,
+            "tracing overhead"
+        );
     }
+    let dropped = SPAN_STATS.dropped.load(Ordering::Relaxed) - dropped_before;
     println!(
-        "    spans exported {}, dropped {}, failed {}",
-        SPAN_STATS.exported.load(Ordering::Relaxed),
-        SPAN_STATS.dropped.load(Ordering::Relaxed),
+        "    spans exported {}, dropped {dropped}, failed {}",
+        SPAN_STATS.exported.load(Ordering::Relaxed) - exported_before,
         SPAN_STATS.export_failed.load(Ordering::Relaxed)
     );
+    if dropped > 0 {
+        bail!(
+            "{dropped} spans were dropped (the export queue was full), so the traced figures leave out their export \
+             and understate tracing's cost; rerun with fewer --tracing-requests"
+        );
+    }
     Ok(())
+}
+
+/// One measured window of `bench ingest --tracing`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Measured {
+    rate: f64,
+    cpu_per_unit: Duration,
 }
 
 async fn query(global: &GlobalArgs, args: &BenchQueryArgs) -> anyhow::Result<()> {

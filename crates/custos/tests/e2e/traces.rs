@@ -1,7 +1,7 @@
 //! Traces from real `custos serve` processes into a real OTLP receiver: the HTTP hop
 //! from a caller, the store calls under it, sampling, and a collector that is down.
 
-use crate::common::otlp::{self, Received, SPAN_KIND_SERVER};
+use crate::common::otlp::{self, Received, SPAN_KIND_CONSUMER, SPAN_KIND_SERVER};
 use crate::common::{Server, Store, create_token, rule_run};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -213,10 +213,12 @@ async fn a_worker_iteration_traces_through_its_outbound_call() {
     demo.child.wait().unwrap();
 }
 
-/// A ping is stored by a background writer, not the request: the writer's batch span
-/// links to the request's span (a job hop), and the stored ping keeps the trace id.
+/// A ping is stored by a background writer, not the request (a job hop): the request's
+/// trace continues in the writer with a child span for that ping, linked to the batch
+/// that stored it; the batch links back to the request; the stored ping keeps the
+/// trace id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ping_handed_to_the_writer_links_back_to_its_request() {
+async fn a_ping_handed_to_the_writer_continues_its_request_trace() {
     let received = Received::default();
     let endpoint = otlp::start_http(received.clone()).await;
     let (store, token) = prepared_store();
@@ -252,6 +254,11 @@ async fn a_ping_handed_to_the_writer_links_back_to_its_request() {
         .wait_for("for the batch's store call", |s| s.name == "apply_job_events" && s.trace_id == batch.trace_id)
         .await;
     assert_eq!(store_call.parent_span_id, batch.span_id);
+    let process = received.wait_for("for the ping's span in the writer", |s| s.name == "job-ping-writer process").await;
+    assert_eq!(process.trace_id, TRACE, "the writer continues the request's trace");
+    assert_eq!(process.parent_span_id, request.span_id, "as a child of the request's span");
+    assert_eq!(process.kind, SPAN_KIND_CONSUMER);
+    assert_eq!(process.links, vec![(batch.trace_id.clone(), batch.span_id.clone())], "linked to its batch");
 
     let pings: serde_json::Value = client
         .get(format!("{}/v1/tenants/acme/jobs/nightly/pings", server.base))

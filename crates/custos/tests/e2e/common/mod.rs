@@ -121,6 +121,17 @@ impl Server {
     }
 }
 
+/// A test that fails before `stop` must not leave its server running (a demo server
+/// would go on making traffic on the machine for the rest of the suite).
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub fn create_token(store: &Store, args: &[&str]) -> String {
     let mut full = vec!["tokens", "create"];
     full.extend_from_slice(args);

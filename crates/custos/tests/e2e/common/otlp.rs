@@ -36,6 +36,7 @@ impl ReceivedSpan {
 
 pub const SPAN_KIND_SERVER: i32 = 2;
 pub const SPAN_KIND_CLIENT: i32 = 3;
+pub const SPAN_KIND_CONSUMER: i32 = 5;
 
 #[derive(Debug, Clone, Default)]
 pub struct Received(Arc<Mutex<Vec<ReceivedSpan>>>);
