@@ -171,8 +171,8 @@ impl OtelSettings {
 
     /// Export over HTTP/protobuf to `base_url` (`http://host:port`), every span sampled:
     /// what `custos bench ingest --tracing` measures. The queue holds a whole traced
-    /// window of the bench (10,000 requests of a few spans each), so no span is dropped
-    /// and the measurement pays for exporting every one.
+    /// window of the bench (a few thousand requests of two or three spans each), so no
+    /// span is dropped and the measurement pays for exporting every one.
     pub fn for_benchmark(base_url: &str) -> Self {
         Self {
             protocol: OtlpProtocol::HttpProtobuf,

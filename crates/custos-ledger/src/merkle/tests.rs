@@ -219,6 +219,46 @@ fn bad_arguments_are_refused() {
 
 /// Up to 70 leaves: past every shape of tree below 64 and the first above, while the
 /// recursive reference (cubic in the size) stays quick.
+/// Every tree size up to 3,000: inclusion proofs of the first, the last and a middle
+/// leaf, and consistency proofs from the sizes just before, from a power of two and
+/// from size 1, all verify; the same proofs against the neighbouring size do not.
+#[test]
+fn proofs_verify_for_every_size_up_to_three_thousand() {
+    let mut log = MemoryLog::new();
+    let mut roots = vec![empty_root()];
+    for i in 0..3000u64 {
+        log.push(leaf_hash(&i.to_be_bytes()));
+        roots.push(log.root(i + 1).unwrap());
+    }
+    for size in 1..=3000u64 {
+        let root = roots[size as usize];
+        for index in [0, size / 2, size - 1] {
+            let leaf = log.stored(NodeId::new(0, index)).unwrap();
+            let proof = log.inclusion_proof(index, size).unwrap();
+            assert_eq!(verify_inclusion(index, size, &leaf, &proof, &root), Ok(()), "leaf {index} of {size}");
+            if size > 1 {
+                let other = roots[size as usize - 1];
+                assert!(verify_inclusion(index.min(size - 2), size - 1, &leaf, &proof, &other).is_err());
+            }
+        }
+        let power = 1u64 << (63 - size.leading_zeros());
+        for old in [1, size - 1, power, size / 3] {
+            if old == 0 {
+                continue;
+            }
+            let proof = log.consistency_proof(old, size).unwrap();
+            assert_eq!(
+                verify_consistency(old, size, &roots[old as usize], &root, &proof),
+                Ok(()),
+                "consistency {old} to {size}"
+            );
+            if old < size {
+                assert!(verify_consistency(old, size, &roots[old as usize - 1], &root, &proof).is_err());
+            }
+        }
+    }
+}
+
 fn leaves_strategy() -> impl Strategy<Value = Vec<Hash>> {
     prop::collection::vec(any::<[u8; 32]>(), 1..70)
 }
