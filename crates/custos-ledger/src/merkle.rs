@@ -83,6 +83,8 @@ pub enum ProofError {
     OldRootMismatch,
     #[error("the same tree size with two different root hashes")]
     SameSizeDifferentRoots,
+    #[error("tree size {size} is beyond the {held} leaves the log holds")]
+    BeyondLog { size: u64, held: u64 },
     #[error("stored hash {level}/{index} is missing")]
     MissingHash { level: u8, index: u64 },
 }
@@ -193,20 +195,15 @@ impl ProofPlan {
     }
 }
 
-/// The root hash of the tree of the first `size` leaves, from stored hashes.
-pub fn root(size: u64, lookup: impl FnMut(NodeId) -> Option<Hash>) -> Result<Hash, ProofError> {
-    if size == 0 {
-        return Ok(empty_root());
-    }
-    let plan = ProofPlan { ranges: vec![(0, size)] };
-    Ok(plan.assemble(lookup)?[0])
+/// The plan of the root hash of the tree of the first `size` leaves (`size` ≥ 1; the
+/// empty tree's root is [`empty_root`]): one hash, from at most `log2 size` stored ones.
+pub fn root_plan(size: u64) -> ProofPlan {
+    ProofPlan { ranges: if size == 0 { Vec::new() } else { vec![(0, size)] } }
 }
 
-/// The stored hashes [`root`] reads for a tree of `size` leaves.
-pub fn root_nodes(size: u64) -> Vec<NodeId> {
-    let mut nodes = Vec::new();
-    range_nodes(0, size, &mut nodes);
-    nodes
+/// The root hash of the tree of the first `size` leaves, from stored hashes.
+pub fn root(size: u64, lookup: impl FnMut(NodeId) -> Option<Hash>) -> Result<Hash, ProofError> {
+    Ok(root_plan(size).assemble(lookup)?.first().copied().unwrap_or_else(empty_root))
 }
 
 /// The audit path of leaf `index` in the tree of `size` leaves (RFC 6962 §2.1.1
@@ -406,7 +403,7 @@ impl MemoryLog {
     /// The root hash of the log's first `size` leaves.
     pub fn root(&self, size: u64) -> Result<Hash, ProofError> {
         if size > self.size() {
-            return Err(ProofError::SizesReversed { old: size, new: self.size() });
+            return Err(ProofError::BeyondLog { size, held: self.size() });
         }
         root(size, |node| self.stored(node))
     }
@@ -414,7 +411,7 @@ impl MemoryLog {
     /// The audit path of leaf `index` in the tree of the first `size` leaves.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
         if size > self.size() {
-            return Err(ProofError::IndexOutOfRange { index: size, size: self.size() });
+            return Err(ProofError::BeyondLog { size, held: self.size() });
         }
         inclusion_plan(index, size)?.assemble(|node| self.stored(node))
     }
@@ -422,7 +419,7 @@ impl MemoryLog {
     /// The consistency proof from the first `old` leaves to the first `new`.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, ProofError> {
         if new > self.size() {
-            return Err(ProofError::SizesReversed { old: new, new: self.size() });
+            return Err(ProofError::BeyondLog { size: new, held: self.size() });
         }
         consistency_plan(old, new)?.assemble(|node| self.stored(node))
     }

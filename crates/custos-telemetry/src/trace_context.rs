@@ -99,18 +99,21 @@ pub fn worker_span(worker: &str, phase: &str) -> tracing::Span {
 /// Links `span` to the span `trace` names: for work done on behalf of requests that
 /// did not wait in its trace (a batch of pings, say). No-op without trace export.
 pub fn link_to(span: &tracing::Span, trace: &TraceContext) {
-    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
     use tracing_opentelemetry::OpenTelemetrySpanExt;
+    span.add_link(remote_span_context(trace));
+}
 
+/// The OpenTelemetry span context of the span `trace` names, as seen from elsewhere.
+fn remote_span_context(trace: &TraceContext) -> opentelemetry::trace::SpanContext {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
     let flags = if trace.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
-    let context = SpanContext::new(
+    SpanContext::new(
         TraceId::from_bytes(trace.trace_id),
         SpanId::from_bytes(trace.span_id),
         flags,
         true,
         TraceState::default(),
-    );
-    span.add_link(context);
+    )
 }
 
 /// The span of work a request handed to a background task (a ping given to the ping
@@ -119,7 +122,7 @@ pub fn link_to(span: &tracing::Span, trace: &TraceContext) {
 /// `None` unless spans are being exported and `from` is sampled: with no one to see
 /// the span, it is not made.
 pub fn handed_work_span(worker: &str, from: &TraceContext) -> Option<tracing::Span> {
-    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+    use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
 
     if !from.sampled || !crate::otel::exporting() {
@@ -132,14 +135,8 @@ pub fn handed_work_span(worker: &str, from: &TraceContext) -> Option<tracing::Sp
         otel.kind = "consumer",
         worker,
     );
-    let parent = SpanContext::new(
-        TraceId::from_bytes(from.trace_id),
-        SpanId::from_bytes(from.span_id),
-        TraceFlags::SAMPLED,
-        true,
-        TraceState::default(),
-    );
-    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
+    let parent = opentelemetry::Context::new().with_remote_span_context(remote_span_context(from));
+    let _ = span.set_parent(parent);
     Some(span)
 }
 

@@ -188,7 +188,7 @@ fn appending_stores_about_two_hashes_a_leaf_and_reads_only_left_siblings() {
 #[test]
 fn plans_read_a_logarithmic_number_of_stored_hashes() {
     let size = (1u64 << 40) - 1;
-    assert_eq!(root_nodes(size).len(), 40);
+    assert_eq!(root_plan(size).nodes().len(), 40);
     for index in [0, 1, size / 3, size - 1] {
         let plan = inclusion_plan(index, size).unwrap();
         assert!(plan.len() <= 40);

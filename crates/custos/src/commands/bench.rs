@@ -459,6 +459,7 @@ async fn tracing_overhead(
     let connections = (args.concurrency * 2).max(2);
     let dropped_before = SPAN_STATS.dropped.load(Ordering::Relaxed);
     let exported_before = SPAN_STATS.exported.load(Ordering::Relaxed);
+    let failed_before = SPAN_STATS.export_failed.load(Ordering::Relaxed);
     // One window: `load`, then (traced) the export of its spans; its rate per second
     // and its CPU time per unit of work.
     async fn window<F: std::future::Future<Output = anyhow::Result<()>>>(
@@ -572,7 +573,7 @@ async fn tracing_overhead(
     println!(
         "    spans exported {}, dropped {dropped}, failed {}",
         SPAN_STATS.exported.load(Ordering::Relaxed) - exported_before,
-        SPAN_STATS.export_failed.load(Ordering::Relaxed)
+        SPAN_STATS.export_failed.load(Ordering::Relaxed) - failed_before
     );
     if dropped > 0 {
         bail!(
