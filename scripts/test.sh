@@ -39,6 +39,14 @@ if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# Go's golang.org/x/mod/sumdb/note and tlog independently verify our checkpoints and
+# Merkle proofs (Debian's golang-go, and the module's sources for GOPATH mode).
+if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog ]; then
+    echo "test.sh: installing golang-go and golang-golang-x-mod-dev from Debian's packages" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-golang-x-mod-dev >/dev/null
+fi
+
 # Independent readers of our formats (the OpenMetrics parser of prometheus_client), from PyPI.
 if ! python3 -c 'import prometheus_client, yaml, jsonschema' >/dev/null 2>&1; then
     echo "test.sh: installing the Python test readers (scripts/requirements-test.txt)" >&2

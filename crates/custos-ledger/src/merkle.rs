@@ -123,6 +123,76 @@ pub fn append(index: u64, leaf: Hash, left_siblings: &[Hash]) -> Result<Vec<(Nod
     Ok(completed)
 }
 
+/// The stored hashes that hold a log of `size` leaves together: the complete subtrees
+/// covering leaves `0..size`, largest first, one for each bit set in `size`. A
+/// [`Frontier`] is made from them.
+pub fn frontier_nodes(size: u64) -> Vec<NodeId> {
+    let mut nodes = Vec::new();
+    range_nodes(0, size, &mut nodes);
+    nodes
+}
+
+/// The right edge of a log: the hash of each complete subtree of [`frontier_nodes`].
+/// It is all that appending needs, and the root hash folds from it, so a writer reads
+/// O(log n) stored hashes once per batch, then appends any number of leaves in memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Frontier {
+    size: u64,
+    /// `(node, hash)` of [`frontier_nodes`]`(size)`, largest subtree first.
+    nodes: Vec<(NodeId, Hash)>,
+}
+
+impl Frontier {
+    /// The frontier of the empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The frontier of a log of `size` leaves, from the hashes of
+    /// [`frontier_nodes`]`(size)` in that order.
+    pub fn from_stored(size: u64, hashes: &[Hash]) -> Result<Self, ProofError> {
+        let needed = frontier_nodes(size);
+        if hashes.len() != needed.len() {
+            let missing = needed.get(hashes.len()).copied().unwrap_or(NodeId::new(0, size));
+            return Err(ProofError::MissingHash { level: missing.level, index: missing.index });
+        }
+        Ok(Self { size, nodes: needed.into_iter().zip(hashes.iter().copied()).collect() })
+    }
+
+    /// How many leaves the log holds.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends a leaf by its hash, adding to `completed` the stored hashes it completes
+    /// (as [`append`] returns them); returns the leaf's index.
+    pub fn push(&mut self, leaf: Hash, completed: &mut Vec<(NodeId, Hash)>) -> u64 {
+        let index = self.size;
+        let siblings = index.trailing_ones() as usize;
+        let keep = self.nodes.len() - siblings;
+        let left: Vec<Hash> = self.nodes[keep..].iter().rev().map(|&(_, hash)| hash).collect();
+        let made = append(index, leaf, &left).expect("the frontier holds every left sibling");
+        let top = *made.last().expect("append always completes the leaf");
+        completed.extend(made);
+        self.nodes.truncate(keep);
+        self.nodes.push(top);
+        self.size += 1;
+        index
+    }
+
+    /// The root hash of the log.
+    pub fn root(&self) -> Hash {
+        let mut hashes = self.nodes.iter().rev().map(|&(_, hash)| hash);
+        let Some(mut folded) = hashes.next() else {
+            return empty_root();
+        };
+        for left in hashes {
+            folded = node_hash(&left, &folded);
+        }
+        folded
+    }
+}
+
 /// The complete subtrees that make up leaves `start..end`, left to right. For the
 /// ranges the RFC's trees and proofs name (`start` a multiple of a power of two no
 /// smaller than `end - start`), their hashes fold from the right into the range's hash.

@@ -361,3 +361,26 @@ proptest! {
         prop_assert!(verify_consistency(old, new, &old_root, &rewritten.root(new).unwrap(), &forged).is_err());
     }
 }
+
+/// A frontier appends as the stored-hash log does, and its root is the log's root at
+/// every size, whether it was built leaf by leaf or resumed from stored hashes.
+#[test]
+fn frontier_appends_and_roots_as_the_stored_log() {
+    let mut log = MemoryLog::new();
+    let mut frontier = Frontier::new();
+    assert_eq!(frontier.root(), empty_root());
+    for i in 0..300u64 {
+        let leaf = leaf_hash(&i.to_be_bytes());
+        let mut completed = Vec::new();
+        assert_eq!(frontier.push(leaf, &mut completed), i);
+        log.push(leaf);
+        for (node, hash) in &completed {
+            assert_eq!(log.stored(*node), Some(*hash), "node {node:?} after leaf {i}");
+        }
+        let size = i + 1;
+        assert_eq!(frontier.root(), log.root(size).unwrap(), "size {size}");
+        let stored: Vec<Hash> = frontier_nodes(size).into_iter().map(|n| log.stored(n).unwrap()).collect();
+        assert_eq!(Frontier::from_stored(size, &stored).unwrap(), frontier, "size {size}");
+    }
+    assert!(matches!(Frontier::from_stored(3, &[[0; 32]]), Err(ProofError::MissingHash { level: 0, index: 2 })));
+}

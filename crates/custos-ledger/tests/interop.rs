@@ -1,0 +1,136 @@
+//! Go's `golang.org/x/mod/sumdb/note` and `tlog`, an independent implementation, verify
+//! custos's checkpoints and proofs, and refuse altered ones. Needs `go` with the
+//! `golang.org/x/mod` sources in GOPATH (Debian's `golang-go` and
+//! `golang-golang-x-mod-dev`, which `scripts/test.sh` installs); fails, never skips,
+//! without them.
+
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use custos_ledger::merkle::{MemoryLog, leaf_hash};
+use custos_ledger::note::{Checkpoint, NoteSigner};
+
+const GOPATH: &str = "/usr/share/gocode";
+const ORIGIN: &str = "custos.test/tenants/acme/timeline";
+
+fn b64_all(hashes: &[[u8; 32]]) -> Vec<String> {
+    hashes.iter().map(|h| STANDARD.encode(h)).collect()
+}
+
+#[test]
+fn go_note_and_tlog_verify_custos_checkpoints_and_proofs() {
+    assert!(
+        Path::new(GOPATH).join("src/golang.org/x/mod/sumdb/tlog").is_dir(),
+        "Go's golang.org/x/mod is missing: apt-get install golang-go golang-golang-x-mod-dev (scripts/test.sh does)"
+    );
+    let records: Vec<Vec<u8>> =
+        (0..1000).map(|i| format!("{{\"event_id\":\"e{i}\",\"n\":{i}}}").into_bytes()).collect();
+    let mut log = MemoryLog::new();
+    for record in &records {
+        log.push(leaf_hash(record));
+    }
+    let signer = NoteSigner::new(ORIGIN, &[9; 32]).unwrap();
+    let sizes = [1u64, 2, 7, 8, 100, 513, 1000];
+    let mut checkpoints: Vec<String> = sizes
+        .iter()
+        .map(|&size| {
+            Checkpoint { origin: ORIGIN.into(), size, root: log.root(size).unwrap(), extensions: vec![] }
+                .sign(&signer)
+                .unwrap()
+        })
+        .collect();
+    // Refused: a root that is not the log's, and a key Go was not given.
+    checkpoints.push(
+        Checkpoint { origin: ORIGIN.into(), size: 999, root: log.root(998).unwrap(), extensions: vec![] }
+            .sign(&signer)
+            .unwrap(),
+    );
+    let stranger = NoteSigner::new(ORIGIN, &[10; 32]).unwrap();
+    checkpoints.push(
+        Checkpoint { origin: ORIGIN.into(), size: 5, root: log.root(5).unwrap(), extensions: vec![] }
+            .sign(&stranger)
+            .unwrap(),
+    );
+
+    let mut inclusion = Vec::new();
+    for (index, size) in
+        [(0u64, 1u64), (0, 8), (5, 8), (6, 7), (99, 100), (256, 513), (512, 513), (0, 1000), (999, 1000)]
+    {
+        let proof = log.inclusion_proof(index, size).unwrap();
+        inclusion.push(serde_json::json!({"index": index, "size": size, "proof": b64_all(&proof)}));
+    }
+    let mut tampered = log.inclusion_proof(400, 1000).unwrap();
+    tampered[3][0] ^= 1;
+    inclusion.push(serde_json::json!({"index": 400, "size": 1000, "proof": b64_all(&tampered)}));
+
+    let mut consistency = Vec::new();
+    for (old, new) in [(1u64, 2u64), (1, 8), (7, 8), (2, 7), (8, 100), (100, 513), (513, 1000), (7, 1000)] {
+        let proof = log.consistency_proof(old, new).unwrap();
+        consistency.push(serde_json::json!({"old": old, "new": new, "proof": b64_all(&proof)}));
+    }
+    let mut short = log.consistency_proof(100, 1000).unwrap();
+    short.pop();
+    consistency.push(serde_json::json!({"old": 100, "new": 1000, "proof": b64_all(&short)}));
+
+    let cases = serde_json::json!({
+        "verifier_key": signer.verifier().to_string(),
+        "origin": ORIGIN,
+        "leaves": records.iter().map(|r| STANDARD.encode(r)).collect::<Vec<_>>(),
+        "checkpoints": checkpoints,
+        "inclusion": inclusion,
+        "consistency": consistency,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let case_file = dir.path().join("cases.json");
+    std::fs::write(&case_file, serde_json::to_vec(&cases).unwrap()).unwrap();
+    let output = Command::new("go")
+        .args(["run", "verify.go"])
+        .arg(&case_file)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go"))
+        .env("GO111MODULE", "off")
+        .env("GOPATH", GOPATH)
+        .env("GOCACHE", dir.path().join("gocache"))
+        .env("GOFLAGS", "")
+        .output()
+        .expect("running `go` (apt-get install golang-go golang-golang-x-mod-dev)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "go failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "verifier-key ok custos.test/tenants/acme/timeline",
+            "checkpoint 1 ok",
+            "checkpoint 2 ok",
+            "checkpoint 7 ok",
+            "checkpoint 8 ok",
+            "checkpoint 100 ok",
+            "checkpoint 513 ok",
+            "checkpoint 1000 ok",
+            "checkpoint 999 FAIL: root differs from tlog's",
+            "checkpoint FAIL: note has no verifiable signatures",
+            "inclusion 0/1 ok",
+            "inclusion 0/8 ok",
+            "inclusion 5/8 ok",
+            "inclusion 6/7 ok",
+            "inclusion 99/100 ok",
+            "inclusion 256/513 ok",
+            "inclusion 512/513 ok",
+            "inclusion 0/1000 ok",
+            "inclusion 999/1000 ok",
+            "inclusion 400/1000 FAIL: invalid transparency proof",
+            "consistency 1->2 ok",
+            "consistency 1->8 ok",
+            "consistency 7->8 ok",
+            "consistency 2->7 ok",
+            "consistency 8->100 ok",
+            "consistency 100->513 ok",
+            "consistency 513->1000 ok",
+            "consistency 7->1000 ok",
+            "consistency 100->1000 FAIL: invalid transparency proof",
+        ],
+        "{stdout}"
+    );
+}
