@@ -7,6 +7,7 @@ pub mod cursor;
 pub mod error;
 pub mod ids;
 pub mod jobs;
+pub mod ledger;
 pub mod parse;
 pub mod records;
 pub mod scope;
@@ -21,6 +22,8 @@ pub use cursor::Cursor;
 pub use error::FieldError;
 pub use ids::{TenantId, TraceId};
 pub use parse::{BodyFormat, ParseError, parse_records};
-pub use records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RecordKind, RuleRun, ValidationContext};
+pub use records::{
+    ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RecordKind, RuleRun, Validate, ValidationContext,
+};
 pub use scope::{Permission, Scope, TenantSelector};
 pub use timestamp::Timestamp;

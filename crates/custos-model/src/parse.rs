@@ -7,7 +7,7 @@
 //! breaks the schema or a rule is invalid (HTTP 422).
 
 use crate::error::FieldError;
-use crate::records::{IngestRecord, ValidationContext};
+use crate::records::{Validate, ValidationContext};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {
@@ -38,7 +38,7 @@ impl ParseError {
 }
 
 /// Parses and validates a body of `R` records. `max_records` bounds an NDJSON batch.
-pub fn parse_records<R: IngestRecord>(
+pub fn parse_records<R: Validate>(
     body: &[u8],
     format: BodyFormat,
     ctx: &ValidationContext,
@@ -84,7 +84,7 @@ fn memchr_count(body: &[u8]) -> usize {
 }
 
 /// Parses one JSON text; `line_offset` is the 0-based line it starts on in the body.
-fn parse_one<R: IngestRecord>(text: &[u8], line_offset: usize, ctx: &ValidationContext) -> Result<R, ParseError> {
+fn parse_one<R: Validate>(text: &[u8], line_offset: usize, ctx: &ValidationContext) -> Result<R, ParseError> {
     let input: R::Input = match serde_json::from_slice(text) {
         Ok(input) => input,
         Err(err) => return Err(describe_error::<R>(text, line_offset, &err)),
@@ -98,7 +98,7 @@ fn parse_one<R: IngestRecord>(text: &[u8], line_offset: usize, ctx: &ValidationC
 
 /// Turns a serde error into a [`ParseError`]. Only the failing line pays for the second,
 /// path-tracking parse that finds the field at fault.
-fn describe_error<R: IngestRecord>(text: &[u8], line_offset: usize, err: &serde_json::Error) -> ParseError {
+fn describe_error<R: Validate>(text: &[u8], line_offset: usize, err: &serde_json::Error) -> ParseError {
     use serde_json::error::Category;
     let line = line_offset + err.line().max(1);
     match err.classify() {

@@ -29,11 +29,13 @@ pub struct ValidationContext {
     pub max_context_bytes: usize,
     /// The `{id}` of `/components/{id}/snapshots`.
     pub path_component_id: Option<String>,
+    /// The `{tenant}` of the URL, for records that name their tenant.
+    pub path_tenant: Option<crate::TenantId>,
 }
 
 impl ValidationContext {
     pub fn new(now: Timestamp) -> Self {
-        Self { now, max_context_bytes: DEFAULT_MAX_CONTEXT_BYTES, path_component_id: None }
+        Self { now, max_context_bytes: DEFAULT_MAX_CONTEXT_BYTES, path_component_id: None, path_tenant: None }
     }
 }
 
@@ -57,10 +59,16 @@ impl RecordKind {
     }
 }
 
+/// A record type read from a request body: its wire form, and the validation that is the
+/// only way from it to the record. What [`crate::parse_records`] needs.
+pub trait Validate: Sized {
+    type Input: DeserializeOwned;
+    fn validate(input: Self::Input, ctx: &ValidationContext) -> Result<Self, FieldError>;
+}
+
 /// A reported record type: its wire form, its validation, and the facts the store and
 /// the query API need (id, the instant it is listed by, the fields it can be filtered on).
-pub trait IngestRecord: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
-    type Input: DeserializeOwned;
+pub trait IngestRecord: Validate + Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     const KIND: RecordKind;
     /// Query-string filters accepted by the list endpoint; each is an exact match on
     /// the field of the same name.
@@ -68,7 +76,6 @@ pub trait IngestRecord: Serialize + DeserializeOwned + Clone + Send + Sync + 'st
     /// Output fields in order, nested ones as dotted paths: the columns of a CSV export.
     const FIELDS: &'static [&'static str];
 
-    fn validate(input: Self::Input, ctx: &ValidationContext) -> Result<Self, FieldError>;
     fn id(&self) -> &str;
     /// The instant lists are ordered by (newest first) and `from`/`to` select on.
     fn listed_at(&self) -> Timestamp;
@@ -250,8 +257,34 @@ pub struct RuleRun {
     pub context: Option<serde_json::Value>,
 }
 
-impl IngestRecord for RuleRun {
+impl Validate for RuleRun {
     type Input = RuleRunInput;
+
+    fn validate(input: RuleRunInput, ctx: &ValidationContext) -> Result<Self, FieldError> {
+        let (started_at, finished_at) = span(&input.started_at, input.finished_at.as_deref())?;
+        let rule_key = input.rule_key;
+        check::text("rule_key", &rule_key, MAX_RULE_KEY_CHARS)?;
+        Ok(RuleRun {
+            id: ids::record_id("id", input.id)?,
+            rule_key,
+            rule_version: opt_text("rule_version", input.rule_version, MAX_RULE_VERSION_CHARS)?,
+            integration_id: opt_component_id("integration_id", input.integration_id)?,
+            status: input.status,
+            events_evaluated: count("events_evaluated", input.events_evaluated)?,
+            findings_created: count("findings_created", input.findings_created)?,
+            findings_reopened: count("findings_reopened", input.findings_reopened)?,
+            findings_resolved: count("findings_resolved", input.findings_resolved)?,
+            duration_ms: opt_count("duration_ms", input.duration_ms)?,
+            error_message: opt_error_message(input.error_message)?,
+            started_at,
+            finished_at,
+            trace_id: opt_trace_id(input.trace_id)?,
+            context: input.context.map(|c| truncate_context(c, ctx.max_context_bytes)),
+        })
+    }
+}
+
+impl IngestRecord for RuleRun {
     const KIND: RecordKind = RecordKind::RuleRun;
     const FIELDS: &'static [&'static str] = &[
         "id",
@@ -277,29 +310,6 @@ impl IngestRecord for RuleRun {
             "status" => check_variant::<RuleRunStatus>(field, value),
             _ => check::text(field, value, MAX_RULE_KEY_CHARS),
         }
-    }
-
-    fn validate(input: RuleRunInput, ctx: &ValidationContext) -> Result<Self, FieldError> {
-        let (started_at, finished_at) = span(&input.started_at, input.finished_at.as_deref())?;
-        let rule_key = input.rule_key;
-        check::text("rule_key", &rule_key, MAX_RULE_KEY_CHARS)?;
-        Ok(RuleRun {
-            id: ids::record_id("id", input.id)?,
-            rule_key,
-            rule_version: opt_text("rule_version", input.rule_version, MAX_RULE_VERSION_CHARS)?,
-            integration_id: opt_component_id("integration_id", input.integration_id)?,
-            status: input.status,
-            events_evaluated: count("events_evaluated", input.events_evaluated)?,
-            findings_created: count("findings_created", input.findings_created)?,
-            findings_reopened: count("findings_reopened", input.findings_reopened)?,
-            findings_resolved: count("findings_resolved", input.findings_resolved)?,
-            duration_ms: opt_count("duration_ms", input.duration_ms)?,
-            error_message: opt_error_message(input.error_message)?,
-            started_at,
-            finished_at,
-            trace_id: opt_trace_id(input.trace_id)?,
-            context: input.context.map(|c| truncate_context(c, ctx.max_context_bytes)),
-        })
     }
 
     fn id(&self) -> &str {
@@ -387,8 +397,30 @@ pub struct ConnectorSync {
     pub trace_id: Option<String>,
 }
 
-impl IngestRecord for ConnectorSync {
+impl Validate for ConnectorSync {
     type Input = ConnectorSyncInput;
+
+    fn validate(input: ConnectorSyncInput, _ctx: &ValidationContext) -> Result<Self, FieldError> {
+        let (started_at, finished_at) = span(&input.started_at, Some(&input.finished_at))?;
+        ids::component_id("integration_id", &input.integration_id)?;
+        Ok(ConnectorSync {
+            id: ids::record_id("id", input.id)?,
+            integration_id: input.integration_id,
+            triggered_by: input.triggered_by,
+            status: input.status,
+            events_ingested: count("events_ingested", input.events_ingested)?,
+            new_assets_observed: count("new_assets_observed", input.new_assets_observed)?,
+            api_calls_made: count("api_calls_made", input.api_calls_made)?,
+            duration_ms: opt_count("duration_ms", input.duration_ms)?,
+            error_message: opt_error_message(input.error_message)?,
+            started_at,
+            finished_at: finished_at.unwrap_or(started_at),
+            trace_id: opt_trace_id(input.trace_id)?,
+        })
+    }
+}
+
+impl IngestRecord for ConnectorSync {
     const KIND: RecordKind = RecordKind::ConnectorSync;
     const FIELDS: &'static [&'static str] = &[
         "id",
@@ -412,25 +444,6 @@ impl IngestRecord for ConnectorSync {
             "triggered_by" => check_variant::<SyncTrigger>(field, value),
             _ => ids::component_id(field, value),
         }
-    }
-
-    fn validate(input: ConnectorSyncInput, _ctx: &ValidationContext) -> Result<Self, FieldError> {
-        let (started_at, finished_at) = span(&input.started_at, Some(&input.finished_at))?;
-        ids::component_id("integration_id", &input.integration_id)?;
-        Ok(ConnectorSync {
-            id: ids::record_id("id", input.id)?,
-            integration_id: input.integration_id,
-            triggered_by: input.triggered_by,
-            status: input.status,
-            events_ingested: count("events_ingested", input.events_ingested)?,
-            new_assets_observed: count("new_assets_observed", input.new_assets_observed)?,
-            api_calls_made: count("api_calls_made", input.api_calls_made)?,
-            duration_ms: opt_count("duration_ms", input.duration_ms)?,
-            error_message: opt_error_message(input.error_message)?,
-            started_at,
-            finished_at: finished_at.unwrap_or(started_at),
-            trace_id: opt_trace_id(input.trace_id)?,
-        })
     }
 
     fn id(&self) -> &str {
@@ -487,22 +500,8 @@ pub struct QueueSnapshot {
     pub failed_total: Option<i64>,
 }
 
-impl IngestRecord for QueueSnapshot {
+impl Validate for QueueSnapshot {
     type Input = QueueSnapshotInput;
-    const KIND: RecordKind = RecordKind::QueueSnapshot;
-    const FIELDS: &'static [&'static str] = &[
-        "id",
-        "component_id",
-        "observed_at",
-        "depth.pending",
-        "depth.in_flight",
-        "depth.retrying",
-        "depth.dead_lettered",
-        "oldest_item_age_ms",
-        "processed_total",
-        "failed_total",
-    ];
-    const FILTERS: &'static [&'static str] = &["component_id"];
 
     fn validate(input: QueueSnapshotInput, ctx: &ValidationContext) -> Result<Self, FieldError> {
         let component_id = ctx
@@ -529,6 +528,23 @@ impl IngestRecord for QueueSnapshot {
             failed_total: opt_count("failed_total", input.failed_total)?,
         })
     }
+}
+
+impl IngestRecord for QueueSnapshot {
+    const KIND: RecordKind = RecordKind::QueueSnapshot;
+    const FIELDS: &'static [&'static str] = &[
+        "id",
+        "component_id",
+        "observed_at",
+        "depth.pending",
+        "depth.in_flight",
+        "depth.retrying",
+        "depth.dead_lettered",
+        "oldest_item_age_ms",
+        "processed_total",
+        "failed_total",
+    ];
+    const FILTERS: &'static [&'static str] = &["component_id"];
 
     fn id(&self) -> &str {
         &self.id
@@ -592,8 +608,30 @@ pub struct Delivery {
     pub trace_id: Option<String>,
 }
 
-impl IngestRecord for Delivery {
+impl Validate for Delivery {
     type Input = DeliveryInput;
+
+    fn validate(input: DeliveryInput, _ctx: &ValidationContext) -> Result<Self, FieldError> {
+        ids::component_id("destination_id", &input.destination_id)?;
+        let attempt = input.attempt.unwrap_or(1);
+        if attempt < 1 {
+            return Err(FieldError::new("attempt", format!("must be at least 1 (got {attempt})")));
+        }
+        Ok(Delivery {
+            id: ids::record_id("id", input.id)?,
+            destination_id: input.destination_id,
+            item_id: opt_component_id("item_id", input.item_id)?,
+            status: input.status,
+            attempt,
+            latency_ms: opt_count("latency_ms", input.latency_ms)?,
+            error_message: opt_error_message(input.error_message)?,
+            attempted_at: Timestamp::parse("attempted_at", &input.attempted_at)?,
+            trace_id: opt_trace_id(input.trace_id)?,
+        })
+    }
+}
+
+impl IngestRecord for Delivery {
     const KIND: RecordKind = RecordKind::Delivery;
     const FIELDS: &'static [&'static str] = &[
         "id",
@@ -613,25 +651,6 @@ impl IngestRecord for Delivery {
             "status" => check_variant::<DeliveryStatus>(field, value),
             _ => ids::component_id(field, value),
         }
-    }
-
-    fn validate(input: DeliveryInput, _ctx: &ValidationContext) -> Result<Self, FieldError> {
-        ids::component_id("destination_id", &input.destination_id)?;
-        let attempt = input.attempt.unwrap_or(1);
-        if attempt < 1 {
-            return Err(FieldError::new("attempt", format!("must be at least 1 (got {attempt})")));
-        }
-        Ok(Delivery {
-            id: ids::record_id("id", input.id)?,
-            destination_id: input.destination_id,
-            item_id: opt_component_id("item_id", input.item_id)?,
-            status: input.status,
-            attempt,
-            latency_ms: opt_count("latency_ms", input.latency_ms)?,
-            error_message: opt_error_message(input.error_message)?,
-            attempted_at: Timestamp::parse("attempted_at", &input.attempted_at)?,
-            trace_id: opt_trace_id(input.trace_id)?,
-        })
     }
 
     fn id(&self) -> &str {

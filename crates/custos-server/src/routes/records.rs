@@ -67,8 +67,12 @@ pub(crate) async fn ingest<R: StoredRecord>(
         error
     };
     let now = Timestamp::now();
-    let ctx =
-        ValidationContext { now, max_context_bytes: state.config.max_context_bytes, path_component_id: path_component };
+    let ctx = ValidationContext {
+        now,
+        max_context_bytes: state.config.max_context_bytes,
+        path_component_id: path_component,
+        path_tenant: None,
+    };
     let max_records = state.config.max_batch_records;
     let parsed = if bytes.len() < INLINE_PARSE_BYTES {
         parse_records::<R>(&bytes, format, &ctx, max_records)

@@ -3,7 +3,7 @@
 
 use custos_model::records::{
     ConnectorSync, ConnectorSyncInput, Delivery, DeliveryInput, IngestRecord, QueueSnapshot, QueueSnapshotInput,
-    RuleRun, ValidationContext,
+    RuleRun, Validate, ValidationContext,
 };
 use custos_model::{
     Component, ComponentInput, ComponentKind, FreshnessPolicy, FreshnessThresholds, Scope, TenantId, Timestamp,

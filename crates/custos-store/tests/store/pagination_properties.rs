@@ -2,7 +2,7 @@
 //! exactly once, newest first, whatever the page size, the ties in time, or the records
 //! inserted between page reads.
 
-use custos_model::records::{IngestRecord, RuleRun, ValidationContext};
+use custos_model::records::{RuleRun, Validate, ValidationContext};
 use custos_model::{TenantId, Timestamp};
 use custos_store::{RecordQuery, Tenant};
 use proptest::prelude::*;

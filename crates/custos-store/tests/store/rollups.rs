@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun, ValidationContext};
+use custos_model::records::{
+    ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun, Validate, ValidationContext,
+};
 use custos_model::{ComponentInput, TenantId, Timestamp};
 use custos_store::rollup::{self, DEFAULT_SERIES_CAP, FOLDED_KEY};
 use custos_store::{

@@ -2,7 +2,7 @@
 //! the application's own connection pool, sees only the current tenant's rows, and the
 //! application role can neither rewrite nor delete records.
 
-use custos_model::records::{IngestRecord, RuleRun, ValidationContext};
+use custos_model::records::{RuleRun, Validate, ValidationContext};
 use custos_model::{TenantId, Timestamp};
 use custos_store::{PostgresStore, Store, Tenant};
 use sqlx::{Executor, Row};
