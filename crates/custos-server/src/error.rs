@@ -172,6 +172,9 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Conflict { .. } => ApiError::new(ErrorCode::Conflict, error.to_string()).with_field("id"),
+            StoreError::LogConflict { .. } => {
+                ApiError::new(ErrorCode::Conflict, error.to_string()).with_field("event_id")
+            }
             StoreError::AlreadyExists { .. } => ApiError::new(ErrorCode::Conflict, error.to_string()),
             StoreError::NotFound { .. } => ApiError::not_found(error.to_string()),
             ref unavailable if unavailable.is_unavailable() => {

@@ -6,14 +6,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use custos_ledger::merkle::{Hash, NodeId};
+use custos_model::ledger::LogName;
 use custos_model::records::{ConnectorSync, Delivery, QueueSnapshot, RuleRun};
 use custos_model::status::ComponentStatus;
 use custos_model::{Component, FreshnessPolicy, TenantId, Timestamp};
 use custos_store::{
-    Backend, BucketRow, ConsoleSession, HourTotals, IncidentRecord, IngestSummary, JobEventOutcome, JobEventRequest,
-    JobRecord, LastError, MaintenanceRecord, NewIncidentUpdate, Page, PutOutcome, RecordQuery, RollupFamily,
-    SchemaDescription, SeriesRow, StatusChange, StatusScope, Store, StoreResult, Stored, StoredFlip, StoredPing,
-    Tenant, TokenRecord,
+    AppendOutcome, Backend, BucketRow, ConsoleSession, HourTotals, IncidentRecord, IngestSummary, JobEventOutcome,
+    JobEventRequest, JobRecord, LastError, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, MaintenanceRecord,
+    NewIncidentUpdate, Page, PutOutcome, RecordQuery, RollupFamily, SchemaDescription, SeriesRow, StatusChange,
+    StatusScope, Store, StoreResult, Stored, StoredCheckpoint, StoredFlip, StoredPing, Tenant, TokenRecord,
 };
 use custos_telemetry::Metrics;
 use tracing::Instrument;
@@ -126,4 +128,13 @@ instrument! {
     create_maintenance(scope: &StatusScope, window: &MaintenanceRecord) -> StoreResult<()>;
     cancel_maintenance(scope: &StatusScope, id: &str, at: Timestamp) -> StoreResult<()>;
     maintenance_windows(scope: &StatusScope) -> StoreResult<Vec<MaintenanceRecord>>;
+    append_log(tenant: &TenantId, log: LogName, records: Vec<LogAppend>, received_at: Timestamp) -> StoreResult<AppendOutcome>;
+    log_head(tenant: &TenantId, log: LogName) -> StoreResult<LogHead>;
+    log_page(tenant: &TenantId, log: LogName, query: &LogQuery) -> StoreResult<Page<LogEntry>>;
+    log_entry(tenant: &TenantId, log: LogName, event_id: &str) -> StoreResult<Option<LogEntry>>;
+    log_nodes(tenant: &TenantId, log: LogName, nodes: &[NodeId]) -> StoreResult<Vec<(NodeId, Hash)>>;
+    log_leaves(tenant: &TenantId, log: LogName, start: u64, end: u64) -> StoreResult<Vec<LeafRow>>;
+    put_checkpoint(tenant: &TenantId, log: LogName, checkpoint: &StoredCheckpoint) -> StoreResult<()>;
+    latest_checkpoint(tenant: &TenantId, log: LogName) -> StoreResult<Option<StoredCheckpoint>>;
+    checkpoint_at(tenant: &TenantId, log: LogName, size: u64) -> StoreResult<Option<StoredCheckpoint>>;
 }

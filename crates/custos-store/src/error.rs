@@ -14,6 +14,9 @@ pub enum StoreError {
     /// A record with this id is stored with different content.
     #[error("{} {id:?} already exists with different content", kind.as_str())]
     Conflict { kind: RecordKind, id: String },
+    /// An event id is in a log with different bytes.
+    #[error("{log} event {id:?} already exists with different content")]
+    LogConflict { log: &'static str, id: String },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("{context}")]
@@ -81,7 +84,7 @@ impl StoreError {
         match self {
             StoreError::AlreadyExists { .. } => "already_exists",
             StoreError::NotFound { .. } => "not_found",
-            StoreError::Conflict { .. } => "conflict",
+            StoreError::Conflict { .. } | StoreError::LogConflict { .. } => "conflict",
             StoreError::Config(_) => "config",
             StoreError::Io { .. } => "io",
             StoreError::Migration { .. } | StoreError::MigrationChanged { .. } => "migration",

@@ -2,11 +2,14 @@
 
 mod error;
 pub mod jobs;
+pub mod ledger;
 pub mod objects;
 mod postgres;
+mod postgres_ledger;
 pub mod rollup;
 mod schema;
 mod sqlite;
+mod sqlite_ledger;
 pub mod status;
 mod table;
 pub mod testing;
@@ -16,6 +19,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use custos_ledger::merkle::{Hash, NodeId};
+use custos_model::ledger::LogName;
 use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
 use custos_model::status::ComponentStatus;
 use custos_model::{
@@ -24,6 +29,7 @@ use custos_model::{
 
 pub use error::{StoreError, StoreResult};
 pub use jobs::{JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
+pub use ledger::{AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, SigningKeyRecord, StoredCheckpoint};
 pub use objects::Objects;
 pub use postgres::{APP_ROLE, PostgresStore};
 pub use rollup::{BucketRow, HourTotals, LastError, RollupFamily, SeriesRow, SeriesValues};
@@ -337,6 +343,35 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn cancel_maintenance(&self, scope: &StatusScope, id: &str, at: Timestamp) -> StoreResult<()>;
     /// Every window not cancelled, oldest first.
     async fn maintenance_windows(&self, scope: &StatusScope) -> StoreResult<Vec<MaintenanceRecord>>;
+
+    /// Appends a batch to one of a tenant's logs, atomically: every new record gets the
+    /// next leaf index and its Merkle hashes, or nothing is written. A record whose
+    /// `event_id` the log holds with the same bytes is a duplicate (not appended again);
+    /// with other bytes, the batch fails with `LogConflict`.
+    async fn append_log(
+        &self,
+        tenant: &TenantId,
+        log: LogName,
+        records: Vec<LogAppend>,
+        received_at: Timestamp,
+    ) -> StoreResult<AppendOutcome>;
+    /// A log's size and root hash (size 0 and the empty root before any append).
+    async fn log_head(&self, tenant: &TenantId, log: LogName) -> StoreResult<LogHead>;
+    /// A page of a log's records, newest first by `ts`, then leaf index.
+    async fn log_page(&self, tenant: &TenantId, log: LogName, query: &LogQuery) -> StoreResult<Page<LogEntry>>;
+    /// One record by its event id (`None`: not in the log, or removed by retention).
+    async fn log_entry(&self, tenant: &TenantId, log: LogName, event_id: &str) -> StoreResult<Option<LogEntry>>;
+    /// Stored subtree hashes; a node the log has not completed is left out.
+    async fn log_nodes(&self, tenant: &TenantId, log: LogName, nodes: &[NodeId]) -> StoreResult<Vec<(NodeId, Hash)>>;
+    /// Leaves `start..end` in order, with their stored hashes and records (`None` where
+    /// retention removed the record).
+    async fn log_leaves(&self, tenant: &TenantId, log: LogName, start: u64, end: u64) -> StoreResult<Vec<LeafRow>>;
+    /// Keeps a signed checkpoint (keeping the same one twice is no error).
+    async fn put_checkpoint(&self, tenant: &TenantId, log: LogName, checkpoint: &StoredCheckpoint) -> StoreResult<()>;
+    /// The newest checkpoint kept: the largest size, then the latest signed.
+    async fn latest_checkpoint(&self, tenant: &TenantId, log: LogName) -> StoreResult<Option<StoredCheckpoint>>;
+    /// A checkpoint of exactly `size` leaves, the latest signed if there are several.
+    async fn checkpoint_at(&self, tenant: &TenantId, log: LogName, size: u64) -> StoreResult<Option<StoredCheckpoint>>;
 }
 
 /// Routes a record type to its `Store` operations, so code generic over the record

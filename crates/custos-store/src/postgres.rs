@@ -11,6 +11,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use custos_ledger::merkle::{Hash, NodeId};
+use custos_model::ledger::LogName;
 use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
 use custos_model::status::ComponentStatus;
 use custos_model::{Component, ComponentKind, FreshnessPolicy, FreshnessThresholds, TenantId, Timestamp};
@@ -19,6 +21,8 @@ use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
 
 use crate::error::{PostgresContext, StoreError, StoreResult};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
+use crate::ledger::{AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, StoredCheckpoint};
+use crate::postgres_ledger;
 use crate::rollup::{
     self, BucketRow, HourTotals, LastError, Rollup, RollupFamily, RollupItem, SeriesRow, SeriesValues,
 };
@@ -47,6 +51,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "status_page", sql: include_str!("../migrations/postgres/0004_status_page.sql") },
     Migration { version: 5, name: "console", sql: include_str!("../migrations/postgres/0005_console.sql") },
     Migration { version: 6, name: "update_room", sql: include_str!("../migrations/postgres/0006_update_room.sql") },
+    Migration { version: 7, name: "ledger", sql: include_str!("../migrations/postgres/0007_ledger.sql") },
 ];
 
 /// Arbitrary constant naming custos's migration lock among the database's advisory locks.
@@ -1597,6 +1602,61 @@ impl Store for PostgresStore {
             .ctx("reading maintenance windows")?;
         tx.commit().await.ctx("ending a read transaction")?;
         rows.iter().map(status::maintenance_from_row).collect()
+    }
+
+    async fn append_log(
+        &self,
+        tenant: &TenantId,
+        log: LogName,
+        records: Vec<LogAppend>,
+        received_at: Timestamp,
+    ) -> StoreResult<AppendOutcome> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let outcome = postgres_ledger::append(&mut tx, tenant, log, records, received_at).await?;
+        tx.commit().await.ctx("committing an append")?;
+        Ok(outcome)
+    }
+
+    async fn log_head(&self, tenant: &TenantId, log: LogName) -> StoreResult<LogHead> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        postgres_ledger::head(&mut tx, tenant, log).await
+    }
+
+    async fn log_page(&self, tenant: &TenantId, log: LogName, query: &LogQuery) -> StoreResult<Page<LogEntry>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        postgres_ledger::page(&mut tx, tenant, log, query).await
+    }
+
+    async fn log_entry(&self, tenant: &TenantId, log: LogName, event_id: &str) -> StoreResult<Option<LogEntry>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        postgres_ledger::entry_by_id(&mut tx, tenant, log, event_id).await
+    }
+
+    async fn log_nodes(&self, tenant: &TenantId, log: LogName, nodes: &[NodeId]) -> StoreResult<Vec<(NodeId, Hash)>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        postgres_ledger::nodes(&mut tx, tenant, log, nodes).await
+    }
+
+    async fn log_leaves(&self, tenant: &TenantId, log: LogName, start: u64, end: u64) -> StoreResult<Vec<LeafRow>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        postgres_ledger::leaves(&mut tx, tenant, log, start, end).await
+    }
+
+    async fn put_checkpoint(&self, tenant: &TenantId, log: LogName, checkpoint: &StoredCheckpoint) -> StoreResult<()> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        postgres_ledger::put_checkpoint(&mut tx, tenant, log, checkpoint).await?;
+        tx.commit().await.ctx("committing a checkpoint")?;
+        Ok(())
+    }
+
+    async fn latest_checkpoint(&self, tenant: &TenantId, log: LogName) -> StoreResult<Option<StoredCheckpoint>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        postgres_ledger::checkpoint(&mut tx, tenant, log, None).await
+    }
+
+    async fn checkpoint_at(&self, tenant: &TenantId, log: LogName, size: u64) -> StoreResult<Option<StoredCheckpoint>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        postgres_ledger::checkpoint(&mut tx, tenant, log, Some(size)).await
     }
 }
 

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use custos_ledger::merkle::{Hash, NodeId};
+use custos_model::ledger::LogName;
 use custos_model::records::{ConnectorSync, Delivery, IngestRecord, QueueSnapshot, RuleRun};
 use custos_model::status::ComponentStatus;
 use custos_model::{Component, FreshnessPolicy, TenantId, Timestamp};
@@ -22,8 +24,10 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, TransactionBehav
 
 use crate::error::{SqliteContext, StoreError, StoreResult};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
+use crate::ledger::{AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, StoredCheckpoint};
 use crate::rollup::{self, BucketRow, HourTotals, LastError, Rollup, RollupFamily, RollupItem, SeriesRow};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
+use crate::sqlite_ledger;
 use crate::status::{
     self, IncidentRecord, IncidentUpdate, MaintenanceRecord, NewIncidentUpdate, StatusChange, StatusScope,
 };
@@ -40,6 +44,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "status_page", sql: include_str!("../migrations/sqlite/0004_status_page.sql") },
     Migration { version: 5, name: "console", sql: include_str!("../migrations/sqlite/0005_console.sql") },
     Migration { version: 6, name: "update_room", sql: include_str!("../migrations/sqlite/0006_update_room.sql") },
+    Migration { version: 7, name: "ledger", sql: include_str!("../migrations/sqlite/0007_ledger.sql") },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -1568,5 +1573,56 @@ impl Store for SqliteStore {
         let values = [Value::Text(scope.key().to_owned())];
         self.read(move |conn| rows(conn, &lite(status::MAINTENANCE_SQL), &values, |r| status::maintenance_from_row(r)))
             .await
+    }
+
+    async fn append_log(
+        &self,
+        tenant: &TenantId,
+        log: LogName,
+        records: Vec<LogAppend>,
+        received_at: Timestamp,
+    ) -> StoreResult<AppendOutcome> {
+        let tenant = tenant.clone();
+        self.write(move |conn| sqlite_ledger::append(conn, &tenant, log, records, received_at)).await
+    }
+
+    async fn log_head(&self, tenant: &TenantId, log: LogName) -> StoreResult<LogHead> {
+        let tenant = tenant.clone();
+        self.read(move |conn| sqlite_ledger::head(conn, &tenant, log)).await
+    }
+
+    async fn log_page(&self, tenant: &TenantId, log: LogName, query: &LogQuery) -> StoreResult<Page<LogEntry>> {
+        let (tenant, query) = (tenant.clone(), query.clone());
+        self.read(move |conn| sqlite_ledger::page(conn, &tenant, log, &query)).await
+    }
+
+    async fn log_entry(&self, tenant: &TenantId, log: LogName, event_id: &str) -> StoreResult<Option<LogEntry>> {
+        let (tenant, event_id) = (tenant.clone(), event_id.to_owned());
+        self.read(move |conn| sqlite_ledger::entry_by_id(conn, &tenant, log, &event_id)).await
+    }
+
+    async fn log_nodes(&self, tenant: &TenantId, log: LogName, nodes: &[NodeId]) -> StoreResult<Vec<(NodeId, Hash)>> {
+        let (tenant, nodes) = (tenant.clone(), nodes.to_vec());
+        self.read(move |conn| sqlite_ledger::nodes(conn, &tenant, log, &nodes)).await
+    }
+
+    async fn log_leaves(&self, tenant: &TenantId, log: LogName, start: u64, end: u64) -> StoreResult<Vec<LeafRow>> {
+        let tenant = tenant.clone();
+        self.read(move |conn| sqlite_ledger::leaves(conn, &tenant, log, start, end)).await
+    }
+
+    async fn put_checkpoint(&self, tenant: &TenantId, log: LogName, checkpoint: &StoredCheckpoint) -> StoreResult<()> {
+        let (tenant, checkpoint) = (tenant.clone(), checkpoint.clone());
+        self.write(move |conn| sqlite_ledger::put_checkpoint(conn, &tenant, log, &checkpoint)).await
+    }
+
+    async fn latest_checkpoint(&self, tenant: &TenantId, log: LogName) -> StoreResult<Option<StoredCheckpoint>> {
+        let tenant = tenant.clone();
+        self.read(move |conn| sqlite_ledger::checkpoint(conn, &tenant, log, None)).await
+    }
+
+    async fn checkpoint_at(&self, tenant: &TenantId, log: LogName, size: u64) -> StoreResult<Option<StoredCheckpoint>> {
+        let tenant = tenant.clone();
+        self.read(move |conn| sqlite_ledger::checkpoint(conn, &tenant, log, Some(size))).await
     }
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod conformance;
 mod jobs;
+mod ledger;
 mod objects;
 mod pagination_properties;
 mod rollups;

@@ -1,0 +1,261 @@
+//! The tamper-evident logs in the store, shared by both backends: the rows of
+//! `timeline_events` / `audit_records` (identical shapes), the batch rules of an append
+//! (atomic, idempotent by `event_id`), and the SQL both backends run. The Merkle math is
+//! custos-ledger's; a backend reads the log's frontier, appends in memory, and writes
+//! the records, the completed subtree hashes and the new head in one transaction.
+
+use std::collections::HashMap;
+
+use custos_ledger::merkle::Hash;
+use custos_model::ledger::{AuditRecord, LogName, TimelineEvent};
+use custos_model::{Cursor, FieldError, Timestamp};
+
+use crate::error::{StoreError, StoreResult};
+
+/// Most rows a log page returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// The table holding a log's records.
+pub(crate) fn table(log: LogName) -> &'static str {
+    match log {
+        LogName::Timeline => "timeline_events",
+        LogName::Audit => "audit_records",
+    }
+}
+
+/// A record to append: its leaf bytes and the copies of its fields that queries use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogAppend {
+    pub event_id: String,
+    pub ts: Timestamp,
+    /// A timeline event's kind, an audit record's action.
+    pub kind: String,
+    pub actor: Option<String>,
+    pub outcome: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub project_id: Option<String>,
+    pub request_id: Option<String>,
+    pub trace_id: Option<String>,
+    /// The leaf: the record's canonical JSON.
+    pub record: String,
+}
+
+impl LogAppend {
+    pub fn timeline(event: &TimelineEvent) -> Self {
+        Self {
+            event_id: event.event_id.clone(),
+            ts: event.ts,
+            kind: event.kind.clone(),
+            actor: event.actor.clone(),
+            outcome: None,
+            resource_type: event.resource_type.clone(),
+            resource_id: event.resource_id.clone(),
+            project_id: event.project_id.clone(),
+            request_id: None,
+            trace_id: event.trace_id.clone(),
+            record: canonical_text(event.canonical_bytes()),
+        }
+    }
+
+    pub fn audit(record: &AuditRecord) -> Self {
+        Self {
+            event_id: record.event_id.clone(),
+            ts: record.ts,
+            kind: record.action.clone(),
+            actor: record.actor.id.clone().or_else(|| record.actor.name.clone()),
+            outcome: Some(record.outcome.as_str().to_owned()),
+            resource_type: record.resource_type.clone(),
+            resource_id: record.resource_id.clone(),
+            project_id: None,
+            request_id: record.request_id.clone(),
+            trace_id: record.trace_id.clone(),
+            record: canonical_text(record.canonical_bytes()),
+        }
+    }
+}
+
+fn canonical_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).expect("canonical JSON is UTF-8")
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct AppendOutcome {
+    /// Records appended by this call.
+    pub inserted: usize,
+    /// Records already in the log with the same id and bytes; not appended again.
+    pub duplicates: usize,
+    /// The log's size after the call.
+    pub size: u64,
+    #[serde(skip)]
+    pub root: Hash,
+}
+
+/// A log's size and root hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogHead {
+    pub size: u64,
+    pub root: Hash,
+}
+
+/// A stored record of a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub leaf_index: u64,
+    pub event_id: String,
+    pub ts: Timestamp,
+    /// The leaf bytes, as stored.
+    pub record: String,
+    pub received_at: Timestamp,
+}
+
+/// A leaf for export and verification: its stored hash, and its record unless
+/// retention removed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafRow {
+    pub leaf_index: u64,
+    pub leaf_hash: Hash,
+    pub record: Option<String>,
+}
+
+/// The columns a log query can match exactly.
+pub const FILTER_COLUMNS: &[&str] =
+    &["kind", "actor", "outcome", "resource_type", "resource_id", "project_id", "request_id", "trace_id"];
+
+/// A newest-first log query: exact matches on [`FILTER_COLUMNS`], a `[from, to)`
+/// window on `ts`, and a keyset cursor (`ts`, leaf index).
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub filters: Vec<(&'static str, String)>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    /// Entries strictly before this position (`ts`, leaf index), newest first.
+    pub after: Option<(Timestamp, u64)>,
+    pub limit: usize,
+}
+
+impl LogQuery {
+    /// Adds an exact-match filter on `column` (one of [`FILTER_COLUMNS`]).
+    pub fn filter(mut self, column: &str, value: impl Into<String>) -> Self {
+        let column = FILTER_COLUMNS.iter().find(|c| **c == column).expect("a filter column");
+        self.filters.push((column, value.into()));
+        self
+    }
+
+    /// `WHERE` conditions after `tenant_id`, with `$n` placeholders from `first`, and
+    /// their values in order (text or integer).
+    pub(crate) fn conditions(&self, first: usize) -> (String, Vec<QueryValue>) {
+        let mut sql = String::new();
+        let mut values = Vec::new();
+        let mut next = first;
+        let mut push = |sql: &mut String, clause: String, value: QueryValue| {
+            sql.push_str(" AND ");
+            sql.push_str(&clause.replace('?', &format!("${next}")));
+            values.push(value);
+            next += 1;
+        };
+        for (column, value) in &self.filters {
+            push(&mut sql, format!("{column} = ?"), QueryValue::Text(value.clone()));
+        }
+        if let Some(from) = self.from {
+            push(&mut sql, "ts_us >= ?".into(), QueryValue::Int(from.as_micros()));
+        }
+        if let Some(to) = self.to {
+            push(&mut sql, "ts_us < ?".into(), QueryValue::Int(to.as_micros()));
+        }
+        if let Some((ts, index)) = self.after {
+            // (ts_us, leaf_index) < (ts, index), spelled out so both engines use the index.
+            sql.push_str(&format!(
+                " AND (ts_us < ${a} OR (ts_us = ${a} AND leaf_index < ${b}))",
+                a = next,
+                b = next + 1
+            ));
+            values.push(QueryValue::Int(ts.as_micros()));
+            values.push(QueryValue::Int(i64::try_from(index).unwrap_or(i64::MAX)));
+        }
+        (sql, values)
+    }
+}
+
+/// A bound value of a log query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum QueryValue {
+    Text(String),
+    Int(i64),
+}
+
+/// A log cursor's position: (`ts`, leaf index). The error names `cursor`.
+pub fn cursor_position(cursor: &Cursor) -> Result<(Timestamp, u64), FieldError> {
+    cursor
+        .id
+        .parse::<u64>()
+        .map(|index| (cursor.listed_at, index))
+        .map_err(|_| FieldError::new("cursor", "is not a cursor returned by this API"))
+}
+
+/// The cursor after the last entry of a full page.
+pub(crate) fn next_cursor(entries: &[LogEntry], limit: usize) -> Option<Cursor> {
+    (entries.len() == limit && limit > 0).then(|| {
+        let last = entries.last().expect("a full page is not empty");
+        Cursor { listed_at: last.ts, id: last.leaf_index.to_string() }
+    })
+}
+
+/// A signed checkpoint as kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    /// The signing key's id (`custos keys list`).
+    pub key_id: String,
+    pub root: Hash,
+    /// The signed note, exactly as served.
+    pub note: String,
+    pub created_at: Timestamp,
+}
+
+/// A checkpoint signing key's public half and validity window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    pub key_id: String,
+    pub algorithm: String,
+    pub public_key: [u8; 32],
+    pub created_at: Timestamp,
+    pub not_before: Timestamp,
+    /// When it stopped signing (rotated out); `None` while active.
+    pub not_after: Option<Timestamp>,
+}
+
+/// Splits a batch into records to append and duplicates, given what the log already
+/// holds under the batch's ids (`stored`: event id → leaf bytes). The same id with other
+/// bytes, in the log or earlier in the batch, fails the whole batch.
+pub(crate) fn fresh_records(
+    log: LogName,
+    batch: Vec<LogAppend>,
+    stored: &HashMap<String, String>,
+) -> StoreResult<(Vec<LogAppend>, usize)> {
+    let mut seen: HashMap<String, usize> = HashMap::with_capacity(batch.len());
+    let mut fresh: Vec<LogAppend> = Vec::with_capacity(batch.len());
+    let mut duplicates = 0;
+    for record in batch {
+        let earlier = stored.get(&record.event_id).or_else(|| seen.get(&record.event_id).map(|&i| &fresh[i].record));
+        match earlier {
+            Some(bytes) if *bytes == record.record => duplicates += 1,
+            Some(_) => return Err(StoreError::LogConflict { log: log.as_str(), id: record.event_id }),
+            None => {
+                seen.insert(record.event_id.clone(), fresh.len());
+                fresh.push(record);
+            }
+        }
+    }
+    Ok((fresh, duplicates))
+}
+
+pub(crate) fn hash_from(bytes: &[u8], what: &'static str) -> StoreResult<Hash> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt { what, detail: format!("a hash of {} bytes", bytes.len()) })
+}
+
+pub(crate) fn index_from(value: i64) -> StoreResult<u64> {
+    u64::try_from(value)
+        .map_err(|_| StoreError::Corrupt { what: "log", detail: format!("negative leaf index {value}") })
+}

@@ -1,0 +1,306 @@
+//! The tamper-evident logs on SQLite: the statements behind the `Store` log operations,
+//! run on the writer connection (appends) or a reader (everything else). The rules are
+//! [`crate::ledger`]'s; the Merkle math is custos-ledger's.
+
+use std::collections::HashMap;
+
+use custos_ledger::merkle::{Frontier, Hash, NodeId, empty_root, frontier_nodes, leaf_hash};
+use custos_model::ledger::LogName;
+use custos_model::{TenantId, Timestamp};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
+
+use crate::Page;
+use crate::error::{SqliteContext, StoreResult};
+use crate::ledger::{
+    self, AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, QueryValue, StoredCheckpoint, table,
+};
+
+const ENTRY_COLUMNS: &str = "leaf_index, event_id, ts_us, record, received_at_us";
+
+/// Appends in one immediate transaction.
+pub(crate) fn append(
+    conn: &mut Connection,
+    tenant: &TenantId,
+    log: LogName,
+    records: Vec<LogAppend>,
+    received_at: Timestamp,
+) -> StoreResult<AppendOutcome> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning an append")?;
+    let t = table(log);
+    let mut stored = HashMap::new();
+    {
+        let mut existing = tx
+            .prepare_cached(&format!("SELECT record FROM {t} WHERE tenant_id = ?1 AND event_id = ?2"))
+            .ctx("preparing the duplicate check")?;
+        for record in &records {
+            if let Some(bytes) = existing
+                .query_row(params![tenant.as_str(), record.event_id], |row| row.get::<_, String>(0))
+                .optional()
+                .ctx("checking for duplicates")?
+            {
+                stored.insert(record.event_id.clone(), bytes);
+            }
+        }
+    }
+    let (fresh, duplicates) = ledger::fresh_records(log, records, &stored)?;
+    let mut frontier = read_frontier(&tx, tenant, log)?;
+    if !fresh.is_empty() {
+        let mut insert_record = tx
+            .prepare_cached(&format!(
+                "INSERT INTO {t} (tenant_id, leaf_index, event_id, ts_us, kind, actor, outcome, resource_type, \
+                 resource_id, project_id, request_id, trace_id, record, received_at_us) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ))
+            .ctx("preparing the record insert")?;
+        let mut insert_node = tx
+            .prepare_cached("INSERT INTO ledger_nodes (tenant_id, log, level, idx, hash) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .ctx("preparing the node insert")?;
+        let mut completed = Vec::with_capacity(4);
+        for record in &fresh {
+            completed.clear();
+            let index = frontier.push(leaf_hash(record.record.as_bytes()), &mut completed);
+            insert_record
+                .execute(params![
+                    tenant.as_str(),
+                    index as i64,
+                    record.event_id,
+                    record.ts.as_micros(),
+                    record.kind,
+                    record.actor,
+                    record.outcome,
+                    record.resource_type,
+                    record.resource_id,
+                    record.project_id,
+                    record.request_id,
+                    record.trace_id,
+                    record.record,
+                    received_at.as_micros(),
+                ])
+                .ctx("appending a record")?;
+            for (node, hash) in &completed {
+                insert_node
+                    .execute(params![tenant.as_str(), log.as_str(), node.level, node.index as i64, &hash[..]])
+                    .ctx("storing a subtree hash")?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO ledger_heads (tenant_id, log, size, root, updated_at_us) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (tenant_id, log) DO UPDATE SET size = excluded.size, root = excluded.root, \
+             updated_at_us = excluded.updated_at_us",
+            params![
+                tenant.as_str(),
+                log.as_str(),
+                frontier.size() as i64,
+                &frontier.root()[..],
+                received_at.as_micros()
+            ],
+        )
+        .ctx("moving the log head")?;
+    }
+    tx.commit().ctx("committing an append")?;
+    Ok(AppendOutcome { inserted: fresh.len(), duplicates, size: frontier.size(), root: frontier.root() })
+}
+
+/// The log's frontier, from its head's size and the stored hashes that size needs.
+fn read_frontier(conn: &Connection, tenant: &TenantId, log: LogName) -> StoreResult<Frontier> {
+    let size = head_size(conn, tenant, log)?;
+    let needed = frontier_nodes(size);
+    let found = nodes(conn, tenant, log, &needed)?;
+    let hashes: Vec<Hash> = found.into_iter().map(|(_, hash)| hash).collect();
+    Frontier::from_stored(size, &hashes).map_err(|e| crate::StoreError::Corrupt {
+        what: "log",
+        detail: format!("{} log of {tenant} at size {size}: {e}", log.as_str()),
+    })
+}
+
+fn head_size(conn: &Connection, tenant: &TenantId, log: LogName) -> StoreResult<u64> {
+    let size: Option<i64> = conn
+        .prepare_cached("SELECT size FROM ledger_heads WHERE tenant_id = ?1 AND log = ?2")
+        .ctx("preparing the head read")?
+        .query_row(params![tenant.as_str(), log.as_str()], |row| row.get(0))
+        .optional()
+        .ctx("reading the log head")?;
+    size.map_or(Ok(0), ledger::index_from)
+}
+
+pub(crate) fn head(conn: &Connection, tenant: &TenantId, log: LogName) -> StoreResult<LogHead> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached("SELECT size, root FROM ledger_heads WHERE tenant_id = ?1 AND log = ?2")
+        .ctx("preparing the head read")?
+        .query_row(params![tenant.as_str(), log.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()
+        .ctx("reading the log head")?;
+    match row {
+        None => Ok(LogHead { size: 0, root: empty_root() }),
+        Some((size, root)) => {
+            Ok(LogHead { size: ledger::index_from(size)?, root: ledger::hash_from(&root, "log head")? })
+        }
+    }
+}
+
+/// The stored hashes of `wanted` that exist, in the order asked.
+pub(crate) fn nodes(
+    conn: &Connection,
+    tenant: &TenantId,
+    log: LogName,
+    wanted: &[NodeId],
+) -> StoreResult<Vec<(NodeId, Hash)>> {
+    let mut statement = conn
+        .prepare_cached("SELECT hash FROM ledger_nodes WHERE tenant_id = ?1 AND log = ?2 AND level = ?3 AND idx = ?4")
+        .ctx("preparing the node read")?;
+    let mut found = Vec::with_capacity(wanted.len());
+    for node in wanted {
+        let hash: Option<Vec<u8>> = statement
+            .query_row(params![tenant.as_str(), log.as_str(), node.level, node.index as i64], |row| row.get(0))
+            .optional()
+            .ctx("reading a subtree hash")?;
+        if let Some(hash) = hash {
+            found.push((*node, ledger::hash_from(&hash, "subtree hash")?));
+        }
+    }
+    Ok(found)
+}
+
+fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, i64, String, i64)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+}
+
+fn entry(raw: (i64, String, i64, String, i64)) -> StoreResult<LogEntry> {
+    let (leaf_index, event_id, ts, record, received_at) = raw;
+    Ok(LogEntry {
+        leaf_index: ledger::index_from(leaf_index)?,
+        event_id,
+        ts: Timestamp::from_micros(ts),
+        record,
+        received_at: Timestamp::from_micros(received_at),
+    })
+}
+
+pub(crate) fn page(
+    conn: &Connection,
+    tenant: &TenantId,
+    log: LogName,
+    query: &LogQuery,
+) -> StoreResult<Page<LogEntry>> {
+    let limit = query.limit.clamp(1, ledger::MAX_PAGE);
+    let (conditions, values) = query.conditions(2);
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM {t} WHERE tenant_id = $1{conditions} ORDER BY ts_us DESC, leaf_index DESC LIMIT {limit}",
+        t = table(log)
+    );
+    let mut bound: Vec<rusqlite::types::Value> = vec![tenant.as_str().to_owned().into()];
+    bound.extend(values.into_iter().map(|v| match v {
+        QueryValue::Text(s) => rusqlite::types::Value::Text(s),
+        QueryValue::Int(i) => rusqlite::types::Value::Integer(i),
+    }));
+    let mut statement = conn.prepare_cached(&sql).ctx("preparing a log query")?;
+    let raw = statement
+        .query_map(params_from_iter(bound), entry_from_row)
+        .ctx("querying a log")?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .ctx("reading a log page")?;
+    let items = raw.into_iter().map(entry).collect::<StoreResult<Vec<_>>>()?;
+    let next_cursor = ledger::next_cursor(&items, limit);
+    Ok(Page { items, next_cursor })
+}
+
+pub(crate) fn entry_by_id(
+    conn: &Connection,
+    tenant: &TenantId,
+    log: LogName,
+    event_id: &str,
+) -> StoreResult<Option<LogEntry>> {
+    let raw = conn
+        .prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM {} WHERE tenant_id = ?1 AND event_id = ?2", table(log)))
+        .ctx("preparing an event read")?
+        .query_row(params![tenant.as_str(), event_id], entry_from_row)
+        .optional()
+        .ctx("reading an event")?;
+    raw.map(entry).transpose()
+}
+
+pub(crate) fn leaves(
+    conn: &Connection,
+    tenant: &TenantId,
+    log: LogName,
+    start: u64,
+    end: u64,
+) -> StoreResult<Vec<LeafRow>> {
+    let sql = format!(
+        "SELECT n.idx, n.hash, r.record FROM ledger_nodes AS n \
+         LEFT JOIN {t} AS r ON r.tenant_id = n.tenant_id AND r.leaf_index = n.idx \
+         WHERE n.tenant_id = ?1 AND n.log = ?2 AND n.level = 0 AND n.idx >= ?3 AND n.idx < ?4 ORDER BY n.idx",
+        t = table(log)
+    );
+    let mut statement = conn.prepare_cached(&sql).ctx("preparing a leaf read")?;
+    let raw = statement
+        .query_map(params![tenant.as_str(), log.as_str(), start as i64, end as i64], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, Option<String>>(2)?))
+        })
+        .ctx("reading leaves")?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .ctx("reading leaves")?;
+    raw.into_iter()
+        .map(|(index, hash, record)| {
+            Ok(LeafRow {
+                leaf_index: ledger::index_from(index)?,
+                leaf_hash: ledger::hash_from(&hash, "leaf hash")?,
+                record,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn put_checkpoint(
+    conn: &Connection,
+    tenant: &TenantId,
+    log: LogName,
+    checkpoint: &StoredCheckpoint,
+) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO ledger_checkpoints (tenant_id, log, size, key_id, root, note, created_at_us) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+        params![
+            tenant.as_str(),
+            log.as_str(),
+            checkpoint.size as i64,
+            checkpoint.key_id,
+            &checkpoint.root[..],
+            checkpoint.note,
+            checkpoint.created_at.as_micros()
+        ],
+    )
+    .ctx("keeping a checkpoint")?;
+    Ok(())
+}
+
+pub(crate) fn checkpoint(
+    conn: &Connection,
+    tenant: &TenantId,
+    log: LogName,
+    size: Option<u64>,
+) -> StoreResult<Option<StoredCheckpoint>> {
+    let size_condition = if size.is_some() { "AND size = ?3" } else { "AND ?3 IS NULL" };
+    let sql = format!(
+        "SELECT size, key_id, root, note, created_at_us FROM ledger_checkpoints \
+         WHERE tenant_id = ?1 AND log = ?2 {size_condition} ORDER BY size DESC, created_at_us DESC LIMIT 1"
+    );
+    let raw: Option<(i64, String, Vec<u8>, String, i64)> = conn
+        .prepare_cached(&sql)
+        .ctx("preparing a checkpoint read")?
+        .query_row(params![tenant.as_str(), log.as_str(), size.map(|s| s as i64)], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+        })
+        .optional()
+        .ctx("reading a checkpoint")?;
+    raw.map(|(size, key_id, root, note, created_at)| {
+        Ok(StoredCheckpoint {
+            size: ledger::index_from(size)?,
+            key_id,
+            root: ledger::hash_from(&root, "checkpoint root")?,
+            note,
+            created_at: Timestamp::from_micros(created_at),
+        })
+    })
+    .transpose()
+}
