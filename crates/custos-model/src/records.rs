@@ -1,6 +1,6 @@
 //! The records a platform reports: rule runs, connector syncs, queue snapshots and
 //! delivery attempts. Each has a wire form (`*Input`, exactly the accepted JSON, unknown
-//! fields refused) and a validated form; [`IngestRecord::validate`] is the only way from
+//! fields refused) and a validated form; [`Validate::validate`] is the only way from
 //! one to the other, so every stored record obeyed the rules below when it arrived.
 
 use serde::de::DeserializeOwned;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod append_only;
 mod conformance;
 mod jobs;
 mod ledger;
