@@ -110,6 +110,26 @@ pub struct LogEntry {
     pub received_at: Timestamp,
 }
 
+impl LogEntry {
+    /// From the columns both backends select (`leaf_index, event_id, ts_us, record,
+    /// received_at_us`).
+    pub(crate) fn from_columns(
+        leaf_index: i64,
+        event_id: String,
+        ts_us: i64,
+        record: String,
+        received_at_us: i64,
+    ) -> StoreResult<Self> {
+        Ok(Self {
+            leaf_index: index_from(leaf_index)?,
+            event_id,
+            ts: Timestamp::from_micros(ts_us),
+            record,
+            received_at: Timestamp::from_micros(received_at_us),
+        })
+    }
+}
+
 /// A leaf for export and verification: its stored hash, and its record unless
 /// retention removed it.
 #[derive(Debug, Clone, PartialEq, Eq)]

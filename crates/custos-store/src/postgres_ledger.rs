@@ -180,13 +180,7 @@ pub(crate) async fn nodes(
 }
 
 fn entry(row: &sqlx::postgres::PgRow) -> StoreResult<LogEntry> {
-    Ok(LogEntry {
-        leaf_index: ledger::index_from(row.get(0))?,
-        event_id: row.get(1),
-        ts: Timestamp::from_micros(row.get(2)),
-        record: row.get(3),
-        received_at: Timestamp::from_micros(row.get(4)),
-    })
+    LogEntry::from_columns(row.get(0), row.get(1), row.get(2), row.get(3), row.get(4))
 }
 
 pub(crate) async fn page(

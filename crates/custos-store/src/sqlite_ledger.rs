@@ -103,7 +103,7 @@ pub(crate) fn append(
 
 /// The log's frontier, from its head's size and the stored hashes that size needs.
 fn read_frontier(conn: &Connection, tenant: &TenantId, log: LogName) -> StoreResult<Frontier> {
-    let size = head_size(conn, tenant, log)?;
+    let size = head(conn, tenant, log)?.size;
     let needed = frontier_nodes(size);
     let found = nodes(conn, tenant, log, &needed)?;
     let hashes: Vec<Hash> = found.into_iter().map(|(_, hash)| hash).collect();
@@ -111,16 +111,6 @@ fn read_frontier(conn: &Connection, tenant: &TenantId, log: LogName) -> StoreRes
         what: "log",
         detail: format!("{} log of {tenant} at size {size}: {e}", log.as_str()),
     })
-}
-
-fn head_size(conn: &Connection, tenant: &TenantId, log: LogName) -> StoreResult<u64> {
-    let size: Option<i64> = conn
-        .prepare_cached("SELECT size FROM ledger_heads WHERE tenant_id = ?1 AND log = ?2")
-        .ctx("preparing the head read")?
-        .query_row(params![tenant.as_str(), log.as_str()], |row| row.get(0))
-        .optional()
-        .ctx("reading the log head")?;
-    size.map_or(Ok(0), ledger::index_from)
 }
 
 pub(crate) fn head(conn: &Connection, tenant: &TenantId, log: LogName) -> StoreResult<LogHead> {
@@ -167,13 +157,7 @@ fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, i64
 
 fn entry(raw: (i64, String, i64, String, i64)) -> StoreResult<LogEntry> {
     let (leaf_index, event_id, ts, record, received_at) = raw;
-    Ok(LogEntry {
-        leaf_index: ledger::index_from(leaf_index)?,
-        event_id,
-        ts: Timestamp::from_micros(ts),
-        record,
-        received_at: Timestamp::from_micros(received_at),
-    })
+    LogEntry::from_columns(leaf_index, event_id, ts, record, received_at)
 }
 
 pub(crate) fn page(
