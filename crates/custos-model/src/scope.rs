@@ -17,17 +17,37 @@ pub enum Permission {
     IngestWrite,
     /// Read records, components and derived state.
     ObsRead,
+    /// Append the platform's events to the tenant's timeline.
+    TimelineWrite,
+    /// Read the timeline, its checkpoints and proofs.
+    TimelineRead,
+    /// Append the platform's records to the tenant's audit log.
+    AuditWrite,
+    /// Read the audit log, its checkpoints and proofs.
+    AuditRead,
     /// Everything, including tenant configuration.
     Admin,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 3] = [Permission::IngestWrite, Permission::ObsRead, Permission::Admin];
+    pub const ALL: [Permission; 7] = [
+        Permission::IngestWrite,
+        Permission::ObsRead,
+        Permission::TimelineWrite,
+        Permission::TimelineRead,
+        Permission::AuditWrite,
+        Permission::AuditRead,
+        Permission::Admin,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Permission::IngestWrite => "ingest:write",
             Permission::ObsRead => "obs:read",
+            Permission::TimelineWrite => "timeline:write",
+            Permission::TimelineRead => "timeline:read",
+            Permission::AuditWrite => "audit:write",
+            Permission::AuditRead => "audit:read",
             Permission::Admin => "admin",
         }
     }
@@ -179,7 +199,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn display_round_trips(perm in 0usize..3, tenant in "(\\*|[a-z0-9][a-z0-9-]{0,20})") {
+        fn display_round_trips(perm in 0usize..Permission::ALL.len(), tenant in "(\\*|[a-z0-9][a-z0-9-]{0,20})") {
             let scope = Scope::new(Permission::ALL[perm], TenantSelector::parse(&tenant).unwrap());
             prop_assert_eq!(scope.to_string().parse::<Scope>().unwrap(), scope);
         }

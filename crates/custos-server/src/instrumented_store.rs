@@ -14,7 +14,7 @@ use custos_model::{Component, FreshnessPolicy, TenantId, Timestamp};
 use custos_store::{
     AppendOutcome, Backend, BucketRow, ConsoleSession, HourTotals, IncidentRecord, IngestSummary, JobEventOutcome,
     JobEventRequest, JobRecord, LastError, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, MaintenanceRecord,
-    NewIncidentUpdate, Page, PutOutcome, RecordQuery, RollupFamily, SchemaDescription, SeriesRow, StatusChange,
+    NewIncidentUpdate, Page, PutOutcome, RecordQuery, RollupFamily, SchemaDescription, SeriesRow, SigningKeyRecord, StatusChange,
     StatusScope, Store, StoreResult, Stored, StoredCheckpoint, StoredFlip, StoredPing, Tenant, TokenRecord,
 };
 use custos_telemetry::Metrics;
@@ -137,4 +137,8 @@ instrument! {
     put_checkpoint(tenant: &TenantId, log: LogName, checkpoint: &StoredCheckpoint) -> StoreResult<()>;
     latest_checkpoint(tenant: &TenantId, log: LogName) -> StoreResult<Option<StoredCheckpoint>>;
     checkpoint_at(tenant: &TenantId, log: LogName, size: u64) -> StoreResult<Option<StoredCheckpoint>>;
+    log_pruned_before(tenant: &TenantId, log: LogName) -> StoreResult<u64>;
+    put_signing_key(key: &SigningKeyRecord) -> StoreResult<()>;
+    signing_keys() -> StoreResult<Vec<SigningKeyRecord>>;
+    retire_signing_keys_except(key_id: &str, at: Timestamp) -> StoreResult<Vec<SigningKeyRecord>>;
 }

@@ -246,6 +246,32 @@ pub struct SigningKeyRecord {
     pub not_after: Option<Timestamp>,
 }
 
+impl SigningKeyRecord {
+    /// From the columns both backends select (`key_id, algorithm, public_key,
+    /// created_at_us, not_before_us, not_after_us`).
+    pub(crate) fn from_columns(
+        key_id: String,
+        algorithm: String,
+        public_key: &[u8],
+        created_at_us: i64,
+        not_before_us: i64,
+        not_after_us: Option<i64>,
+    ) -> StoreResult<Self> {
+        let public_key = public_key.try_into().map_err(|_| StoreError::Corrupt {
+            what: "signing key",
+            detail: format!("key {key_id} has a public key of {} bytes", public_key.len()),
+        })?;
+        Ok(Self {
+            key_id,
+            algorithm,
+            public_key,
+            created_at: Timestamp::from_micros(created_at_us),
+            not_before: Timestamp::from_micros(not_before_us),
+            not_after: not_after_us.map(Timestamp::from_micros),
+        })
+    }
+}
+
 /// Splits a batch into records to append and duplicates, given what the log already
 /// holds under the batch's ids (`stored`: event id → leaf bytes). The same id with other
 /// bytes, in the log or earlier in the batch, fails the whole batch.

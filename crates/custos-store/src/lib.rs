@@ -372,6 +372,17 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn latest_checkpoint(&self, tenant: &TenantId, log: LogName) -> StoreResult<Option<StoredCheckpoint>>;
     /// A checkpoint of exactly `size` leaves, the latest signed if there are several.
     async fn checkpoint_at(&self, tenant: &TenantId, log: LogName, size: u64) -> StoreResult<Option<StoredCheckpoint>>;
+    /// Leaves below this index have had their records removed by retention (0: none).
+    async fn log_pruned_before(&self, tenant: &TenantId, log: LogName) -> StoreResult<u64>;
+
+    /// Publishes a checkpoint signing key's public half (publishing the same key again
+    /// is no error).
+    async fn put_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<()>;
+    /// Every published signing key, oldest first.
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
+    /// Ends every other key's validity at `at`, so `key_id` is the one active key; the
+    /// keys it retired, with their windows closed.
+    async fn retire_signing_keys_except(&self, key_id: &str, at: Timestamp) -> StoreResult<Vec<SigningKeyRecord>>;
 }
 
 /// Routes a record type to its `Store` operations, so code generic over the record

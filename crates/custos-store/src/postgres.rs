@@ -21,7 +21,9 @@ use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
 
 use crate::error::{PostgresContext, StoreError, StoreResult};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
-use crate::ledger::{AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, StoredCheckpoint};
+use crate::ledger::{
+    AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, SigningKeyRecord, StoredCheckpoint,
+};
 use crate::postgres_ledger;
 use crate::rollup::{
     self, BucketRow, HourTotals, LastError, Rollup, RollupFamily, RollupItem, SeriesRow, SeriesValues,
@@ -1657,6 +1659,26 @@ impl Store for PostgresStore {
     async fn checkpoint_at(&self, tenant: &TenantId, log: LogName, size: u64) -> StoreResult<Option<StoredCheckpoint>> {
         let mut tx = self.tenant_tx(tenant).await?;
         postgres_ledger::checkpoint(&mut tx, tenant, log, Some(size)).await
+    }
+
+    async fn log_pruned_before(&self, tenant: &TenantId, log: LogName) -> StoreResult<u64> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        postgres_ledger::pruned_before(&mut tx, tenant, log).await
+    }
+
+    async fn put_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.ctx("connecting")?;
+        postgres_ledger::put_signing_key(&mut conn, key).await
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        let mut conn = self.pool.acquire().await.ctx("connecting")?;
+        postgres_ledger::signing_keys(&mut conn).await
+    }
+
+    async fn retire_signing_keys_except(&self, key_id: &str, at: Timestamp) -> StoreResult<Vec<SigningKeyRecord>> {
+        let mut conn = self.pool.acquire().await.ctx("connecting")?;
+        postgres_ledger::retire_signing_keys_except(&mut conn, key_id, at).await
     }
 }
 

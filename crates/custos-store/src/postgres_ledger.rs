@@ -13,7 +13,8 @@ use sqlx::{PgConnection, Row};
 use crate::Page;
 use crate::error::{PostgresContext, StoreError, StoreResult};
 use crate::ledger::{
-    self, AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, QueryValue, StoredCheckpoint, table,
+    self, AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, QueryValue, SigningKeyRecord, StoredCheckpoint,
+    table,
 };
 
 const ENTRY_COLUMNS: &str = "leaf_index, event_id, ts_us, record, received_at_us";
@@ -305,4 +306,68 @@ pub(crate) async fn checkpoint(
         })
     })
     .transpose()
+}
+
+pub(crate) async fn pruned_before(tx: &mut PgConnection, tenant: &TenantId, log: LogName) -> StoreResult<u64> {
+    let before: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(before_index) FROM ledger_prunes WHERE tenant_id = $1 AND log = $2")
+            .bind(tenant.as_str())
+            .bind(log.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .ctx("reading the log's prunes")?;
+    ledger::index_from(before.unwrap_or(0))
+}
+
+pub(crate) const KEY_COLUMNS: &str = "key_id, algorithm, public_key, created_at_us, not_before_us, not_after_us";
+
+pub(crate) fn key_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<SigningKeyRecord> {
+    SigningKeyRecord::from_columns(
+        row.get(0),
+        row.get(1),
+        row.get::<&[u8], _>(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+    )
+}
+
+pub(crate) async fn put_signing_key(conn: &mut PgConnection, key: &SigningKeyRecord) -> StoreResult<()> {
+    sqlx::query(sql(format!(
+        "INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
+    )))
+    .bind(&key.key_id)
+    .bind(&key.algorithm)
+    .bind(&key.public_key[..])
+    .bind(key.created_at.as_micros())
+    .bind(key.not_before.as_micros())
+    .bind(key.not_after.map(Timestamp::as_micros))
+    .execute(&mut *conn)
+    .await
+    .ctx("publishing a signing key")?;
+    Ok(())
+}
+
+pub(crate) async fn signing_keys(conn: &mut PgConnection) -> StoreResult<Vec<SigningKeyRecord>> {
+    let rows = sqlx::query(sql(format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY not_before_us, key_id")))
+        .fetch_all(&mut *conn)
+        .await
+        .ctx("listing signing keys")?;
+    rows.iter().map(key_from_row).collect()
+}
+
+pub(crate) async fn retire_signing_keys_except(
+    conn: &mut PgConnection,
+    key_id: &str,
+    at: Timestamp,
+) -> StoreResult<Vec<SigningKeyRecord>> {
+    let rows = sqlx::query(sql(format!(
+        "UPDATE signing_keys SET not_after_us = $2 WHERE key_id <> $1 AND not_after_us IS NULL RETURNING {KEY_COLUMNS}"
+    )))
+    .bind(key_id)
+    .bind(at.as_micros())
+    .fetch_all(&mut *conn)
+    .await
+    .ctx("retiring signing keys")?;
+    rows.iter().map(key_from_row).collect()
 }

@@ -24,7 +24,9 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, TransactionBehav
 
 use crate::error::{SqliteContext, StoreError, StoreResult};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
-use crate::ledger::{AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, StoredCheckpoint};
+use crate::ledger::{
+    AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, SigningKeyRecord, StoredCheckpoint,
+};
 use crate::rollup::{self, BucketRow, HourTotals, LastError, Rollup, RollupFamily, RollupItem, SeriesRow};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
 use crate::sqlite_ledger;
@@ -1624,5 +1626,24 @@ impl Store for SqliteStore {
     async fn checkpoint_at(&self, tenant: &TenantId, log: LogName, size: u64) -> StoreResult<Option<StoredCheckpoint>> {
         let tenant = tenant.clone();
         self.read(move |conn| sqlite_ledger::checkpoint(conn, &tenant, log, Some(size))).await
+    }
+
+    async fn log_pruned_before(&self, tenant: &TenantId, log: LogName) -> StoreResult<u64> {
+        let tenant = tenant.clone();
+        self.read(move |conn| sqlite_ledger::pruned_before(conn, &tenant, log)).await
+    }
+
+    async fn put_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<()> {
+        let key = key.clone();
+        self.write(move |conn| sqlite_ledger::put_signing_key(conn, &key)).await
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        self.read(sqlite_ledger::signing_keys).await
+    }
+
+    async fn retire_signing_keys_except(&self, key_id: &str, at: Timestamp) -> StoreResult<Vec<SigningKeyRecord>> {
+        let key_id = key_id.to_owned();
+        self.write(move |conn| sqlite_ledger::retire_signing_keys_except(conn, &key_id, at)).await
     }
 }

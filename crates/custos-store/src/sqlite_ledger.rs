@@ -12,7 +12,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, param
 use crate::Page;
 use crate::error::{SqliteContext, StoreResult};
 use crate::ledger::{
-    self, AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, QueryValue, StoredCheckpoint, table,
+    self, AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, QueryValue, SigningKeyRecord, StoredCheckpoint,
+    table,
 };
 
 const ENTRY_COLUMNS: &str = "leaf_index, event_id, ts_us, record, received_at_us";
@@ -287,4 +288,72 @@ pub(crate) fn checkpoint(
         })
     })
     .transpose()
+}
+
+pub(crate) fn pruned_before(conn: &Connection, tenant: &TenantId, log: LogName) -> StoreResult<u64> {
+    let before: Option<i64> = conn
+        .prepare_cached("SELECT MAX(before_index) FROM ledger_prunes WHERE tenant_id = ?1 AND log = ?2")
+        .ctx("preparing the prune read")?
+        .query_row(params![tenant.as_str(), log.as_str()], |row| row.get(0))
+        .ctx("reading the log's prunes")?;
+    ledger::index_from(before.unwrap_or(0))
+}
+
+const KEY_COLUMNS: &str = "key_id, algorithm, public_key, created_at_us, not_before_us, not_after_us";
+
+type KeyRow = (String, String, Vec<u8>, i64, i64, Option<i64>);
+
+fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
+}
+
+fn key(raw: KeyRow) -> StoreResult<SigningKeyRecord> {
+    let (key_id, algorithm, public_key, created_at, not_before, not_after) = raw;
+    SigningKeyRecord::from_columns(key_id, algorithm, &public_key, created_at, not_before, not_after)
+}
+
+pub(crate) fn put_signing_key(conn: &Connection, key: &SigningKeyRecord) -> StoreResult<()> {
+    conn.execute(
+        &format!("INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"),
+        params![
+            key.key_id,
+            key.algorithm,
+            &key.public_key[..],
+            key.created_at.as_micros(),
+            key.not_before.as_micros(),
+            key.not_after.map(Timestamp::as_micros)
+        ],
+    )
+    .ctx("publishing a signing key")?;
+    Ok(())
+}
+
+pub(crate) fn signing_keys(conn: &Connection) -> StoreResult<Vec<SigningKeyRecord>> {
+    let raw = conn
+        .prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY not_before_us, key_id"))
+        .ctx("preparing the key list")?
+        .query_map([], key_from_row)
+        .ctx("listing signing keys")?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .ctx("listing signing keys")?;
+    raw.into_iter().map(key).collect()
+}
+
+pub(crate) fn retire_signing_keys_except(
+    conn: &mut Connection,
+    key_id: &str,
+    at: Timestamp,
+) -> StoreResult<Vec<SigningKeyRecord>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning a key rotation")?;
+    let raw = tx
+        .prepare_cached(&format!(
+            "UPDATE signing_keys SET not_after_us = ?2 WHERE key_id <> ?1 AND not_after_us IS NULL RETURNING {KEY_COLUMNS}"
+        ))
+        .ctx("preparing the key retirement")?
+        .query_map(params![key_id, at.as_micros()], key_from_row)
+        .ctx("retiring signing keys")?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .ctx("retiring signing keys")?;
+    tx.commit().ctx("committing a key rotation")?;
+    raw.into_iter().map(key).collect()
 }

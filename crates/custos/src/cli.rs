@@ -187,7 +187,8 @@ pub enum TokensCommand {
         /// Tenant the scopes are bound to, or '*' for every tenant.
         #[arg(long)]
         tenant: Option<String>,
-        /// A scope: ingest:write, obs:read or admin (bound to --tenant), or the full
+        /// A scope: ingest:write, obs:read, timeline:write, timeline:read, audit:write,
+        /// audit:read or admin (bound to --tenant), or the full
         /// form obs:read#tenant/acme. Repeat for several.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use custos_ledger::merkle::{self, MemoryLog, leaf_hash};
 use custos_model::ledger::{LogName, TimelineEvent};
 use custos_model::{TenantId, Timestamp};
-use custos_store::{LogAppend, LogQuery, Store, StoreError, StoredCheckpoint, Tenant};
+use custos_store::{LogAppend, LogQuery, SigningKeyRecord, Store, StoreError, StoredCheckpoint, Tenant};
 
 use crate::support::{postgres, sqlite};
 
@@ -32,6 +32,7 @@ both_backends!(
     checkpoints_are_kept,
     tenants_have_separate_logs,
     concurrent_appends_keep_one_sequence,
+    signing_keys_are_published_and_retired,
 );
 
 fn t0() -> Timestamp {
@@ -233,4 +234,33 @@ async fn concurrent_appends_keep_one_sequence(store: Arc<dyn Store>) {
         log.push(leaf.leaf_hash);
     }
     assert_eq!(log.root(160).unwrap(), head.root, "the stored tree is the tree of the stored records");
+}
+
+async fn signing_keys_are_published_and_retired(store: Arc<dyn Store>) {
+    let key = |id: &str, byte: u8, at: Timestamp| SigningKeyRecord {
+        key_id: id.into(),
+        algorithm: "ed25519".into(),
+        public_key: [byte; 32],
+        created_at: at,
+        not_before: at,
+        not_after: None,
+    };
+    assert!(store.signing_keys().await.unwrap().is_empty());
+    let first = key("ed25519:aaaa", 1, t0());
+    store.put_signing_key(&first).await.unwrap();
+    store.put_signing_key(&first).await.unwrap();
+    assert_eq!(store.signing_keys().await.unwrap(), vec![first.clone()]);
+
+    let later = t0().saturating_add_micros(60_000_000);
+    let second = key("ed25519:bbbb", 2, later);
+    store.put_signing_key(&second).await.unwrap();
+    let retired = store.retire_signing_keys_except("ed25519:bbbb", later).await.unwrap();
+    assert_eq!(retired, vec![SigningKeyRecord { not_after: Some(later), ..first.clone() }]);
+    // Retiring again changes nothing: the window, once closed, stays as it was.
+    assert!(store.retire_signing_keys_except("ed25519:bbbb", later.saturating_add_micros(1)).await.unwrap().is_empty());
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys, vec![SigningKeyRecord { not_after: Some(later), ..first }, second]);
+
+    let tenant = setup(&*store, "keys").await;
+    assert_eq!(store.log_pruned_before(&tenant, LogName::Timeline).await.unwrap(), 0);
 }
