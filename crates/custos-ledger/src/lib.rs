@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
 
+pub mod export;
 pub mod merkle;
 pub mod note;

@@ -193,6 +193,55 @@ impl Frontier {
     }
 }
 
+/// The root of a log built one leaf at a time, without storing anything but the
+/// right edge: what a verifier needs to recompute a root from an export. Unlike
+/// [`Frontier`], it reports no completed subtrees and allocates nothing per leaf.
+#[derive(Debug, Clone)]
+pub struct RootBuilder {
+    size: u64,
+    /// The complete subtrees of the right edge, largest first; `stack[..depth]` is live.
+    stack: [Hash; 64],
+    depth: usize,
+}
+
+impl Default for RootBuilder {
+    fn default() -> Self {
+        Self { size: 0, stack: [[0; 32]; 64], depth: 0 }
+    }
+}
+
+impl RootBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends a leaf by its hash.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut hash = leaf;
+        // Each trailing one of the index is a complete left sibling to merge with.
+        for _ in 0..self.size.trailing_ones() {
+            self.depth -= 1;
+            hash = node_hash(&self.stack[self.depth], &hash);
+        }
+        self.stack[self.depth] = hash;
+        self.depth += 1;
+        self.size += 1;
+    }
+
+    /// The root hash of the leaves pushed so far.
+    pub fn root(&self) -> Hash {
+        let mut live = self.stack[..self.depth].iter().rev();
+        let Some(&first) = live.next() else {
+            return empty_root();
+        };
+        live.fold(first, |folded, left| node_hash(left, &folded))
+    }
+}
+
 /// The complete subtrees that make up leaves `start..end`, left to right. For the
 /// ranges the RFC's trees and proofs name (`start` a multiple of a power of two no
 /// smaller than `end - start`), their hashes fold from the right into the range's hash.

@@ -283,6 +283,13 @@ proptest! {
                 prop_assert_eq!(verify_inclusion(index as u64, size as u64, &leaves[index], &proof, &root), Ok(()));
             }
         }
+        let mut builder = RootBuilder::new();
+        prop_assert_eq!(builder.root(), empty_root());
+        for (i, leaf) in leaves.iter().enumerate() {
+            builder.push(*leaf);
+            prop_assert_eq!(builder.size(), i as u64 + 1);
+            prop_assert_eq!(builder.root(), reference_root(&leaves[..=i]));
+        }
         let new = leaves.len();
         let new_root = log.root(new as u64).unwrap();
         for old in 1..new {

@@ -1,0 +1,322 @@
+//! A log export and its offline verification.
+//!
+//! An export is every leaf of a log up to a signed checkpoint, in a text format a few
+//! lines of any language can read (`docs/forensics/verification.md` specifies it):
+//!
+//! ```text
+//! {"format":"custos-log-export/v1","origin":"…","size":3,"pruned_before":0,"checkpoint":"<signed note>"}
+//! 0<TAB><base64 stored leaf hash><TAB><the record's canonical JSON>
+//! 1<TAB><base64 stored leaf hash><TAB><the record's canonical JSON>
+//! 2<TAB><base64 stored leaf hash><TAB>
+//! ```
+//!
+//! The first line is a JSON header; then one line per leaf, in leaf order: its index,
+//! the leaf hash the log stored, and the record's exact bytes (empty when retention
+//! removed the record). Canonical JSON never holds a raw tab or newline, so the record
+//! needs no escaping and its bytes are exactly the leaf's.
+//!
+//! [`Verifier`] checks an export against the checkpoint's signature and a pinned key,
+//! recomputes every leaf hash and the root, checks consistency with an earlier
+//! checkpoint, and on failure names the first leaf that does not match.
+
+use std::io::BufRead;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::merkle::{Hash, RootBuilder, leaf_hash};
+use crate::note::{Checkpoint, NoteError, NoteVerifier};
+
+/// The `format` of an export's header.
+pub const EXPORT_FORMAT: &str = "custos-log-export/v1";
+
+/// The first line of an export.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportHeader {
+    /// Always [`EXPORT_FORMAT`].
+    pub format: String,
+    /// The log's origin: `<deployment>/tenants/<tenant>/<log>`.
+    pub origin: String,
+    /// Leaves that follow: the checkpoint's size.
+    pub size: u64,
+    /// Leaves below this index had their records removed by retention (their hashes
+    /// remain); a missing record at or above it is a missing record.
+    pub pruned_before: u64,
+    /// The signed checkpoint (a C2SP signed note) the export is taken at.
+    pub checkpoint: String,
+}
+
+impl ExportHeader {
+    /// The header line, with its newline.
+    pub fn to_line(&self) -> String {
+        let mut line = serde_json::to_string(self).expect("a header serializes");
+        line.push('\n');
+        line
+    }
+}
+
+/// One leaf line, with its newline: `index TAB base64(leaf hash) TAB record`.
+pub fn leaf_line(index: u64, leaf: &Hash, record: Option<&str>, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let _ = write!(out, "{index}\t{}\t", STANDARD.encode(leaf));
+    if let Some(record) = record {
+        out.extend_from_slice(record.as_bytes());
+    }
+    out.push(b'\n');
+}
+
+/// Why an export does not verify. Each names what an auditor looks at next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("reading the export: {0}")]
+    Read(String),
+    #[error("line {line}: {message}")]
+    Malformed { line: u64, message: String },
+    #[error("the export's checkpoint does not verify: {0}")]
+    Checkpoint(NoteError),
+    #[error("the export is of log {found:?}, but no pinned key is named for it (pinned: {pinned})")]
+    NoKeyForOrigin { found: String, pinned: String },
+    #[error("the export's header says size {header} but its checkpoint says {checkpoint}")]
+    SizeMismatch { header: u64, checkpoint: u64 },
+    #[error(
+        "leaf {index}: the record does not match its leaf hash, which the signed checkpoint authenticates; \
+         the record was altered or replaced (event {event_id})"
+    )]
+    RecordAltered { index: u64, event_id: String },
+    #[error("leaf {index}: the record is missing, and no retention tombstone covers it")]
+    RecordMissing { index: u64 },
+    #[error("leaf {index} is missing from the log: it holds {found} of the checkpoint's {size} leaves")]
+    Truncated { index: u64, found: u64, size: u64 },
+    #[error("line {line}: expected leaf {expected}, found leaf {found}: leaves are missing or out of order")]
+    OutOfOrder { line: u64, expected: u64, found: u64 },
+    #[error(
+        "leaf {index}: the stored leaf hash was altered (the records reproduce the signed root; the stored hashes do not)"
+    )]
+    StoredHashAltered { index: u64 },
+    #[error(
+        "the log does not reproduce the signed root: first differing leaf {first_difference:?}; the stored hashes \
+         were rewritten along with the records"
+    )]
+    RootMismatch { first_difference: Option<u64> },
+    #[error("the earlier checkpoint does not verify: {0}")]
+    EarlierCheckpoint(NoteError),
+    #[error("the earlier checkpoint is of log {found:?}, not {expected:?}")]
+    EarlierOrigin { expected: String, found: String },
+    #[error(
+        "the log shrank: the earlier checkpoint has {earlier} leaves, this one {now}; records were removed from the end"
+    )]
+    Shrank { earlier: u64, now: u64 },
+    #[error(
+        "the log's first {size} leaves no longer hash to the earlier checkpoint's root: history before leaf {size} \
+         was rewritten"
+    )]
+    Inconsistent { size: u64 },
+}
+
+/// What a successful verification established.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VerifyReport {
+    pub origin: String,
+    /// Leaves verified: the checkpoint's size.
+    pub size: u64,
+    /// The checkpoint's root hash, base64.
+    pub root: String,
+    /// Records present and matching their leaf hashes.
+    pub records: u64,
+    /// Leaves whose records retention removed (their hashes still verify).
+    pub pruned: u64,
+    /// Key ids (8 hex digits) of the pinned keys whose signatures verified.
+    pub signed_by: Vec<String>,
+    /// The earlier checkpoint's size, when consistency with one was checked.
+    pub consistent_with: Option<u64>,
+    /// Bytes of leaf lines read.
+    pub bytes: u64,
+}
+
+/// Verifies exports against pinned keys (signed-note verifier keys, whose names are
+/// the origins they sign for) and, optionally, an earlier checkpoint.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    keys: Vec<NoteVerifier>,
+    earlier: Option<Vec<u8>>,
+}
+
+impl Verifier {
+    pub fn new(keys: Vec<NoteVerifier>) -> Self {
+        Self { keys, earlier: None }
+    }
+
+    /// Also checks that the export extends this earlier signed checkpoint.
+    pub fn with_earlier(mut self, note: Vec<u8>) -> Self {
+        self.earlier = Some(note);
+        self
+    }
+
+    /// Reads and verifies a whole export.
+    pub fn verify(&self, mut input: impl BufRead) -> Result<VerifyReport, VerifyError> {
+        let mut line = Vec::with_capacity(1024);
+        let read = |input: &mut dyn BufRead, line: &mut Vec<u8>| {
+            line.clear();
+            input.read_until(b'\n', line).map_err(|e| VerifyError::Read(e.to_string()))
+        };
+        if read(&mut input, &mut line)? == 0 {
+            return Err(VerifyError::Malformed { line: 1, message: "the export is empty".into() });
+        }
+        let header: ExportHeader = serde_json::from_slice(&line)
+            .map_err(|e| VerifyError::Malformed { line: 1, message: format!("the header: {e}") })?;
+        if header.format != EXPORT_FORMAT {
+            return Err(VerifyError::Malformed {
+                line: 1,
+                message: format!("format {:?} is not {EXPORT_FORMAT:?}", header.format),
+            });
+        }
+        if !self.keys.iter().any(|k| k.name() == header.origin) {
+            let pinned: Vec<&str> = self.keys.iter().map(NoteVerifier::name).collect();
+            return Err(VerifyError::NoKeyForOrigin { found: header.origin, pinned: pinned.join(", ") });
+        }
+        let (checkpoint, verified) = Checkpoint::open(header.checkpoint.as_bytes(), &header.origin, &self.keys)
+            .map_err(VerifyError::Checkpoint)?;
+        if checkpoint.size != header.size {
+            return Err(VerifyError::SizeMismatch { header: header.size, checkpoint: checkpoint.size });
+        }
+        let earlier = match &self.earlier {
+            None => None,
+            Some(note) => {
+                let (earlier, _) =
+                    Checkpoint::open(note, &header.origin, &self.keys).map_err(|e| match e {
+                        NoteError::WrongOrigin { expected, found } => VerifyError::EarlierOrigin { expected, found },
+                        other => VerifyError::EarlierCheckpoint(other),
+                    })?;
+                if earlier.size > checkpoint.size {
+                    return Err(VerifyError::Shrank { earlier: earlier.size, now: checkpoint.size });
+                }
+                Some(earlier)
+            }
+        };
+
+        let mut stored = RootBuilder::new();
+        // The tree of recomputed hashes, once it departs from the stored one.
+        let mut recomputed: Option<RootBuilder> = None;
+        let mut first_altered: Option<(u64, String)> = None;
+        let mut first_missing: Option<u64> = None;
+        let mut earlier_roots: Option<(Hash, Hash)> = None;
+        let (mut records, mut pruned, mut bytes) = (0u64, 0u64, 0u64);
+        for index in 0..header.size {
+            if let Some(earlier) = &earlier
+                && earlier.size == index
+            {
+                earlier_roots = Some((stored.root(), recomputed.as_ref().map_or_else(|| stored.root(), RootBuilder::root)));
+            }
+            let line_number = index + 2;
+            if read(&mut input, &mut line)? == 0 {
+                return Err(VerifyError::Truncated { index, found: index, size: header.size });
+            }
+            bytes += line.len() as u64;
+            let (found, stored_hash, record) = parse_leaf_line(&line, line_number)?;
+            if found != index {
+                return Err(VerifyError::OutOfOrder { line: line_number, expected: index, found });
+            }
+            let computed = if record.is_empty() {
+                if index < header.pruned_before {
+                    pruned += 1;
+                } else {
+                    first_missing.get_or_insert(index);
+                }
+                stored_hash
+            } else {
+                records += 1;
+                let computed = leaf_hash(record);
+                if computed != stored_hash && first_altered.is_none() {
+                    first_altered = Some((index, event_id_of(record)));
+                    recomputed.get_or_insert_with(|| stored.clone());
+                }
+                computed
+            };
+            stored.push(stored_hash);
+            if let Some(tree) = &mut recomputed {
+                tree.push(computed);
+            }
+        }
+        if read(&mut input, &mut line)? != 0 {
+            return Err(VerifyError::Malformed {
+                line: header.size + 2,
+                message: format!("the export holds more than the checkpoint's {} leaves", header.size),
+            });
+        }
+        if let Some(earlier) = &earlier
+            && earlier.size == header.size
+        {
+            earlier_roots = Some((stored.root(), recomputed.as_ref().map_or_else(|| stored.root(), RootBuilder::root)));
+        }
+
+        let stored_root = stored.root();
+        if stored_root == checkpoint.root {
+            // The stored hashes hash to the signed root, so each is authentic: a record
+            // that does not match its own is the one that changed.
+            if let Some((index, event_id)) = first_altered {
+                return Err(VerifyError::RecordAltered { index, event_id });
+            }
+            if let Some(index) = first_missing {
+                return Err(VerifyError::RecordMissing { index });
+            }
+        } else {
+            let recomputed_root = recomputed.as_ref().map(RootBuilder::root);
+            return Err(match (first_altered, recomputed_root) {
+                (Some((index, _)), Some(root)) if root == checkpoint.root => VerifyError::StoredHashAltered { index },
+                (first, _) => VerifyError::RootMismatch { first_difference: first.map(|(i, _)| i) },
+            });
+        }
+        if let (Some(earlier), Some((stored_at, _))) = (&earlier, earlier_roots)
+            && stored_at != earlier.root
+        {
+            return Err(VerifyError::Inconsistent { size: earlier.size });
+        }
+        Ok(VerifyReport {
+            origin: header.origin,
+            size: header.size,
+            root: STANDARD.encode(checkpoint.root),
+            records,
+            pruned,
+            signed_by: verified.signed_by.iter().map(|(_, id)| format!("{id:08x}")).collect(),
+            consistent_with: earlier.map(|e| e.size),
+            bytes,
+        })
+    }
+}
+
+/// Splits a leaf line into its index, stored hash and record bytes.
+fn parse_leaf_line(line: &[u8], line_number: u64) -> Result<(u64, Hash, &[u8]), VerifyError> {
+    let malformed = |message: &str| VerifyError::Malformed { line: line_number, message: message.to_owned() };
+    let line = line.strip_suffix(b"\n").ok_or_else(|| malformed("the line does not end with a newline"))?;
+    let mut fields = line.splitn(3, |&b| b == b'\t');
+    let index = fields.next().unwrap_or_default();
+    let hash = fields.next().ok_or_else(|| malformed("expected index TAB leaf-hash TAB record"))?;
+    let record = fields.next().ok_or_else(|| malformed("expected index TAB leaf-hash TAB record"))?;
+    if index.is_empty() || !index.iter().all(u8::is_ascii_digit) || (index.len() > 1 && index[0] == b'0') {
+        return Err(malformed("the leaf index must be a decimal number without leading zeros"));
+    }
+    let index = std::str::from_utf8(index)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| malformed("the leaf index is out of range"))?;
+    let mut decoded = [0u8; 33];
+    let hash = match STANDARD.decode_slice(hash, &mut decoded) {
+        Ok(32) => decoded[..32].try_into().expect("32 bytes"),
+        _ => return Err(malformed("the leaf hash must be 32 bytes in standard base64")),
+    };
+    Ok((index, hash, record))
+}
+
+/// The record's `event_id`, to name it in an error (best effort: the record may be the
+/// altered part).
+fn event_id_of(record: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        event_id: Option<String>,
+    }
+    serde_json::from_slice::<Id>(record).ok().and_then(|id| id.event_id).unwrap_or_else(|| "unreadable".into())
+}
+
+#[cfg(test)]
+mod tests;
