@@ -183,11 +183,10 @@ impl Verifier {
         let earlier = match &self.earlier {
             None => None,
             Some(note) => {
-                let (earlier, _) =
-                    Checkpoint::open(note, &header.origin, &self.keys).map_err(|e| match e {
-                        NoteError::WrongOrigin { expected, found } => VerifyError::EarlierOrigin { expected, found },
-                        other => VerifyError::EarlierCheckpoint(other),
-                    })?;
+                let (earlier, _) = Checkpoint::open(note, &header.origin, &self.keys).map_err(|e| match e {
+                    NoteError::WrongOrigin { expected, found } => VerifyError::EarlierOrigin { expected, found },
+                    other => VerifyError::EarlierCheckpoint(other),
+                })?;
                 if earlier.size > checkpoint.size {
                     return Err(VerifyError::Shrank { earlier: earlier.size, now: checkpoint.size });
                 }
@@ -206,7 +205,8 @@ impl Verifier {
             if let Some(earlier) = &earlier
                 && earlier.size == index
             {
-                earlier_roots = Some((stored.root(), recomputed.as_ref().map_or_else(|| stored.root(), RootBuilder::root)));
+                earlier_roots =
+                    Some((stored.root(), recomputed.as_ref().map_or_else(|| stored.root(), RootBuilder::root)));
             }
             let line_number = index + 2;
             if read(&mut input, &mut line)? == 0 {

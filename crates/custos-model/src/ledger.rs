@@ -30,6 +30,8 @@ pub const MAX_ACTOR_CHARS: usize = 256;
 pub const MAX_RESOURCE_ID_CHARS: usize = 256;
 /// The namespace of kinds and actions custos writes itself.
 pub const CUSTOS_NAMESPACE: &str = "custos.";
+/// Event ids that would read as the log's own routes (`GET …/timeline/checkpoint`).
+pub const RESERVED_EVENT_IDS: &[&str] = &["checkpoint", "export", "proof"];
 
 /// Which of a tenant's logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -300,6 +302,12 @@ fn check_common(
     by_custos: bool,
 ) -> Result<(), FieldError> {
     check::identifier("event_id", event_id, MAX_ID_LEN)?;
+    if RESERVED_EVENT_IDS.contains(&event_id) {
+        return Err(FieldError::new(
+            "event_id",
+            format!("{event_id:?} is reserved (it names a route under the log: {})", RESERVED_EVENT_IDS.join(", ")),
+        ));
+    }
     check_kind(kind, by_custos)?;
     if let Some(actor) = actor {
         check::text("actor", actor, MAX_ACTOR_CHARS)?;

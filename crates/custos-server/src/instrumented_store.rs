@@ -14,8 +14,9 @@ use custos_model::{Component, FreshnessPolicy, TenantId, Timestamp};
 use custos_store::{
     AppendOutcome, Backend, BucketRow, ConsoleSession, HourTotals, IncidentRecord, IngestSummary, JobEventOutcome,
     JobEventRequest, JobRecord, LastError, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, MaintenanceRecord,
-    NewIncidentUpdate, Page, PutOutcome, RecordQuery, RollupFamily, SchemaDescription, SeriesRow, SigningKeyRecord, StatusChange,
-    StatusScope, Store, StoreResult, Stored, StoredCheckpoint, StoredFlip, StoredPing, Tenant, TokenRecord,
+    NewIncidentUpdate, Page, PutOutcome, RecordQuery, RollupFamily, SchemaDescription, SeriesRow, SigningKeyRecord,
+    StatusChange, StatusScope, Store, StoreResult, Stored, StoredCheckpoint, StoredFlip, StoredPing, Tenant,
+    TokenRecord,
 };
 use custos_telemetry::Metrics;
 use tracing::Instrument;

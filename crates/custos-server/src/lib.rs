@@ -7,6 +7,8 @@ pub mod error;
 pub mod health;
 mod instrumented_store;
 pub mod jobs;
+pub mod keys;
+pub mod ledger;
 mod observe;
 mod openapi;
 mod pages;
@@ -60,6 +62,14 @@ pub struct ServerConfig {
     pub status_require_token: bool,
     /// What this deployment has turned on, shown on the status page (`otlp_export`).
     pub features: std::collections::BTreeMap<String, bool>,
+    /// Names this deployment in every log's origin (`<deployment>/tenants/<t>/<log>`);
+    /// it must never change once checkpoints exist.
+    pub deployment: String,
+    /// The checkpoint signing key's file; without one, checkpoints and proofs answer 503.
+    pub signing_key_file: Option<std::path::PathBuf>,
+    /// A template of links to the trace backend: `{trace_id}` is replaced
+    /// (`http://jaeger:16686/trace/{trace_id}`).
+    pub trace_url_template: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -78,9 +88,15 @@ impl Default for ServerConfig {
             status_title: "custos status".into(),
             status_require_token: false,
             features: std::collections::BTreeMap::new(),
+            deployment: DEFAULT_DEPLOYMENT.into(),
+            signing_key_file: None,
+            trace_url_template: None,
         }
     }
 }
+
+/// The deployment name when none is configured.
+pub const DEFAULT_DEPLOYMENT: &str = "custos.local";
 
 /// The git commit this binary was built from (`unknown` outside a checkout).
 pub const BUILD_COMMIT: &str = env!("CUSTOS_BUILD_COMMIT");
@@ -124,12 +140,15 @@ pub struct Shared {
     pub(crate) object_probe: health::ProbeSlot,
     /// What this process answered, per surface, for the status evaluator.
     pub(crate) requests: status::RequestTally,
+    /// The tenant logs' origins and signing key.
+    pub ledger: ledger::Ledger,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
         let metrics = Arc::new(Metrics::new(&config.metrics_namespace, &config.version, &config.commit));
         store.set_metric_series_cap(config.metrics_series_cap);
+        let ledger = ledger::Ledger::new(config.deployment.clone(), config.signing_key_file.clone());
         let store = instrumented_store::InstrumentedStore::wrap(store, metrics.clone());
         Self(Arc::new(Shared {
             store,
@@ -144,6 +163,7 @@ impl AppState {
             objects: None,
             object_probe: health::ProbeSlot::default(),
             requests: status::RequestTally::default(),
+            ledger,
         }))
     }
 

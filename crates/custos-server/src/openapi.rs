@@ -9,14 +9,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::routes::{components, incidents, jobs, maintenance, platform, records::endpoints, status_page};
+use crate::routes::{components, incidents, jobs, logs, maintenance, platform, records::endpoints, status_page};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "custos",
         description = "Observability and forensics for security platforms. Tenant routes take \
-            `Authorization: Bearer <token>`; each names the scope it needs (`ingest:write`, `obs:read`, `admin`), \
+            `Authorization: Bearer <token>`; each names the scope it needs (`ingest:write`, `obs:read`, `timeline:write`, `timeline:read`, `audit:write`, `audit:read`, `admin`), \
             bound to the tenant (`obs:read#tenant/acme`) or to all tenants (`#tenant/*`). Errors are \
             `{\"error\": {\"code\", \"message\", \"request_id\", \"field\"?, \"line\"?}}`.",
         license(name = "Apache-2.0")
@@ -28,6 +28,8 @@ use crate::routes::{components, incidents, jobs, maintenance, platform, records:
         (name = "connector syncs", description = "Connector syncs with their providers"),
         (name = "queue snapshots", description = "Queue depth and age over time"),
         (name = "deliveries", description = "Delivery attempts to SIEM and workflow destinations"),
+        (name = "timeline", description = "The tenant timeline: a tamper-evident log of every state transition"),
+        (name = "audit log", description = "The tenant audit log: a write-only, tamper-evident log of security-relevant actions"),
         (name = "jobs", description = "Scheduled jobs: pings, status, next expected run, history"),
         (name = "status", description = "The status page, its badge, incidents and maintenance windows"),
         (name = "platform", description = "Health and API description"),
@@ -111,6 +113,21 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(endpoints::post_deliveries, endpoints::list_deliveries))
         .routes(routes!(endpoints::post_snapshots, endpoints::list_component_snapshots))
         .routes(routes!(endpoints::list_snapshots))
+        .routes(routes!(logs::post_timeline_events))
+        .routes(routes!(logs::list_timeline))
+        .routes(routes!(logs::get_timeline_event))
+        .routes(routes!(logs::get_timeline_checkpoint, logs::sign_timeline_checkpoint))
+        .routes(routes!(logs::timeline_consistency))
+        .routes(routes!(logs::timeline_inclusion))
+        .routes(routes!(logs::export_timeline))
+        .routes(routes!(logs::post_audit_events))
+        .routes(routes!(logs::list_audit))
+        .routes(routes!(logs::get_audit_record))
+        .routes(routes!(logs::get_audit_checkpoint, logs::sign_audit_checkpoint))
+        .routes(routes!(logs::audit_consistency))
+        .routes(routes!(logs::audit_inclusion))
+        .routes(routes!(logs::export_audit))
+        .routes(routes!(logs::list_keys))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::ping_start))

@@ -13,8 +13,8 @@ use sqlx::{PgConnection, Row};
 use crate::Page;
 use crate::error::{PostgresContext, StoreError, StoreResult};
 use crate::ledger::{
-    self, AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, QueryValue, SigningKeyRecord, StoredCheckpoint,
-    table,
+    self, AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, QueryValue, SigningKeyRecord,
+    StoredCheckpoint, table,
 };
 
 const ENTRY_COLUMNS: &str = "leaf_index, event_id, ts_us, record, received_at_us";
@@ -322,14 +322,7 @@ pub(crate) async fn pruned_before(tx: &mut PgConnection, tenant: &TenantId, log:
 pub(crate) const KEY_COLUMNS: &str = "key_id, algorithm, public_key, created_at_us, not_before_us, not_after_us";
 
 pub(crate) fn key_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<SigningKeyRecord> {
-    SigningKeyRecord::from_columns(
-        row.get(0),
-        row.get(1),
-        row.get::<&[u8], _>(2),
-        row.get(3),
-        row.get(4),
-        row.get(5),
-    )
+    SigningKeyRecord::from_columns(row.get(0), row.get(1), row.get::<&[u8], _>(2), row.get(3), row.get(4), row.get(5))
 }
 
 pub(crate) async fn put_signing_key(conn: &mut PgConnection, key: &SigningKeyRecord) -> StoreResult<()> {

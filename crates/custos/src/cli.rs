@@ -44,6 +44,31 @@ pub struct GlobalArgs {
     /// Deployment name, written as `env` on every log line.
     #[arg(long, env = "CUSTOS_ENV", default_value = "dev", global = true)]
     pub env: String,
+    /// Names this deployment in every tenant log's origin
+    /// (`<deployment>/tenants/<tenant>/timeline`), which signed checkpoints and verifier
+    /// keys carry: pick it once (a host name suits) and never change it.
+    #[arg(long, env = "CUSTOS_DEPLOYMENT", default_value = custos_server::DEFAULT_DEPLOYMENT,
+          value_parser = parse_deployment, global = true)]
+    pub deployment: String,
+    /// The checkpoint signing key's file (created 0600 on first `serve` when missing);
+    /// <data-dir>/keys/checkpoint-signing.key when unset. Every replica needs the same file.
+    #[arg(long, env = "CUSTOS_SIGNING_KEY_FILE", global = true)]
+    pub signing_key_file: Option<PathBuf>,
+}
+
+impl GlobalArgs {
+    /// The signing key's file: the flag's, or the default under the data directory.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.signing_key_file.clone().unwrap_or_else(|| self.data_dir.join("keys").join("checkpoint-signing.key"))
+    }
+}
+
+fn parse_deployment(value: &str) -> Result<String, String> {
+    if custos_ledger::note::is_valid_name(value) && !value.contains("/tenants/") {
+        Ok(value.to_owned())
+    } else {
+        Err("a deployment name is printable, without spaces or '+' (custos.example.com)".into())
+    }
 }
 
 fn parse_secret(value: &str) -> Result<SecretString, String> {
@@ -128,6 +153,24 @@ pub struct ServeArgs {
     /// The status page's title.
     #[arg(long, env = "CUSTOS_STATUS_TITLE", default_value = "custos status")]
     pub status_title: String,
+    /// How often every tenant log that grew is checkpointed (signed). Proofs for newer
+    /// records get a checkpoint signed on demand.
+    #[arg(long, env = "CUSTOS_CHECKPOINT_PERIOD", default_value = "1m", value_parser = parse_monitor_period)]
+    pub checkpoint_period: std::time::Duration,
+    /// Link template to the trace backend; `{trace_id}` is replaced
+    /// (`http://jaeger:16686/trace/{trace_id}`, `https://grafana/explore?…{trace_id}…`).
+    #[arg(long, env = "CUSTOS_TRACE_URL_TEMPLATE", value_parser = parse_trace_template)]
+    pub trace_url_template: Option<String>,
+}
+
+fn parse_trace_template(value: &str) -> Result<String, String> {
+    if !value.contains("{trace_id}") {
+        return Err("the template must contain {trace_id}".into());
+    }
+    if !(value.starts_with("http://") || value.starts_with("https://")) {
+        return Err("the template must be an http:// or https:// URL".into());
+    }
+    Ok(value.to_owned())
 }
 
 fn parse_monitor_period(value: &str) -> Result<std::time::Duration, String> {

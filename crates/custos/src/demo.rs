@@ -596,8 +596,13 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the bound address")?;
     let base = format!("http://{address}");
     let objects = settings::open_objects(global)?;
+    let key_path = global.signing_key_path();
+    custos_server::keys::load_or_create(&*store, &key_path)
+        .await
+        .with_context(|| format!("setting up the checkpoint signing key {}", key_path.display()))?;
     let state = custos_server::AppState::new(store.clone(), demo_config(global, &args.serve)).with_objects(objects);
     let workers = state.workers.clone();
+    custos_server::ledger::spawn_checkpointer(state.clone(), args.serve.checkpoint_period);
     workers.register(SIMULATOR, Duration::from_secs(1));
     custos_server::jobs::spawn_monitor(state.clone(), args.serve.job_monitor_period);
     custos_server::health::spawn_object_probe(state.clone(), args.serve.object_store_probe_period);

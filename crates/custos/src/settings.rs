@@ -127,6 +127,9 @@ pub fn server_config(global: &GlobalArgs, serve: &ServeArgs) -> ServerConfig {
         metrics_series_cap: serve.metrics_series_cap as usize,
         status_title: serve.status_title.clone(),
         status_require_token: serve.status_require_token,
+        deployment: global.deployment.clone(),
+        signing_key_file: Some(global.signing_key_path()),
+        trace_url_template: serve.trace_url_template.clone(),
         features: [
             (
                 "otlp_export",

@@ -53,6 +53,8 @@ fn bad_events_name_the_field() {
         ("kind", r#""Platform.Policy""#, "kind"),
         ("kind", r#""platform..changed""#, "kind"),
         ("event_id", r#""has space""#, "event_id"),
+        ("event_id", r#""checkpoint""#, "event_id"),
+        ("event_id", r#""export""#, "event_id"),
         ("event_id", r#""""#, "event_id"),
         ("ts", r#""yesterday""#, "ts"),
         ("tenant_id", r#""globex""#, "tenant_id"),

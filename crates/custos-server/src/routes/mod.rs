@@ -3,6 +3,7 @@
 pub(crate) mod components;
 pub(crate) mod incidents;
 pub(crate) mod jobs;
+pub(crate) mod logs;
 pub(crate) mod maintenance;
 pub(crate) mod platform;
 pub(crate) mod records;

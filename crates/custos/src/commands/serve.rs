@@ -12,8 +12,14 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let store = settings::open_store(global).await?;
     let listener = bind(args).await?;
     let objects = settings::open_objects(global)?;
+    let key_path = global.signing_key_path();
+    let key = custos_server::keys::load_or_create(&*store, &key_path)
+        .await
+        .with_context(|| format!("setting up the checkpoint signing key {}", key_path.display()))?;
+    tracing::info!(key_id = key.key_id(), deployment = global.deployment.as_str(), "checkpoint signing key ready");
     let state = AppState::new(store, settings::server_config(global, args)).with_objects(objects);
     custos_server::jobs::spawn_monitor(state.clone(), args.job_monitor_period);
+    custos_server::ledger::spawn_checkpointer(state.clone(), args.checkpoint_period);
     custos_server::health::spawn_object_probe(state.clone(), args.object_store_probe_period);
     custos_server::status::spawn_evaluator(state.clone(), args.status_period);
     serve_until_signal(listener, args, state).await
