@@ -145,8 +145,9 @@ impl NoteVerifier {
     /// and checks that its key id is the one its name and key give.
     pub fn parse(vkey: &str) -> Result<Self, NoteError> {
         let vkey = vkey.trim();
-        let mut parts = vkey.rsplitn(3, '+');
-        let (Some(key_b64), Some(id_hex), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        // A name holds no '+', but standard base64 may: split from the left.
+        let mut parts = vkey.splitn(3, '+');
+        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(NoteError::MalformedVerifierKey("expected <name>+<key id>+<key>"));
         };
         if id_hex.len() != 8 || !id_hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {

@@ -146,6 +146,49 @@ pub(crate) async fn record_own(store: &dyn Store, tenant: &TenantId, records: Ve
     }
 }
 
+/// Records a signing key rotation in every tenant's timeline and audit log: each
+/// tenant's checkpoints change signer, so each log says when and why.
+pub async fn record_key_rotation(
+    store: &dyn Store,
+    tenants: &[custos_store::Tenant],
+    previous: &str,
+    key_id: &str,
+    actor: &str,
+    reason: &str,
+) {
+    let details = serde_json::json!({"previous_key_id": previous, "key_id": key_id, "reason": reason});
+    for tenant in tenants {
+        let now = Timestamp::now();
+        let event = TimelineEvent {
+            event_id: own_event_id("key-rotated"),
+            ts: now,
+            tenant_id: tenant.id.clone(),
+            project_id: None,
+            kind: "custos.key.rotated".into(),
+            actor: Some(actor.to_owned()),
+            resource_type: Some("signing_key".into()),
+            resource_id: Some(key_id.to_owned()),
+            trace_id: None,
+            details: details.clone(),
+        };
+        let audit = AuditRecord {
+            event_id: own_event_id("key-rotated"),
+            ts: now,
+            tenant_id: tenant.id.clone(),
+            actor: custos_model::ledger::AuditActor { id: None, name: Some(actor.to_owned()) },
+            actor_ip: None,
+            action: "custos.key.rotated".into(),
+            outcome: custos_model::ledger::AuditOutcome::Success,
+            resource_type: Some("signing_key".into()),
+            resource_id: Some(key_id.to_owned()),
+            request_id: None,
+            trace_id: None,
+            details: details.clone(),
+        };
+        record_own(store, &tenant.id, vec![OwnRecord::Timeline(event), OwnRecord::Audit(audit)]).await;
+    }
+}
+
 /// A new unique id for a record custos writes itself.
 pub(crate) fn own_event_id(what: &str) -> String {
     format!("custos-{what}-{}", uuid::Uuid::new_v4().simple())

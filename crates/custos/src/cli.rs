@@ -97,6 +97,11 @@ pub enum Command {
     Tokens(TokensCommand),
     /// Open, update and resolve incidents on the status page, through a server's API.
     Incidents(IncidentsArgs),
+    /// The checkpoint signing key: generate, rotate, list, export the public half.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Verify tenant logs offline or through a server, pinning the signing key.
+    Forensic(ForensicArgs),
     /// Measure speed against baselines taken in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -330,6 +335,103 @@ pub enum IncidentsCommand {
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create the signing key file (0600) and publish its public half; fails if the
+    /// file exists (`serve` also creates it on first start).
+    Generate,
+    /// Replace the key: a new key signs from now on, the old one is retired (its public
+    /// half stays published with its validity window; its private half is destroyed).
+    /// Recorded in every tenant's timeline and audit log. Running servers switch at
+    /// their next signature.
+    Rotate {
+        /// Why, for the audit record.
+        #[arg(long, default_value = "scheduled rotation")]
+        reason: String,
+    },
+    /// Published keys with their validity windows.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// Print the signed-note verifier key(s) of a log: what an auditor pins
+    /// (`<origin>+<key id>+<base64 key>`, the form Go's `note` package reads).
+    ExportPublic {
+        /// The tenant whose log it is.
+        #[arg(long, required_unless_present = "origin")]
+        tenant: Option<String>,
+        #[arg(long, value_enum, default_value = "timeline")]
+        log: LogArg,
+        /// A log origin instead of --tenant/--log.
+        #[arg(long, conflicts_with = "tenant")]
+        origin: Option<String>,
+        /// Retired keys too (to verify old checkpoints).
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogArg {
+    Timeline,
+    Audit,
+}
+
+impl LogArg {
+    pub fn name(self) -> custos_model::ledger::LogName {
+        match self {
+            LogArg::Timeline => custos_model::ledger::LogName::Timeline,
+            LogArg::Audit => custos_model::ledger::LogName::Audit,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ForensicArgs {
+    #[command(flatten)]
+    pub connection: ServerConnection,
+    #[command(subcommand)]
+    pub command: ForensicCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ForensicCommand {
+    /// Recompute a tenant log from its records and verify it against a signed
+    /// checkpoint and a pinned key; on failure, name the first record that does not
+    /// match. Exits 0 when the log verifies, 1 when it does not.
+    VerifyLog(VerifyLogArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyLogArgs {
+    /// The tenant whose log to fetch (with the server; an export names its own).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long, value_enum, default_value = "timeline")]
+    pub log: LogArg,
+    /// Verify this export file (`GET …/{log}/export`) offline instead of fetching one.
+    #[arg(long, conflicts_with = "tenant")]
+    pub export: Option<PathBuf>,
+    /// Keep the export fetched from the server in this file.
+    #[arg(long, conflicts_with = "export")]
+    pub save: Option<PathBuf>,
+    /// A pinned verifier key (`custos keys export-public`); repeat for several (a
+    /// rotation). Or `@FILE` for a file of them, one per line.
+    #[arg(long = "key")]
+    pub keys: Vec<String>,
+    /// Take the keys from the server's /v1/keys instead of pinning them: checks
+    /// integrity, but trusts the server for the key.
+    #[arg(long, conflicts_with = "keys")]
+    pub trust_server_keys: bool,
+    /// An earlier checkpoint (a signed note saved from `GET …/checkpoint`): the log
+    /// must extend it.
+    #[arg(long)]
+    pub from_checkpoint: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

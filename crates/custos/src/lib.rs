@@ -94,6 +94,8 @@ impl Command {
             Command::Tenants(_) => "tenants",
             Command::Tokens(_) => "tokens",
             Command::Incidents(_) => "incidents",
+            Command::Keys(_) => "keys",
+            Command::Forensic(_) => "forensic",
             Command::Bench(_) => "bench",
             Command::Config(_) => "config",
         }

@@ -138,3 +138,17 @@ fn checkpoint_text_is_strict() {
         assert!(err.contains(why), "{text:?}: {err}");
     }
 }
+
+#[test]
+fn verifier_keys_whose_base64_holds_a_plus_parse() {
+    // Standard base64 uses '+'; a verifier key is split at its first two '+' only.
+    let mut with_plus = 0;
+    for seed in 0u8..=255 {
+        let signer = NoteSigner::new("custos.test/tenants/acme/timeline", &[seed; 32]).unwrap();
+        let vkey = signer.verifier().to_string();
+        let parsed = NoteVerifier::parse(&vkey).unwrap();
+        assert_eq!(parsed, signer.verifier(), "{vkey}");
+        with_plus += usize::from(vkey.matches('+').count() > 2);
+    }
+    assert!(with_plus > 0, "no key among 256 had a '+' in its base64");
+}

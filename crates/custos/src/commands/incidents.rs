@@ -37,8 +37,12 @@ pub(crate) async fn call(
     let token = connection.token.as_ref().context("no token: pass --token or set CUSTOS_TOKEN")?;
     let url = format!("{}{path}", connection.server.trim_end_matches('/'));
     let name = method.to_string();
-    let (mut request, span) =
-        super::traced(reqwest::Client::new().request(method, &url).bearer_auth(token.expose_secret()), &name, &url);
+    let (mut request, span, trace_id) = super::traced_with_id(
+        reqwest::Client::new().request(method, &url).bearer_auth(token.expose_secret()),
+        &name,
+        &url,
+    );
+    eprintln!("trace_id: {trace_id}");
     if let Some(body) = body {
         request = request.json(&body);
     }

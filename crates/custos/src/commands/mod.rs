@@ -3,7 +3,9 @@
 pub mod admin;
 pub mod bench;
 pub mod config;
+pub mod forensic;
 pub mod incidents;
+pub mod keys;
 pub mod serve;
 
 use crate::cli::{Command, GlobalArgs};
@@ -16,6 +18,8 @@ pub async fn dispatch(global: GlobalArgs, command: Command) -> anyhow::Result<()
         Command::Tenants(command) => admin::tenants(&global, command).await,
         Command::Tokens(command) => admin::tokens(&global, command).await,
         Command::Incidents(args) => incidents::run(&args).await,
+        Command::Keys(command) => keys::run(&global, command).await,
+        Command::Forensic(args) => forensic::run(&global, &args).await,
         Command::Bench(command) => bench::run(&global, command).await,
         Command::Config(command) => config::run(command),
     }
@@ -24,13 +28,36 @@ pub async fn dispatch(global: GlobalArgs, command: Command) -> anyhow::Result<()
 /// An outbound request in a client span of its own, carrying the span's trace context
 /// (`traceparent`): how the CLI and the demo call a server.
 pub(crate) fn traced(
-    mut request: reqwest::RequestBuilder,
+    request: reqwest::RequestBuilder,
     method: &str,
     url: &str,
 ) -> (reqwest::RequestBuilder, tracing::Span) {
+    let (request, span, _) = traced_with_id(request, method, url);
+    (request, span)
+}
+
+/// [`traced`], also returning the request's trace id. Without trace export there is no
+/// span context to carry, so a fresh (unsampled) trace context is sent instead: the
+/// server's logs and records still carry the id, for copy-paste from the CLI's output.
+pub(crate) fn traced_with_id(
+    mut request: reqwest::RequestBuilder,
+    method: &str,
+    url: &str,
+) -> (reqwest::RequestBuilder, tracing::Span, String) {
     let span = custos_telemetry::trace_context::client_span(method, url);
-    for (name, value) in custos_telemetry::trace_context::outbound_headers(&span) {
+    let mut headers = custos_telemetry::trace_context::outbound_headers(&span);
+    if headers.is_empty() {
+        let context = custos_telemetry::TraceContext {
+            trace_id: rand::random(),
+            span_id: rand::random(),
+            parent_span_id: None,
+            sampled: false,
+        };
+        headers.push(("traceparent", context.traceparent()));
+    }
+    let trace_id = headers[0].1.split('-').nth(1).unwrap_or_default().to_owned();
+    for (name, value) in headers {
         request = request.header(name, value);
     }
-    (request, span)
+    (request, span, trace_id)
 }
