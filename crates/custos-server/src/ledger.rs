@@ -203,11 +203,32 @@ pub(crate) async fn checkpoint(
 ) -> Result<StoredCheckpoint, ApiError> {
     let key = state.ledger.key()?;
     let head = state.store.log_head(tenant, log).await?;
-    if let Some(latest) = state.store.latest_checkpoint(tenant, log).await?
+    let latest = state.store.latest_checkpoint(tenant, log).await?;
+    if let Some(latest) = &latest
         && latest.size == head.size
         && latest.key_id == key.key_id()
     {
-        return Ok(latest);
+        return Ok(latest.clone());
+    }
+    if let Some(latest) = &latest
+        && latest.size > head.size
+    {
+        // Never sign a log shorter than one already signed: that is a truncation.
+        tracing::error!(
+            tenant_id = tenant.as_str(),
+            log = log.as_str(),
+            head = head.size,
+            checkpoint = latest.size,
+            "the log is shorter than its latest checkpoint: records were removed below the application"
+        );
+        return Err(ApiError::new(
+            ErrorCode::Internal,
+            format!(
+                "the {log} log holds {} leaves but a checkpoint of {} was signed: it was truncated below the \
+                 application; run `custos forensic verify-log` with a saved checkpoint",
+                head.size, latest.size
+            ),
+        ));
     }
     let origin = state.ledger.origin(tenant, log);
     let signer = key.signer(&origin).map_err(|e| ApiError::internal(&e))?;

@@ -63,3 +63,30 @@ pub async fn fresh_postgres() -> TestDatabase {
     url.set_path(&name);
     TestDatabase { url: url.to_string(), name, admin }
 }
+
+/// Runs `sql` (one or more statements) on a store's database as its owner, below the
+/// application: how tests tamper with a log to prove verification notices. SQLite when
+/// `database_url` is `None` (the file under `data_dir`).
+///
+/// # Panics
+///
+/// When the database cannot be opened or a statement fails.
+pub async fn run_sql(database_url: Option<&str>, data_dir: &std::path::Path, sql: &str) {
+    match database_url {
+        Some(url) => {
+            let mut conn = PgConnection::connect(url).await.expect("connecting as the database owner");
+            conn.execute(sqlx::AssertSqlSafe(sql.to_owned())).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        None => {
+            let path = data_dir.join("custos.db");
+            let sql = sql.to_owned();
+            tokio::task::spawn_blocking(move || {
+                let conn = rusqlite::Connection::open(&path).expect("opening the SQLite database");
+                conn.busy_timeout(std::time::Duration::from_secs(10)).expect("setting a busy timeout");
+                conn.execute_batch(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            })
+            .await
+            .expect("the SQL task finished");
+        }
+    }
+}

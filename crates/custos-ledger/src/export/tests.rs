@@ -127,7 +127,7 @@ fn truncation_and_gaps_are_pinpointed() {
     let error = verifier().verify(&fixture.export_with(20, 0, &leaves[..12])[..]).unwrap_err();
     assert_eq!(error, VerifyError::Truncated { index: 12, found: 12, size: 20 });
 
-    let mut gap = leaves.clone();
+    let mut gap = leaves;
     gap.remove(7);
     let error = verifier().verify(&fixture.export_with(20, 0, &gap)[..]).unwrap_err();
     assert_eq!(error, VerifyError::OutOfOrder { line: 9, expected: 7, found: 8 });

@@ -107,6 +107,21 @@ async fn openapi_describes_every_endpoint() {
         ("/v1/tenants/{tenant}/jobs/{job}/resume", vec!["post"]),
         ("/v1/tenants/{tenant}/jobs/{job}/pings", vec!["get"]),
         ("/v1/tenants/{tenant}/jobs/{job}/flips", vec!["get"]),
+        ("/v1/tenants/{tenant}/timeline/events", vec!["post"]),
+        ("/v1/tenants/{tenant}/timeline", vec!["get"]),
+        ("/v1/tenants/{tenant}/timeline/{event_id}", vec!["get"]),
+        ("/v1/tenants/{tenant}/timeline/checkpoint", vec!["get", "post"]),
+        ("/v1/tenants/{tenant}/timeline/proof/consistency", vec!["get"]),
+        ("/v1/tenants/{tenant}/timeline/proof/inclusion", vec!["get"]),
+        ("/v1/tenants/{tenant}/timeline/export", vec!["get"]),
+        ("/v1/tenants/{tenant}/audit/events", vec!["post"]),
+        ("/v1/tenants/{tenant}/audit", vec!["get"]),
+        ("/v1/tenants/{tenant}/audit/{event_id}", vec!["get"]),
+        ("/v1/tenants/{tenant}/audit/checkpoint", vec!["get", "post"]),
+        ("/v1/tenants/{tenant}/audit/proof/consistency", vec!["get"]),
+        ("/v1/tenants/{tenant}/audit/proof/inclusion", vec!["get"]),
+        ("/v1/tenants/{tenant}/audit/export", vec!["get"]),
+        ("/v1/keys", vec!["get"]),
         ("/v1/incidents", vec!["get", "post"]),
         ("/v1/incidents/{incident}", vec!["get"]),
         ("/v1/incidents/{incident}/updates", vec!["post"]),
@@ -131,7 +146,8 @@ async fn openapi_describes_every_endpoint() {
         for method in methods {
             let operation = &item[method];
             assert!(operation.is_object(), "{method} {path} missing");
-            if path.starts_with("/v1/") {
+            // The published signing keys are public: verifiers pin them without a token.
+            if path.starts_with("/v1/") && path != "/v1/keys" {
                 assert!(operation["security"][0]["bearer"].is_array(), "{method} {path} declares no scope");
                 assert!(operation["responses"]["403"].is_object(), "{method} {path} documents no 403");
             }

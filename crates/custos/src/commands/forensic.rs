@@ -56,12 +56,15 @@ async fn verify_log(global: &GlobalArgs, connection: &ServerConnection, args: &V
         (None, Some(tenant)) => {
             let origin = custos_model::ledger::log_origin(
                 &global.deployment,
-                &custos_model::TenantId::parse(tenant).map_err(|e| anyhow::anyhow!("--tenant {tenant:?}: {}", e.message))?,
+                &custos_model::TenantId::parse(tenant)
+                    .map_err(|e| anyhow::anyhow!("--tenant {tenant:?}: {}", e.message))?,
                 args.log.name(),
             );
             if args.trust_server_keys {
                 keys = server_keys(connection, &origin).await?;
-                eprintln!("warning: trusting the server's published keys; pin them with --key for an independent check");
+                eprintln!(
+                    "warning: trusting the server's published keys; pin them with --key for an independent check"
+                );
             }
             fetched = fetch_export(connection, tenant, args).await?;
             fetched.path()
@@ -213,7 +216,8 @@ async fn fetch_export(connection: &ServerConnection, tenant: &str, args: &Verify
     };
     let progress = indicatif::ProgressBar::new_spinner().with_message("downloading the export");
     progress.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg}: {bytes} ({bytes_per_sec})").expect("a valid template"),
+        indicatif::ProgressStyle::with_template("{spinner} {msg}: {bytes} ({bytes_per_sec})")
+            .expect("a valid template"),
     );
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -248,12 +252,8 @@ async fn check_server_consistency(
     if earlier.size == 0 || earlier.size == report.size {
         return Ok(());
     }
-    let path = format!(
-        "/v1/tenants/{tenant}/{}/proof/consistency?from={}&to={}",
-        args.log.name(),
-        earlier.size,
-        report.size
-    );
+    let path =
+        format!("/v1/tenants/{tenant}/{}/proof/consistency?from={}&to={}", args.log.name(), earlier.size, report.size);
     let proof: serde_json::Value = get(connection, &path, true).await?.json().await?;
     let hashes = proof["proof"]
         .as_array()
@@ -267,6 +267,7 @@ async fn check_server_consistency(
         })
         .collect::<anyhow::Result<Vec<[u8; 32]>>>()?;
     let root: [u8; 32] = STANDARD.decode(&report.root)?.try_into().map_err(|_| anyhow::anyhow!("a bad root"))?;
-    verify_consistency(earlier.size, report.size, &earlier.root, &root, &hashes)
-        .map_err(|e| anyhow::anyhow!("the server's consistency proof from {} to {} fails: {e}", earlier.size, report.size))
+    verify_consistency(earlier.size, report.size, &earlier.root, &root, &hashes).map_err(|e| {
+        anyhow::anyhow!("the server's consistency proof from {} to {} fails: {e}", earlier.size, report.size)
+    })
 }

@@ -1,0 +1,424 @@
+//! The tenant logs end to end, on both backends: a real `custos serve`, the HTTP API,
+//! proofs checked here with the ledger's verifiers and keys taken from `/v1/keys`, and
+//! `custos forensic verify-log` catching tampering done in SQL below the application.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use custos_ledger::export::Verifier;
+use custos_ledger::merkle::{Hash, leaf_hash, verify_consistency, verify_inclusion};
+use custos_ledger::note::{Checkpoint, NoteVerifier};
+use serde_json::{Value, json};
+
+use crate::common::{Server, Store, create_token};
+
+fn event(tenant: &str, n: u64) -> String {
+    json!({
+        "event_id": format!("e-{n}"),
+        "ts": format!("2026-11-23T10:{:02}:{:02}Z", n / 60 % 60, n % 60),
+        "tenant_id": tenant,
+        "kind": if n.is_multiple_of(2) { "platform.policy.changed" } else { "platform.job.failed" },
+        "actor": "alice",
+        "resource_type": "policy",
+        "resource_id": format!("p-{}", n % 3),
+        "trace_id": format!("{:032x}", n + 1),
+        "details": {"n": n},
+    })
+    .to_string()
+}
+
+fn events(tenant: &str, range: std::ops::Range<u64>) -> String {
+    range.map(|n| event(tenant, n) + "\n").collect()
+}
+
+fn hash(value: &Value) -> Hash {
+    STANDARD.decode(value.as_str().unwrap()).unwrap().try_into().unwrap()
+}
+
+struct Api {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<(&str, String)>,
+    ) -> (u16, String) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some((content_type, body)) = body {
+            request = request.header("content-type", content_type).body(body);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, token: &str, content_type: &str, body: String) -> (u16, Value) {
+        let (status, text) = self.send(reqwest::Method::POST, path, token, Some((content_type, body))).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, String) {
+        self.send(reqwest::Method::GET, path, token, None).await
+    }
+
+    async fn json(&self, path: &str, token: &str) -> Value {
+        let (status, text) = self.get(path, token).await;
+        assert_eq!(status, 200, "GET {path}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The verifier key `/v1/keys` publishes for a log, with no token.
+    async fn published_key(&self, origin: &str) -> NoteVerifier {
+        let keys: Value = self
+            .client
+            .get(format!("{}/v1/keys", self.base))
+            .query(&[("origin", origin)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let active: Vec<&Value> =
+            keys["keys"].as_array().unwrap().iter().filter(|k| k["not_after"].is_null()).collect();
+        assert_eq!(active.len(), 1, "{keys}");
+        NoteVerifier::parse(active[0]["verifier_key"].as_str().unwrap()).unwrap()
+    }
+}
+
+async fn logs_over_http(store: Store) {
+    store.ok(&["tenants", "create", "acme"]);
+    let writer = create_token(&store, &["--tenant", "acme", "--scope", "timeline:write", "--scope", "audit:write"]);
+    let reader = create_token(&store, &["--tenant", "acme", "--scope", "timeline:read", "--scope", "audit:read"]);
+    let observer = create_token(&store, &["--tenant", "acme", "--scope", "obs:read"]);
+    let server = Server::start(&store);
+    let api = Api { client: reqwest::Client::new(), base: server.base.clone() };
+    let timeline = "/v1/tenants/acme/timeline";
+
+    // Appends: atomic, idempotent by event_id, scoped.
+    let (status, body) =
+        api.post(&format!("{timeline}/events"), &writer, "application/x-ndjson", events("acme", 0..5)).await;
+    assert_eq!((status, body["inserted"].as_u64()), (200, Some(5)), "{body}");
+    let (status, body) =
+        api.post(&format!("{timeline}/events"), &writer, "application/x-ndjson", events("acme", 0..5)).await;
+    assert_eq!((status, body["duplicates"].as_u64()), (200, Some(5)), "{body}");
+    let changed = event("acme", 1).replace("alice", "mallory");
+    let (status, body) = api.post(&format!("{timeline}/events"), &writer, "application/json", changed).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (409, Some("event_id")), "{body}");
+    let bad = format!(
+        "{}\n{}",
+        event("acme", 5),
+        event("acme", 6).replace("platform.policy.changed", "custos.policy.changed")
+    );
+    let (status, body) = api.post(&format!("{timeline}/events"), &writer, "application/x-ndjson", bad).await;
+    assert_eq!((status, body["error"]["field"].as_str(), body["error"]["line"].as_u64()), (422, Some("kind"), Some(2)));
+    let (status, body) = api.post(&format!("{timeline}/events"), &observer, "application/json", event("acme", 9)).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["message"], "missing scope timeline:write#tenant/acme");
+    let (status, _) = api.get(timeline, &writer).await;
+    assert_eq!(status, 403, "writing does not grant reading");
+    // Nothing of the refused batch was written.
+    let page = api.json(&format!("{timeline}?limit=1000"), &reader).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 5);
+
+    // Queries: filters and keyset pages, newest first.
+    let page = api.json(&format!("{timeline}?kind=platform.policy.changed&limit=2"), &reader).await;
+    let ids: Vec<&str> =
+        page["items"].as_array().unwrap().iter().map(|i| i["record"]["event_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["e-4", "e-2"]);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let page = api.json(&format!("{timeline}?kind=platform.policy.changed&limit=2&cursor={cursor}"), &reader).await;
+    assert_eq!(page["items"][0]["record"]["event_id"], "e-0");
+    assert!(page["next_cursor"].is_null());
+    let page = api.json(&format!("{timeline}?trace_id={:032x}", 4), &reader).await;
+    assert_eq!(page["items"][0]["record"]["event_id"], "e-3");
+    let (status, text) = api.get(&format!("{timeline}?colour=red"), &reader).await;
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("\"field\":\"colour\""), "{text}");
+    let (status, ndjson) = api.get(&format!("{timeline}?format=ndjson&resource_id=p-1"), &reader).await;
+    assert_eq!(status, 200);
+    let lines: Vec<Value> = ndjson.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.iter().map(|l| l["record"]["event_id"].as_str().unwrap()).collect::<Vec<_>>(), ["e-4", "e-1"]);
+
+    // One record: its inclusion proof leads to a checkpoint signed by the published key.
+    let origin = "custos.local/tenants/acme/timeline";
+    let key = api.published_key(origin).await;
+    let record = api.json(&format!("{timeline}/e-3"), &reader).await;
+    let leaf = hash(&record["leaf_hash"]);
+    let record_text = serde_json::to_string(&record["record"]).unwrap();
+    assert_eq!(leaf, leaf_hash(record_text.as_bytes()), "the served record is the hashed leaf");
+    let (checkpoint, _) =
+        Checkpoint::open(record["checkpoint"]["note"].as_str().unwrap().as_bytes(), origin, std::slice::from_ref(&key))
+            .unwrap();
+    assert_eq!(checkpoint.size, 5);
+    let proof: Vec<Hash> = record["inclusion_proof"].as_array().unwrap().iter().map(hash).collect();
+    verify_inclusion(3, 5, &leaf, &proof, &checkpoint.root).unwrap();
+    assert_eq!(record["links"]["trace_records"], format!("/v1/tenants/acme/traces/{:032x}", 4));
+    let (status, _) = api.get(&format!("{timeline}/e-404"), &reader).await;
+    assert_eq!(status, 404);
+
+    // More events, a newer checkpoint, and a consistency proof between the two.
+    api.post(&format!("{timeline}/events"), &writer, "application/x-ndjson", events("acme", 5..13)).await;
+    let (status, note) = api.get(&format!("{timeline}/checkpoint"), &reader).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        Checkpoint::open(note.as_bytes(), origin, std::slice::from_ref(&key)).unwrap().0.size,
+        5,
+        "not re-signed yet"
+    );
+    let (status, note) = api.send(reqwest::Method::POST, &format!("{timeline}/checkpoint"), &reader, None).await;
+    assert_eq!(status, 403, "signing on demand is an admin operation: {note}");
+    let admin = create_token(&store, &["--tenant", "acme", "--scope", "admin"]);
+    let (status, note) = api.send(reqwest::Method::POST, &format!("{timeline}/checkpoint"), &admin, None).await;
+    assert_eq!(status, 200);
+    let (newer, _) = Checkpoint::open(note.as_bytes(), origin, std::slice::from_ref(&key)).unwrap();
+    assert_eq!(newer.size, 13);
+    let proof = api.json(&format!("{timeline}/proof/consistency?from=5&to=13"), &reader).await;
+    let proof: Vec<Hash> = proof["proof"].as_array().unwrap().iter().map(hash).collect();
+    verify_consistency(5, 13, &checkpoint.root, &newer.root, &proof).unwrap();
+    let (status, text) = api.get(&format!("{timeline}/proof/consistency?from=9&to=99"), &reader).await;
+    assert_eq!(status, 422, "{text}");
+    let inclusion = api.json(&format!("{timeline}/proof/inclusion?index=7&size=13"), &reader).await;
+    let path: Vec<Hash> = inclusion["proof"].as_array().unwrap().iter().map(hash).collect();
+    verify_inclusion(7, 13, &hash(&inclusion["leaf_hash"]), &path, &newer.root).unwrap();
+
+    // The export verifies offline with the published key.
+    let (status, export) = api.get(&format!("{timeline}/export"), &reader).await;
+    assert_eq!(status, 200);
+    let report =
+        Verifier::new(vec![key.clone()]).with_earlier(note.clone().into_bytes()).verify(export.as_bytes()).unwrap();
+    assert_eq!((report.size, report.records), (13, 13));
+
+    // The audit log: its own scopes, its own tree, CSV export.
+    let audit = json!({"event_id": "a-1", "ts": "2026-11-23T10:00:00Z", "actor": {"id": "u-1", "name": "alice"},
+                       "actor_ip": "192.0.2.7", "action": "platform.user.login", "outcome": "denied"});
+    let (status, body) =
+        api.post("/v1/tenants/acme/audit/events", &writer, "application/json", audit.to_string()).await;
+    assert_eq!((status, body["id"].as_str()), (201, Some("a-1")), "{body}");
+    let (status, csv) = api.get("/v1/tenants/acme/audit?format=csv&outcome=denied", &reader).await;
+    assert_eq!(status, 200);
+    let mut rows = csv.lines();
+    assert!(
+        rows.next()
+            .unwrap()
+            .starts_with("leaf_index,received_at,event_id,ts,tenant_id,actor.id,actor.name,actor_ip,action,outcome")
+    );
+    let row = rows.next().unwrap();
+    assert!(
+        row.starts_with("0,")
+            && row.contains(",a-1,")
+            && row.contains(",u-1,alice,192.0.2.7,platform.user.login,denied,"),
+        "{row}"
+    );
+    let audit_record = api.json("/v1/tenants/acme/audit/a-1", &reader).await;
+    assert_eq!(audit_record["leaf_index"], 0);
+    assert_eq!(audit_record["checkpoint"]["size"], 1);
+
+    // Keys are listed with no token; an origin of another deployment is refused.
+    let (status, _) = api.get("/v1/keys?origin=elsewhere/tenants/acme/timeline", "").await;
+    assert_eq!(status, 422);
+    let (ok, _) = server.stop();
+    assert!(ok);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_over_http_on_sqlite() {
+    logs_over_http(Store::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_over_http_on_postgres() {
+    logs_over_http(Store::postgres().await).await;
+}
+
+/// Statements that let the owner rewrite history, as an attacker with database access
+/// would: the append-only triggers off.
+fn unlock(store: &Store) -> &'static str {
+    if store.database_url.is_some() {
+        "ALTER TABLE timeline_events DISABLE TRIGGER USER; ALTER TABLE ledger_nodes DISABLE TRIGGER USER;"
+    } else {
+        "DROP TRIGGER timeline_events_append_only; DROP TRIGGER timeline_events_pruned_only; \
+         DROP TRIGGER ledger_nodes_append_only_delete;"
+    }
+}
+
+async fn tampering_is_pinpointed(store: Store) {
+    let cases: [(&str, String, &str); 4] = [
+        (
+            "t-byte",
+            r#"UPDATE timeline_events SET record = replace(record, '"n":7', '"n":8') WHERE tenant_id = 't-byte' AND leaf_index = 7;"#.into(),
+            "leaf 7: the record does not match its leaf hash",
+        ),
+        (
+            "t-delete",
+            "DELETE FROM timeline_events WHERE tenant_id = 't-delete' AND leaf_index = 5;".into(),
+            "leaf 5: the record is missing, and no retention tombstone covers it",
+        ),
+        (
+            "t-reorder",
+            "UPDATE timeline_events SET leaf_index = 1000 WHERE tenant_id = 't-reorder' AND leaf_index = 3; \
+             UPDATE timeline_events SET leaf_index = 3 WHERE tenant_id = 't-reorder' AND leaf_index = 9; \
+             UPDATE timeline_events SET leaf_index = 9 WHERE tenant_id = 't-reorder' AND leaf_index = 1000;"
+                .into(),
+            "leaf 3: the record does not match its leaf hash, which the signed checkpoint authenticates; the record was altered or replaced (event e-9)",
+        ),
+        (
+            "t-truncate",
+            "DELETE FROM timeline_events WHERE tenant_id = 't-truncate' AND leaf_index >= 12; \
+             DELETE FROM ledger_nodes WHERE tenant_id = 't-truncate' AND level = 0 AND idx >= 12;"
+                .into(),
+            "leaf 12 is missing from the log: it holds 12 of the checkpoint's 20 leaves",
+        ),
+    ];
+    let writer = {
+        for (tenant, _, _) in &cases {
+            store.ok(&["tenants", "create", tenant]);
+        }
+        create_token(&store, &["--tenant", "*", "--scope", "timeline:write", "--scope", "timeline:read"])
+    };
+    let server = Server::start(&store);
+    let api = Api { client: reqwest::Client::new(), base: server.base.clone() };
+    let verify = |tenant: &str, extra: &[&str]| {
+        let key = store.ok(&["keys", "export-public", "--tenant", tenant]);
+        let mut args = vec!["forensic", "verify-log", "--server", &server.base, "--token", &writer, "--tenant", tenant];
+        let key = key.trim().to_owned();
+        args.extend(["--key", &key]);
+        args.extend_from_slice(extra);
+        store.run(&args)
+    };
+    for (tenant, _, _) in &cases {
+        let path = format!("/v1/tenants/{tenant}/timeline/events");
+        let (status, body) = api.post(&path, &writer, "application/x-ndjson", events(tenant, 0..20)).await;
+        assert_eq!(status, 200, "{body}");
+        let (ok, stdout, stderr) = verify(tenant, &["--json"]);
+        assert!(ok, "{tenant} verifies before tampering: {stderr}");
+        let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!((report["verified"].as_bool(), report["size"].as_u64()), (Some(true), Some(20)), "{report}");
+        assert!(stderr.contains("trace_id: "), "the CLI prints its trace id: {stderr}");
+    }
+    // A checkpoint an auditor kept, for the truncation case.
+    let (_, kept) = api.get("/v1/tenants/t-truncate/timeline/checkpoint", &writer).await;
+    let kept_path = store.dir.path().join("kept-checkpoint");
+    std::fs::write(&kept_path, &kept).unwrap();
+
+    custos_store::testing::run_sql(store.database_url.as_deref(), store.dir.path(), unlock(&store)).await;
+    for (tenant, sql, expected) in &cases {
+        custos_store::testing::run_sql(store.database_url.as_deref(), store.dir.path(), sql).await;
+        let (ok, _, stderr) = verify(tenant, &[]);
+        assert!(!ok, "{tenant}: tampering went unnoticed");
+        assert!(stderr.contains(expected), "{tenant}: expected {expected:?} in:\n{stderr}");
+    }
+
+    // The saved export of a tampered log fails offline just the same.
+    let saved = store.dir.path().join("t-byte.export");
+    let (ok, _, _) = verify("t-byte", &["--save", saved.to_str().unwrap()]);
+    assert!(!ok);
+    let key = store.ok(&["keys", "export-public", "--tenant", "t-byte"]);
+    let (ok, _, stderr) =
+        store.run(&["forensic", "verify-log", "--export", saved.to_str().unwrap(), "--key", key.trim()]);
+    assert!(!ok && stderr.contains("leaf 7: the record does not match"), "{stderr}");
+
+    // Cutting the head back too makes the server refuse to sign a shorter log.
+    custos_store::testing::run_sql(
+        store.database_url.as_deref(),
+        store.dir.path(),
+        "UPDATE ledger_heads SET size = 12 WHERE tenant_id = 't-truncate';",
+    )
+    .await;
+    let (ok, _, stderr) = verify("t-truncate", &["--from-checkpoint", kept_path.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("it was truncated below the application"), "{stderr}");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampering_is_pinpointed_on_sqlite() {
+    tampering_is_pinpointed(Store::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampering_is_pinpointed_on_postgres() {
+    tampering_is_pinpointed(Store::postgres().await).await;
+}
+
+async fn keys_rotate_and_both_verify(store: Store) {
+    store.ok(&["tenants", "create", "acme"]);
+    let first = store.ok(&["keys", "generate"]).trim().to_owned();
+    assert!(store.fails(&["keys", "generate"]).contains("already exists"));
+    let token = create_token(&store, &["--tenant", "acme", "--scope", "admin"]);
+    let server = Server::start(&store);
+    let api = Api { client: reqwest::Client::new(), base: server.base.clone() };
+    api.post("/v1/tenants/acme/timeline/events", &token, "application/x-ndjson", events("acme", 0..4)).await;
+    let old_key = store.ok(&["keys", "export-public", "--tenant", "acme"]).trim().to_owned();
+    let (_, before) = api.get("/v1/tenants/acme/timeline/checkpoint", &token).await;
+
+    let second = store.ok(&["keys", "rotate", "--reason", "annual"]).trim().to_owned();
+    assert_ne!(first, second);
+    let listed: Value = serde_json::from_str(&store.ok(&["keys", "list", "--format", "json"])).unwrap();
+    let states: Vec<(String, bool)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["key_id"].as_str().unwrap().to_owned(), k["active"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(states, [(first.clone(), false), (second.clone(), true)]);
+    let both = store.ok(&["keys", "export-public", "--tenant", "acme", "--all"]);
+    assert_eq!(both.lines().count(), 2);
+
+    // The rotation is in the tenant's timeline and audit log.
+    for log in ["timeline", "audit"] {
+        let page = api
+            .json(
+                &format!(
+                    "/v1/tenants/acme/{log}?format=json&{}=custos.key.rotated",
+                    if log == "timeline" { "kind" } else { "action" }
+                ),
+                &token,
+            )
+            .await;
+        let record = &page["items"][0]["record"];
+        assert_eq!(record["details"]["previous_key_id"], first.as_str(), "{page}");
+        assert_eq!(record["details"]["key_id"], second.as_str());
+        assert_eq!(record["details"]["reason"], "annual");
+    }
+    // The running server signs with the new key from now on; the log verifies with
+    // both keys pinned and is consistent with the checkpoint the old key signed.
+    let new_key = store.ok(&["keys", "export-public", "--tenant", "acme"]).trim().to_owned();
+    let (_, after) = api.send(reqwest::Method::POST, "/v1/tenants/acme/timeline/checkpoint", &token, None).await;
+    let origin = "custos.local/tenants/acme/timeline";
+    assert!(Checkpoint::open(after.as_bytes(), origin, &[NoteVerifier::parse(&new_key).unwrap()]).is_ok(), "{after}");
+    assert!(Checkpoint::open(after.as_bytes(), origin, &[NoteVerifier::parse(&old_key).unwrap()]).is_err());
+    let kept = store.dir.path().join("before");
+    std::fs::write(&kept, &before).unwrap();
+    let (ok, stdout, stderr) = store.run(&[
+        "forensic",
+        "verify-log",
+        "--server",
+        &server.base,
+        "--token",
+        &token,
+        "--tenant",
+        "acme",
+        "--key",
+        &old_key,
+        "--key",
+        &new_key,
+        "--from-checkpoint",
+        kept.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("consistent   with the earlier checkpoint of 4 leaves"), "{stdout}");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_rotate_and_both_verify_on_sqlite() {
+    keys_rotate_and_both_verify(Store::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_rotate_and_both_verify_on_postgres() {
+    keys_rotate_and_both_verify(Store::postgres().await).await;
+}
