@@ -51,7 +51,7 @@ pub struct GlobalArgs {
           value_parser = parse_deployment, global = true)]
     pub deployment: String,
     /// The checkpoint signing key's file (created 0600 on first `serve` when missing);
-    /// <data-dir>/keys/checkpoint-signing.key when unset. Every replica needs the same file.
+    /// keys/checkpoint-signing.key under --data-dir when unset. Every replica needs the same file.
     #[arg(long, env = "CUSTOS_SIGNING_KEY_FILE", global = true)]
     pub signing_key_file: Option<PathBuf>,
 }
