@@ -81,6 +81,12 @@ pub trait IngestRecord: Validate + Serialize + DeserializeOwned + Clone + Send +
     fn listed_at(&self) -> Timestamp;
 
     /// The record as a JSON value (object keys sorted).
+    /// Whether the record reports a failure custos puts on the tenant's timeline (a
+    /// failed rule run or connector sync).
+    fn is_failure(&self) -> bool {
+        false
+    }
+
     fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("records serialize infallibly")
     }
@@ -285,6 +291,10 @@ impl Validate for RuleRun {
 }
 
 impl IngestRecord for RuleRun {
+    fn is_failure(&self) -> bool {
+        self.status == RuleRunStatus::Failed
+    }
+
     const KIND: RecordKind = RecordKind::RuleRun;
     const FIELDS: &'static [&'static str] = &[
         "id",
@@ -421,6 +431,10 @@ impl Validate for ConnectorSync {
 }
 
 impl IngestRecord for ConnectorSync {
+    fn is_failure(&self) -> bool {
+        self.status == SyncStatus::Failed
+    }
+
     const KIND: RecordKind = RecordKind::ConnectorSync;
     const FIELDS: &'static [&'static str] = &[
         "id",

@@ -20,6 +20,8 @@ use crate::error::{ApiError, ErrorCode};
 pub(crate) struct Invocation {
     pub tenant: Option<TenantId>,
     pub permission: Option<Permission>,
+    /// The token's id and name, once authenticated (for the audit record of a denial).
+    pub actor: Option<(String, String)>,
 }
 
 pub(crate) type InvocationSlot = std::sync::Arc<std::sync::Mutex<Invocation>>;
@@ -74,6 +76,7 @@ impl FromRequestParts<AppState> for Caller {
             });
         }
         tracing::Span::current().record("actor", record.id.as_str());
+        note_invocation(|i| i.actor = Some((record.id.clone(), record.name.clone())));
         Ok(Caller { token: record })
     }
 }

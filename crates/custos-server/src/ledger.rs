@@ -22,6 +22,7 @@ use custos_ledger::note::Checkpoint;
 use custos_model::ledger::{AuditRecord, LogName, TimelineEvent, log_origin};
 use custos_model::{FieldError, TenantId, Timestamp};
 use custos_store::{AppendOutcome, LogAppend, Store, StoredCheckpoint};
+use tracing::Instrument as _;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorCode};
@@ -109,14 +110,14 @@ pub(crate) async fn append(
 
 /// What custos writes into a tenant's logs about what it did itself.
 #[derive(Debug, Clone)]
-pub(crate) enum OwnRecord {
+pub enum OwnRecord {
     Timeline(TimelineEvent),
     Audit(AuditRecord),
 }
 
 /// Appends custos's own records. They are evidence, not the request's purpose: a
 /// failure is logged and counted, and the caller carries on.
-pub(crate) async fn record_own(store: &dyn Store, tenant: &TenantId, records: Vec<OwnRecord>) {
+pub async fn record_own(store: &dyn Store, tenant: &TenantId, records: Vec<OwnRecord>) {
     let now = Timestamp::now();
     let (mut timeline, mut audit) = (Vec::new(), Vec::new());
     for record in records {
@@ -146,6 +147,55 @@ pub(crate) async fn record_own(store: &dyn Store, tenant: &TenantId, records: Ve
     }
 }
 
+/// An administrative action custos performed, for the timeline and the audit log of
+/// each tenant it concerns (a token's tenants; every tenant for a key rotation).
+#[derive(Debug, Clone)]
+pub struct AdminAction<'a> {
+    /// The action's kind, in the `custos.` namespace (`custos.token.created`).
+    pub kind: &'a str,
+    /// Who did it: the CLI user (`cli:alice`) or a token's id and name.
+    pub actor: custos_model::ledger::AuditActor,
+    pub resource_type: &'a str,
+    pub resource_id: &'a str,
+    pub details: serde_json::Value,
+}
+
+/// Records `action` as a timeline event and an audit record in each of `tenants`.
+pub async fn record_admin_action(store: &dyn Store, tenants: &[TenantId], action: &AdminAction<'_>) {
+    let slug = action.kind.trim_start_matches("custos.").replace(['.', '_'], "-");
+    for tenant in tenants {
+        let now = Timestamp::now();
+        let actor_text = action.actor.name.clone().or_else(|| action.actor.id.clone());
+        let event = TimelineEvent {
+            event_id: own_event_id(&slug),
+            ts: now,
+            tenant_id: tenant.clone(),
+            project_id: None,
+            kind: action.kind.to_owned(),
+            actor: actor_text,
+            resource_type: Some(action.resource_type.to_owned()),
+            resource_id: Some(action.resource_id.to_owned()),
+            trace_id: None,
+            details: action.details.clone(),
+        };
+        let audit = AuditRecord {
+            event_id: own_event_id(&slug),
+            ts: now,
+            tenant_id: tenant.clone(),
+            actor: action.actor.clone(),
+            actor_ip: None,
+            action: action.kind.to_owned(),
+            outcome: custos_model::ledger::AuditOutcome::Success,
+            resource_type: Some(action.resource_type.to_owned()),
+            resource_id: Some(action.resource_id.to_owned()),
+            request_id: None,
+            trace_id: None,
+            details: action.details.clone(),
+        };
+        record_own(store, tenant, vec![OwnRecord::Timeline(event), OwnRecord::Audit(audit)]).await;
+    }
+}
+
 /// Records a signing key rotation in every tenant's timeline and audit log: each
 /// tenant's checkpoints change signer, so each log says when and why.
 pub async fn record_key_rotation(
@@ -156,41 +206,146 @@ pub async fn record_key_rotation(
     actor: &str,
     reason: &str,
 ) {
-    let details = serde_json::json!({"previous_key_id": previous, "key_id": key_id, "reason": reason});
-    for tenant in tenants {
-        let now = Timestamp::now();
-        let event = TimelineEvent {
-            event_id: own_event_id("key-rotated"),
-            ts: now,
-            tenant_id: tenant.id.clone(),
-            project_id: None,
-            kind: "custos.key.rotated".into(),
-            actor: Some(actor.to_owned()),
-            resource_type: Some("signing_key".into()),
-            resource_id: Some(key_id.to_owned()),
-            trace_id: None,
-            details: details.clone(),
-        };
-        let audit = AuditRecord {
-            event_id: own_event_id("key-rotated"),
-            ts: now,
-            tenant_id: tenant.id.clone(),
-            actor: custos_model::ledger::AuditActor { id: None, name: Some(actor.to_owned()) },
-            actor_ip: None,
-            action: "custos.key.rotated".into(),
-            outcome: custos_model::ledger::AuditOutcome::Success,
-            resource_type: Some("signing_key".into()),
-            resource_id: Some(key_id.to_owned()),
-            request_id: None,
-            trace_id: None,
-            details: details.clone(),
-        };
-        record_own(store, &tenant.id, vec![OwnRecord::Timeline(event), OwnRecord::Audit(audit)]).await;
+    let ids: Vec<TenantId> = tenants.iter().map(|t| t.id.clone()).collect();
+    let action = AdminAction {
+        kind: "custos.key.rotated",
+        actor: custos_model::ledger::AuditActor { id: None, name: Some(actor.to_owned()) },
+        resource_type: "signing_key",
+        resource_id: key_id,
+        details: serde_json::json!({"previous_key_id": previous, "key_id": key_id, "reason": reason}),
+    };
+    record_admin_action(store, &ids, &action).await;
+}
+
+/// The timeline event custos records for a reported rule run or connector sync that
+/// failed. Its id and time derive from the record, so a re-sent record records nothing
+/// twice.
+pub(crate) fn failure_event(kind: &str, tenant: &TenantId, record: &serde_json::Value) -> Option<TimelineEvent> {
+    if record.get("status").and_then(serde_json::Value::as_str) != Some("failed") {
+        return None;
+    }
+    let (event_kind, resource_type, resource_field) = match kind {
+        "rule_run" => ("custos.rule_run.failed", "rule", "rule_key"),
+        "connector_sync" => ("custos.connector_sync.failed", "integration", "integration_id"),
+        _ => return None,
+    };
+    let text = |field: &str| record.get(field).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let id = text("id")?;
+    let ts = text("finished_at").or_else(|| text("started_at"))?;
+    let mut error = text("error_message").unwrap_or_default();
+    if error.len() > 1024 {
+        let mut cut = 1024;
+        while !error.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        error.truncate(cut);
+    }
+    let event = TimelineEvent {
+        event_id: format!("custos-{}-failed-{id}", kind.replace('_', "-")),
+        ts: Timestamp::parse("ts", &ts).ok()?,
+        tenant_id: tenant.clone(),
+        project_id: None,
+        kind: event_kind.to_owned(),
+        actor: None,
+        resource_type: Some(resource_type.to_owned()),
+        resource_id: text(resource_field),
+        trace_id: text("trace_id"),
+        details: serde_json::json!({ "record_id": id, "error_message": error }),
+    };
+    event.checked().ok()
+}
+
+/// Most refusals (401, 403) audited per tenant per minute; the rest are counted in the
+/// log, so a flood of bad requests cannot flood the audit log.
+pub const MAX_AUDITED_REFUSALS_PER_MINUTE: u32 = 60;
+
+/// Refusals audited in the current minute, per tenant.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalBudget(std::sync::Mutex<std::collections::HashMap<TenantId, (i64, u32)>>);
+
+impl RefusalBudget {
+    /// Whether one more refusal of `tenant` may be audited now.
+    fn take(&self, tenant: &TenantId) -> bool {
+        let minute = Timestamp::now().as_micros() / 60_000_000;
+        let mut budget = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if budget.len() > 10_000 {
+            budget.retain(|_, (at, _)| *at == minute);
+        }
+        let slot = budget.entry(tenant.clone()).or_insert((minute, 0));
+        if slot.0 != minute {
+            *slot = (minute, 0);
+        }
+        slot.1 += 1;
+        if slot.1 == MAX_AUDITED_REFUSALS_PER_MINUTE + 1 {
+            tracing::warn!(
+                tenant_id = tenant.as_str(),
+                limit = MAX_AUDITED_REFUSALS_PER_MINUTE,
+                "more refused requests than are audited per minute; the rest this minute are only logged"
+            );
+        }
+        slot.1 <= MAX_AUDITED_REFUSALS_PER_MINUTE
     }
 }
 
+/// A refused request to a tenant's route.
+#[derive(Debug)]
+pub(crate) struct Refusal<'a> {
+    pub status: u16,
+    pub path: &'a str,
+    pub method: &'a str,
+    pub route: &'a str,
+    /// The token's id and name (a 403); none for a 401.
+    pub actor: Option<(String, String)>,
+    pub client_address: Option<String>,
+    pub request_id: &'a str,
+    pub trace_id: String,
+    pub message: String,
+}
+
+/// Audits a refused request (`custos.auth.failed` for a 401, `custos.auth.denied` for
+/// a 403) in the tenant named by its path, when that tenant exists; in the background,
+/// so the answer is not delayed.
+pub(crate) fn audit_refusal(state: &AppState, refusal: Refusal<'_>) {
+    let Some(raw) = refusal.path.strip_prefix("/v1/tenants/").and_then(|rest| rest.split('/').next()) else {
+        return;
+    };
+    let Ok(tenant) = TenantId::parse(raw) else { return };
+    let (action, outcome) = if refusal.status == 401 {
+        ("custos.auth.failed", custos_model::ledger::AuditOutcome::Failure)
+    } else {
+        ("custos.auth.denied", custos_model::ledger::AuditOutcome::Denied)
+    };
+    let record = AuditRecord {
+        event_id: own_event_id(if refusal.status == 401 { "auth-failed" } else { "auth-denied" }),
+        ts: Timestamp::now(),
+        tenant_id: tenant.clone(),
+        actor: custos_model::ledger::AuditActor {
+            id: refusal.actor.as_ref().map(|(id, _)| id.clone()),
+            name: refusal.actor.map(|(_, name)| name),
+        },
+        actor_ip: refusal.client_address,
+        action: action.to_owned(),
+        outcome,
+        resource_type: Some("route".into()),
+        resource_id: Some(format!("{} {}", refusal.method, refusal.route)),
+        request_id: Some(refusal.request_id.to_owned()),
+        trace_id: Some(refusal.trace_id),
+        details: serde_json::json!({"status": refusal.status, "reason": refusal.message}),
+    };
+    let state = state.clone();
+    tokio::spawn(
+        async move {
+            // Only a known tenant has a log; asking does not reveal anything to the caller.
+            if matches!(state.tenant_exists(&tenant).await, Ok(true)) && state.refusals.take(&tenant) {
+                record_own(&*state.store, &tenant, vec![OwnRecord::Audit(record)]).await;
+            }
+        }
+        .in_current_span(),
+    );
+}
+
 /// A new unique id for a record custos writes itself.
-pub(crate) fn own_event_id(what: &str) -> String {
+pub fn own_event_id(what: &str) -> String {
     format!("custos-{what}-{}", uuid::Uuid::new_v4().simple())
 }
 

@@ -142,6 +142,8 @@ pub struct Shared {
     pub(crate) requests: status::RequestTally,
     /// The tenant logs' origins and signing key.
     pub ledger: ledger::Ledger,
+    /// Refused requests audited this minute, per tenant.
+    pub(crate) refusals: ledger::RefusalBudget,
 }
 
 impl AppState {
@@ -164,6 +166,7 @@ impl AppState {
             object_probe: health::ProbeSlot::default(),
             requests: status::RequestTally::default(),
             ledger,
+            refusals: ledger::RefusalBudget::default(),
         }))
     }
 

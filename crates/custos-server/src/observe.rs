@@ -34,6 +34,7 @@ pub(crate) async fn observe(State(state): State<AppState>, mut request: Request,
         request.headers().get(REQUEST_ID).and_then(sane_request_id).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
     let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
     let client_address = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -96,6 +97,22 @@ pub(crate) async fn observe(State(state): State<AppState>, mut request: Request,
         state.metrics.observe_request(&labels, elapsed.as_secs_f64(), trace.sampled.then(|| trace.trace_id_hex()));
         state.requests.observe(crate::status::Surface::of_route(&route), status.as_u16(), elapsed);
         let invocation = std::mem::take(&mut *invocation.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if matches!(status.as_u16(), 401 | 403) {
+            crate::ledger::audit_refusal(
+                &state,
+                crate::ledger::Refusal {
+                    status: status.as_u16(),
+                    path: &path,
+                    method: &method,
+                    route: &route,
+                    actor: invocation.actor.clone(),
+                    client_address: client_address.clone(),
+                    request_id: &request_id,
+                    trace_id: trace.trace_id_hex(),
+                    message: response.extensions().get::<ErrorBody>().map(|e| e.message.clone()).unwrap_or_default(),
+                },
+            );
+        }
         if let Some(permission) = invocation.permission {
             state.metrics.count_invocation(&InvocationLabels {
                 tenant: invocation.tenant.map(|t| t.as_str().to_owned()).unwrap_or_default(),

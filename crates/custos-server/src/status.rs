@@ -559,6 +559,10 @@ impl Evaluator {
                 );
                 match state.store.create_incident(scope, &incident).await {
                     Ok(()) => {
+                        if let StatusScope::Tenant(t) = scope {
+                            let event = incident_event(t, "opened", &incident.id, &signal.key, &incident.title, now);
+                            crate::ledger::record_own(&*state.store, t, vec![event]).await;
+                        }
                         tracing::warn!(
                             tenant_id = tenant,
                             incident_id = incident.id.as_str(),
@@ -585,6 +589,10 @@ impl Evaluator {
                     at: now,
                 };
                 state.store.update_incident(scope, &incident.id, &update).await?;
+                if let StatusScope::Tenant(t) = scope {
+                    let event = incident_event(t, "resolved", &incident.id, &signal.key, &incident.title, now);
+                    crate::ledger::record_own(&*state.store, t, vec![event]).await;
+                }
                 tracing::info!(
                     tenant_id = tenant,
                     incident_id = incident.id.as_str(),
@@ -651,7 +659,11 @@ impl Evaluator {
         for (tenant, derived) in &evaluation.tenants {
             let scope = StatusScope::Tenant(tenant.clone());
             let observed: Vec<_> = derived.iter().map(|d| (d.component.clone(), d.status)).collect();
-            changed += store.record_status(&scope, &observed, now).await?;
+            let recorded = store.record_status(&scope, &observed, now).await?;
+            if recorded > 0 {
+                record_status_events(state, tenant, now).await;
+            }
+            changed += recorded;
             let open = tenant_incidents.get(tenant).map(Vec::as_slice).unwrap_or_default();
             for signal in evaluation.tenant_signals.get(tenant).into_iter().flatten() {
                 changed += usize::from(self.detect_signal(state, &scope, signal, open, now).await?);
@@ -659,6 +671,69 @@ impl Evaluator {
         }
         self.counts = evaluation.counts;
         Ok(changed)
+    }
+}
+
+/// The timeline event of an automatic incident of a tenant opening or resolving.
+fn incident_event(
+    tenant: &TenantId,
+    what: &str,
+    incident_id: &str,
+    signal: &str,
+    title: &str,
+    at: Timestamp,
+) -> crate::ledger::OwnRecord {
+    crate::ledger::OwnRecord::Timeline(custos_model::ledger::TimelineEvent {
+        event_id: format!("custos-incident-{what}-{incident_id}"),
+        ts: at,
+        tenant_id: tenant.clone(),
+        project_id: None,
+        kind: format!("custos.incident.{what}"),
+        actor: Some("custos status evaluator".into()),
+        resource_type: Some("incident".into()),
+        resource_id: Some(incident_id.to_owned()),
+        trace_id: None,
+        details: serde_json::json!({"signal": signal, "title": title}),
+    })
+}
+
+/// Timeline events for the component states this pass recorded for `tenant` (those
+/// stamped `now`): `custos.component.<state>`, e.g. a connector turning
+/// `custos.component.major_outage` when its data goes stale.
+async fn record_status_events(state: &AppState, tenant: &TenantId, now: Timestamp) {
+    let scope = StatusScope::Tenant(tenant.clone());
+    let changes = match state.store.status_changes(&scope, now).await {
+        Ok(changes) => changes,
+        Err(error) => {
+            tracing::warn!(error = &error as &dyn std::error::Error, "reading recorded state changes failed");
+            return;
+        }
+    };
+    let mut previous: HashMap<&str, ComponentStatus> = HashMap::new();
+    let mut events = Vec::new();
+    for change in &changes {
+        if change.at == now {
+            let status = serde_json::to_value(change.status).ok();
+            let status = status.as_ref().and_then(serde_json::Value::as_str).unwrap_or("unknown").to_owned();
+            let before = previous.get(change.component.as_str()).and_then(|p| serde_json::to_value(p).ok());
+            let (kind, id) = change.component.split_once(':').unwrap_or(("component", change.component.as_str()));
+            events.push(crate::ledger::OwnRecord::Timeline(custos_model::ledger::TimelineEvent {
+                event_id: format!("custos-status-{}-{}", change.component.replace(':', "-"), now.as_micros()),
+                ts: now,
+                tenant_id: tenant.clone(),
+                project_id: None,
+                kind: format!("custos.component.{status}"),
+                actor: Some("custos status evaluator".into()),
+                resource_type: Some(kind.to_owned()),
+                resource_id: Some(id.to_owned()),
+                trace_id: None,
+                details: serde_json::json!({"component": change.component, "status": status, "previous": before}),
+            }));
+        }
+        previous.insert(change.component.as_str(), change.status);
+    }
+    if !events.is_empty() {
+        crate::ledger::record_own(&*state.store, tenant, events).await;
     }
 }
 

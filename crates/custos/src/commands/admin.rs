@@ -111,6 +111,8 @@ pub async fn tokens(global: &GlobalArgs, command: TokensCommand) -> anyhow::Resu
             };
             store.create_token(&record).await?;
             let scope_list: Vec<String> = record.scopes.iter().map(Scope::to_string).collect();
+            let details = serde_json::json!({"name": record.name, "scopes": scope_list, "expires_at": expires_at});
+            record_token_action(&*store, &record, "custos.token.created", details).await?;
             tracing::info!(token_id = record.id.as_str(), scopes = scope_list.join(" ").as_str(), "token created");
             eprintln!(
                 "created token {} ({}) with scopes {}{}; it is shown once, below",
@@ -160,9 +162,50 @@ pub async fn tokens(global: &GlobalArgs, command: TokensCommand) -> anyhow::Resu
         }
         TokensCommand::Revoke { id } => {
             let record = store.revoke_token(&id, Timestamp::now()).await?;
+            let details = serde_json::json!({"name": record.name, "revoked_at": record.revoked_at});
+            record_token_action(&*store, &record, "custos.token.revoked", details).await?;
             tracing::info!(token_id = record.id.as_str(), "token revoked");
             println!("revoked {} ({}) at {}", record.id, record.name, record.revoked_at.unwrap_or_else(Timestamp::now));
         }
     }
+    Ok(())
+}
+
+/// The CLI's user as an audit actor (`cli:alice`).
+pub fn cli_actor() -> String {
+    std::env::var("USER").map_or_else(|_| "cli".to_owned(), |user| format!("cli:{user}"))
+}
+
+/// Records a token's creation or revocation in the timeline and audit log of every
+/// tenant its scopes name (every tenant for a `#tenant/*` scope).
+async fn record_token_action(
+    store: &dyn custos_store::Store,
+    token: &TokenRecord,
+    kind: &str,
+    details: serde_json::Value,
+) -> anyhow::Result<()> {
+    let tenants: Vec<TenantId> = if token.scopes.iter().any(|s| s.tenant == TenantSelector::All) {
+        store.tenants().await?.into_iter().map(|t| t.id).collect()
+    } else {
+        let mut named: Vec<TenantId> = token
+            .scopes
+            .iter()
+            .filter_map(|s| match &s.tenant {
+                TenantSelector::One(id) => Some(id.clone()),
+                TenantSelector::All => None,
+            })
+            .collect();
+        named.sort();
+        named.dedup();
+        named
+    };
+    let action = custos_server::ledger::AdminAction {
+        kind,
+        actor: custos_model::ledger::AuditActor { id: None, name: Some(cli_actor()) },
+        resource_type: "token",
+        resource_id: &token.id,
+        details,
+    };
+    custos_server::ledger::record_admin_action(store, &tenants, &action).await;
     Ok(())
 }

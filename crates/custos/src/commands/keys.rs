@@ -21,6 +21,15 @@ pub async fn run(global: &GlobalArgs, command: KeysCommand) -> anyhow::Result<()
             let key = SigningKey::generate();
             key.create(&path)?;
             store.put_signing_key(&key.record(key.created_at())).await?;
+            let tenants: Vec<_> = store.tenants().await?.into_iter().map(|t| t.id).collect();
+            let action = custos_server::ledger::AdminAction {
+                kind: "custos.key.generated",
+                actor: custos_model::ledger::AuditActor { id: None, name: Some(super::admin::cli_actor()) },
+                resource_type: "signing_key",
+                resource_id: key.key_id(),
+                details: serde_json::json!({"key_id": key.key_id()}),
+            };
+            custos_server::ledger::record_admin_action(&*store, &tenants, &action).await;
             tracing::info!(key_id = key.key_id(), path = %path.display(), "signing key generated");
             eprintln!("created {} (mode 0600); its public half is published at /v1/keys", path.display());
             println!("{}", key.key_id());
@@ -35,7 +44,7 @@ pub async fn run(global: &GlobalArgs, command: KeysCommand) -> anyhow::Result<()
             store.put_signing_key(&new.record(now)).await?;
             new.replace(&path)?;
             let retired = store.retire_signing_keys_except(new.key_id(), now).await?;
-            let actor = std::env::var("USER").map_or_else(|_| "cli".to_owned(), |user| format!("cli:{user}"));
+            let actor = super::admin::cli_actor();
             let tenants = store.tenants().await?;
             custos_server::ledger::record_key_rotation(&*store, &tenants, old.key_id(), new.key_id(), &actor, &reason)
                 .await;

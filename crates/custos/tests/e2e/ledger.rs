@@ -121,8 +121,13 @@ async fn logs_over_http(store: Store) {
     let (status, _) = api.get(timeline, &writer).await;
     assert_eq!(status, 403, "writing does not grant reading");
     // Nothing of the refused batch was written.
-    let page = api.json(&format!("{timeline}?limit=1000"), &reader).await;
+    let page = api.json(&format!("{timeline}?actor=alice&limit=1000"), &reader).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 5);
+    // custos's own events come first: the creation of the three tokens.
+    let own =
+        api.json(&format!("{timeline}?kind=custos.token.created"), &reader).await["items"].as_array().unwrap().len()
+            as u64;
+    assert_eq!(own, 3);
 
     // Queries: filters and keyset pages, newest first.
     let page = api.json(&format!("{timeline}?kind=platform.policy.changed&limit=2"), &reader).await;
@@ -153,9 +158,10 @@ async fn logs_over_http(store: Store) {
     let (checkpoint, _) =
         Checkpoint::open(record["checkpoint"]["note"].as_str().unwrap().as_bytes(), origin, std::slice::from_ref(&key))
             .unwrap();
-    assert_eq!(checkpoint.size, 5);
+    assert_eq!(checkpoint.size, own + 5);
+    assert_eq!(record["leaf_index"], own + 3);
     let proof: Vec<Hash> = record["inclusion_proof"].as_array().unwrap().iter().map(hash).collect();
-    verify_inclusion(3, 5, &leaf, &proof, &checkpoint.root).unwrap();
+    verify_inclusion(own + 3, own + 5, &leaf, &proof, &checkpoint.root).unwrap();
     assert_eq!(record["links"]["trace_records"], format!("/v1/tenants/acme/traces/{:032x}", 4));
     let (status, _) = api.get(&format!("{timeline}/e-404"), &reader).await;
     assert_eq!(status, 404);
@@ -166,7 +172,7 @@ async fn logs_over_http(store: Store) {
     assert_eq!(status, 200);
     assert_eq!(
         Checkpoint::open(note.as_bytes(), origin, std::slice::from_ref(&key)).unwrap().0.size,
-        5,
+        own + 5,
         "not re-signed yet"
     );
     let (status, note) = api.send(reqwest::Method::POST, &format!("{timeline}/checkpoint"), &reader, None).await;
@@ -175,22 +181,23 @@ async fn logs_over_http(store: Store) {
     let (status, note) = api.send(reqwest::Method::POST, &format!("{timeline}/checkpoint"), &admin, None).await;
     assert_eq!(status, 200);
     let (newer, _) = Checkpoint::open(note.as_bytes(), origin, std::slice::from_ref(&key)).unwrap();
-    assert_eq!(newer.size, 13);
-    let proof = api.json(&format!("{timeline}/proof/consistency?from=5&to=13"), &reader).await;
+    // The 8 new events, and the admin token's creation.
+    assert_eq!(newer.size, own + 14);
+    let proof = api.json(&format!("{timeline}/proof/consistency?from={}&to={}", own + 5, newer.size), &reader).await;
     let proof: Vec<Hash> = proof["proof"].as_array().unwrap().iter().map(hash).collect();
-    verify_consistency(5, 13, &checkpoint.root, &newer.root, &proof).unwrap();
+    verify_consistency(own + 5, newer.size, &checkpoint.root, &newer.root, &proof).unwrap();
     let (status, text) = api.get(&format!("{timeline}/proof/consistency?from=9&to=99"), &reader).await;
     assert_eq!(status, 422, "{text}");
-    let inclusion = api.json(&format!("{timeline}/proof/inclusion?index=7&size=13"), &reader).await;
+    let inclusion = api.json(&format!("{timeline}/proof/inclusion?index=7&size={}", newer.size), &reader).await;
     let path: Vec<Hash> = inclusion["proof"].as_array().unwrap().iter().map(hash).collect();
-    verify_inclusion(7, 13, &hash(&inclusion["leaf_hash"]), &path, &newer.root).unwrap();
+    verify_inclusion(7, newer.size, &hash(&inclusion["leaf_hash"]), &path, &newer.root).unwrap();
 
     // The export verifies offline with the published key.
     let (status, export) = api.get(&format!("{timeline}/export"), &reader).await;
     assert_eq!(status, 200);
     let report =
         Verifier::new(vec![key.clone()]).with_earlier(note.clone().into_bytes()).verify(export.as_bytes()).unwrap();
-    assert_eq!((report.size, report.records), (13, 13));
+    assert_eq!((report.size, report.records), (newer.size, newer.size));
 
     // The audit log: its own scopes, its own tree, CSV export.
     let audit = json!({"event_id": "a-1", "ts": "2026-11-23T10:00:00Z", "actor": {"id": "u-1", "name": "alice"},
@@ -198,7 +205,8 @@ async fn logs_over_http(store: Store) {
     let (status, body) =
         api.post("/v1/tenants/acme/audit/events", &writer, "application/json", audit.to_string()).await;
     assert_eq!((status, body["id"].as_str()), (201, Some("a-1")), "{body}");
-    let (status, csv) = api.get("/v1/tenants/acme/audit?format=csv&outcome=denied", &reader).await;
+    let (status, csv) =
+        api.get("/v1/tenants/acme/audit?format=csv&outcome=denied&action=platform.user.login", &reader).await;
     assert_eq!(status, 200);
     let mut rows = csv.lines();
     assert!(
@@ -207,15 +215,11 @@ async fn logs_over_http(store: Store) {
             .starts_with("leaf_index,received_at,event_id,ts,tenant_id,actor.id,actor.name,actor_ip,action,outcome")
     );
     let row = rows.next().unwrap();
-    assert!(
-        row.starts_with("0,")
-            && row.contains(",a-1,")
-            && row.contains(",u-1,alice,192.0.2.7,platform.user.login,denied,"),
-        "{row}"
-    );
+    assert!(row.contains(",a-1,") && row.contains(",u-1,alice,192.0.2.7,platform.user.login,denied,"), "{row}");
     let audit_record = api.json("/v1/tenants/acme/audit/a-1", &reader).await;
-    assert_eq!(audit_record["leaf_index"], 0);
-    assert_eq!(audit_record["checkpoint"]["size"], 1);
+    // After the tokens' creation and the refusals above, all audited.
+    assert!(audit_record["leaf_index"].as_u64().unwrap() >= 4, "{audit_record}");
+    assert!(audit_record["checkpoint"]["size"].as_u64() > audit_record["leaf_index"].as_u64());
 
     // Keys are listed with no token; an origin of another deployment is refused.
     let (status, _) = api.get("/v1/keys?origin=elsewhere/tenants/acme/timeline", "").await;
@@ -273,12 +277,12 @@ async fn tampering_is_pinpointed(store: Store) {
             "leaf 12 is missing from the log: it holds 12 of the checkpoint's 20 leaves",
         ),
     ];
-    let writer = {
-        for (tenant, _, _) in &cases {
-            store.ok(&["tenants", "create", tenant]);
-        }
-        create_token(&store, &["--tenant", "*", "--scope", "timeline:write", "--scope", "timeline:read"])
-    };
+    // The token first: created before the tenants, it is on none of their timelines,
+    // so each holds exactly the 20 events below.
+    let writer = create_token(&store, &["--tenant", "*", "--scope", "timeline:write", "--scope", "timeline:read"]);
+    for (tenant, _, _) in &cases {
+        store.ok(&["tenants", "create", tenant]);
+    }
     let server = Server::start(&store);
     let api = Api { client: reqwest::Client::new(), base: server.base.clone() };
     let verify = |tenant: &str, extra: &[&str]| {
@@ -352,7 +356,8 @@ async fn keys_rotate_and_both_verify(store: Store) {
     let api = Api { client: reqwest::Client::new(), base: server.base.clone() };
     api.post("/v1/tenants/acme/timeline/events", &token, "application/x-ndjson", events("acme", 0..4)).await;
     let old_key = store.ok(&["keys", "export-public", "--tenant", "acme"]).trim().to_owned();
-    let (_, before) = api.get("/v1/tenants/acme/timeline/checkpoint", &token).await;
+    // A checkpoint of the head now (GET serves the latest signed, which may be older).
+    let (_, before) = api.send(reqwest::Method::POST, "/v1/tenants/acme/timeline/checkpoint", &token, None).await;
 
     let second = store.ok(&["keys", "rotate", "--reason", "annual"]).trim().to_owned();
     assert_ne!(first, second);
@@ -409,7 +414,8 @@ async fn keys_rotate_and_both_verify(store: Store) {
         kept.to_str().unwrap(),
     ]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("consistent   with the earlier checkpoint of 4 leaves"), "{stdout}");
+    // The key's generation, the admin token's creation and 4 events.
+    assert!(stdout.contains("consistent   with the earlier checkpoint of 6 leaves"), "{stdout}");
     drop(server);
 }
 
@@ -421,4 +427,89 @@ async fn keys_rotate_and_both_verify_on_sqlite() {
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_rotate_and_both_verify_on_postgres() {
     keys_rotate_and_both_verify(Store::postgres().await).await;
+}
+
+/// Polls a log query until it returns at least one item (custos audits refusals in
+/// the background, after answering).
+async fn first_item(api: &Api, path: &str, token: &str) -> Value {
+    for _ in 0..100 {
+        let page = api.json(path, token).await;
+        if let Some(item) = page["items"].as_array().and_then(|items| items.first()) {
+            return item.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("nothing at {path}");
+}
+
+async fn custos_records_its_own_actions(store: Store) {
+    store.ok(&["tenants", "create", "acme"]);
+    let reader = create_token(
+        &store,
+        &["--tenant", "acme", "--scope", "timeline:read", "--scope", "audit:read", "--name", "auditor"],
+    );
+    let ingest = create_token(&store, &["--tenant", "acme", "--scope", "ingest:write", "--name", "platform"]);
+    let server = Server::start(&store);
+    let api = Api { client: reqwest::Client::new(), base: server.base.clone() };
+
+    // Token creation is on the tenant's timeline and in its audit log.
+    let created = first_item(&api, "/v1/tenants/acme/audit?action=custos.token.created", &reader).await;
+    assert_eq!(created["record"]["resource_type"], "token");
+    assert!(created["record"]["actor"]["name"].as_str().unwrap().starts_with("cli"), "{created}");
+    first_item(&api, "/v1/tenants/acme/timeline?kind=custos.token.created", &reader).await;
+
+    // A denial names the token (never its secret) and the missing scope; a bad token is
+    // audited as a failed authentication.
+    let (status, _) = api.get("/v1/tenants/acme/rule-runs", &reader).await;
+    assert_eq!(status, 403);
+    let denied = first_item(&api, "/v1/tenants/acme/audit?action=custos.auth.denied", &reader).await;
+    let record = &denied["record"];
+    assert_eq!((record["outcome"].as_str(), record["actor"]["name"].as_str()), (Some("denied"), Some("auditor")));
+    assert!(record["actor"]["id"].as_str().unwrap().starts_with("tok_"));
+    assert_eq!(record["details"]["reason"], "missing scope obs:read#tenant/acme");
+    assert_eq!(record["actor_ip"], "127.0.0.1");
+    assert!(!denied.to_string().contains(&reader), "the secret is never recorded");
+    let (status, _) = api.get("/v1/tenants/acme/timeline", "cst_not-a-token").await;
+    assert_eq!(status, 401);
+    let failed = first_item(&api, "/v1/tenants/acme/audit?action=custos.auth.failed", &reader).await;
+    assert_eq!(
+        (failed["record"]["outcome"].as_str(), failed["record"]["details"]["status"].as_u64()),
+        (Some("failure"), Some(401))
+    );
+
+    // A failed rule run goes on the timeline once, however often it is re-sent.
+    let run = json!({"id": "run-9", "rule_key": "brute-force", "status": "failed", "error_message": "timeout",
+                     "started_at": "2026-11-23T10:00:00Z", "finished_at": "2026-11-23T10:00:05Z",
+                     "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"});
+    for _ in 0..2 {
+        let (status, body) = api.post("/v1/tenants/acme/rule-runs", &ingest, "application/json", run.to_string()).await;
+        assert!(status == 200 || status == 201, "{body}");
+    }
+    let page = api.json("/v1/tenants/acme/timeline?kind=custos.rule_run.failed", &reader).await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{page}");
+    let event = &items[0]["record"];
+    assert_eq!((event["resource_type"].as_str(), event["resource_id"].as_str()), (Some("rule"), Some("brute-force")));
+    assert_eq!(event["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(event["ts"], "2026-11-23T10:00:05.000000Z");
+    assert_eq!(event["details"]["error_message"], "timeout");
+
+    // Revoking a token is recorded too.
+    let tokens: Value = serde_json::from_str(&store.ok(&["tokens", "list", "--format", "json"])).unwrap();
+    let platform =
+        tokens.as_array().unwrap().iter().find(|t| t["name"] == "platform").unwrap()["id"].as_str().unwrap().to_owned();
+    store.ok(&["tokens", "revoke", &platform]);
+    let revoked = first_item(&api, "/v1/tenants/acme/audit?action=custos.token.revoked", &reader).await;
+    assert_eq!(revoked["record"]["resource_id"], platform.as_str());
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custos_records_its_own_actions_on_sqlite() {
+    custos_records_its_own_actions(Store::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custos_records_its_own_actions_on_postgres() {
+    custos_records_its_own_actions(Store::postgres().await).await;
 }
