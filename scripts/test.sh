@@ -48,7 +48,7 @@ if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/golang.org/x/
 fi
 
 # Independent readers of our formats (the OpenMetrics parser of prometheus_client), from PyPI.
-if ! python3 -c 'import prometheus_client, yaml, jsonschema' >/dev/null 2>&1; then
+if ! python3 -c 'import prometheus_client, yaml, jsonschema, cryptography' >/dev/null 2>&1; then
     echo "test.sh: installing the Python test readers (scripts/requirements-test.txt)" >&2
     pip_install=(python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-test.txt)
     # Debian's own python3 refuses system-wide installs (PEP 668); this is a throwaway machine.

@@ -89,6 +89,32 @@ impl Api {
     }
 }
 
+/// Runs the Python verifier printed in docs/forensics/verification.md on an export.
+fn python_verifies(store: &Store, export: &str, vkey: &str, expect_ok: bool) {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/forensics/verification.md")).unwrap();
+    let script =
+        docs.split("```python\n").nth(1).and_then(|rest| rest.split("```").next()).expect("the page has the script");
+    let dir = store.dir.path();
+    std::fs::write(dir.join("verify.py"), script).unwrap();
+    std::fs::write(dir.join("log.export"), export).unwrap();
+    std::fs::write(dir.join("log.vkey"), vkey).unwrap();
+    let output = std::process::Command::new("python3")
+        .arg("verify.py")
+        .arg("log.export")
+        .arg("log.vkey")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.success(), expect_ok, "{stdout}{stderr}");
+    if expect_ok {
+        assert!(stdout.starts_with("verified custos.local/tenants/acme/timeline"), "{stdout}");
+    } else {
+        assert!(stderr.contains("altered"), "{stderr}");
+    }
+}
+
 async fn logs_over_http(store: Store) {
     store.ok(&["tenants", "create", "acme"]);
     let writer = create_token(&store, &["--tenant", "acme", "--scope", "timeline:write", "--scope", "audit:write"]);
@@ -198,6 +224,10 @@ async fn logs_over_http(store: Store) {
     let report =
         Verifier::new(vec![key.clone()]).with_earlier(note.clone().into_bytes()).verify(export.as_bytes()).unwrap();
     assert_eq!((report.size, report.records), (newer.size, newer.size));
+
+    // The independent Python verifier of docs/forensics/verification.md agrees.
+    python_verifies(&store, &export, &key.to_string(), true);
+    python_verifies(&store, &export.replacen("\"n\":3", "\"n\":4", 1), &key.to_string(), false);
 
     // The audit log: its own scopes, its own tree, CSV export.
     let audit = json!({"event_id": "a-1", "ts": "2026-11-23T10:00:00Z", "actor": {"id": "u-1", "name": "alice"},
