@@ -13,10 +13,10 @@ use custos_model::status::ComponentStatus;
 use custos_model::{Component, FreshnessPolicy, TenantId, Timestamp};
 use custos_store::{
     AppendOutcome, Backend, BucketRow, ConsoleSession, HourTotals, IncidentRecord, IngestSummary, JobEventOutcome,
-    JobEventRequest, JobRecord, LastError, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, MaintenanceRecord,
-    NewIncidentUpdate, Page, PutOutcome, RecordQuery, RollupFamily, SchemaDescription, SeriesRow, SigningKeyRecord,
-    StatusChange, StatusScope, Store, StoreResult, Stored, StoredCheckpoint, StoredFlip, StoredPing, Tenant,
-    TokenRecord,
+    JobEventRequest, JobRecord, LastError, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery,
+    MaintenanceRecord, NewIncidentUpdate, Page, PruneOutcome, PutOutcome, RecordQuery, RollupFamily, SchemaDescription,
+    SeriesRow, SigningKeyRecord, StatusChange, StatusScope, Store, StoreResult, Stored, StoredCheckpoint, StoredFlip,
+    StoredPing, Tenant, TokenRecord,
 };
 use custos_telemetry::Metrics;
 use tracing::Instrument;
@@ -139,6 +139,11 @@ instrument! {
     latest_checkpoint(tenant: &TenantId, log: LogName) -> StoreResult<Option<StoredCheckpoint>>;
     checkpoint_at(tenant: &TenantId, log: LogName, size: u64) -> StoreResult<Option<StoredCheckpoint>>;
     log_pruned_before(tenant: &TenantId, log: LogName) -> StoreResult<u64>;
+    log_first_received(tenant: &TenantId, log: LogName, from: u64) -> StoreResult<Option<(u64, Timestamp)>>;
+    prune_log(tenant: &TenantId, log: LogName, prune: &LogPrune) -> StoreResult<PruneOutcome>;
+    create_hold(tenant: &TenantId, hold: &LegalHold) -> StoreResult<()>;
+    release_hold(tenant: &TenantId, id: &str, at: Timestamp) -> StoreResult<LegalHold>;
+    holds(tenant: &TenantId) -> StoreResult<Vec<LegalHold>>;
     put_signing_key(key: &SigningKeyRecord) -> StoreResult<()>;
     signing_keys() -> StoreResult<Vec<SigningKeyRecord>>;
     retire_signing_keys_except(key_id: &str, at: Timestamp) -> StoreResult<Vec<SigningKeyRecord>>;

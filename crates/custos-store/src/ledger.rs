@@ -305,3 +305,36 @@ pub(crate) fn index_from(value: i64) -> StoreResult<u64> {
     u64::try_from(value)
         .map_err(|_| StoreError::Corrupt { what: "log", detail: format!("negative leaf index {value}") })
 }
+
+/// A retention pass's removal from one log: the records of leaves below `before_index`
+/// (their hashes stay), under a tombstone row saying when, why and up to which time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPrune {
+    pub before_index: u64,
+    /// The records removed were received before this instant.
+    pub received_before: Timestamp,
+    /// The policy that removed them, in words (`timeline: 180 days (tenant retention_days)`).
+    pub policy: String,
+    pub pruned_at: Timestamp,
+}
+
+/// What a prune did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PruneOutcome {
+    /// Records removed (0 when an earlier prune already covered them).
+    Removed(u64),
+    /// A legal hold is active: nothing was removed.
+    Held,
+}
+
+/// A legal hold: while active, retention removes nothing of the tenant's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct LegalHold {
+    pub id: String,
+    pub reason: String,
+    /// Who placed it (a token's id, or `cli:<user>`).
+    pub created_by: String,
+    pub created_at: Timestamp,
+    /// When it was released; null while active.
+    pub released_at: Option<Timestamp>,
+}

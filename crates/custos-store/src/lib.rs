@@ -29,7 +29,10 @@ use custos_model::{
 
 pub use error::{StoreError, StoreResult};
 pub use jobs::{JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
-pub use ledger::{AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, SigningKeyRecord, StoredCheckpoint};
+pub use ledger::{
+    AppendOutcome, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
+    SigningKeyRecord, StoredCheckpoint,
+};
 pub use objects::Objects;
 pub use postgres::{APP_ROLE, PostgresStore};
 pub use rollup::{BucketRow, HourTotals, LastError, RollupFamily, SeriesRow, SeriesValues};
@@ -374,6 +377,22 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn checkpoint_at(&self, tenant: &TenantId, log: LogName, size: u64) -> StoreResult<Option<StoredCheckpoint>>;
     /// Leaves below this index have had their records removed by retention (0: none).
     async fn log_pruned_before(&self, tenant: &TenantId, log: LogName) -> StoreResult<u64>;
+    /// The first record at or after leaf `from` still held, with when it was received.
+    async fn log_first_received(
+        &self,
+        tenant: &TenantId,
+        log: LogName,
+        from: u64,
+    ) -> StoreResult<Option<(u64, Timestamp)>>;
+    /// Removes the records of leaves below `prune.before_index` under a tombstone row,
+    /// atomically; nothing while a legal hold of the tenant is active.
+    async fn prune_log(&self, tenant: &TenantId, log: LogName, prune: &LogPrune) -> StoreResult<PruneOutcome>;
+    /// Places a legal hold (`AlreadyExists` for an id in use).
+    async fn create_hold(&self, tenant: &TenantId, hold: &LegalHold) -> StoreResult<()>;
+    /// Releases an active hold; `NotFound` when none has the id or it was released.
+    async fn release_hold(&self, tenant: &TenantId, id: &str, at: Timestamp) -> StoreResult<LegalHold>;
+    /// Every hold of the tenant, newest first.
+    async fn holds(&self, tenant: &TenantId) -> StoreResult<Vec<LegalHold>>;
 
     /// Publishes a checkpoint signing key's public half (publishing the same key again
     /// is no error).

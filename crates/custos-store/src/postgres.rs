@@ -22,7 +22,8 @@ use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
 use crate::error::{PostgresContext, StoreError, StoreResult};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 use crate::ledger::{
-    AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, SigningKeyRecord, StoredCheckpoint,
+    AppendOutcome, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
+    SigningKeyRecord, StoredCheckpoint,
 };
 use crate::postgres_ledger;
 use crate::rollup::{
@@ -1664,6 +1665,41 @@ impl Store for PostgresStore {
     async fn log_pruned_before(&self, tenant: &TenantId, log: LogName) -> StoreResult<u64> {
         let mut tx = self.tenant_tx(tenant).await?;
         postgres_ledger::pruned_before(&mut tx, tenant, log).await
+    }
+
+    async fn log_first_received(
+        &self,
+        tenant: &TenantId,
+        log: LogName,
+        from: u64,
+    ) -> StoreResult<Option<(u64, Timestamp)>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        postgres_ledger::first_received(&mut tx, tenant, log, from).await
+    }
+
+    async fn prune_log(&self, tenant: &TenantId, log: LogName, prune: &LogPrune) -> StoreResult<PruneOutcome> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let outcome = postgres_ledger::prune(&mut tx, tenant, log, prune).await?;
+        tx.commit().await.ctx("committing a prune")?;
+        Ok(outcome)
+    }
+
+    async fn create_hold(&self, tenant: &TenantId, hold: &LegalHold) -> StoreResult<()> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        postgres_ledger::create_hold(&mut tx, tenant, hold).await?;
+        tx.commit().await.ctx("committing a legal hold")
+    }
+
+    async fn release_hold(&self, tenant: &TenantId, id: &str, at: Timestamp) -> StoreResult<LegalHold> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let hold = postgres_ledger::release_hold(&mut tx, tenant, id, at).await?;
+        tx.commit().await.ctx("committing a hold release")?;
+        Ok(hold)
+    }
+
+    async fn holds(&self, tenant: &TenantId) -> StoreResult<Vec<LegalHold>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        postgres_ledger::holds(&mut tx, tenant).await
     }
 
     async fn put_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<()> {

@@ -13,8 +13,8 @@ use sqlx::{PgConnection, Row};
 use crate::Page;
 use crate::error::{PostgresContext, StoreError, StoreResult};
 use crate::ledger::{
-    self, AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, QueryValue, SigningKeyRecord,
-    StoredCheckpoint, table,
+    self, AppendOutcome, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
+    QueryValue, SigningKeyRecord, StoredCheckpoint, table,
 };
 
 const ENTRY_COLUMNS: &str = "leaf_index, event_id, ts_us, record, received_at_us";
@@ -363,4 +363,126 @@ pub(crate) async fn retire_signing_keys_except(
     .await
     .ctx("retiring signing keys")?;
     rows.iter().map(key_from_row).collect()
+}
+
+pub(crate) async fn first_received(
+    tx: &mut PgConnection,
+    tenant: &TenantId,
+    log: LogName,
+    from: u64,
+) -> StoreResult<Option<(u64, Timestamp)>> {
+    let row = sqlx::query(sql(format!(
+        "SELECT leaf_index, received_at_us FROM {} WHERE tenant_id = $1 AND leaf_index >= $2 \
+         ORDER BY leaf_index LIMIT 1",
+        table(log)
+    )))
+    .bind(tenant.as_str())
+    .bind(from as i64)
+    .fetch_optional(&mut *tx)
+    .await
+    .ctx("reading a receipt time")?;
+    row.map(|row| Ok((ledger::index_from(row.get(0))?, Timestamp::from_micros(row.get(1))))).transpose()
+}
+
+/// In the caller's tenant transaction: the tombstone, then `custos_prune_log` (the one
+/// way the service's role can delete).
+pub(crate) async fn prune(
+    tx: &mut PgConnection,
+    tenant: &TenantId,
+    log: LogName,
+    prune: &LogPrune,
+) -> StoreResult<PruneOutcome> {
+    let held: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM legal_holds WHERE tenant_id = $1 AND released_at_us IS NULL)")
+            .bind(tenant.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .ctx("checking legal holds")?;
+    if held {
+        return Ok(PruneOutcome::Held);
+    }
+    if pruned_before(tx, tenant, log).await? >= prune.before_index {
+        return Ok(PruneOutcome::Removed(0));
+    }
+    sqlx::query(
+        "INSERT INTO ledger_prunes (tenant_id, log, before_index, received_before_us, policy, pruned_at_us) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(tenant.as_str())
+    .bind(log.as_str())
+    .bind(prune.before_index as i64)
+    .bind(prune.received_before.as_micros())
+    .bind(&prune.policy)
+    .bind(prune.pruned_at.as_micros())
+    .execute(&mut *tx)
+    .await
+    .ctx("writing the tombstone")?;
+    let removed: i64 = sqlx::query_scalar("SELECT custos_prune_log($1, $2)")
+        .bind(log.as_str())
+        .bind(prune.before_index as i64)
+        .fetch_one(&mut *tx)
+        .await
+        .ctx("removing records under the tombstone")?;
+    Ok(PruneOutcome::Removed(u64::try_from(removed).unwrap_or(0)))
+}
+
+const HOLD_COLUMNS: &str = "id, reason, created_by, created_at_us, released_at_us";
+
+fn hold_from_row(row: &sqlx::postgres::PgRow) -> LegalHold {
+    LegalHold {
+        id: row.get(0),
+        reason: row.get(1),
+        created_by: row.get(2),
+        created_at: Timestamp::from_micros(row.get(3)),
+        released_at: row.get::<Option<i64>, _>(4).map(Timestamp::from_micros),
+    }
+}
+
+pub(crate) async fn create_hold(tx: &mut PgConnection, tenant: &TenantId, hold: &LegalHold) -> StoreResult<()> {
+    let inserted = sqlx::query(sql(format!(
+        "INSERT INTO legal_holds (tenant_id, {HOLD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
+    )))
+    .bind(tenant.as_str())
+    .bind(&hold.id)
+    .bind(&hold.reason)
+    .bind(&hold.created_by)
+    .bind(hold.created_at.as_micros())
+    .bind(hold.released_at.map(Timestamp::as_micros))
+    .execute(&mut *tx)
+    .await
+    .ctx("placing a legal hold")?;
+    if inserted.rows_affected() == 0 {
+        return Err(StoreError::AlreadyExists { what: "legal hold", id: hold.id.clone() });
+    }
+    Ok(())
+}
+
+pub(crate) async fn release_hold(
+    tx: &mut PgConnection,
+    tenant: &TenantId,
+    id: &str,
+    at: Timestamp,
+) -> StoreResult<LegalHold> {
+    let row = sqlx::query(sql(format!(
+        "UPDATE legal_holds SET released_at_us = $3 WHERE tenant_id = $1 AND id = $2 AND released_at_us IS NULL \
+         RETURNING {HOLD_COLUMNS}"
+    )))
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(at.as_micros())
+    .fetch_optional(&mut *tx)
+    .await
+    .ctx("releasing a legal hold")?;
+    row.as_ref().map(hold_from_row).ok_or_else(|| StoreError::NotFound { what: "active legal hold", id: id.to_owned() })
+}
+
+pub(crate) async fn holds(tx: &mut PgConnection, tenant: &TenantId) -> StoreResult<Vec<LegalHold>> {
+    let rows = sqlx::query(sql(format!(
+        "SELECT {HOLD_COLUMNS} FROM legal_holds WHERE tenant_id = $1 ORDER BY created_at_us DESC, id"
+    )))
+    .bind(tenant.as_str())
+    .fetch_all(&mut *tx)
+    .await
+    .ctx("listing legal holds")?;
+    Ok(rows.iter().map(hold_from_row).collect())
 }

@@ -25,7 +25,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, TransactionBehav
 use crate::error::{SqliteContext, StoreError, StoreResult};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 use crate::ledger::{
-    AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, SigningKeyRecord, StoredCheckpoint,
+    AppendOutcome, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
+    SigningKeyRecord, StoredCheckpoint,
 };
 use crate::rollup::{self, BucketRow, HourTotals, LastError, Rollup, RollupFamily, RollupItem, SeriesRow};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
@@ -1631,6 +1632,36 @@ impl Store for SqliteStore {
     async fn log_pruned_before(&self, tenant: &TenantId, log: LogName) -> StoreResult<u64> {
         let tenant = tenant.clone();
         self.read(move |conn| sqlite_ledger::pruned_before(conn, &tenant, log)).await
+    }
+
+    async fn log_first_received(
+        &self,
+        tenant: &TenantId,
+        log: LogName,
+        from: u64,
+    ) -> StoreResult<Option<(u64, Timestamp)>> {
+        let tenant = tenant.clone();
+        self.read(move |conn| sqlite_ledger::first_received(conn, &tenant, log, from)).await
+    }
+
+    async fn prune_log(&self, tenant: &TenantId, log: LogName, prune: &LogPrune) -> StoreResult<PruneOutcome> {
+        let (tenant, prune) = (tenant.clone(), prune.clone());
+        self.write(move |conn| sqlite_ledger::prune(conn, &tenant, log, &prune)).await
+    }
+
+    async fn create_hold(&self, tenant: &TenantId, hold: &LegalHold) -> StoreResult<()> {
+        let (tenant, hold) = (tenant.clone(), hold.clone());
+        self.write(move |conn| sqlite_ledger::create_hold(conn, &tenant, &hold)).await
+    }
+
+    async fn release_hold(&self, tenant: &TenantId, id: &str, at: Timestamp) -> StoreResult<LegalHold> {
+        let (tenant, id) = (tenant.clone(), id.to_owned());
+        self.write(move |conn| sqlite_ledger::release_hold(conn, &tenant, &id, at)).await
+    }
+
+    async fn holds(&self, tenant: &TenantId) -> StoreResult<Vec<LegalHold>> {
+        let tenant = tenant.clone();
+        self.read(move |conn| sqlite_ledger::holds(conn, &tenant)).await
     }
 
     async fn put_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<()> {

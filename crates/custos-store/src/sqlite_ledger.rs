@@ -12,8 +12,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, param
 use crate::Page;
 use crate::error::{SqliteContext, StoreResult};
 use crate::ledger::{
-    self, AppendOutcome, LeafRow, LogAppend, LogEntry, LogHead, LogQuery, QueryValue, SigningKeyRecord,
-    StoredCheckpoint, table,
+    self, AppendOutcome, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
+    QueryValue, SigningKeyRecord, StoredCheckpoint, table,
 };
 
 const ENTRY_COLUMNS: &str = "leaf_index, event_id, ts_us, record, received_at_us";
@@ -356,4 +356,123 @@ pub(crate) fn retire_signing_keys_except(
         .ctx("retiring signing keys")?;
     tx.commit().ctx("committing a key rotation")?;
     raw.into_iter().map(key).collect()
+}
+
+pub(crate) fn first_received(
+    conn: &Connection,
+    tenant: &TenantId,
+    log: LogName,
+    from: u64,
+) -> StoreResult<Option<(u64, Timestamp)>> {
+    let row: Option<(i64, i64)> = conn
+        .prepare_cached(&format!(
+            "SELECT leaf_index, received_at_us FROM {} WHERE tenant_id = ?1 AND leaf_index >= ?2 \
+             ORDER BY leaf_index LIMIT 1",
+            table(log)
+        ))
+        .ctx("preparing a receipt read")?
+        .query_row(params![tenant.as_str(), from as i64], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()
+        .ctx("reading a receipt time")?;
+    row.map(|(index, at)| Ok((ledger::index_from(index)?, Timestamp::from_micros(at)))).transpose()
+}
+
+fn active_hold(conn: &Connection, tenant: &TenantId) -> StoreResult<bool> {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM legal_holds WHERE tenant_id = ?1 AND released_at_us IS NULL)")
+        .ctx("preparing the hold check")?
+        .query_row(params![tenant.as_str()], |row| row.get(0))
+        .ctx("checking legal holds")
+}
+
+pub(crate) fn prune(
+    conn: &mut Connection,
+    tenant: &TenantId,
+    log: LogName,
+    prune: &LogPrune,
+) -> StoreResult<PruneOutcome> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning a prune")?;
+    if active_hold(&tx, tenant)? {
+        return Ok(PruneOutcome::Held);
+    }
+    if pruned_before(&tx, tenant, log)? >= prune.before_index {
+        return Ok(PruneOutcome::Removed(0));
+    }
+    tx.execute(
+        "INSERT INTO ledger_prunes (tenant_id, log, before_index, received_before_us, policy, pruned_at_us) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            tenant.as_str(),
+            log.as_str(),
+            prune.before_index as i64,
+            prune.received_before.as_micros(),
+            prune.policy,
+            prune.pruned_at.as_micros()
+        ],
+    )
+    .ctx("writing the tombstone")?;
+    let removed = tx
+        .execute(
+            &format!("DELETE FROM {} WHERE tenant_id = ?1 AND leaf_index < ?2", table(log)),
+            params![tenant.as_str(), prune.before_index as i64],
+        )
+        .ctx("removing records under the tombstone")?;
+    tx.commit().ctx("committing a prune")?;
+    Ok(PruneOutcome::Removed(removed as u64))
+}
+
+const HOLD_COLUMNS: &str = "id, reason, created_by, created_at_us, released_at_us";
+
+fn hold_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LegalHold> {
+    Ok(LegalHold {
+        id: row.get(0)?,
+        reason: row.get(1)?,
+        created_by: row.get(2)?,
+        created_at: Timestamp::from_micros(row.get(3)?),
+        released_at: row.get::<_, Option<i64>>(4)?.map(Timestamp::from_micros),
+    })
+}
+
+pub(crate) fn create_hold(conn: &Connection, tenant: &TenantId, hold: &LegalHold) -> StoreResult<()> {
+    let inserted = conn
+        .execute(
+            &format!(
+                "INSERT INTO legal_holds (tenant_id, {HOLD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
+            ),
+            params![
+                tenant.as_str(),
+                hold.id,
+                hold.reason,
+                hold.created_by,
+                hold.created_at.as_micros(),
+                hold.released_at.map(Timestamp::as_micros)
+            ],
+        )
+        .ctx("placing a legal hold")?;
+    if inserted == 0 {
+        return Err(crate::StoreError::AlreadyExists { what: "legal hold", id: hold.id.clone() });
+    }
+    Ok(())
+}
+
+pub(crate) fn release_hold(conn: &Connection, tenant: &TenantId, id: &str, at: Timestamp) -> StoreResult<LegalHold> {
+    conn.prepare_cached(&format!(
+        "UPDATE legal_holds SET released_at_us = ?3 WHERE tenant_id = ?1 AND id = ?2 AND released_at_us IS NULL \
+         RETURNING {HOLD_COLUMNS}"
+    ))
+    .ctx("preparing a hold release")?
+    .query_row(params![tenant.as_str(), id, at.as_micros()], hold_from_row)
+    .optional()
+    .ctx("releasing a legal hold")?
+    .ok_or_else(|| crate::StoreError::NotFound { what: "active legal hold", id: id.to_owned() })
+}
+
+pub(crate) fn holds(conn: &Connection, tenant: &TenantId) -> StoreResult<Vec<LegalHold>> {
+    conn.prepare_cached(&format!(
+        "SELECT {HOLD_COLUMNS} FROM legal_holds WHERE tenant_id = ?1 ORDER BY created_at_us DESC, id"
+    ))
+    .ctx("preparing the hold list")?
+    .query_map(params![tenant.as_str()], hold_from_row)
+    .ctx("listing legal holds")?
+    .collect::<rusqlite::Result<Vec<_>>>()
+    .ctx("listing legal holds")
 }

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use custos_ledger::merkle::{self, MemoryLog, leaf_hash};
 use custos_model::ledger::{LogName, TimelineEvent};
 use custos_model::{TenantId, Timestamp};
-use custos_store::{LogAppend, LogQuery, SigningKeyRecord, Store, StoreError, StoredCheckpoint, Tenant};
+use custos_store::{
+    LegalHold, LogAppend, LogPrune, LogQuery, PruneOutcome, SigningKeyRecord, Store, StoreError, StoredCheckpoint,
+    Tenant,
+};
 
 use crate::support::{postgres, sqlite};
 
@@ -33,6 +36,7 @@ both_backends!(
     tenants_have_separate_logs,
     concurrent_appends_keep_one_sequence,
     signing_keys_are_published_and_retired,
+    retention_prunes_under_a_tombstone_unless_held,
 );
 
 fn t0() -> Timestamp {
@@ -263,4 +267,53 @@ async fn signing_keys_are_published_and_retired(store: Arc<dyn Store>) {
 
     let tenant = setup(&*store, "keys").await;
     assert_eq!(store.log_pruned_before(&tenant, LogName::Timeline).await.unwrap(), 0);
+}
+
+async fn retention_prunes_under_a_tombstone_unless_held(store: Arc<dyn Store>) {
+    let tenant = setup(&*store, "acme").await;
+    let records: Vec<LogAppend> = (0..10).map(|n| event(&tenant, n, "platform.a.b")).collect();
+    let second = t0().saturating_add_micros(1_000_000);
+    store.append_log(&tenant, LogName::Timeline, records[..4].to_vec(), t0()).await.unwrap();
+    store.append_log(&tenant, LogName::Timeline, records[4..].to_vec(), second).await.unwrap();
+    let head = store.log_head(&tenant, LogName::Timeline).await.unwrap();
+    assert_eq!(store.log_first_received(&tenant, LogName::Timeline, 0).await.unwrap(), Some((0, t0())));
+    assert_eq!(store.log_first_received(&tenant, LogName::Timeline, 5).await.unwrap(), Some((5, second)));
+    assert_eq!(store.log_first_received(&tenant, LogName::Timeline, 10).await.unwrap(), None);
+
+    let prune = |before| LogPrune {
+        before_index: before,
+        received_before: second,
+        policy: "test: 1 day".into(),
+        pruned_at: second,
+    };
+    let hold = LegalHold {
+        id: "case-7".into(),
+        reason: "litigation".into(),
+        created_by: "cli:alice".into(),
+        created_at: t0(),
+        released_at: None,
+    };
+    store.create_hold(&tenant, &hold).await.unwrap();
+    assert!(matches!(store.create_hold(&tenant, &hold).await, Err(StoreError::AlreadyExists { .. })));
+    assert_eq!(store.prune_log(&tenant, LogName::Timeline, &prune(4)).await.unwrap(), PruneOutcome::Held);
+    assert_eq!(store.log_pruned_before(&tenant, LogName::Timeline).await.unwrap(), 0);
+    let released = store.release_hold(&tenant, "case-7", second).await.unwrap();
+    assert_eq!(released.released_at, Some(second));
+    assert!(matches!(store.release_hold(&tenant, "case-7", second).await, Err(StoreError::NotFound { .. })));
+    assert_eq!(store.holds(&tenant).await.unwrap(), vec![released]);
+
+    assert_eq!(store.prune_log(&tenant, LogName::Timeline, &prune(4)).await.unwrap(), PruneOutcome::Removed(4));
+    assert_eq!(store.prune_log(&tenant, LogName::Timeline, &prune(2)).await.unwrap(), PruneOutcome::Removed(0));
+    assert_eq!(store.log_pruned_before(&tenant, LogName::Timeline).await.unwrap(), 4);
+    assert_eq!(store.log_first_received(&tenant, LogName::Timeline, 0).await.unwrap(), Some((4, second)));
+    assert!(store.log_entry(&tenant, LogName::Timeline, "e-1").await.unwrap().is_none());
+    // The hashes stay: the head, every leaf hash and every proof are as before.
+    assert_eq!(store.log_head(&tenant, LogName::Timeline).await.unwrap(), head);
+    let leaves = store.log_leaves(&tenant, LogName::Timeline, 0, 10).await.unwrap();
+    assert_eq!(leaves.len(), 10);
+    for leaf in &leaves {
+        assert_eq!(leaf.leaf_hash, leaf_hash(records[leaf.leaf_index as usize].record.as_bytes()));
+        assert_eq!(leaf.record.is_none(), leaf.leaf_index < 4);
+    }
+    assert_eq!(store.log_pruned_before(&tenant, LogName::Audit).await.unwrap(), 0, "the audit log is apart");
 }
