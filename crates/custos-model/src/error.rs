@@ -23,7 +23,7 @@ impl fmt::Display for FieldError {
 }
 
 /// Checks shared by every record type. Each returns the error naming `field`.
-pub(crate) mod check {
+pub mod check {
     use super::FieldError;
 
     /// A bounded, printable string: 1..=max characters, no control characters.

@@ -19,7 +19,7 @@ pub use component::{
     Component, ComponentInput, ComponentKind, FreshnessPolicy, FreshnessState, FreshnessThresholds, ThresholdSource,
 };
 pub use cursor::Cursor;
-pub use error::FieldError;
+pub use error::{FieldError, check};
 pub use ids::{TenantId, TraceId};
 pub use parse::{BodyFormat, ParseError, parse_records};
 pub use records::{

@@ -118,7 +118,11 @@ pub enum OwnRecord {
 /// Appends custos's own records. They are evidence, not the request's purpose: a
 /// failure is logged and counted, and the caller carries on.
 pub async fn record_own(store: &dyn Store, tenant: &TenantId, records: Vec<OwnRecord>) {
-    let now = Timestamp::now();
+    record_own_at(store, tenant, records, Timestamp::now()).await;
+}
+
+/// [`record_own`], received at `now` (the retention pass's own clock).
+async fn record_own_at(store: &dyn Store, tenant: &TenantId, records: Vec<OwnRecord>, now: Timestamp) {
     let (mut timeline, mut audit) = (Vec::new(), Vec::new());
     for record in records {
         match record {
@@ -511,4 +515,146 @@ pub async fn checkpoint_all(state: &AppState) -> usize {
         }
     }
     signed
+}
+
+/// Name of the retention worker in the workers registry, logs and `/health`.
+pub const RETENTION: &str = "retention";
+/// The shortest audit retention accepted, in days.
+pub const MIN_AUDIT_RETENTION_DAYS: u32 = 365;
+
+/// Removes the records of every tenant log that aged past retention, every `period`.
+pub fn spawn_retention(state: AppState, period: Duration) -> tokio::task::JoinHandle<()> {
+    state.workers.clone().spawn_periodic(RETENTION, period, move || {
+        let state = state.clone();
+        async move { retention_pass(&state, Timestamp::now()).await }
+    })
+}
+
+/// One retention pass as of `now`: for each tenant and log, the records received more
+/// than the retention period before `now` lose their content (never their leaf hashes),
+/// under a tombstone row, and the log records a `custos.retention.pruned` entry saying
+/// what went, when and under which policy. A tenant under a legal hold keeps
+/// everything. Returns the records removed.
+pub async fn retention_pass(state: &AppState, now: Timestamp) -> usize {
+    let tenants = match state.store.tenants().await {
+        Ok(tenants) => tenants,
+        Err(error) => {
+            tracing::warn!(error = &error as &dyn std::error::Error, "listing tenants for retention failed");
+            return 0;
+        }
+    };
+    let mut removed = 0;
+    for tenant in tenants {
+        for log in LogName::ALL {
+            let (days, policy) = match log {
+                LogName::Timeline => {
+                    let days = u32::try_from(tenant.retention_days.max(1)).unwrap_or(u32::MAX);
+                    (days, format!("timeline: {days} days (the tenant's retention_days)"))
+                }
+                LogName::Audit => {
+                    let days = state.config.audit_retention_days.max(MIN_AUDIT_RETENTION_DAYS);
+                    (days, format!("audit: {days} days (--audit-retention-days)"))
+                }
+            };
+            match prune_one(state, &tenant.id, log, days, policy, now).await {
+                Ok(n) => removed += n,
+                Err(error) => tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    tenant_id = tenant.id.as_str(),
+                    log = log.as_str(),
+                    "retention failed"
+                ),
+            }
+        }
+    }
+    removed
+}
+
+async fn prune_one(
+    state: &AppState,
+    tenant: &TenantId,
+    log: LogName,
+    days: u32,
+    policy: String,
+    now: Timestamp,
+) -> Result<usize, custos_store::StoreError> {
+    let cutoff = now.saturating_add_micros(-(i64::from(days) * 86_400 * 1_000_000));
+    let pruned = state.store.log_pruned_before(tenant, log).await?;
+    let size = state.store.log_head(tenant, log).await?.size;
+    // Records are in leaf order, received at non-decreasing times: the first one
+    // received at or after the cutoff is found by bisection, O(log n) reads.
+    let (mut low, mut high) = (pruned, size);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        match state.store.log_first_received(tenant, log, middle).await? {
+            Some((index, at)) if at < cutoff => low = index + 1,
+            _ => high = middle,
+        }
+    }
+    let before = low.min(size);
+    if before <= pruned {
+        return Ok(0);
+    }
+    let prune = custos_store::LogPrune {
+        before_index: before,
+        received_before: cutoff,
+        policy: policy.clone(),
+        pruned_at: now,
+    };
+    let removed = match state.store.prune_log(tenant, log, &prune).await? {
+        custos_store::PruneOutcome::Held => {
+            tracing::info!(
+                tenant_id = tenant.as_str(),
+                log = log.as_str(),
+                due = before - pruned,
+                "retention held by a legal hold"
+            );
+            return Ok(0);
+        }
+        custos_store::PruneOutcome::Removed(0) => return Ok(0),
+        custos_store::PruneOutcome::Removed(n) => n,
+    };
+    tracing::info!(
+        tenant_id = tenant.as_str(),
+        log = log.as_str(),
+        removed,
+        before_index = before,
+        "retention removed records"
+    );
+    let details = serde_json::json!({
+        "log": log.as_str(), "before_index": before, "records_removed": removed,
+        "received_before": cutoff, "policy": policy,
+    });
+    let event_id = format!("custos-retention-{log}-{before}");
+    let actor = "custos retention";
+    let tombstone = match log {
+        LogName::Timeline => OwnRecord::Timeline(TimelineEvent {
+            event_id,
+            ts: now,
+            tenant_id: tenant.clone(),
+            project_id: None,
+            kind: "custos.retention.pruned".into(),
+            actor: Some(actor.into()),
+            resource_type: Some("log".into()),
+            resource_id: Some(log.as_str().into()),
+            trace_id: None,
+            details,
+        }),
+        LogName::Audit => OwnRecord::Audit(AuditRecord {
+            event_id,
+            ts: now,
+            tenant_id: tenant.clone(),
+            actor: custos_model::ledger::AuditActor { id: None, name: Some(actor.into()) },
+            actor_ip: None,
+            action: "custos.retention.pruned".into(),
+            outcome: custos_model::ledger::AuditOutcome::Success,
+            resource_type: Some("log".into()),
+            resource_id: Some(log.as_str().into()),
+            request_id: None,
+            trace_id: None,
+            details,
+        }),
+    };
+    record_own_at(&*state.store, tenant, vec![tombstone], now).await;
+    Ok(usize::try_from(removed).unwrap_or(usize::MAX))
 }

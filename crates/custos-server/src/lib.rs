@@ -67,6 +67,9 @@ pub struct ServerConfig {
     pub deployment: String,
     /// The checkpoint signing key's file; without one, checkpoints and proofs answer 503.
     pub signing_key_file: Option<std::path::PathBuf>,
+    /// Days audit records are kept (at least [`ledger::MIN_AUDIT_RETENTION_DAYS`]); the
+    /// timeline keeps each tenant's `retention_days`.
+    pub audit_retention_days: u32,
     /// A template of links to the trace backend: `{trace_id}` is replaced
     /// (`http://jaeger:16686/trace/{trace_id}`).
     pub trace_url_template: Option<String>,
@@ -90,6 +93,7 @@ impl Default for ServerConfig {
             features: std::collections::BTreeMap::new(),
             deployment: DEFAULT_DEPLOYMENT.into(),
             signing_key_file: None,
+            audit_retention_days: ledger::MIN_AUDIT_RETENTION_DAYS,
             trace_url_template: None,
         }
     }

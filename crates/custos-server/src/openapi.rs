@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::routes::{components, incidents, jobs, logs, maintenance, platform, records::endpoints, status_page};
+use crate::routes::{components, holds, incidents, jobs, logs, maintenance, platform, records::endpoints, status_page};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -128,6 +128,8 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(logs::audit_inclusion))
         .routes(routes!(logs::export_audit))
         .routes(routes!(logs::list_keys))
+        .routes(routes!(holds::place_hold, holds::list_holds))
+        .routes(routes!(holds::release_hold))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::ping_start))

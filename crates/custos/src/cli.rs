@@ -162,6 +162,15 @@ pub struct ServeArgs {
     /// records get a checkpoint signed on demand.
     #[arg(long, env = "CUSTOS_CHECKPOINT_PERIOD", default_value = "1m", value_parser = parse_monitor_period)]
     pub checkpoint_period: std::time::Duration,
+    /// How often the retention worker removes records past retention (their leaf hashes
+    /// stay; legal holds block it).
+    #[arg(long, env = "CUSTOS_RETENTION_PERIOD", default_value = "1h", value_parser = parse_monitor_period)]
+    pub retention_period: std::time::Duration,
+    /// Days audit records are kept: at least 365. (The timeline keeps each tenant's
+    /// retention_days.)
+    #[arg(long, env = "CUSTOS_AUDIT_RETENTION_DAYS", default_value_t = 365,
+          value_parser = clap::value_parser!(u32).range(365..=36_500))]
+    pub audit_retention_days: u32,
     /// Link template to the trace backend; `{trace_id}` is replaced
     /// (`http://jaeger:16686/trace/{trace_id}`, `https://grafana/explore?…{trace_id}…`).
     #[arg(long, env = "CUSTOS_TRACE_URL_TEMPLATE", value_parser = parse_trace_template)]

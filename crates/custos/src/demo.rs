@@ -603,6 +603,7 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     let state = custos_server::AppState::new(store.clone(), demo_config(global, &args.serve)).with_objects(objects);
     let workers = state.workers.clone();
     custos_server::ledger::spawn_checkpointer(state.clone(), args.serve.checkpoint_period);
+    custos_server::ledger::spawn_retention(state.clone(), args.serve.retention_period);
     workers.register(SIMULATOR, Duration::from_secs(1));
     custos_server::jobs::spawn_monitor(state.clone(), args.serve.job_monitor_period);
     custos_server::health::spawn_object_probe(state.clone(), args.serve.object_store_probe_period);

@@ -130,6 +130,7 @@ pub fn server_config(global: &GlobalArgs, serve: &ServeArgs) -> ServerConfig {
         deployment: global.deployment.clone(),
         signing_key_file: Some(global.signing_key_path()),
         trace_url_template: serve.trace_url_template.clone(),
+        audit_retention_days: serve.audit_retention_days,
         features: [
             (
                 "otlp_export",

@@ -1,6 +1,7 @@
 //! Handlers, by resource.
 
 pub(crate) mod components;
+pub(crate) mod holds;
 pub(crate) mod incidents;
 pub(crate) mod jobs;
 pub(crate) mod logs;

@@ -11,6 +11,7 @@ mod deploy;
 mod health;
 mod incidents;
 mod jobs;
+mod ledger;
 mod logging;
 mod metrics;
 mod platform;

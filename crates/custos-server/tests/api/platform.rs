@@ -122,6 +122,8 @@ async fn openapi_describes_every_endpoint() {
         ("/v1/tenants/{tenant}/audit/proof/inclusion", vec!["get"]),
         ("/v1/tenants/{tenant}/audit/export", vec!["get"]),
         ("/v1/keys", vec!["get"]),
+        ("/v1/tenants/{tenant}/holds", vec!["get", "post"]),
+        ("/v1/tenants/{tenant}/holds/{hold}", vec!["delete"]),
         ("/v1/incidents", vec!["get", "post"]),
         ("/v1/incidents/{incident}", vec!["get"]),
         ("/v1/incidents/{incident}/updates", vec!["post"]),

@@ -20,6 +20,7 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(store, settings::server_config(global, args)).with_objects(objects);
     custos_server::jobs::spawn_monitor(state.clone(), args.job_monitor_period);
     custos_server::ledger::spawn_checkpointer(state.clone(), args.checkpoint_period);
+    custos_server::ledger::spawn_retention(state.clone(), args.retention_period);
     custos_server::health::spawn_object_probe(state.clone(), args.object_store_probe_period);
     custos_server::status::spawn_evaluator(state.clone(), args.status_period);
     serve_until_signal(listener, args, state).await

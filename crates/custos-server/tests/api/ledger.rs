@@ -1,0 +1,145 @@
+//! Retention of the tenant logs and legal holds, over the API and the retention pass:
+//! records past retention lose their content but never their leaf hashes, so the log
+//! still verifies (offline, against checkpoints signed before and after); a tombstone
+//! says what went; an active hold keeps everything.
+
+use custos_ledger::export::Verifier;
+use custos_ledger::note::NoteVerifier;
+use custos_model::Timestamp;
+use custos_server::ServerConfig;
+use serde_json::{Value, json};
+
+use crate::support::{Backend, JSON, NDJSON, TestApp, error, json, ndjson};
+
+macro_rules! with_a_signing_key {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::app(crate::support::Backend::Sqlite).await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::app(crate::support::Backend::Postgres).await).await })*
+        }
+    };
+}
+
+with_a_signing_key!(retention_keeps_the_proof_and_holds_block_it, holds_are_admin_operations_with_clear_errors);
+
+async fn app(backend: Backend) -> TestApp {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let path = dir.join("signing.key");
+    let key = custos_server::keys::SigningKey::generate();
+    key.create(&path).unwrap();
+    let config = ServerConfig { signing_key_file: Some(path.clone()), ..ServerConfig::default() };
+    let app = TestApp::with_config(backend, config).await;
+    custos_server::keys::load_or_create(&*app.store, &path).await.unwrap();
+    app
+}
+
+const DAY_US: i64 = 86_400_000_000;
+
+fn events(range: std::ops::Range<u32>) -> String {
+    let records: Vec<Value> = range
+        .map(|n| json!({"event_id": format!("e-{n}"), "ts": "2026-11-23T10:00:00Z", "kind": "platform.a.b", "details": {"n": n}}))
+        .collect();
+    ndjson(&records)
+}
+
+async fn verifier(app: &TestApp, log: &str) -> Verifier {
+    let origin = format!("custos.local/tenants/acme/{log}");
+    let (_, keys) = json(app.client.get(app.url("/v1/keys")).query(&[("origin", &origin)]).send().await.unwrap()).await;
+    let vkey = keys["keys"][0]["verifier_key"].as_str().unwrap();
+    Verifier::new(vec![NoteVerifier::parse(vkey).unwrap()])
+}
+
+async fn text(response: reqwest::Response) -> String {
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+async fn retention_keeps_the_proof_and_holds_block_it(app: TestApp) {
+    let writer = app.token(&["timeline:write#tenant/acme", "audit:write#tenant/acme"]).await;
+    let reader = app.token(&["timeline:read#tenant/acme", "audit:read#tenant/acme"]).await;
+    let admin = app.token(&["admin#tenant/acme"]).await;
+    let (status, _) = json(app.post(&writer, "/v1/tenants/acme/timeline/events", NDJSON, events(0..6)).await).await;
+    assert_eq!(status, 200);
+    let audit =
+        json!({"event_id": "a-1", "ts": "2026-11-23T10:00:00Z", "action": "platform.user.login", "outcome": "success"});
+    app.post(&writer, "/v1/tenants/acme/audit/events", JSON, audit.to_string()).await;
+    let before = text(app.get(&reader, "/v1/tenants/acme/timeline/checkpoint").await).await;
+
+    // Under a hold, nothing goes, however old.
+    let (status, hold) = json(
+        app.post(&admin, "/v1/tenants/acme/holds", JSON, json!({"id": "case-7", "reason": "litigation"}).to_string())
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{hold}");
+    let later = Timestamp::now().saturating_add_micros(40 * DAY_US);
+    assert_eq!(custos_server::ledger::retention_pass(&app.state, later).await, 0);
+    assert_eq!(json(app.get(&reader, "/v1/tenants/acme/timeline/e-1").await).await.0, 200);
+
+    // Released, the timeline's records older than the tenant's 30 days go.
+    let response =
+        app.client.delete(app.url("/v1/tenants/acme/holds/case-7")).bearer_auth(&admin).send().await.unwrap();
+    let (status, released) = json(response).await;
+    assert_eq!(status, 200);
+    assert!(released["released_at"].is_string(), "{released}");
+    let removed = custos_server::ledger::retention_pass(&app.state, later).await;
+    // The six events, and the hold's placing and release on the timeline.
+    assert_eq!(removed, 8);
+    assert_eq!(custos_server::ledger::retention_pass(&app.state, later).await, 0, "nothing twice");
+    error(app.get(&reader, "/v1/tenants/acme/timeline/e-1").await, 404, "not_found").await;
+    let (_, page) = json(app.get(&reader, "/v1/tenants/acme/timeline").await).await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "only the tombstone is left: {page}");
+    let tombstone = &items[0]["record"];
+    assert_eq!(tombstone["kind"], "custos.retention.pruned");
+    assert_eq!(tombstone["details"]["records_removed"], 8);
+    assert_eq!(tombstone["details"]["before_index"], 8);
+    assert_eq!(tombstone["details"]["policy"], "timeline: 30 days (the tenant's retention_days)");
+
+    // The log still verifies: hashes of removed records stay, and it extends the
+    // checkpoint signed before retention.
+    let export = text(app.get(&reader, "/v1/tenants/acme/timeline/export").await).await;
+    let report = verifier(&app, "timeline").await.with_earlier(before.into_bytes()).verify(export.as_bytes()).unwrap();
+    assert_eq!((report.size, report.pruned, report.records), (9, 8, 1));
+
+    // Audit records are kept a year at least.
+    assert_eq!(json(app.get(&reader, "/v1/tenants/acme/audit/a-1").await).await.0, 200);
+    let much_later = Timestamp::now().saturating_add_micros(400 * DAY_US);
+    assert!(custos_server::ledger::retention_pass(&app.state, much_later).await > 0);
+    error(app.get(&reader, "/v1/tenants/acme/audit/a-1").await, 404, "not_found").await;
+    let (_, page) = json(app.get(&reader, "/v1/tenants/acme/audit?action=custos.retention.pruned").await).await;
+    assert_eq!(page["items"][0]["record"]["details"]["policy"], "audit: 365 days (--audit-retention-days)");
+    let export = text(app.get(&reader, "/v1/tenants/acme/audit/export").await).await;
+    let report = verifier(&app, "audit").await.verify(export.as_bytes()).unwrap();
+    assert!(report.pruned > 0 && report.records >= 1, "{report:?}");
+}
+
+async fn holds_are_admin_operations_with_clear_errors(app: TestApp) {
+    let admin = app.token(&["admin#tenant/acme"]).await;
+    let reader = app.token(&["audit:read#tenant/acme"]).await;
+    let place = |token: String, body: Value| {
+        let app = &app;
+        async move { app.post(&token, "/v1/tenants/acme/holds", JSON, body.to_string()).await }
+    };
+    error(place(reader.clone(), json!({"reason": "x"})).await, 403, "forbidden").await;
+    let body = error(place(admin.clone(), json!({"reason": "  "})).await, 422, "invalid_field").await;
+    assert_eq!(body["field"], "reason");
+    let body = error(place(admin.clone(), json!({"id": "a b", "reason": "x"})).await, 422, "invalid_field").await;
+    assert_eq!(body["field"], "id");
+    let (status, hold) = json(place(admin.clone(), json!({"reason": "matter 12"})).await).await;
+    assert_eq!(status, 201);
+    let id = hold["id"].as_str().unwrap();
+    assert!(id.starts_with("hold_"), "{hold}");
+    error(place(admin.clone(), json!({"id": id, "reason": "again"})).await, 409, "conflict").await;
+    let (status, holds) = json(app.get(&reader, "/v1/tenants/acme/holds").await).await;
+    assert_eq!((status, holds.as_array().unwrap().len()), (200, 1));
+    let response = app.client.delete(app.url("/v1/tenants/acme/holds/nope")).bearer_auth(&admin).send().await.unwrap();
+    error(response, 404, "not_found").await;
+    // Placing one is recorded in the audit log, by the token that placed it.
+    let (_, page) = json(app.get(&reader, "/v1/tenants/acme/audit?action=custos.hold.placed").await).await;
+    assert_eq!(page["items"][0]["record"]["resource_id"], id);
+}
