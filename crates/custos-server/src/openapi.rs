@@ -9,7 +9,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::routes::{components, holds, incidents, jobs, logs, maintenance, platform, records::endpoints, status_page};
+use crate::routes::{
+    components, holds, incidents, jobs, logs, maintenance, platform, records::endpoints, status_page, traces,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -130,6 +132,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(logs::list_keys))
         .routes(routes!(holds::place_hold, holds::list_holds))
         .routes(routes!(holds::release_hold))
+        .routes(routes!(traces::get_trace))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::ping_start))

@@ -97,6 +97,8 @@ pub enum Command {
     Tokens(TokensCommand),
     /// Open, update and resolve incidents on the status page, through a server's API.
     Incidents(IncidentsArgs),
+    /// Look at what a server has recorded (through its API).
+    Obs(ObsArgs),
     /// The checkpoint signing key: generate, rotate, list, export the public half.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -395,6 +397,29 @@ impl LogArg {
             LogArg::Audit => custos_model::ledger::LogName::Audit,
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ObsArgs {
+    #[command(flatten)]
+    pub connection: ServerConnection,
+    #[command(subcommand)]
+    pub command: ObsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ObsCommand {
+    /// Everything of a tenant that carries a trace id — rule runs, connector syncs,
+    /// timeline events, audit records — as a time-ordered tree.
+    Trace {
+        /// The trace id: 32 lowercase hex digits.
+        trace_id: String,
+        #[arg(long)]
+        tenant: String,
+        /// Print the server's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

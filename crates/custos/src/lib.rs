@@ -94,6 +94,7 @@ impl Command {
             Command::Tenants(_) => "tenants",
             Command::Tokens(_) => "tokens",
             Command::Incidents(_) => "incidents",
+            Command::Obs(_) => "obs",
             Command::Keys(_) => "keys",
             Command::Forensic(_) => "forensic",
             Command::Bench(_) => "bench",

@@ -9,3 +9,4 @@ pub(crate) mod maintenance;
 pub(crate) mod platform;
 pub(crate) mod records;
 pub(crate) mod status_page;
+pub(crate) mod traces;

@@ -124,6 +124,7 @@ async fn openapi_describes_every_endpoint() {
         ("/v1/keys", vec!["get"]),
         ("/v1/tenants/{tenant}/holds", vec!["get", "post"]),
         ("/v1/tenants/{tenant}/holds/{hold}", vec!["delete"]),
+        ("/v1/tenants/{tenant}/traces/{trace_id}", vec!["get"]),
         ("/v1/incidents", vec!["get", "post"]),
         ("/v1/incidents/{incident}", vec!["get"]),
         ("/v1/incidents/{incident}/updates", vec!["post"]),

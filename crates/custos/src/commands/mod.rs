@@ -6,6 +6,7 @@ pub mod config;
 pub mod forensic;
 pub mod incidents;
 pub mod keys;
+pub mod obs;
 pub mod serve;
 
 use crate::cli::{Command, GlobalArgs};
@@ -18,6 +19,7 @@ pub async fn dispatch(global: GlobalArgs, command: Command) -> anyhow::Result<()
         Command::Tenants(command) => admin::tenants(&global, command).await,
         Command::Tokens(command) => admin::tokens(&global, command).await,
         Command::Incidents(args) => incidents::run(&args).await,
+        Command::Obs(args) => obs::run(&args).await,
         Command::Keys(command) => keys::run(&global, command).await,
         Command::Forensic(args) => forensic::run(&global, &args).await,
         Command::Bench(command) => bench::run(&global, command).await,

@@ -479,7 +479,7 @@ async fn custos_records_its_own_actions(store: Store) {
         &["--tenant", "acme", "--scope", "timeline:read", "--scope", "audit:read", "--name", "auditor"],
     );
     let ingest = create_token(&store, &["--tenant", "acme", "--scope", "ingest:write", "--name", "platform"]);
-    let server = Server::start(&store);
+    let server = Server::start_with(&store, &["--trace-url-template", "https://traces.example/trace/{trace_id}"]);
     let api = Api { client: reqwest::Client::new(), base: server.base.clone() };
 
     // Token creation is on the tenant's timeline and in its audit log.
@@ -523,6 +523,41 @@ async fn custos_records_its_own_actions(store: Store) {
     assert_eq!(event["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(event["ts"], "2026-11-23T10:00:05.000000Z");
     assert_eq!(event["details"]["error_message"], "timeout");
+
+    // The trace: the run, and the failure custos recorded from it, in time order; a
+    // token without obs:read sees the logs only, and is told what it misses.
+    let everything = create_token(
+        &store,
+        &["--tenant", "acme", "--scope", "obs:read", "--scope", "timeline:read", "--scope", "audit:read"],
+    );
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let (ok, stdout, stderr) =
+        store.run(&["obs", "trace", trace, "--tenant", "acme", "--server", &server.base, "--token", &everything]);
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], format!("trace {trace}  https://traces.example/trace/{trace}"), "{stdout}");
+    assert!(
+        lines[1].starts_with("├─ 2026-11-23T10:00:00.000")
+            && lines[1].contains("rule_run")
+            && lines[1].contains("rule brute-force failed"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("└─ 2026-11-23T10:00:05.000")
+            && lines[2].contains("custos.rule_run.failed rule/brute-force"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("trace_id: "), "{stderr}");
+    let (ok, stdout, _) =
+        store.run(&["obs", "trace", trace, "--tenant", "acme", "--json", "--server", &server.base, "--token", &reader]);
+    assert!(ok);
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["omitted"], json!(["rule_run", "connector_sync"]));
+    assert_eq!(json["items"].as_array().unwrap().len(), 1);
+    let (status, _) = api.get(&format!("/v1/tenants/acme/traces/{trace}"), &ingest).await;
+    assert_eq!(status, 403);
+    let (status, _) = api.get("/v1/tenants/acme/traces/not-a-trace", &reader).await;
+    assert_eq!(status, 422);
 
     // Revoking a token is recorded too.
     let tokens: Value = serde_json::from_str(&store.ok(&["tokens", "list", "--format", "json"])).unwrap();
