@@ -374,6 +374,21 @@ impl SqliteStore {
         .await
     }
 
+    /// The benchmark baseline of `bench timeline`: `records` inserted into a log's table
+    /// as plain rows (leaf indexes from `first`), without the Merkle hashing, subtree
+    /// hashes or duplicate checks an append does.
+    pub async fn baseline_insert_log(
+        &self,
+        tenant: &TenantId,
+        log: LogName,
+        records: Arc<Vec<LogAppend>>,
+        first: u64,
+        received_at: Timestamp,
+    ) -> StoreResult<usize> {
+        let tenant = tenant.clone();
+        self.write(move |conn| sqlite_ledger::baseline_insert(conn, &tenant, log, &records, first, received_at)).await
+    }
+
     /// The benchmark baseline: a prepared batch of rule runs inserted with one prepared
     /// statement in one transaction, with no parsing, validation, encoding or
     /// idempotency checks.

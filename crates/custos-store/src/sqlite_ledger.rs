@@ -476,3 +476,49 @@ pub(crate) fn holds(conn: &Connection, tenant: &TenantId) -> StoreResult<Vec<Leg
     .collect::<rusqlite::Result<Vec<_>>>()
     .ctx("listing legal holds")
 }
+
+/// The benchmark baseline: the same rows inserted into a log's table with one prepared
+/// statement in one transaction, leaf indexes from `first`, with no hashing, no subtree
+/// hashes, no head and no duplicate checks.
+pub(crate) fn baseline_insert(
+    conn: &mut Connection,
+    tenant: &TenantId,
+    log: LogName,
+    records: &[LogAppend],
+    first: u64,
+    received_at: Timestamp,
+) -> StoreResult<usize> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
+    {
+        let mut insert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO {} (tenant_id, leaf_index, event_id, ts_us, kind, actor, outcome, resource_type, \
+                 resource_id, project_id, request_id, trace_id, record, received_at_us) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                table(log)
+            ))
+            .ctx("preparing")?;
+        for (offset, record) in records.iter().enumerate() {
+            insert
+                .execute(params![
+                    tenant.as_str(),
+                    (first + offset as u64) as i64,
+                    record.event_id,
+                    record.ts.as_micros(),
+                    record.kind,
+                    record.actor,
+                    record.outcome,
+                    record.resource_type,
+                    record.resource_id,
+                    record.project_id,
+                    record.request_id,
+                    record.trace_id,
+                    record.record,
+                    received_at.as_micros(),
+                ])
+                .ctx("inserting")?;
+        }
+    }
+    tx.commit().ctx("committing")?;
+    Ok(records.len())
+}

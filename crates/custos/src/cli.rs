@@ -486,9 +486,32 @@ pub enum BenchCommand {
     /// `GET /health` latency while rule runs are ingested at full speed, against the same
     /// request unloaded.
     Health(BenchHealthArgs),
+    /// Tenant logs on SQLite: hashed appends against unhashed inserts, proofs on a large
+    /// log against a point read, offline verification against SHA-256.
+    Timeline(BenchTimelineArgs),
     /// `/admin/health` rendered over a large tenant (500 connectors, 2,000 rules, 10
     /// million rule runs by default), against an unloaded request.
     Console(BenchConsoleArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchTimelineArgs {
+    /// Events appended (hashed, and as plain rows for the baseline), then exported and
+    /// verified.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Events per append.
+    #[arg(long, default_value_t = 10_000)]
+    pub batch: u64,
+    /// Events in the log the proofs are read from.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub proof_log_size: u64,
+    /// Proofs of each kind timed.
+    #[arg(long, default_value_t = 1_000)]
+    pub proof_samples: usize,
+    /// Rounds of verification and SHA-256 (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
 }
 
 #[derive(Debug, Clone, Args)]

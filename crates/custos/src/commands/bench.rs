@@ -14,6 +14,7 @@
 //!   same request unloaded.
 //! - `console`: `/admin/health` over a large tenant (500 connectors, 2,000 rules, 10
 //!   million rule runs), against an unloaded `GET /health/liveness`.
+//! - `timeline`: see [`super::bench_timeline`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,6 +47,7 @@ pub async fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<(
         BenchCommand::Pings(args) => pings(global, &args).await,
         BenchCommand::Health(args) => health(global, &args).await,
         BenchCommand::Console(args) => console(global, &args).await,
+        BenchCommand::Timeline(args) => super::bench_timeline::run(&args).await,
     }
 }
 
@@ -183,7 +185,7 @@ async fn post_records(
     Ok(())
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -191,7 +193,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
