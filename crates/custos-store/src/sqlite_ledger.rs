@@ -18,7 +18,10 @@ use crate::ledger::{
 
 const ENTRY_COLUMNS: &str = "leaf_index, event_id, ts_us, record, received_at_us";
 
-/// Appends in one immediate transaction.
+/// Appends in one immediate transaction. Each record is inserted at the next leaf index
+/// unless its `event_id` is already stored (`ON CONFLICT … DO NOTHING`); only then are
+/// the stored bytes read, to tell a duplicate from a conflict. A conflict returns
+/// before the commit, so the transaction rolls back and nothing of the batch is written.
 pub(crate) fn append(
     conn: &mut Connection,
     tenant: &TenantId,
@@ -28,42 +31,31 @@ pub(crate) fn append(
 ) -> StoreResult<AppendOutcome> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning an append")?;
     let t = table(log);
-    let mut stored = HashMap::new();
-    {
-        let mut existing = tx
-            .prepare_cached(&format!("SELECT record FROM {t} WHERE tenant_id = ?1 AND event_id = ?2"))
-            .ctx("preparing the duplicate check")?;
-        for record in &records {
-            if let Some(bytes) = existing
-                .query_row(params![tenant.as_str(), record.event_id], |row| row.get::<_, String>(0))
-                .optional()
-                .ctx("checking for duplicates")?
-            {
-                stored.insert(record.event_id.clone(), bytes);
-            }
-        }
-    }
-    let (fresh, duplicates) = ledger::fresh_records(log, records, &stored)?;
+    // Repeats within the batch first (the same id twice: a duplicate or a conflict).
+    let (fresh, mut duplicates) = ledger::fresh_records(log, records, &HashMap::new())?;
     let mut frontier = read_frontier(&tx, tenant, log)?;
+    let mut inserted = 0;
     if !fresh.is_empty() {
         let mut insert_record = tx
             .prepare_cached(&format!(
                 "INSERT INTO {t} (tenant_id, leaf_index, event_id, ts_us, kind, actor, outcome, resource_type, \
                  resource_id, project_id, request_id, trace_id, record, received_at_us) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+                 ON CONFLICT (tenant_id, event_id) DO NOTHING"
             ))
             .ctx("preparing the record insert")?;
+        let mut existing = tx
+            .prepare_cached(&format!("SELECT record FROM {t} WHERE tenant_id = ?1 AND event_id = ?2"))
+            .ctx("preparing the duplicate check")?;
         let mut insert_node = tx
             .prepare_cached("INSERT INTO ledger_nodes (tenant_id, log, level, idx, hash) VALUES (?1, ?2, ?3, ?4, ?5)")
             .ctx("preparing the node insert")?;
         let mut completed = Vec::with_capacity(4);
         for record in &fresh {
-            completed.clear();
-            let index = frontier.push(leaf_hash(record.record.as_bytes()), &mut completed);
-            insert_record
+            let changed = insert_record
                 .execute(params![
                     tenant.as_str(),
-                    index as i64,
+                    frontier.size() as i64,
                     record.event_id,
                     record.ts.as_micros(),
                     record.kind,
@@ -78,12 +70,27 @@ pub(crate) fn append(
                     received_at.as_micros(),
                 ])
                 .ctx("appending a record")?;
+            if changed == 0 {
+                let stored: String = existing
+                    .query_row(params![tenant.as_str(), record.event_id], |row| row.get(0))
+                    .ctx("reading a stored record")?;
+                if stored != record.record {
+                    return Err(crate::StoreError::LogConflict { log: log.as_str(), id: record.event_id.clone() });
+                }
+                duplicates += 1;
+                continue;
+            }
+            completed.clear();
+            frontier.push(leaf_hash(record.record.as_bytes()), &mut completed);
+            inserted += 1;
             for (node, hash) in &completed {
                 insert_node
                     .execute(params![tenant.as_str(), log.as_str(), node.level, node.index as i64, &hash[..]])
                     .ctx("storing a subtree hash")?;
             }
         }
+    }
+    if inserted > 0 {
         tx.execute(
             "INSERT INTO ledger_heads (tenant_id, log, size, root, updated_at_us) VALUES (?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT (tenant_id, log) DO UPDATE SET size = excluded.size, root = excluded.root, \
@@ -99,7 +106,7 @@ pub(crate) fn append(
         .ctx("moving the log head")?;
     }
     tx.commit().ctx("committing an append")?;
-    Ok(AppendOutcome { inserted: fresh.len(), duplicates, size: frontier.size(), root: frontier.root() })
+    Ok(AppendOutcome { inserted, duplicates, size: frontier.size(), root: frontier.root() })
 }
 
 /// The log's frontier, from its head's size and the stored hashes that size needs.

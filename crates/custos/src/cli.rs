@@ -500,8 +500,8 @@ pub struct BenchTimelineArgs {
     /// verified.
     #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
-    /// Events per append.
-    #[arg(long, default_value_t = 10_000)]
+    /// Events per append (50,000: the API's largest batch).
+    #[arg(long, default_value_t = 50_000)]
     pub batch: u64,
     /// Events in the log the proofs are read from.
     #[arg(long, default_value_t = 10_000_000)]
