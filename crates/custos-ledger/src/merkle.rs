@@ -36,12 +36,30 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
 }
 
 /// The hash of an interior node: `SHA-256(0x01 ‖ left ‖ right)`.
+///
+/// The message is always 65 bytes, so its two padded blocks are laid out here and fed
+/// to SHA-256's compression function directly: a log of `n` leaves takes `n - 1` of
+/// these, and skipping the incremental hasher's buffering makes verifying an export
+/// markedly faster. Tested against [`Sha256`] on arbitrary inputs.
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut hasher = Sha256::new();
-    hasher.update([0x01]);
-    hasher.update(left);
-    hasher.update(right);
-    hasher.finalize().into()
+    /// SHA-256's initial state (FIPS 180-4 §5.3.3).
+    const H0: [u32; 8] =
+        [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    let mut blocks = [[0u8; 64]; 2];
+    blocks[0][0] = 0x01;
+    blocks[0][1..33].copy_from_slice(left);
+    blocks[0][33..64].copy_from_slice(&right[..31]);
+    blocks[1][0] = right[31];
+    // Padding (FIPS 180-4 §5.1.1): a 1 bit, zeros, and the length in bits, 65 · 8.
+    blocks[1][1] = 0x80;
+    blocks[1][56..64].copy_from_slice(&(65u64 * 8).to_be_bytes());
+    let mut state = H0;
+    sha2::compress256(&mut state, &[blocks[0].into(), blocks[1].into()]);
+    let mut out = [0u8; 32];
+    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
 }
 
 /// A complete subtree, whose hash a store keeps: the `2^level` leaves from leaf

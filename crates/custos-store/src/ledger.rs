@@ -153,6 +153,8 @@ pub struct LogQuery {
     /// Entries strictly before this position (`ts`, leaf index), newest first.
     pub after: Option<(Timestamp, u64)>,
     pub limit: usize,
+    /// A kind pattern with `*` at its start or end (`platform.policy.*`, `*.failed`).
+    pub kind_glob: Option<String>,
 }
 
 impl LogQuery {
@@ -178,6 +180,9 @@ impl LogQuery {
         for (column, value) in &self.filters {
             push(&mut sql, format!("{column} = ?"), QueryValue::Text(value.clone()));
         }
+        if let Some(glob) = &self.kind_glob {
+            push(&mut sql, "kind LIKE ? ESCAPE '\\'".into(), QueryValue::Text(like_pattern(glob)));
+        }
         if let Some(from) = self.from {
             push(&mut sql, "ts_us >= ?".into(), QueryValue::Int(from.as_micros()));
         }
@@ -196,6 +201,26 @@ impl LogQuery {
         }
         (sql, values)
     }
+}
+
+/// A `LIKE` pattern for a kind glob: `%`, `_` and `\\` are escaped, and a `*` at either
+/// end matches anything.
+fn like_pattern(glob: &str) -> String {
+    let core = glob.trim_start_matches('*').trim_end_matches('*');
+    let mut pattern = String::with_capacity(glob.len() + 4);
+    if glob.starts_with('*') {
+        pattern.push('%');
+    }
+    for c in core.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    if glob.ends_with('*') {
+        pattern.push('%');
+    }
+    pattern
 }
 
 /// A bound value of a log query.

@@ -264,6 +264,18 @@ fn leaves_strategy() -> impl Strategy<Value = Vec<Hash>> {
 }
 
 proptest! {
+    /// The hand-laid two-block node hash is SHA-256(0x01 ‖ left ‖ right).
+    #[test]
+    fn node_hash_is_sha256_of_its_message(left in any::<[u8; 32]>(), right in any::<[u8; 32]>()) {
+        let mut message = vec![0x01];
+        message.extend_from_slice(&left);
+        message.extend_from_slice(&right);
+        let expected: Hash = Sha256::digest(&message).into();
+        prop_assert_eq!(node_hash(&left, &right), expected);
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// Roots and proofs from stored hashes equal RFC 6962's recursive definitions, for

@@ -188,6 +188,7 @@ fn parse_list(log: LogName, raw: Option<&str>) -> Result<ListRequest, ApiError> 
                 }
             }
             other => match filter_column(log, other) {
+                Some("kind") if value.contains('*') => query.kind_glob = Some(kind_glob(other, &value)?),
                 Some(column) => query.filters.push((column, value.into_owned())),
                 None => {
                     return Err(invalid(
@@ -221,6 +222,22 @@ fn parse_list(log: LogName, raw: Option<&str>) -> Result<ListRequest, ApiError> 
         }
     };
     Ok(ListRequest { query, format, export_limit })
+}
+
+/// A kind pattern: `*` at its start or its end only (`platform.policy.*`, `*.failed`),
+/// around lowercase letters, digits, `_` and `.`.
+fn kind_glob(parameter: &str, value: &str) -> Result<String, ApiError> {
+    let core = value.strip_prefix('*').or_else(|| value.strip_suffix('*')).unwrap_or(value);
+    let valid = !core.is_empty()
+        && !core.contains('*')
+        && core.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+    if !valid {
+        return Err(invalid(
+            parameter,
+            "a pattern has one '*', at its start or its end (platform.policy.*, *.failed); otherwise give the exact value",
+        ));
+    }
+    Ok(value.to_owned())
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
