@@ -155,6 +155,126 @@ impl AuditFilter {
     }
 }
 
+/// The timeline page's filter as its form shows it (empty fields dropped). `kind` may
+/// be a pattern (`platform.policy.*`, `*.failed`); the values are checked by the list
+/// query they become ([`TimelineFilter::list_query`]), the API's own parser.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimelineFilter {
+    pub tenant: Option<String>,
+    pub kind: Option<String>,
+    pub actor: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub project: Option<String>,
+    pub trace_id: Option<String>,
+    /// One of [`WINDOWS`]; ignored when `from` is set.
+    pub window: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub cursor: Option<String>,
+}
+
+const TIMELINE_PARAMETERS: &str =
+    "tenant, kind, actor, resource_type, resource_id, project, trace_id, window, from, to, cursor";
+
+impl TimelineFilter {
+    /// Reads a query string. A parameter given twice, one this page does not know, or
+    /// an unknown window is an error naming the parameter.
+    pub fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
+        let mut filter = TimelineFilter::default();
+        let mut seen = std::collections::HashSet::new();
+        for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            if !seen.insert(key.to_string()) {
+                return Err(FieldError::new(key, "is given more than once"));
+            }
+            let slot = match key.as_ref() {
+                "tenant" => &mut filter.tenant,
+                "kind" => &mut filter.kind,
+                "actor" => &mut filter.actor,
+                "resource_type" => &mut filter.resource_type,
+                "resource_id" => &mut filter.resource_id,
+                "project" => &mut filter.project,
+                "trace_id" => &mut filter.trace_id,
+                "window" => &mut filter.window,
+                "from" => &mut filter.from,
+                "to" => &mut filter.to,
+                "cursor" => &mut filter.cursor,
+                other => {
+                    return Err(FieldError::new(
+                        other,
+                        format!("is not a parameter of this page; known: {TIMELINE_PARAMETERS}"),
+                    ));
+                }
+            };
+            *slot = Some(value.trim().to_owned()).filter(|v| !v.is_empty());
+        }
+        if let Some(window) = &filter.window
+            && !WINDOWS.iter().any(|(value, _, _)| value == window)
+        {
+            let known: Vec<&str> = WINDOWS.iter().map(|(v, _, _)| *v).collect();
+            return Err(FieldError::new("window", format!("must be one of {}", known.join(", "))));
+        }
+        Ok(filter)
+    }
+
+    fn fields(&self) -> [(&'static str, &Option<String>); 6] {
+        [
+            ("kind", &self.kind),
+            ("actor", &self.actor),
+            ("resource_type", &self.resource_type),
+            ("resource_id", &self.resource_id),
+            ("project", &self.project),
+            ("trace_id", &self.trace_id),
+        ]
+    }
+
+    /// The filter as a query string for the timeline list parser (as
+    /// [`AuditFilter::list_query`]).
+    pub fn list_query(&self, now: Timestamp, with_cursor: bool) -> String {
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in self.fields() {
+            if let Some(value) = value {
+                out.append_pair(name, value);
+            }
+        }
+        let from = self.from.as_deref().map(rfc3339).or_else(|| {
+            let hours = WINDOWS.iter().find(|(v, _, _)| Some(*v) == self.window.as_deref()).map_or(0, |w| w.2);
+            (hours > 0).then(|| now.saturating_add_micros(-hours * 3_600_000_000).to_string())
+        });
+        if let Some(from) = from {
+            out.append_pair("from", &from);
+        }
+        if let Some(to) = &self.to {
+            out.append_pair("to", &rfc3339(to));
+        }
+        if with_cursor && let Some(cursor) = &self.cursor {
+            out.append_pair("cursor", cursor);
+        }
+        out.finish()
+    }
+
+    /// This filter as a link's query string, with `cursor`; [`TimelineFilter::parse`]
+    /// reads it back to the same filter.
+    pub fn href(&self, tenant: &TenantId, cursor: Option<&str>) -> String {
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        out.append_pair("tenant", tenant.as_str());
+        for (name, value) in self.fields() {
+            if let Some(value) = value {
+                out.append_pair(name, value);
+            }
+        }
+        for (name, value) in [("window", &self.window), ("from", &self.from), ("to", &self.to)] {
+            if let Some(value) = value {
+                out.append_pair(name, value);
+            }
+        }
+        if let Some(cursor) = cursor {
+            out.append_pair("cursor", cursor);
+        }
+        out.finish()
+    }
+}
+
 /// A browser's `datetime-local` value (`2026-11-22T10:00`, seconds optional) read as
 /// UTC; anything else is passed on as given (RFC 3339, checked by the list parser).
 fn rfc3339(value: &str) -> String {

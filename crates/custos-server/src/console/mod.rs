@@ -1,5 +1,6 @@
-//! The operator console: `/admin/health` (admin role) and `/admin/audit/rules`
-//! (admin and security-analyst roles), server-rendered like the status page.
+//! The operator console: `/admin/health` (admin role), `/admin/audit/rules` and
+//! `/admin/timeline` (admin and security-analyst roles), server-rendered like the
+//! status page.
 //!
 //! There is no user database: a person logs in with an API token, which is exchanged
 //! for a session cookie (HttpOnly, SameSite=Strict, see [`session`]). Roles are what
@@ -7,14 +8,16 @@
 //!
 //! | role | scope on the tenant | pages |
 //! |---|---|---|
-//! | admin | `admin` | health, rule audit |
+//! | admin | `admin` | health, rule audit, timeline |
 //! | security analyst | `obs:read` | rule audit |
+//! | security analyst | `timeline:read` | timeline |
 //!
 //! Every page and its data also take `Authorization: Bearer <token>`, for scripts.
 
 pub(crate) mod audit;
 pub(crate) mod health;
 pub(crate) mod session;
+pub(crate) mod timeline;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -44,6 +47,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/admin/audit/rules.csv", get(audit::export_csv))
         .route("/admin/audit/rules.ndjson", get(audit::export_ndjson))
         .route("/admin/audit/rules/{run}", get(audit::run))
+        .route("/admin/timeline", get(timeline::page))
+        .route("/admin/timeline/{event}", get(timeline::event))
 }
 
 /// Who is using the console: a caller (by session or bearer token), and for a session

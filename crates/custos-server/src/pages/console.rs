@@ -10,7 +10,9 @@ use super::layout;
 use super::status::when;
 use crate::console::ConsoleUser;
 use crate::console::health::{ConnectorRow, DestinationRow, HealthView, HourPoint, QueueRow, RatePoint, RuleStat};
-use custos_model::console::{AuditFilter, WINDOWS};
+use custos_model::console::{AuditFilter, TimelineFilter, WINDOWS};
+
+use crate::console::timeline::{ProofView, Row};
 
 /// How often `/admin/health` reloads itself.
 pub(crate) const HEALTH_REFRESH_SECONDS: u32 = 30;
@@ -31,6 +33,7 @@ fn shell(title: &str, user: &ConsoleUser, tenant: Option<&TenantId>, refresh: Op
             strong { "custos console" }
             a href=(url("/admin/health", &tenant_q)) { "Health" }
             a href=(url("/admin/audit/rules", &tenant_q)) { "Rule audit" }
+            a href=(url("/admin/timeline", &tenant_q)) { "Timeline" }
             a href="/status" { "Status page" }
             span class="spacer" {}
             @if let Some(t) = tenant { span class="muted" { "tenant " strong { (t.as_str()) } } }
@@ -515,6 +518,152 @@ pub(crate) fn run(tenant: &TenantId, stored: &Stored<RuleRun>, filter: &AuditFil
         @match context { Some(c) => pre { (pretty(c)) }, None => p class="muted" { "No context was reported." } }
     };
     shell(&format!("Rule run {}", run.id), user, Some(tenant), None, &body)
+}
+
+/// A link to the timeline page with `filter`'s tenant and these fields only.
+fn timeline_link(tenant: &TenantId, pairs: &[(&str, &str)]) -> String {
+    let mut all = vec![("tenant", tenant.as_str())];
+    all.extend_from_slice(pairs);
+    url("/admin/timeline", &all)
+}
+
+/// Canned filters, the questions asked most.
+const TIMELINE_PRESETS: [(&str, &str); 4] = [
+    ("Policy changes", "*.policy.changed"),
+    ("Failures", "*.failed"),
+    ("Components changing state", "custos.component.*"),
+    ("Recorded by custos", "custos.*"),
+];
+
+fn field<'a>(fields: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    fields.get(name).and_then(serde_json::Value::as_str)
+}
+
+pub(crate) fn timeline(
+    tenant: &TenantId,
+    filter: &TimelineFilter,
+    rows: &[Row],
+    next: Option<&str>,
+    trace_template: Option<&str>,
+    user: &ConsoleUser,
+) -> Markup {
+    let now = Timestamp::now();
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let body = html! {
+        p class="muted" {
+            "Show: "
+            @for (n, (label, kind)) in TIMELINE_PRESETS.iter().enumerate() {
+                @if n > 0 { " · " }
+                a class="preset" href=(timeline_link(tenant, &[("kind", kind)])) { (label) }
+            }
+        }
+        form method="get" action="/admin/timeline" class="filters" {
+            input type="hidden" name="tenant" value=(tenant.as_str());
+            label { "Kind" input name="kind" value=(text(&filter.kind)) placeholder="any; or platform.policy.*"; }
+            label { "Actor" input name="actor" value=(text(&filter.actor)) placeholder="any"; }
+            label { "Resource type" input name="resource_type" value=(text(&filter.resource_type)) placeholder="any"; }
+            label { "Resource id" input name="resource_id" value=(text(&filter.resource_id)) placeholder="any"; }
+            label { "Trace id" input name="trace_id" value=(text(&filter.trace_id)) placeholder="any"; }
+            label { "Window" select name="window" {
+                @for (value, label, _) in WINDOWS { option value=(value) selected[filter.window.as_deref().unwrap_or("all") == value] { (label) } }
+            } }
+            label { "From (UTC)" input type="datetime-local" name="from" value=(text(&filter.from).trim_end_matches('Z')); }
+            label { "To (UTC)" input type="datetime-local" name="to" value=(text(&filter.to).trim_end_matches('Z')); }
+            div class="actions" {
+                button type="submit" { "Apply" }
+                a href=(timeline_link(tenant, &[])) { "Clear" }
+            }
+        }
+        p class="muted" { (rows.len()) " events shown, newest first" @if next.is_some() { "; more follow" } "." }
+        div class="table" { table class="events" {
+            thead { tr { th { "When (UTC)" } th { "Kind" } th { "Actor" } th { "Resource" } th { "Trace" } th { "Details" } } }
+            tbody { @for row in rows {
+                @let f = &row.fields;
+                tr {
+                    td { a href={ "/admin/timeline/" (form_urlencoded::byte_serialize(row.entry.event_id.as_bytes()).collect::<String>()) "?tenant=" (tenant.as_str()) } title=(ago(now, row.entry.ts)) { (when(row.entry.ts)) } }
+                    td { a href=(timeline_link(tenant, &[("kind", field(f, "kind").unwrap_or(""))])) { (field(f, "kind").unwrap_or("")) } }
+                    td { (field(f, "actor").unwrap_or("—")) }
+                    td { @match (field(f, "resource_type"), field(f, "resource_id")) {
+                        (Some(kind), Some(id)) => a href=(timeline_link(tenant, &[("resource_type", kind), ("resource_id", id)])) { (kind) "/" (id) },
+                        (Some(kind), None) => (kind),
+                        _ => "—",
+                    } }
+                    td { @match field(f, "trace_id") {
+                        Some(trace) => {
+                            a href=(timeline_link(tenant, &[("trace_id", trace)])) title="everything in this trace" { code { (trace.get(..8).unwrap_or(trace)) "…" } }
+                            @if let Some(template) = trace_template { " " a href=(template.replace("{trace_id}", trace)) { "↗" } }
+                        },
+                        None => "—",
+                    } }
+                    td class="details" { code { (compact(&f["details"])) } }
+                }
+            } }
+        } }
+        @if rows.is_empty() { p class="muted" { "No events match this filter." } }
+        @if let Some(cursor) = next { p { a rel="next" href={ "/admin/timeline?" (filter.href(tenant, Some(cursor))) } { "Older events →" } } }
+    };
+    shell("Timeline", user, Some(tenant), None, &body)
+}
+
+/// A JSON value on one line, cut at 120 characters.
+fn compact(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(120) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+pub(crate) fn timeline_event(
+    tenant: &TenantId,
+    row: &Row,
+    proof: &ProofView,
+    filter: &TimelineFilter,
+    trace_template: Option<&str>,
+    user: &ConsoleUser,
+) -> Markup {
+    let f = &row.fields;
+    let pretty = serde_json::to_string_pretty(f).unwrap_or_default();
+    let body = html! {
+        p { a href={ "/admin/timeline?" (filter.href(tenant, None)) } { "← Timeline" } }
+        dl class="facts" {
+            dt { "Kind" } dd { (field(f, "kind").unwrap_or("")) }
+            dt { "When" } dd { (row.entry.ts.to_string()) }
+            dt { "Actor" } dd { (field(f, "actor").unwrap_or("—")) }
+            dt { "Resource" } dd { @match (field(f, "resource_type"), field(f, "resource_id")) {
+                (Some(kind), Some(id)) => a href=(timeline_link(tenant, &[("resource_type", kind), ("resource_id", id)])) { (kind) "/" (id) " — every event about it" },
+                _ => "—",
+            } }
+            dt { "Trace" } dd { @match field(f, "trace_id") {
+                Some(trace) => {
+                    a href=(timeline_link(tenant, &[("trace_id", trace)])) { "everything in trace " code { (trace) } }
+                    @if let Some(template) = trace_template { " · " a href=(template.replace("{trace_id}", trace)) { "open the trace ↗" } }
+                },
+                None => "—",
+            } }
+            dt { "Received" } dd { (row.entry.received_at.to_string()) }
+        }
+        h2 { "Proof" }
+        p class=(if proof.verified { "verified" } else { "alert" }) role="status" {
+            @if proof.verified {
+                "✓ Leaf " (row.entry.leaf_index) " is included in the checkpoint of " (proof.checkpoint.size)
+                " leaves signed by key " code { (proof.checkpoint.key_id) } ": its inclusion proof was checked from the record's bytes to the signed root."
+            } @else {
+                "✗ The inclusion proof does not lead to the checkpoint's root: run custos forensic verify-log."
+            }
+        }
+        dl class="facts" {
+            dt { "Leaf index" } dd { (row.entry.leaf_index) }
+            dt { "Leaf hash" } dd { code { (proof.leaf_hash) } }
+            dt { "Proof" } dd { @for hash in &proof.path { code { (hash) } br; } @if proof.path.is_empty() { "(none: the only leaf)" } }
+        }
+        h3 { "Signed checkpoint" }
+        pre { (proof.checkpoint.note) }
+        h2 { "Record" }
+        p class="muted" { "Exactly the bytes that were hashed (canonical JSON), shown indented." }
+        pre { (pretty) }
+    };
+    shell(&format!("Timeline event {}", row.entry.event_id), user, Some(tenant), None, &body)
 }
 
 #[cfg(test)]

@@ -71,6 +71,8 @@ table { border-collapse: collapse; width: 100%; font-size: .92rem; }
 th, td { text-align: left; vertical-align: top; padding: 6px 10px; border-top: 1px solid var(--line); }
 thead th { border-top: 0; background: var(--panel); white-space: nowrap; }
 td.error { max-width: 28em; overflow-wrap: anywhere; }
+td.details { max-width: 32em; overflow-wrap: anywhere; }
+.verified { padding: 10px 12px; border-radius: 6px; background: #e8f5e9; color: var(--ok); border: 1px solid var(--ok); }
 .light { font-weight: 600; white-space: nowrap; }
 .light::before { content: ""; display: inline-block; width: .75em; height: .75em; border-radius: 50%; margin-right: .35em; background: currentColor; }
 .l-ok { color: var(--ok); } .l-warn { color: var(--degraded); } .l-bad { color: var(--major); } .l-none { color: var(--muted); }

@@ -145,8 +145,8 @@ enum Format {
     Csv,
 }
 
-struct ListRequest {
-    query: LogQuery,
+pub(crate) struct ListRequest {
+    pub(crate) query: LogQuery,
     format: Format,
     /// For exports: the most records to stream (all when absent).
     export_limit: Option<usize>,
@@ -156,7 +156,7 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::invalid(FieldError::new(field, message))
 }
 
-fn parse_list(log: LogName, raw: Option<&str>) -> Result<ListRequest, ApiError> {
+pub(crate) fn parse_list(log: LogName, raw: Option<&str>) -> Result<ListRequest, ApiError> {
     let mut query = LogQuery { limit: DEFAULT_PAGE_LIMIT, ..LogQuery::default() };
     let mut format = Format::Json;
     let mut limit: Option<usize> = None;

@@ -260,3 +260,68 @@ async fn the_console_logs_in_shows_every_panel_filters_and_downloads_the_csv() {
     assert_eq!(browser.client.current_url().await.unwrap().path(), "/admin/login");
     let _ = browser.client.clone().close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_timeline_filters_follows_a_trace_and_proves_an_event() {
+    let app = crate::ledger::app(Backend::Sqlite).await;
+    let admin = app.token(&["admin#tenant/acme"]).await;
+    crate::console::seed(&app, &admin).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let events: Vec<serde_json::Value> = (0..6)
+        .map(|n| {
+            json!({"event_id": format!("pol-{n}"), "ts": hours_ago(f64::from(n) + 0.5),
+                   "kind": if n % 3 == 0 { "platform.job.failed" } else { "platform.policy.changed" },
+                   "actor": "alice@acme.example", "resource_type": "policy", "resource_id": format!("p-{}", n % 2),
+                   "trace_id": if n < 2 { Some(trace) } else { None },
+                   "details": {"version": n, "change": "threshold raised"}})
+        })
+        .collect();
+    let response = app.post(&admin, "/v1/tenants/acme/timeline/events", NDJSON, ndjson(&events)).await;
+    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url("/admin/timeline?tenant=acme")).await.unwrap();
+    browser.client.find(Locator::Id("token")).await.unwrap().send_keys(&admin).await.unwrap();
+    browser.client.find(Locator::Css("form.login button")).await.unwrap().click().await.unwrap();
+    browser.wait_for_url("/admin/timeline").await;
+    browser.screenshot("console-timeline").await;
+    // The platform's six events, and what custos recorded from the seeded records: the
+    // two failed syncs and the failed rule runs.
+    let all = browser.count("table.events tbody tr").await;
+    let failed_runs = browser.text("table.events").await.matches("custos.rule_run.failed").count();
+    assert_eq!(all, 6 + 2 + failed_runs, "{}", browser.text("table.events").await);
+    assert!(browser.text("table.events").await.contains("custos.connector_sync.failed"));
+
+    // "All policy changes", one click.
+    browser.client.find(Locator::LinkText("Policy changes")).await.unwrap().click().await.unwrap();
+    browser.wait_for_url("kind=").await;
+    assert_eq!(browser.count("table.events tbody tr").await, 4);
+    // "Every failure", one click.
+    browser.client.find(Locator::LinkText("Failures")).await.unwrap().click().await.unwrap();
+    browser.wait_for_url("failed").await;
+    assert_eq!(browser.count("table.events tbody tr").await, 4 + failed_runs, "job failures, failed syncs and runs");
+
+    // Everything in one trace, from a row's trace link.
+    browser.client.goto(&app.url("/admin/timeline?tenant=acme&kind=platform.policy.changed")).await.unwrap();
+    browser.client.find(Locator::Css("a[title='everything in this trace']")).await.unwrap().click().await.unwrap();
+    browser.wait_for_url("trace_id=").await;
+    assert_eq!(browser.count("table.events tbody tr").await, 2);
+
+    // An event's page proves it: the inclusion proof checked against a signed checkpoint.
+    browser.client.find(Locator::Css("table.events tbody tr:first-child a")).await.unwrap().click().await.unwrap();
+    browser.wait_for_url("/admin/timeline/pol-").await;
+    let verdict = browser.text(".verified").await;
+    assert!(verdict.starts_with("✓ Leaf") && verdict.contains("signed by key ed25519:"), "{verdict}");
+    assert!(browser.text("pre").await.starts_with("custos.local/tenants/acme/timeline\n"));
+    browser.screenshot("console-timeline-event").await;
+
+    // A bad filter says which field.
+    browser.client.goto(&app.url("/admin/timeline?tenant=acme&kind=*.*")).await.unwrap();
+    assert!(browser.text("body").await.contains("kind"), "the error names the field");
+
+    browser.client.set_window_size(390, 1400).await.unwrap();
+    browser.client.goto(&app.url("/admin/timeline?tenant=acme")).await.unwrap();
+    assert!(browser.fits_width().await, "the page itself never scrolls sideways");
+    browser.screenshot("console-timeline-phone").await;
+    let _ = browser.client.clone().close().await;
+}

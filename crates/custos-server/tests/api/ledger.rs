@@ -26,7 +26,7 @@ macro_rules! with_a_signing_key {
 
 with_a_signing_key!(retention_keeps_the_proof_and_holds_block_it, holds_are_admin_operations_with_clear_errors);
 
-async fn app(backend: Backend) -> TestApp {
+pub(crate) async fn app(backend: Backend) -> TestApp {
     let dir = tempfile::tempdir().unwrap().keep();
     let path = dir.join("signing.key");
     let key = custos_server::keys::SigningKey::generate();
