@@ -161,7 +161,7 @@ pub async fn run(args: &BenchTimelineArgs) -> anyhow::Result<()> {
         let batch: Vec<LogAppend> = (start..end).map(|n| event(&large, n, false)).collect();
         store.append_log(&large, LogName::Timeline, batch, Timestamp::now()).await?;
         start = end;
-        if start % 1_000_000 == 0 {
+        if start.is_multiple_of(1_000_000) {
             eprint!("\r  building the large log: {start} events");
         }
     }
