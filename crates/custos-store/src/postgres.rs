@@ -55,7 +55,6 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "console", sql: include_str!("../migrations/postgres/0005_console.sql") },
     Migration { version: 6, name: "update_room", sql: include_str!("../migrations/postgres/0006_update_room.sql") },
     Migration { version: 7, name: "ledger", sql: include_str!("../migrations/postgres/0007_ledger.sql") },
-    Migration { version: 8, name: "trace_indexes", sql: include_str!("../migrations/postgres/0008_trace_indexes.sql") },
 ];
 
 /// Arbitrary constant naming custos's migration lock among the database's advisory locks.

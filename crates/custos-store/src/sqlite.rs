@@ -48,7 +48,6 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "console", sql: include_str!("../migrations/sqlite/0005_console.sql") },
     Migration { version: 6, name: "update_room", sql: include_str!("../migrations/sqlite/0006_update_room.sql") },
     Migration { version: 7, name: "ledger", sql: include_str!("../migrations/sqlite/0007_ledger.sql") },
-    Migration { version: 8, name: "trace_indexes", sql: include_str!("../migrations/sqlite/0008_trace_indexes.sql") },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

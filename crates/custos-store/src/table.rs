@@ -67,9 +67,6 @@ pub(crate) struct TableSpec {
     /// the time index and reads a whole time window row by row (measured: 9 ms instead
     /// of 0.1 ms per query at a million rows).
     pub filter_index: (&'static str, &'static str),
-    /// The partial index on `(tenant_id, trace_id, listed_at, id)`, for tables whose
-    /// records carry a trace id: a `trace_id` filter uses it (on SQLite by `INDEXED BY`).
-    pub trace_index: Option<&'static str>,
 }
 
 use ColType::{Int, Json as J, Text, Time};
@@ -77,7 +74,6 @@ use ColType::{Int, Json as J, Text, Time};
 pub(crate) static RULE_RUNS: TableSpec = TableSpec {
     table: "rule_runs",
     filter_index: ("rule_key", "rule_runs_by_rule"),
-    trace_index: Some("rule_runs_by_trace"),
     what: "rule run",
     listed_at: "started_at_us",
     columns: &[
@@ -102,7 +98,6 @@ pub(crate) static RULE_RUNS: TableSpec = TableSpec {
 pub(crate) static CONNECTOR_SYNCS: TableSpec = TableSpec {
     table: "connector_syncs",
     filter_index: ("integration_id", "connector_syncs_by_integration"),
-    trace_index: Some("connector_syncs_by_trace"),
     what: "connector sync",
     listed_at: "started_at_us",
     columns: &[
@@ -124,7 +119,6 @@ pub(crate) static CONNECTOR_SYNCS: TableSpec = TableSpec {
 pub(crate) static QUEUE_SNAPSHOTS: TableSpec = TableSpec {
     table: "queue_snapshots",
     filter_index: ("component_id", "queue_snapshots_by_component"),
-    trace_index: None,
     what: "queue snapshot",
     listed_at: "observed_at_us",
     columns: &[
@@ -144,7 +138,6 @@ pub(crate) static QUEUE_SNAPSHOTS: TableSpec = TableSpec {
 pub(crate) static DELIVERIES: TableSpec = TableSpec {
     table: "deliveries",
     filter_index: ("destination_id", "deliveries_by_destination"),
-    trace_index: None,
     what: "delivery",
     listed_at: "attempted_at_us",
     columns: &[
@@ -303,11 +296,10 @@ pub(crate) fn select_columns(spec: &TableSpec) -> String {
 pub(crate) fn page_sql(spec: &TableSpec, query: &RecordQuery, dialect: Dialect) -> StoreResult<(String, Vec<Value>)> {
     let mut params = Vec::new();
     let (indexed_field, index) = spec.filter_index;
-    let filters_on = |field: &str| query.filters.iter().any(|(name, _)| name == field);
-    let hint = match (dialect, spec.trace_index) {
-        (Dialect::Sqlite, Some(trace_index)) if filters_on("trace_id") => format!(" INDEXED BY {trace_index}"),
-        (Dialect::Sqlite, _) if filters_on(indexed_field) => format!(" INDEXED BY {index}"),
-        _ => String::new(),
+    let hint = if dialect == Dialect::Sqlite && query.filters.iter().any(|(field, _)| field == indexed_field) {
+        format!(" INDEXED BY {index}")
+    } else {
+        String::new()
     };
     let mut sql =
         format!("SELECT {} FROM {}{hint} WHERE tenant_id = {}", select_columns(spec), spec.table, dialect.param(1));

@@ -416,6 +416,13 @@ pub enum ObsCommand {
         trace_id: String,
         #[arg(long)]
         tenant: String,
+        /// Search rule runs and syncs from here (RFC 3339); by default an hour around
+        /// the trace's timeline and audit records, or the last day.
+        #[arg(long)]
+        from: Option<String>,
+        /// … up to here (exclusive).
+        #[arg(long)]
+        to: Option<String>,
         /// Print the server's JSON instead.
         #[arg(long)]
         json: bool,

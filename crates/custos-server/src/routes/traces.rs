@@ -1,6 +1,12 @@
 //! Trace correlation: every record of a tenant that carries one trace id — rule runs,
 //! connector syncs, timeline events, audit records — in time order, with a link to the
 //! trace in the trace backend (`--trace-url-template`).
+//!
+//! Timeline events and audit records are found by their trace index. Rule runs and
+//! connector syncs carry no trace index (one on a random key cost a quarter of the
+//! ingest rate), so they are searched in a time window through their time index: the
+//! window asked for (`from`, `to`), else an hour around the trace's log records, else
+//! the last day. The answer says which window it searched.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -47,7 +53,21 @@ pub(crate) struct TraceResponse {
     pub omitted: Vec<&'static str>,
     /// Whether some kind had more than `MAX_PER_KIND` records (the newest are kept).
     pub truncated: bool,
+    /// The window rule runs and connector syncs were searched in (`[from, to)`, by
+    /// their start).
+    pub searched: Window,
 }
+
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub(crate) struct Window {
+    pub from: Timestamp,
+    pub to: Timestamp,
+}
+
+/// Margin around the trace's log records when no window is given.
+const AROUND_US: i64 = 3_600_000_000;
+/// The window when neither is given nor found: the last day.
+const DEFAULT_WINDOW_US: i64 = 86_400_000_000;
 
 fn raw(json: String) -> Result<Box<RawValue>, ApiError> {
     RawValue::from_string(json).map_err(|e| ApiError::internal(&e))
@@ -57,10 +77,13 @@ async fn records<R: StoredRecord>(
     state: &AppState,
     tenant: &TenantId,
     trace_id: &str,
+    window: Window,
     summary: impl Fn(&serde_json::Value) -> String,
 ) -> Result<(Vec<TraceItem>, bool), ApiError> {
     let query = RecordQuery {
         filters: vec![("trace_id".into(), trace_id.to_owned())],
+        from: Some(window.from),
+        to: Some(window.to),
         limit: MAX_PER_KIND,
         ..RecordQuery::default()
     };
@@ -125,8 +148,14 @@ async fn log_records(
     summary = "Everything of the tenant that carries a trace id, in time order",
     description = "Rule runs and connector syncs (with `obs:read`), timeline events (`timeline:read`) and audit records \
         (`audit:read`): the token needs one of these scopes, and kinds it may not read are listed in `omitted`. \
-        At most 1000 records of each kind (the newest; `truncated` says so).",
-    params(("tenant" = String, Path), ("trace_id" = String, Path, description = "32 lowercase hex digits")),
+        At most 1000 records of each kind (the newest; `truncated` says so). Rule runs and syncs are searched in a \
+        window (`searched`): `from`/`to` when given, else an hour around the trace's log records, else the last day.",
+    params(
+        ("tenant" = String, Path),
+        ("trace_id" = String, Path, description = "32 lowercase hex digits"),
+        ("from" = Option<String>, Query, description = "Search rule runs and syncs from here (RFC 3339)"),
+        ("to" = Option<String>, Query, description = "… up to here (exclusive)"),
+    ),
     responses(
         (status = 200, body = TraceResponse),
         (status = 401, body = crate::error::ErrorResponse),
@@ -140,6 +169,7 @@ pub(crate) async fn get_trace(
     State(state): State<AppState>,
     caller: Caller,
     Path((raw_tenant, trace_id)): Path<(String, String)>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Response, ApiError> {
     let tenant = TenantId::parse(&raw_tenant).map_err(|_| ApiError::not_found("tenant not found"))?;
     let allowed: Vec<Permission> = [Permission::ObsRead, Permission::TimelineRead, Permission::AuditRead]
@@ -157,24 +187,23 @@ pub(crate) async fn get_trace(
     // The documented order: scope, then existence.
     let tenant = caller.tenant_access(&state, &raw_tenant, *first).await?;
     TraceId::parse("trace_id", &trace_id).map_err(ApiError::invalid)?;
+    let (mut from, mut to) = (None, None);
+    for (key, value) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
+        let slot = match key.as_ref() {
+            "from" => &mut from,
+            "to" => &mut to,
+            other => {
+                return Err(ApiError::invalid(custos_model::FieldError::new(
+                    other,
+                    "is not a parameter here; use from, to",
+                )));
+            }
+        };
+        *slot = Some(Timestamp::parse(&key, &value).map_err(ApiError::invalid)?);
+    }
     let mut items = Vec::new();
     let mut omitted = Vec::new();
     let mut truncated = false;
-    if allowed.contains(&Permission::ObsRead) {
-        let (runs, more) = records::<RuleRun>(&state, &tenant, &trace_id, |r| {
-            format!("rule {} {}", r["rule_key"].as_str().unwrap_or(""), r["status"].as_str().unwrap_or(""))
-        })
-        .await?;
-        let (syncs, more_syncs) = records::<ConnectorSync>(&state, &tenant, &trace_id, |r| {
-            format!("sync of {} {}", r["integration_id"].as_str().unwrap_or(""), r["status"].as_str().unwrap_or(""))
-        })
-        .await?;
-        items.extend(runs);
-        items.extend(syncs);
-        truncated |= more || more_syncs;
-    } else {
-        omitted.extend(["rule_run", "connector_sync"]);
-    }
     for (log, permission) in [(LogName::Timeline, Permission::TimelineRead), (LogName::Audit, Permission::AuditRead)] {
         if allowed.contains(&permission) {
             let (found, more) = log_records(&state, &tenant, log, &trace_id).await?;
@@ -184,8 +213,37 @@ pub(crate) async fn get_trace(
             omitted.push(log.as_str());
         }
     }
+    let earliest = items.iter().map(|i| i.at).min();
+    let latest = items.iter().map(|i| i.at).max();
+    let now = Timestamp::now();
+    let searched = Window {
+        from: from
+            .or_else(|| earliest.map(|t| t.saturating_add_micros(-AROUND_US)))
+            .unwrap_or_else(|| to.unwrap_or(now).saturating_add_micros(-DEFAULT_WINDOW_US)),
+        to: to
+            .or_else(|| latest.map(|t| t.saturating_add_micros(AROUND_US)))
+            .unwrap_or_else(|| now.saturating_add_micros(1)),
+    };
+    if searched.from >= searched.to {
+        return Err(ApiError::invalid(custos_model::FieldError::new("to", "must be later than from")));
+    }
+    if allowed.contains(&Permission::ObsRead) {
+        let (runs, more) = records::<RuleRun>(&state, &tenant, &trace_id, searched, |r| {
+            format!("rule {} {}", r["rule_key"].as_str().unwrap_or(""), r["status"].as_str().unwrap_or(""))
+        })
+        .await?;
+        let (syncs, more_syncs) = records::<ConnectorSync>(&state, &tenant, &trace_id, searched, |r| {
+            format!("sync of {} {}", r["integration_id"].as_str().unwrap_or(""), r["status"].as_str().unwrap_or(""))
+        })
+        .await?;
+        items.extend(runs);
+        items.extend(syncs);
+        truncated |= more || more_syncs;
+    } else {
+        omitted.extend(["rule_run", "connector_sync"]);
+    }
     items.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.kind.cmp(b.kind)).then_with(|| a.id.cmp(&b.id)));
     tracing::Span::current().record("records", items.len());
     let trace_url = crate::routes::logs::trace_link(&state, &trace_id);
-    Ok(Json(TraceResponse { trace_id, trace_url, items, omitted, truncated }).into_response())
+    Ok(Json(TraceResponse { trace_id, trace_url, items, omitted, truncated, searched }).into_response())
 }

@@ -8,8 +8,14 @@ use crate::cli::{ObsArgs, ObsCommand};
 
 pub async fn run(args: &ObsArgs) -> anyhow::Result<()> {
     match &args.command {
-        ObsCommand::Trace { trace_id, tenant, json } => {
-            let path = format!("/v1/tenants/{tenant}/traces/{trace_id}");
+        ObsCommand::Trace { trace_id, tenant, from, to, json } => {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            for (name, value) in [("from", from), ("to", to)] {
+                if let Some(value) = value {
+                    query.append_pair(name, value);
+                }
+            }
+            let path = format!("/v1/tenants/{tenant}/traces/{trace_id}?{}", query.finish());
             let trace = super::incidents::call(&args.connection, reqwest::Method::GET, &path, None).await?;
             tracing::info!(records = trace["items"].as_array().map_or(0, Vec::len), "trace read");
             if *json {
@@ -51,6 +57,9 @@ pub fn render_trace(trace: &Value) -> String {
     let omitted: Vec<&str> = trace["omitted"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     if !omitted.is_empty() {
         let _ = writeln!(out, "(not shown, the token may not read them: {})", omitted.join(", "));
+    }
+    if let (Some(from), Some(to)) = (trace["searched"]["from"].as_str(), trace["searched"]["to"].as_str()) {
+        let _ = writeln!(out, "(rule runs and syncs searched from {from} to {to}; --from/--to widen it)");
     }
     if trace["truncated"].as_bool() == Some(true) {
         out.push_str("(truncated: at most 1000 records of each kind, the newest)\n");
