@@ -553,6 +553,22 @@ async fn tick(
                 sent += 1;
             }
         }
+        // Now and then, the platform's own timeline events and audit records: policy
+        // changes (some in the trace of a rule run sent alongside), logins, exports.
+        let (mut events, mut audits) = (Vec::new(), Vec::new());
+        if rng.random_range(0..8) == 0 {
+            let rule = tenant.rules.choose(rng).expect("rules");
+            let trace = runs.first().and_then(|r| r["trace_id"].as_str()).map(str::to_owned);
+            events.push(platform_event(rng, now, &rule.key, trace));
+        }
+        if rng.random_range(0..6) == 0 {
+            audits.push(platform_audit(rng, now));
+        }
+        for (path, batch) in [("timeline/events", &events), ("audit/events", &audits)] {
+            if !batch.is_empty() && send(client, base, token, &format!("/v1/tenants/{t}/{path}"), batch).await {
+                sent += batch.len();
+            }
+        }
         for (path, batch) in [("rule-runs", &runs), ("connector-syncs", &syncs), ("deliveries", &deliveries)] {
             if send(client, base, token, &format!("/v1/tenants/{t}/{path}"), batch).await {
                 sent += batch.len();
@@ -567,6 +583,51 @@ async fn tick(
         }
     }
     sent
+}
+
+const PEOPLE: [&str; 5] =
+    ["alice@example.com", "bob@example.com", "carol@example.com", "dan@example.com", "svc-deploy"];
+
+fn random_id(rng: &mut ChaCha8Rng, prefix: &str) -> String {
+    let bytes: [u8; 8] = rng.random();
+    format!("{prefix}-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// A change someone made on the platform, for its timeline.
+fn platform_event(rng: &mut ChaCha8Rng, now: Timestamp, rule: &str, trace: Option<String>) -> Value {
+    let (kind, resource_type, resource_id, details) = match rng.random_range(0..3) {
+        0 => (
+            "platform.policy.changed",
+            "rule",
+            rule.to_owned(),
+            json!({"field": "threshold", "from": 5, "to": rng.random_range(3..12)}),
+        ),
+        1 => ("platform.rule.disabled", "rule", rule.to_owned(), json!({"reason": "noisy during migration"})),
+        _ => (
+            "platform.integration.credentials_rotated",
+            "integration",
+            "okta-prod".to_owned(),
+            json!({"method": "api"}),
+        ),
+    };
+    json!({"event_id": random_id(rng, "evt"), "ts": rfc3339(now), "kind": kind, "actor": PEOPLE.choose(rng),
+           "resource_type": resource_type, "resource_id": resource_id, "trace_id": trace, "details": details})
+}
+
+/// A security-relevant action on the platform, for its audit log.
+fn platform_audit(rng: &mut ChaCha8Rng, now: Timestamp) -> Value {
+    let who = *PEOPLE.choose(rng).expect("people");
+    let ip = format!("203.0.113.{}", rng.random_range(1..255));
+    let (action, outcome, resource_type) = match rng.random_range(0..20) {
+        0..=11 => ("platform.user.login", "success", "session"),
+        12..=15 => ("platform.user.login", "failure", "session"),
+        16 => ("platform.user.login", "denied", "session"),
+        17 | 18 => ("platform.report.exported", "success", "report"),
+        _ => ("platform.api_key.created", "success", "api_key"),
+    };
+    json!({"event_id": random_id(rng, "aud"), "ts": rfc3339(now), "actor": {"id": who, "name": who}, "actor_ip": ip,
+           "action": action, "outcome": outcome, "resource_type": resource_type,
+           "resource_id": random_id(rng, resource_type), "request_id": random_id(rng, "req")})
 }
 
 /// The simulated platform's worker name (spans, heartbeats, metrics).

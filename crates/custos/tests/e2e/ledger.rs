@@ -462,7 +462,7 @@ async fn keys_rotate_and_both_verify_on_postgres() {
 /// Polls a log query until it returns at least one item (custos audits refusals in
 /// the background, after answering).
 async fn first_item(api: &Api, path: &str, token: &str) -> Value {
-    for _ in 0..100 {
+    for _ in 0..400 {
         let page = api.json(path, token).await;
         if let Some(item) = page["items"].as_array().and_then(|items| items.first()) {
             return item.clone();
@@ -577,4 +577,20 @@ async fn custos_records_its_own_actions_on_sqlite() {
 #[tokio::test(flavor = "multi_thread")]
 async fn custos_records_its_own_actions_on_postgres() {
     custos_records_its_own_actions(Store::postgres().await).await;
+}
+
+/// The demo's simulated platform writes to both logs, and every batch is accepted.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_platform_posts_timeline_events_and_audit_records() {
+    let store = Store::sqlite();
+    let demo = Server::spawn(&store, &["demo", "--listen", "127.0.0.1:0", "--rate", "400"], &[]);
+    let reader = create_token(&store, &["--tenant", "*", "--scope", "timeline:read", "--scope", "audit:read"]);
+    let api = Api { client: reqwest::Client::new(), base: demo.base.clone() };
+    let event = first_item(&api, "/v1/tenants/acme/timeline?kind=platform.*", &reader).await;
+    assert!(event["record"]["actor"].is_string(), "{event}");
+    let login = first_item(&api, "/v1/tenants/acme/audit?action=platform.user.login", &reader).await;
+    assert!(login["record"]["actor_ip"].as_str().unwrap().starts_with("203.0.113."), "{login}");
+    let (_, lines) = demo.stop();
+    let refused: Vec<&String> = lines.iter().filter(|l| l.contains("demo batch refused")).collect();
+    assert!(refused.is_empty(), "{refused:?}");
 }
