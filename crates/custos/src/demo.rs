@@ -558,7 +558,7 @@ async fn tick(
         let (mut events, mut audits) = (Vec::new(), Vec::new());
         if rng.random_range(0..8) == 0 {
             let rule = tenant.rules.choose(rng).expect("rules");
-            let trace = runs.first().and_then(|r| r["trace_id"].as_str()).map(str::to_owned);
+            let trace = runs.first().and_then(|r| r["trace_id"].as_str());
             events.push(platform_event(rng, now, &rule.key, trace));
         }
         if rng.random_range(0..6) == 0 {
@@ -594,7 +594,7 @@ fn random_id(rng: &mut ChaCha8Rng, prefix: &str) -> String {
 }
 
 /// A change someone made on the platform, for its timeline.
-fn platform_event(rng: &mut ChaCha8Rng, now: Timestamp, rule: &str, trace: Option<String>) -> Value {
+fn platform_event(rng: &mut ChaCha8Rng, now: Timestamp, rule: &str, trace: Option<&str>) -> Value {
     let (kind, resource_type, resource_id, details) = match rng.random_range(0..3) {
         0 => (
             "platform.policy.changed",
