@@ -18,6 +18,45 @@ use crate::ledger::{
 
 const ENTRY_COLUMNS: &str = "leaf_index, event_id, ts_us, record, received_at_us";
 
+/// The statement inserting one record row (the parameters of [`insert_row`]); with
+/// `ON CONFLICT (tenant_id, event_id) DO NOTHING` for appends.
+fn insert_sql(log: LogName, skip_known_ids: bool) -> String {
+    format!(
+        "INSERT INTO {} (tenant_id, leaf_index, event_id, ts_us, kind, actor, outcome, resource_type, \
+         resource_id, project_id, request_id, trace_id, record, received_at_us) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14){}",
+        table(log),
+        if skip_known_ids { " ON CONFLICT (tenant_id, event_id) DO NOTHING" } else { "" }
+    )
+}
+
+/// Inserts `record` at leaf `index` with [`insert_sql`]'s statement; returns the rows
+/// written (0 when its id is known and the statement skips known ids).
+fn insert_row(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    tenant: &TenantId,
+    index: u64,
+    record: &LogAppend,
+    received_at: Timestamp,
+) -> rusqlite::Result<usize> {
+    statement.execute(params![
+        tenant.as_str(),
+        index as i64,
+        record.event_id,
+        record.ts.as_micros(),
+        record.kind,
+        record.actor,
+        record.outcome,
+        record.resource_type,
+        record.resource_id,
+        record.project_id,
+        record.request_id,
+        record.trace_id,
+        record.record,
+        received_at.as_micros(),
+    ])
+}
+
 /// Appends in one immediate transaction. Each record is inserted at the next leaf index
 /// unless its `event_id` is already stored (`ON CONFLICT … DO NOTHING`); only then are
 /// the stored bytes read, to tell a duplicate from a conflict. A conflict returns
@@ -36,14 +75,7 @@ pub(crate) fn append(
     let mut frontier = read_frontier(&tx, tenant, log)?;
     let mut inserted = 0;
     if !fresh.is_empty() {
-        let mut insert_record = tx
-            .prepare_cached(&format!(
-                "INSERT INTO {t} (tenant_id, leaf_index, event_id, ts_us, kind, actor, outcome, resource_type, \
-                 resource_id, project_id, request_id, trace_id, record, received_at_us) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-                 ON CONFLICT (tenant_id, event_id) DO NOTHING"
-            ))
-            .ctx("preparing the record insert")?;
+        let mut insert_record = tx.prepare_cached(&insert_sql(log, true)).ctx("preparing the record insert")?;
         let mut existing = tx
             .prepare_cached(&format!("SELECT record FROM {t} WHERE tenant_id = ?1 AND event_id = ?2"))
             .ctx("preparing the duplicate check")?;
@@ -52,24 +84,8 @@ pub(crate) fn append(
             .ctx("preparing the node insert")?;
         let mut completed = Vec::with_capacity(4);
         for record in &fresh {
-            let changed = insert_record
-                .execute(params![
-                    tenant.as_str(),
-                    frontier.size() as i64,
-                    record.event_id,
-                    record.ts.as_micros(),
-                    record.kind,
-                    record.actor,
-                    record.outcome,
-                    record.resource_type,
-                    record.resource_id,
-                    record.project_id,
-                    record.request_id,
-                    record.trace_id,
-                    record.record,
-                    received_at.as_micros(),
-                ])
-                .ctx("appending a record")?;
+            let changed =
+                insert_row(&mut insert_record, tenant, frontier.size(), record, received_at).ctx("appending a record")?;
             if changed == 0 {
                 let stored: String = existing
                     .query_row(params![tenant.as_str(), record.event_id], |row| row.get(0))
@@ -497,33 +513,9 @@ pub(crate) fn baseline_insert(
 ) -> StoreResult<usize> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
     {
-        let mut insert = tx
-            .prepare_cached(&format!(
-                "INSERT INTO {} (tenant_id, leaf_index, event_id, ts_us, kind, actor, outcome, resource_type, \
-                 resource_id, project_id, request_id, trace_id, record, received_at_us) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                table(log)
-            ))
-            .ctx("preparing")?;
+        let mut insert = tx.prepare_cached(&insert_sql(log, false)).ctx("preparing")?;
         for (offset, record) in records.iter().enumerate() {
-            insert
-                .execute(params![
-                    tenant.as_str(),
-                    (first + offset as u64) as i64,
-                    record.event_id,
-                    record.ts.as_micros(),
-                    record.kind,
-                    record.actor,
-                    record.outcome,
-                    record.resource_type,
-                    record.resource_id,
-                    record.project_id,
-                    record.request_id,
-                    record.trace_id,
-                    record.record,
-                    received_at.as_micros(),
-                ])
-                .ctx("inserting")?;
+            insert_row(&mut insert, tenant, first + offset as u64, record, received_at).ctx("inserting")?;
         }
     }
     tx.commit().ctx("committing")?;
