@@ -360,9 +360,20 @@ pub(crate) async fn checkpoint(
     tenant: &TenantId,
     log: LogName,
 ) -> Result<StoredCheckpoint, ApiError> {
-    let key = state.ledger.key()?;
     let head = state.store.log_head(tenant, log).await?;
     let latest = state.store.latest_checkpoint(tenant, log).await?;
+    sign_head(state, tenant, log, head, latest).await
+}
+
+/// [`checkpoint`] given the log's head and latest kept checkpoint, as just read.
+async fn sign_head(
+    state: &AppState,
+    tenant: &TenantId,
+    log: LogName,
+    head: custos_store::LogHead,
+    latest: Option<StoredCheckpoint>,
+) -> Result<StoredCheckpoint, ApiError> {
+    let key = state.ledger.key()?;
     if let Some(latest) = &latest
         && latest.size == head.size
         && latest.key_id == key.key_id()
@@ -422,7 +433,7 @@ pub(crate) async fn checkpoint_covering(
 ) -> Result<StoredCheckpoint, ApiError> {
     match state.store.latest_checkpoint(tenant, log).await? {
         Some(latest) if latest.size > index => Ok(latest),
-        _ => checkpoint(state, tenant, log).await,
+        latest => sign_head(state, tenant, log, state.store.log_head(tenant, log).await?, latest).await,
     }
 }
 
@@ -487,17 +498,14 @@ pub async fn checkpoint_all(state: &AppState) -> usize {
     let mut signed = 0;
     for tenant in tenants {
         for log in LogName::ALL {
-            let due = async {
+            let read = async {
                 let head = state.store.log_head(&tenant.id, log).await?;
                 let latest = state.store.latest_checkpoint(&tenant.id, log).await?;
-                Ok::<_, custos_store::StoreError>(match latest {
-                    Some(latest) => latest.size < head.size,
-                    None => head.size > 0,
-                })
+                Ok::<_, custos_store::StoreError>((head, latest))
             };
-            match due.await {
-                Ok(false) => {}
-                Ok(true) => match checkpoint(state, &tenant.id, log).await {
+            match read.await {
+                Ok((head, latest)) if latest.as_ref().map_or(head.size == 0, |l| l.size >= head.size) => {}
+                Ok((head, latest)) => match sign_head(state, &tenant.id, log, head, latest).await {
                     Ok(_) => signed += 1,
                     Err(error) => {
                         tracing::warn!(error = %error, tenant_id = tenant.id.as_str(), log = log.as_str(), "signing a checkpoint failed");

@@ -101,7 +101,7 @@ pub(crate) async fn append(
             }
         })
     };
-    let records = if bytes.len() < 64 * 1024 {
+    let records = if bytes.len() < crate::routes::records::INLINE_PARSE_BYTES {
         parse(bytes)
     } else {
         tokio::task::spawn_blocking(move || parse(bytes)).await.map_err(|e| ApiError::internal(&e))?

@@ -23,7 +23,7 @@ use crate::error::ApiError;
 
 /// Bodies smaller than this are parsed on the request's task; larger ones on the
 /// blocking pool, so a 10 MiB batch never stalls other requests.
-const INLINE_PARSE_BYTES: usize = 64 * 1024;
+pub(crate) const INLINE_PARSE_BYTES: usize = 64 * 1024;
 pub(crate) const DEFAULT_PAGE_LIMIT: usize = 100;
 pub(crate) const MAX_PAGE_LIMIT: usize = 1000;
 /// Rows fetched per store call while streaming an export.
