@@ -84,8 +84,8 @@ pub(crate) fn append(
             .ctx("preparing the node insert")?;
         let mut completed = Vec::with_capacity(4);
         for record in &fresh {
-            let changed =
-                insert_row(&mut insert_record, tenant, frontier.size(), record, received_at).ctx("appending a record")?;
+            let changed = insert_row(&mut insert_record, tenant, frontier.size(), record, received_at)
+                .ctx("appending a record")?;
             if changed == 0 {
                 let stored: String = existing
                     .query_row(params![tenant.as_str(), record.event_id], |row| row.get(0))

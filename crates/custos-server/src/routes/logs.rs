@@ -18,7 +18,6 @@ use custos_model::records::ValidationContext;
 use custos_model::{BodyFormat, Cursor, FieldError, Permission, TenantId, Timestamp, parse_records};
 use custos_store::ledger::{FILTER_COLUMNS, MAX_PAGE, cursor_position};
 use custos_store::{LogAppend, LogEntry, LogQuery, Store, StoredCheckpoint};
-use futures::StreamExt;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -27,7 +26,7 @@ use crate::auth::Caller;
 use crate::body;
 use crate::error::{ApiError, ErrorCode};
 use crate::ledger;
-use crate::routes::records::{DEFAULT_PAGE_LIMIT, IngestResponse};
+use crate::routes::records::{DEFAULT_PAGE_LIMIT, IngestResponse, paged_body};
 
 /// Leaves read per store call while streaming an export.
 const EXPORT_LEAVES: u64 = 10_000;
@@ -268,51 +267,26 @@ pub(crate) async fn list(
 /// Streams every selected record, one store page at a time; a store error mid-stream
 /// is logged and ends the response early (the client sees a broken transfer).
 fn stream_list(store: std::sync::Arc<dyn Store>, tenant: TenantId, log: LogName, request: ListRequest) -> Response {
-    struct Walk {
-        query: Option<LogQuery>,
-        remaining: usize,
-        first: bool,
-    }
     let format = request.format;
-    let start = Walk { query: Some(request.query), remaining: request.export_limit.unwrap_or(usize::MAX), first: true };
-    let span = tracing::Span::current();
-    let stream = futures::stream::unfold(start, move |mut walk| {
-        let (store, tenant, span) = (store.clone(), tenant.clone(), span.clone());
+    let content_type = if format == Format::Csv { "text/csv; charset=utf-8" } else { "application/x-ndjson" };
+    // (query, rows still wanted, whether this is the first chunk)
+    let start = (request.query, request.export_limit.unwrap_or(usize::MAX), true);
+    paged_body(start, content_type, move |(mut query, remaining, first): (LogQuery, usize, bool)| {
+        let (store, tenant) = (store.clone(), tenant.clone());
         async move {
-            let mut query = walk.query.take()?;
-            query.limit = query.limit.min(walk.remaining);
-            let page = match store.log_page(&tenant, log, &query).await {
-                Ok(page) => page,
-                Err(error) => {
-                    span.in_scope(|| {
-                        tracing::error!(error = &error as &dyn std::error::Error, "export failed mid-stream")
-                    });
-                    return Some((Err(std::io::Error::other(error.to_string())), walk));
+            query.limit = query.limit.min(remaining);
+            let page = store.log_page(&tenant, log, &query).await?;
+            let remaining = remaining - page.items.len();
+            let chunk = encode_chunk(log, &page.items, format, first);
+            let after = match page.next_cursor {
+                Some(cursor) if remaining > 0 => {
+                    Some((LogQuery { after: cursor_position(&cursor).ok(), ..query }, remaining, false))
                 }
+                _ => None,
             };
-            walk.remaining -= page.items.len();
-            let chunk = encode_chunk(log, &page.items, format, walk.first);
-            walk.first = false;
-            if walk.remaining > 0
-                && let Some(cursor) = page.next_cursor
-            {
-                let after = cursor_position(&cursor).ok();
-                walk.query = Some(LogQuery { after, ..query });
-            }
-            Some((Ok(Bytes::from(chunk)), walk))
+            Ok((chunk, after))
         }
     })
-    .scan(false, |failed, item| {
-        if *failed {
-            return futures::future::ready(None);
-        }
-        *failed = item.is_err();
-        futures::future::ready(Some(item))
-    });
-    let content_type = if format == Format::Csv { "text/csv; charset=utf-8" } else { "application/x-ndjson" };
-    let mut response = Body::from_stream(stream).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
 }
 
 /// The CSV columns of a log: the item's, then the record's (nested ones dotted).
@@ -677,35 +651,23 @@ pub(crate) async fn export(
     tracing::Span::current().record("records", checkpoint.size);
     let size = checkpoint.size;
     let store = state.store.clone();
-    let span = tracing::Span::current();
-    let first = futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(header.to_line())) });
-    let leaves = futures::stream::unfold(0u64, move |start| {
-        let (store, tenant, span) = (store.clone(), tenant.clone(), span.clone());
+    // (the first leaf of the next chunk, the header line while it is not yet sent)
+    let start = (0u64, Some(header.to_line()));
+    Ok(paged_body(start, "text/plain; charset=utf-8", move |(first, header): (u64, Option<String>)| {
+        let (store, tenant) = (store.clone(), tenant.clone());
         async move {
-            if start >= size {
-                return None;
-            }
-            let end = (start + EXPORT_LEAVES).min(size);
-            match store.log_leaves(&tenant, log, start, end).await {
-                Ok(rows) => {
-                    let mut out = Vec::with_capacity(rows.len() * 400);
-                    for row in &rows {
-                        leaf_line(row.leaf_index, &row.leaf_hash, row.record.as_deref(), &mut out);
-                    }
-                    Some((Ok(Bytes::from(out)), end))
-                }
-                Err(error) => {
-                    span.in_scope(|| {
-                        tracing::error!(error = &error as &dyn std::error::Error, "export failed mid-stream")
-                    });
-                    Some((Err(std::io::Error::other(error.to_string())), size))
+            let mut out = header.map(String::into_bytes).unwrap_or_default();
+            let end = (first + EXPORT_LEAVES).min(size);
+            if first < end {
+                let rows = store.log_leaves(&tenant, log, first, end).await?;
+                out.reserve(rows.len() * 400);
+                for row in &rows {
+                    leaf_line(row.leaf_index, &row.leaf_hash, row.record.as_deref(), &mut out);
                 }
             }
+            Ok((out, (end < size).then_some((end, None))))
         }
-    });
-    let mut response = Body::from_stream(first.chain(leaves)).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    Ok(response)
+    }))
 }
 
 // ---------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use custos_model::records::{IngestRecord, ValidationContext};
 use custos_model::{Cursor, FieldError, Permission, TenantId, Timestamp, parse_records};
 use custos_store::{RecordQuery, Store, Stored, StoredRecord};
-use futures::StreamExt;
 use serde::Serialize;
 
 use crate::AppState;
@@ -232,59 +231,65 @@ pub(crate) async fn list<R: StoredRecord>(
     Ok(export::<R>(state.store.clone(), tenant, request))
 }
 
-/// Streams every selected record, one store page at a time. A store error mid-stream
-/// is logged and ends the response early, which the client sees as a broken transfer.
+/// A response body made one store call at a time, in constant memory: `next(state)`
+/// gives a chunk and the state for the next one (`None` after the last). A store error
+/// is logged in the request's span and ends the body early, which the client sees as a
+/// broken transfer; nothing is sent after it.
+pub(crate) fn paged_body<S, F, Fut>(start: S, content_type: &'static str, next: F) -> Response
+where
+    S: Send + 'static,
+    F: Fn(S) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(Vec<u8>, Option<S>), custos_store::StoreError>> + Send + 'static,
+{
+    let span = tracing::Span::current();
+    let stream = futures::stream::unfold(Some(start), move |state| {
+        let chunk = state.map(&next);
+        let span = span.clone();
+        async move {
+            match chunk?.await {
+                Ok((bytes, after)) => Some((Ok(Bytes::from(bytes)), after)),
+                Err(error) => {
+                    span.in_scope(|| {
+                        tracing::error!(error = &error as &dyn std::error::Error, "export failed mid-stream")
+                    });
+                    Some((Err(std::io::Error::other(error.to_string())), None))
+                }
+            }
+        }
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Streams every selected record, one store page at a time (see [`paged_body`]).
 pub(crate) fn export<R: StoredRecord>(
     store: std::sync::Arc<dyn Store>,
     tenant: TenantId,
     request: ListRequest,
 ) -> Response {
-    struct Walk {
-        query: Option<RecordQuery>,
-        remaining: usize,
-        first: bool,
-    }
     let format = request.format;
-    let start = Walk { query: Some(request.query), remaining: request.export_limit.unwrap_or(usize::MAX), first: true };
-    let span = tracing::Span::current();
-    let stream = futures::stream::unfold(start, move |mut walk| {
-        let (store, tenant, span) = (store.clone(), tenant.clone(), span.clone());
-        async move {
-            let mut query = walk.query.take()?;
-            query.limit = query.limit.min(walk.remaining);
-            let page = match R::page(&*store, &tenant, &query).await {
-                Ok(page) => page,
-                Err(error) => {
-                    span.in_scope(|| {
-                        tracing::error!(error = &error as &dyn std::error::Error, "export failed mid-stream")
-                    });
-                    return Some((Err(std::io::Error::other(error.to_string())), walk));
-                }
-            };
-            walk.remaining -= page.items.len();
-            let chunk = encode_chunk::<R>(&page.items, format, walk.first);
-            walk.first = false;
-            if walk.remaining > 0 {
-                walk.query = page.next_cursor.map(|cursor| RecordQuery { after: Some(cursor), ..query });
-            }
-            Some((Ok(Bytes::from(chunk)), walk))
-        }
-    })
-    // An error item ends the body; nothing after it is sent.
-    .scan(false, |failed, item| {
-        if *failed {
-            return futures::future::ready(None);
-        }
-        *failed = item.is_err();
-        futures::future::ready(Some(item))
-    });
     let content_type = match format {
         ListFormat::Csv => "text/csv; charset=utf-8",
         _ => "application/x-ndjson",
     };
-    let mut response = Body::from_stream(stream).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
+    // (query, rows still wanted, whether this is the first chunk)
+    let start = (request.query, request.export_limit.unwrap_or(usize::MAX), true);
+    paged_body(start, content_type, move |(mut query, remaining, first): (RecordQuery, usize, bool)| {
+        let (store, tenant) = (store.clone(), tenant.clone());
+        async move {
+            query.limit = query.limit.min(remaining);
+            let page = R::page(&*store, &tenant, &query).await?;
+            let remaining = remaining - page.items.len();
+            let chunk = encode_chunk::<R>(&page.items, format, first);
+            let after = if remaining > 0 {
+                page.next_cursor.map(|cursor| (RecordQuery { after: Some(cursor), ..query }, remaining, false))
+            } else {
+                None
+            };
+            Ok((chunk, after))
+        }
+    })
 }
 
 fn encode_chunk<R: IngestRecord>(items: &[Stored<R>], format: ListFormat, with_header: bool) -> Vec<u8> {
