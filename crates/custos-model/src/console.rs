@@ -71,35 +71,21 @@ impl AuditFilter {
     /// an unknown window is an error naming the parameter.
     pub fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
         let mut filter = AuditFilter::default();
-        let mut seen = std::collections::HashSet::new();
-        for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-            if !seen.insert(key.to_string()) {
-                return Err(FieldError::new(key, "is given more than once"));
-            }
-            let slot = match key.as_ref() {
-                "tenant" => &mut filter.tenant,
-                "rule_key" => &mut filter.rule_key,
-                "integration_id" => &mut filter.integration_id,
-                "status" => &mut filter.status,
-                "window" => &mut filter.window,
-                "from" => &mut filter.from,
-                "to" => &mut filter.to,
-                "cursor" => &mut filter.cursor,
-                other => {
-                    return Err(FieldError::new(
-                        other,
-                        format!("is not a parameter of this page; known: {FILTER_PARAMETERS}"),
-                    ));
-                }
-            };
-            *slot = Some(value.trim().to_owned()).filter(|v| !v.is_empty());
-        }
-        if let Some(window) = &filter.window
-            && !WINDOWS.iter().any(|(value, _, _)| value == window)
-        {
-            let known: Vec<&str> = WINDOWS.iter().map(|(v, _, _)| *v).collect();
-            return Err(FieldError::new("window", format!("must be one of {}", known.join(", "))));
-        }
+        read_query(
+            raw,
+            &mut [
+                ("tenant", &mut filter.tenant),
+                ("rule_key", &mut filter.rule_key),
+                ("integration_id", &mut filter.integration_id),
+                ("status", &mut filter.status),
+                ("window", &mut filter.window),
+                ("from", &mut filter.from),
+                ("to", &mut filter.to),
+                ("cursor", &mut filter.cursor),
+            ],
+            FILTER_PARAMETERS,
+        )?;
+        check_window(filter.window.as_deref())?;
         Ok(filter)
     }
 
@@ -115,19 +101,8 @@ impl AuditFilter {
                 out.append_pair(name, value);
             }
         }
-        let from = self.from.as_deref().map(rfc3339).or_else(|| {
-            let hours = WINDOWS.iter().find(|(v, _, _)| Some(*v) == self.window.as_deref()).map_or(0, |w| w.2);
-            (hours > 0).then(|| now.saturating_add_micros(-hours * 3_600_000_000).to_string())
-        });
-        if let Some(from) = from {
-            out.append_pair("from", &from);
-        }
-        if let Some(to) = &self.to {
-            out.append_pair("to", &rfc3339(to));
-        }
-        if with_cursor && let Some(cursor) = &self.cursor {
-            out.append_pair("cursor", cursor);
-        }
+        let cursor = if with_cursor { self.cursor.as_deref() } else { None };
+        append_bounds(&mut out, self.from.as_deref(), self.to.as_deref(), self.window.as_deref(), cursor, now);
         out.finish()
     }
 
@@ -182,38 +157,24 @@ impl TimelineFilter {
     /// an unknown window is an error naming the parameter.
     pub fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
         let mut filter = TimelineFilter::default();
-        let mut seen = std::collections::HashSet::new();
-        for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-            if !seen.insert(key.to_string()) {
-                return Err(FieldError::new(key, "is given more than once"));
-            }
-            let slot = match key.as_ref() {
-                "tenant" => &mut filter.tenant,
-                "kind" => &mut filter.kind,
-                "actor" => &mut filter.actor,
-                "resource_type" => &mut filter.resource_type,
-                "resource_id" => &mut filter.resource_id,
-                "project" => &mut filter.project,
-                "trace_id" => &mut filter.trace_id,
-                "window" => &mut filter.window,
-                "from" => &mut filter.from,
-                "to" => &mut filter.to,
-                "cursor" => &mut filter.cursor,
-                other => {
-                    return Err(FieldError::new(
-                        other,
-                        format!("is not a parameter of this page; known: {TIMELINE_PARAMETERS}"),
-                    ));
-                }
-            };
-            *slot = Some(value.trim().to_owned()).filter(|v| !v.is_empty());
-        }
-        if let Some(window) = &filter.window
-            && !WINDOWS.iter().any(|(value, _, _)| value == window)
-        {
-            let known: Vec<&str> = WINDOWS.iter().map(|(v, _, _)| *v).collect();
-            return Err(FieldError::new("window", format!("must be one of {}", known.join(", "))));
-        }
+        read_query(
+            raw,
+            &mut [
+                ("tenant", &mut filter.tenant),
+                ("kind", &mut filter.kind),
+                ("actor", &mut filter.actor),
+                ("resource_type", &mut filter.resource_type),
+                ("resource_id", &mut filter.resource_id),
+                ("project", &mut filter.project),
+                ("trace_id", &mut filter.trace_id),
+                ("window", &mut filter.window),
+                ("from", &mut filter.from),
+                ("to", &mut filter.to),
+                ("cursor", &mut filter.cursor),
+            ],
+            TIMELINE_PARAMETERS,
+        )?;
+        check_window(filter.window.as_deref())?;
         Ok(filter)
     }
 
@@ -237,19 +198,8 @@ impl TimelineFilter {
                 out.append_pair(name, value);
             }
         }
-        let from = self.from.as_deref().map(rfc3339).or_else(|| {
-            let hours = WINDOWS.iter().find(|(v, _, _)| Some(*v) == self.window.as_deref()).map_or(0, |w| w.2);
-            (hours > 0).then(|| now.saturating_add_micros(-hours * 3_600_000_000).to_string())
-        });
-        if let Some(from) = from {
-            out.append_pair("from", &from);
-        }
-        if let Some(to) = &self.to {
-            out.append_pair("to", &rfc3339(to));
-        }
-        if with_cursor && let Some(cursor) = &self.cursor {
-            out.append_pair("cursor", cursor);
-        }
+        let cursor = if with_cursor { self.cursor.as_deref() } else { None };
+        append_bounds(&mut out, self.from.as_deref(), self.to.as_deref(), self.window.as_deref(), cursor, now);
         out.finish()
     }
 
@@ -272,6 +222,59 @@ impl TimelineFilter {
             out.append_pair("cursor", cursor);
         }
         out.finish()
+    }
+}
+
+/// Reads a filter's query string into its named slots: each parameter at most once,
+/// values trimmed, empty ones dropped; an unknown parameter is an error naming it and
+/// listing `known`.
+fn read_query(raw: Option<&str>, slots: &mut [(&str, &mut Option<String>)], known: &str) -> Result<(), FieldError> {
+    let mut seen = std::collections::HashSet::new();
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if !seen.insert(key.to_string()) {
+            return Err(FieldError::new(key, "is given more than once"));
+        }
+        let Some((_, slot)) = slots.iter_mut().find(|(name, _)| *name == key) else {
+            return Err(FieldError::new(key, format!("is not a parameter of this page; known: {known}")));
+        };
+        **slot = Some(value.trim().to_owned()).filter(|v| !v.is_empty());
+    }
+    Ok(())
+}
+
+/// A quick window must be one of [`WINDOWS`].
+fn check_window(window: Option<&str>) -> Result<(), FieldError> {
+    if let Some(window) = window
+        && !WINDOWS.iter().any(|(value, _, _)| *value == window)
+    {
+        let known: Vec<&str> = WINDOWS.iter().map(|(v, _, _)| *v).collect();
+        return Err(FieldError::new("window", format!("must be one of {}", known.join(", "))));
+    }
+    Ok(())
+}
+
+/// Appends a list query's time bounds: `from` (or the quick window's start before
+/// `now`), `to`, read as UTC when a browser's `datetime-local`, and `cursor`.
+fn append_bounds(
+    out: &mut form_urlencoded::Serializer<'_, String>,
+    from: Option<&str>,
+    to: Option<&str>,
+    window: Option<&str>,
+    cursor: Option<&str>,
+    now: Timestamp,
+) {
+    let from = from.map(rfc3339).or_else(|| {
+        let hours = WINDOWS.iter().find(|(v, _, _)| Some(*v) == window).map_or(0, |w| w.2);
+        (hours > 0).then(|| now.saturating_add_micros(-hours * 3_600_000_000).to_string())
+    });
+    if let Some(from) = from {
+        out.append_pair("from", &from);
+    }
+    if let Some(to) = to {
+        out.append_pair("to", &rfc3339(to));
+    }
+    if let Some(cursor) = cursor {
+        out.append_pair("cursor", cursor);
     }
 }
 
