@@ -16,7 +16,7 @@ use custos_ledger::merkle::{Hash, leaf_hash};
 use custos_model::ledger::{AuditRecord, LogName, TimelineEvent};
 use custos_model::records::ValidationContext;
 use custos_model::{BodyFormat, Cursor, FieldError, Permission, TenantId, Timestamp, parse_records};
-use custos_store::ledger::{FILTER_COLUMNS, MAX_PAGE, cursor_position};
+use custos_store::ledger::{FILTER_COLUMNS, cursor_position};
 use custos_store::{LogAppend, LogEntry, LogQuery, Store, StoredCheckpoint};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -26,12 +26,10 @@ use crate::auth::Caller;
 use crate::body;
 use crate::error::{ApiError, ErrorCode};
 use crate::ledger;
-use crate::routes::records::{DEFAULT_PAGE_LIMIT, IngestResponse, paged_body};
+use crate::routes::records::{DEFAULT_PAGE_LIMIT, IngestResponse, ListFormat, list_option, list_sizes, paged_body};
 
 /// Leaves read per store call while streaming an export.
 const EXPORT_LEAVES: u64 = 10_000;
-/// Records read per store call while streaming a list export.
-const LIST_EXPORT_PAGE: usize = 1000;
 
 fn read_permission(log: LogName) -> Permission {
     match log {
@@ -137,16 +135,9 @@ impl LogItem {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Json,
-    Ndjson,
-    Csv,
-}
-
 pub(crate) struct ListRequest {
     pub(crate) query: LogQuery,
-    format: Format,
+    format: ListFormat,
     /// For exports: the most records to stream (all when absent).
     export_limit: Option<usize>,
 }
@@ -157,12 +148,15 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
 
 pub(crate) fn parse_list(log: LogName, raw: Option<&str>) -> Result<ListRequest, ApiError> {
     let mut query = LogQuery { limit: DEFAULT_PAGE_LIMIT, ..LogQuery::default() };
-    let mut format = Format::Json;
+    let mut format = ListFormat::Json;
     let mut limit: Option<usize> = None;
     let mut seen = std::collections::HashSet::new();
     for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if !seen.insert(key.to_string()) {
             return Err(invalid(&key, "is given more than once"));
+        }
+        if list_option(&key, &value, &mut limit, &mut format)? {
+            continue;
         }
         match key.as_ref() {
             "from" => query.from = Some(Timestamp::parse("from", &value).map_err(ApiError::invalid)?),
@@ -170,21 +164,6 @@ pub(crate) fn parse_list(log: LogName, raw: Option<&str>) -> Result<ListRequest,
             "cursor" => {
                 let cursor = Cursor::decode(&value).map_err(ApiError::invalid)?;
                 query.after = Some(cursor_position(&cursor).map_err(ApiError::invalid)?);
-            }
-            "limit" => {
-                let n: usize = value.parse().map_err(|_| invalid("limit", "must be a positive integer"))?;
-                if n == 0 {
-                    return Err(invalid("limit", "must be a positive integer"));
-                }
-                limit = Some(n);
-            }
-            "format" => {
-                format = match value.as_ref() {
-                    "json" => Format::Json,
-                    "ndjson" => Format::Ndjson,
-                    "csv" => Format::Csv,
-                    _ => return Err(invalid("format", "must be json, ndjson or csv")),
-                }
             }
             other => match filter_column(log, other) {
                 Some("kind") if value.contains('*') => query.kind_glob = Some(kind_glob(other, &value)?),
@@ -206,20 +185,8 @@ pub(crate) fn parse_list(log: LogName, raw: Option<&str>) -> Result<ListRequest,
     {
         return Err(invalid("to", "must be later than from"));
     }
-    let export_limit = match format {
-        Format::Json => {
-            let n = limit.unwrap_or(DEFAULT_PAGE_LIMIT);
-            if n > MAX_PAGE {
-                return Err(invalid("limit", format!("must be at most {MAX_PAGE}; use format=ndjson for more")));
-            }
-            query.limit = n;
-            None
-        }
-        Format::Ndjson | Format::Csv => {
-            query.limit = LIST_EXPORT_PAGE.min(limit.unwrap_or(usize::MAX));
-            limit
-        }
-    };
+    let (page, export_limit) = list_sizes(format, limit)?;
+    query.limit = page;
     Ok(ListRequest { query, format, export_limit })
 }
 
@@ -255,7 +222,7 @@ pub(crate) async fn list(
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant_access(state, raw_tenant, read_permission(log)).await?;
     let request = parse_list(log, raw_query)?;
-    if request.format == Format::Json {
+    if request.format == ListFormat::Json {
         let page = state.store.log_page(&tenant, log, &request.query).await?;
         tracing::Span::current().record("records", page.items.len());
         let items = page.items.into_iter().map(LogItem::from_entry).collect::<Result<Vec<_>, _>>()?;
@@ -268,7 +235,7 @@ pub(crate) async fn list(
 /// is logged and ends the response early (the client sees a broken transfer).
 fn stream_list(store: std::sync::Arc<dyn Store>, tenant: TenantId, log: LogName, request: ListRequest) -> Response {
     let format = request.format;
-    let content_type = if format == Format::Csv { "text/csv; charset=utf-8" } else { "application/x-ndjson" };
+    let content_type = if format == ListFormat::Csv { "text/csv; charset=utf-8" } else { "application/x-ndjson" };
     // (query, rows still wanted, whether this is the first chunk)
     let start = (request.query, request.export_limit.unwrap_or(usize::MAX), true);
     paged_body(start, content_type, move |(mut query, remaining, first): (LogQuery, usize, bool)| {
@@ -326,10 +293,10 @@ pub(crate) fn csv_columns(log: LogName) -> &'static [&'static str] {
     }
 }
 
-fn encode_chunk(log: LogName, entries: &[LogEntry], format: Format, with_header: bool) -> Vec<u8> {
+fn encode_chunk(log: LogName, entries: &[LogEntry], format: ListFormat, with_header: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.len() * 400);
     match format {
-        Format::Csv => {
+        ListFormat::Csv => {
             let mut writer = csv::WriterBuilder::new().from_writer(&mut out);
             if with_header {
                 let _ = writer.write_record(csv_columns(log));
@@ -348,7 +315,7 @@ fn encode_chunk(log: LogName, entries: &[LogEntry], format: Format, with_header:
             }
             let _ = writer.flush();
         }
-        Format::Json | Format::Ndjson => {
+        ListFormat::Json | ListFormat::Ndjson => {
             for entry in entries {
                 // The record is embedded as stored: the leaf's exact bytes.
                 out.extend_from_slice(br#"{"leaf_index":"#);

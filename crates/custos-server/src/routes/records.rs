@@ -132,6 +132,54 @@ pub(crate) fn window_parameter(query: &mut RecordQuery, key: &str, value: &str) 
     Ok(true)
 }
 
+/// Reads the options every list shares, `limit` and `format`; false for any other
+/// parameter.
+pub(crate) fn list_option(
+    key: &str,
+    value: &str,
+    limit: &mut Option<usize>,
+    format: &mut ListFormat,
+) -> Result<bool, ApiError> {
+    let invalid = |field: &str, message: &str| ApiError::invalid(FieldError::new(field, message));
+    match key {
+        "limit" => {
+            let n: usize = value.parse().map_err(|_| invalid("limit", "must be a positive integer"))?;
+            if n == 0 {
+                return Err(invalid("limit", "must be a positive integer"));
+            }
+            *limit = Some(n);
+        }
+        "format" => {
+            *format = match value {
+                "json" => ListFormat::Json,
+                "ndjson" => ListFormat::Ndjson,
+                "csv" => ListFormat::Csv,
+                _ => return Err(invalid("format", "must be json, ndjson or csv")),
+            }
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// For a list in `format` with the `limit` asked for: the rows per store call, and for
+/// an export the most rows to stream (all when absent).
+pub(crate) fn list_sizes(format: ListFormat, limit: Option<usize>) -> Result<(usize, Option<usize>), ApiError> {
+    match format {
+        ListFormat::Json => {
+            let n = limit.unwrap_or(DEFAULT_PAGE_LIMIT);
+            if n > MAX_PAGE_LIMIT {
+                return Err(ApiError::invalid(FieldError::new(
+                    "limit",
+                    format!("must be at most {MAX_PAGE_LIMIT}; use format=ndjson or csv to export more"),
+                )));
+            }
+            Ok((n, None))
+        }
+        ListFormat::Ndjson | ListFormat::Csv => Ok((EXPORT_PAGE.min(limit.unwrap_or(usize::MAX)), limit)),
+    }
+}
+
 /// Parses the query string: `from`, `to`, `limit`, `cursor`, `format` and the record
 /// kind's filters. Anything else, or a parameter given twice, is an error naming it.
 pub(crate) fn parse_list_query<R: IngestRecord>(
@@ -150,22 +198,10 @@ pub(crate) fn parse_list_query<R: IngestRecord>(
         if window_parameter(&mut query, &key, &value)? {
             continue;
         }
+        if list_option(&key, &value, &mut limit, &mut format)? {
+            continue;
+        }
         match key.as_ref() {
-            "limit" => {
-                let n: usize = value.parse().map_err(|_| invalid("limit", "must be a positive integer"))?;
-                if n == 0 {
-                    return Err(invalid("limit", "must be a positive integer"));
-                }
-                limit = Some(n);
-            }
-            "format" => {
-                format = match value.as_ref() {
-                    "json" => ListFormat::Json,
-                    "ndjson" => ListFormat::Ndjson,
-                    "csv" => ListFormat::Csv,
-                    _ => return Err(invalid("format", "must be json, ndjson or csv")),
-                }
-            }
             name if R::FILTERS.contains(&name) && fixed.as_ref().is_none_or(|(f, _)| *f != name) => {
                 R::check_filter(name, &value).map_err(ApiError::invalid)?;
                 query.filters.push((name.to_owned(), value.into_owned()));
@@ -185,23 +221,8 @@ pub(crate) fn parse_list_query<R: IngestRecord>(
     if let Some((field, value)) = fixed {
         query.filters.push((field.to_owned(), value));
     }
-    let export_limit = match format {
-        ListFormat::Json => {
-            let n = limit.unwrap_or(DEFAULT_PAGE_LIMIT);
-            if n > MAX_PAGE_LIMIT {
-                return Err(invalid(
-                    "limit",
-                    &format!("must be at most {MAX_PAGE_LIMIT}; use format=ndjson or csv to export more"),
-                ));
-            }
-            query.limit = n;
-            None
-        }
-        ListFormat::Ndjson | ListFormat::Csv => {
-            query.limit = EXPORT_PAGE.min(limit.unwrap_or(usize::MAX));
-            limit
-        }
-    };
+    let (page, export_limit) = list_sizes(format, limit)?;
+    query.limit = page;
     Ok(ListRequest { query, format, export_limit })
 }
 
