@@ -154,16 +154,12 @@ impl Verifier {
     }
 
     /// Reads and verifies a whole export.
-    pub fn verify(&self, mut input: impl BufRead) -> Result<VerifyReport, VerifyError> {
-        let mut line = Vec::with_capacity(1024);
-        let read = |input: &mut dyn BufRead, line: &mut Vec<u8>| {
-            line.clear();
-            input.read_until(b'\n', line).map_err(|e| VerifyError::Read(e.to_string()))
-        };
-        if read(&mut input, &mut line)? == 0 {
+    pub fn verify(&self, input: impl BufRead) -> Result<VerifyReport, VerifyError> {
+        let mut lines = Lines { input, spill: Vec::new(), pending: 0 };
+        let Some(line) = lines.next()? else {
             return Err(VerifyError::Malformed { line: 1, message: "the export is empty".into() });
-        }
-        let header: ExportHeader = serde_json::from_slice(&line)
+        };
+        let header: ExportHeader = serde_json::from_slice(line)
             .map_err(|e| VerifyError::Malformed { line: 1, message: format!("the header: {e}") })?;
         if header.format != EXPORT_FORMAT {
             return Err(VerifyError::Malformed {
@@ -209,11 +205,11 @@ impl Verifier {
                     Some((stored.root(), recomputed.as_ref().map_or_else(|| stored.root(), RootBuilder::root)));
             }
             let line_number = index + 2;
-            if read(&mut input, &mut line)? == 0 {
+            let Some(line) = lines.next()? else {
                 return Err(VerifyError::Truncated { index, found: index, size: header.size });
-            }
+            };
             bytes += line.len() as u64;
-            let (found, stored_hash, record) = parse_leaf_line(&line, line_number)?;
+            let (found, stored_hash, record) = parse_leaf_line(line, line_number)?;
             if found != index {
                 return Err(VerifyError::OutOfOrder { line: line_number, expected: index, found });
             }
@@ -238,7 +234,7 @@ impl Verifier {
                 tree.push(computed);
             }
         }
-        if read(&mut input, &mut line)? != 0 {
+        if lines.next()?.is_some() {
             return Err(VerifyError::Malformed {
                 line: header.size + 2,
                 message: format!("the export holds more than the checkpoint's {} leaves", header.size),
@@ -285,20 +281,58 @@ impl Verifier {
     }
 }
 
+/// The lines of an export, each with its newline (the last may lack one). A line that
+/// lies wholly in the reader's buffer is lent from it; only one that straddles a refill
+/// is copied.
+struct Lines<R> {
+    input: R,
+    /// The line that straddled a refill.
+    spill: Vec<u8>,
+    /// Bytes of the reader's buffer lent out by the previous call, consumed by the next.
+    pending: usize,
+}
+
+impl<R: BufRead> Lines<R> {
+    fn next(&mut self) -> Result<Option<&[u8]>, VerifyError> {
+        let failed = |e: std::io::Error| VerifyError::Read(e.to_string());
+        self.input.consume(std::mem::take(&mut self.pending));
+        let buffered = self.input.fill_buf().map_err(failed)?;
+        if buffered.is_empty() {
+            return Ok(None);
+        }
+        if let Some(end) = memchr::memchr(b'\n', buffered) {
+            self.pending = end + 1;
+            // Filled already, so this reads nothing.
+            return Ok(Some(&self.input.fill_buf().map_err(failed)?[..=end]));
+        }
+        self.spill.clear();
+        self.input.read_until(b'\n', &mut self.spill).map_err(failed)?;
+        Ok(Some(&self.spill))
+    }
+}
+
 /// Splits a leaf line into its index, stored hash and record bytes.
 fn parse_leaf_line(line: &[u8], line_number: u64) -> Result<(u64, Hash, &[u8]), VerifyError> {
+    /// A leaf hash in standard base64: 43 characters and one `=`.
+    const HASH_CHARS: usize = 44;
     let malformed = |message: &str| VerifyError::Malformed { line: line_number, message: message.to_owned() };
+    let fields = || malformed("expected index TAB leaf-hash TAB record");
     let line = line.strip_suffix(b"\n").ok_or_else(|| malformed("the line does not end with a newline"))?;
-    let mut fields = line.splitn(3, |&b| b == b'\t');
-    let index = fields.next().unwrap_or_default();
-    let hash = fields.next().ok_or_else(|| malformed("expected index TAB leaf-hash TAB record"))?;
-    let record = fields.next().ok_or_else(|| malformed("expected index TAB leaf-hash TAB record"))?;
+    let tab = memchr::memchr(b'\t', line).ok_or_else(fields)?;
+    let (index, rest) = (&line[..tab], &line[tab + 1..]);
+    let (hash, record) = match rest.get(HASH_CHARS) {
+        Some(b'\t') => (&rest[..HASH_CHARS], &rest[HASH_CHARS + 1..]),
+        _ => {
+            let tab = memchr::memchr(b'\t', rest).ok_or_else(fields)?;
+            (&rest[..tab], &rest[tab + 1..])
+        }
+    };
     if index.is_empty() || !index.iter().all(u8::is_ascii_digit) || (index.len() > 1 && index[0] == b'0') {
         return Err(malformed("the leaf index must be a decimal number without leading zeros"));
     }
-    let index = std::str::from_utf8(index)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
+    let index = index
+        .iter()
+        .try_fold(0u64, |n, digit| n.checked_mul(10)?.checked_add(u64::from(digit - b'0')))
         .ok_or_else(|| malformed("the leaf index is out of range"))?;
     let mut decoded = [0u8; 33];
     let hash = match STANDARD.decode_slice(hash, &mut decoded) {

@@ -212,3 +212,29 @@ fn malformed_exports_are_refused_with_the_line() {
     let short_hash = export.replacen(&STANDARD.encode(fixture.hashes[0]), "AAAA", 1);
     assert!(matches!(verifier().verify(short_hash.as_bytes()), Err(VerifyError::Malformed { line: 2, .. })));
 }
+
+/// Lines are lent from the reader's buffer when they fit and copied when they straddle
+/// a refill: whatever the buffer's size, the verdict is the same, and a damaged line is
+/// named by the same number.
+#[test]
+fn the_reader_buffer_size_does_not_change_the_verdict() {
+    let fixture = Fixture::new(40);
+    let export = fixture.export();
+    let expected = verifier().verify(&export[..]).unwrap();
+    let altered = String::from_utf8(export.clone()).unwrap().replacen("\"n\":17}", "\"n\":71}", 1).into_bytes();
+    let unterminated = &export[..export.len() - 1];
+    for capacity in [1, 2, 7, 64, 100, 1 << 16] {
+        let read = |bytes: &[u8]| verifier().verify(std::io::BufReader::with_capacity(capacity, bytes));
+        assert_eq!(read(&export).unwrap(), expected, "capacity {capacity}");
+        assert_eq!(
+            read(&altered).unwrap_err(),
+            VerifyError::RecordAltered { index: 17, event_id: "e-17".into() },
+            "capacity {capacity}"
+        );
+        assert!(
+            matches!(read(unterminated), Err(VerifyError::Malformed { line: 41, .. })),
+            "capacity {capacity}: {:?}",
+            read(unterminated)
+        );
+    }
+}

@@ -273,6 +273,30 @@ proptest! {
         let expected: Hash = Sha256::digest(&message).into();
         prop_assert_eq!(node_hash(&left, &right), expected);
     }
+
+    /// The hand-laid leaf hash is SHA-256(0x00 ‖ record) for records of any length,
+    /// across every block boundary and past one call's worth of blocks.
+    #[test]
+    fn leaf_hash_is_sha256_of_its_message(record in prop::collection::vec(any::<u8>(), 0..1200)) {
+        let mut message = vec![0x00];
+        message.extend_from_slice(&record);
+        let expected: Hash = Sha256::digest(&message).into();
+        prop_assert_eq!(leaf_hash(&record), expected);
+    }
+}
+
+/// Every length where the padding changes shape: the message (record plus prefix) ends
+/// just before, at and after the 55-byte mark of a block, a block's end, and one call's
+/// blocks.
+#[test]
+fn leaf_hash_at_block_boundaries() {
+    for length in (0..=1100).filter(|n| matches!((n + 1) % 64, 54..=57 | 62..=63 | 0..=1) || n % 512 < 2) {
+        let record: Vec<u8> = (0..length).map(|i| (i * 7 + 3) as u8).collect();
+        let mut message = vec![0x00];
+        message.extend_from_slice(&record);
+        let expected: Hash = Sha256::digest(&message).into();
+        assert_eq!(leaf_hash(&record), expected, "a record of {length} bytes");
+    }
 }
 
 proptest! {
