@@ -143,6 +143,11 @@ pub struct LeafRow {
 pub const FILTER_COLUMNS: &[&str] =
     &["kind", "actor", "outcome", "resource_type", "resource_id", "project_id", "request_id", "trace_id"];
 
+/// The indexed key of a lookup by trace id: its first [`TRACE_KEY_CHARS`] characters
+/// (migration 0008's index; a test checks the two agree).
+pub(crate) const TRACE_KEY: &str = "substr(trace_id, 1, 8)";
+const TRACE_KEY_CHARS: usize = 8;
+
 /// A newest-first log query: exact matches on [`FILTER_COLUMNS`], a `[from, to)`
 /// window on `ts`, and a keyset cursor (`ts`, leaf index).
 #[derive(Debug, Clone, Default)]
@@ -165,6 +170,11 @@ impl LogQuery {
         self
     }
 
+    /// Whether the query looks records up by trace id, through the logs' trace index.
+    pub(crate) fn by_trace(&self) -> bool {
+        self.filters.iter().any(|(column, _)| *column == "trace_id")
+    }
+
     /// `WHERE` conditions after `tenant_id`, with `$n` placeholders from `first`, and
     /// their values in order (text or integer).
     pub(crate) fn conditions(&self, first: usize) -> (String, Vec<QueryValue>) {
@@ -179,6 +189,10 @@ impl LogQuery {
         };
         for (column, value) in &self.filters {
             push(&mut sql, format!("{column} = ?"), QueryValue::Text(value.clone()));
+            if *column == "trace_id" {
+                let key = value.chars().take(TRACE_KEY_CHARS).collect();
+                push(&mut sql, format!("{TRACE_KEY} = ?"), QueryValue::Text(key));
+            }
         }
         if let Some(glob) = &self.kind_glob {
             push(&mut sql, "kind LIKE ? ESCAPE '\\'".into(), QueryValue::Text(like_pattern(glob)));

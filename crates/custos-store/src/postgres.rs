@@ -55,6 +55,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "console", sql: include_str!("../migrations/postgres/0005_console.sql") },
     Migration { version: 6, name: "update_room", sql: include_str!("../migrations/postgres/0006_update_room.sql") },
     Migration { version: 7, name: "ledger", sql: include_str!("../migrations/postgres/0007_ledger.sql") },
+    Migration { version: 8, name: "trace_keys", sql: include_str!("../migrations/postgres/0008_trace_keys.sql") },
 ];
 
 /// Arbitrary constant naming custos's migration lock among the database's advisory locks.
@@ -807,13 +808,14 @@ impl Store for PostgresStore {
             .ctx("listing columns")?;
             table.columns = columns.into_iter().map(|(c, nullable)| (c, nullable == "YES")).collect();
             let indexes: Vec<(String, bool, bool, Vec<String>)> = sqlx::query_as(
-                "SELECT i.relname::text, ix.indisunique, ix.indisprimary, array_agg(a.attname::text ORDER BY k.ord)
+                "SELECT i.relname::text, ix.indisunique, ix.indisprimary,
+                        array_agg(coalesce(a.attname::text, '(expression)') ORDER BY k.ord)
                  FROM pg_index ix
                  JOIN pg_class t ON t.oid = ix.indrelid
                  JOIN pg_class i ON i.oid = ix.indexrelid
                  JOIN pg_namespace n ON n.oid = t.relnamespace
                  CROSS JOIN LATERAL unnest(ix.indkey) WITH ORDINALITY AS k(attnum, ord)
-                 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+                 LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
                  WHERE n.nspname = current_schema() AND t.relname = $1
                  GROUP BY i.relname, ix.indisunique, ix.indisprimary",
             )

@@ -40,7 +40,7 @@ use crate::{
     Store, Stored, Tenant, TokenRecord, format_scopes, parse_scopes,
 };
 
-const MIGRATIONS: &[Migration] = &[
+pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("../migrations/sqlite/0001_initial.sql") },
     Migration { version: 2, name: "metric_rollups", sql: include_str!("../migrations/sqlite/0002_metric_rollups.sql") },
     Migration { version: 3, name: "scheduled_jobs", sql: include_str!("../migrations/sqlite/0003_scheduled_jobs.sql") },
@@ -48,6 +48,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "console", sql: include_str!("../migrations/sqlite/0005_console.sql") },
     Migration { version: 6, name: "update_room", sql: include_str!("../migrations/sqlite/0006_update_room.sql") },
     Migration { version: 7, name: "ledger", sql: include_str!("../migrations/sqlite/0007_ledger.sql") },
+    Migration { version: 8, name: "trace_keys", sql: include_str!("../migrations/sqlite/0008_trace_keys.sql") },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -885,8 +886,9 @@ impl Store for SqliteStore {
                     .collect::<Result<_, _>>()
                     .ctx("indexes")?;
                 for (index, unique) in list {
-                    let mut info =
-                        conn.prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno").ctx("index columns")?;
+                    let mut info = conn
+                        .prepare("SELECT coalesce(name, '(expression)') FROM pragma_index_info(?1) ORDER BY seqno")
+                        .ctx("index columns")?;
                     let cols: Vec<String> = info
                         .query_map([&index], |r| r.get(0))
                         .ctx("index columns")?

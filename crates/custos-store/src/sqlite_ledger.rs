@@ -79,10 +79,8 @@ pub(crate) fn append(
         let mut existing = tx
             .prepare_cached(&format!("SELECT record FROM {t} WHERE tenant_id = ?1 AND event_id = ?2"))
             .ctx("preparing the duplicate check")?;
-        let mut insert_node = tx
-            .prepare_cached("INSERT INTO ledger_nodes (tenant_id, log, level, idx, hash) VALUES (?1, ?2, ?3, ?4, ?5)")
-            .ctx("preparing the node insert")?;
         let mut completed = Vec::with_capacity(4);
+        let mut nodes = NodeWriter::new(tenant, log);
         for record in &fresh {
             let changed = insert_row(&mut insert_record, tenant, frontier.size(), record, received_at)
                 .ctx("appending a record")?;
@@ -99,12 +97,9 @@ pub(crate) fn append(
             completed.clear();
             frontier.push(leaf_hash(record.record.as_bytes()), &mut completed);
             inserted += 1;
-            for (node, hash) in &completed {
-                insert_node
-                    .execute(params![tenant.as_str(), log.as_str(), node.level, node.index as i64, &hash[..]])
-                    .ctx("storing a subtree hash")?;
-            }
+            nodes.extend(&tx, &completed)?;
         }
+        nodes.flush(&tx)?;
     }
     if inserted > 0 {
         tx.execute(
@@ -123,6 +118,59 @@ pub(crate) fn append(
     }
     tx.commit().ctx("committing an append")?;
     Ok(AppendOutcome { inserted, duplicates, size: frontier.size(), root: frontier.root() })
+}
+
+/// Subtree hashes stored [`NodeWriter::ROWS`] rows to a statement: an append stores
+/// about two a record, and one statement for many rows costs SQLite far less than one
+/// each.
+struct NodeWriter<'a> {
+    tenant: &'a TenantId,
+    log: LogName,
+    pending: Vec<(NodeId, Hash)>,
+}
+
+impl<'a> NodeWriter<'a> {
+    const ROWS: usize = 64;
+
+    fn new(tenant: &'a TenantId, log: LogName) -> Self {
+        Self { tenant, log, pending: Vec::with_capacity(Self::ROWS) }
+    }
+
+    fn extend(&mut self, conn: &Connection, completed: &[(NodeId, Hash)]) -> StoreResult<()> {
+        for node in completed {
+            self.pending.push(*node);
+            if self.pending.len() == Self::ROWS {
+                self.flush(conn)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, conn: &Connection) -> StoreResult<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        // `?1` and `?2` are the tenant and log; each row adds its level, index and hash.
+        let rows: Vec<String> = (0..self.pending.len())
+            .map(|i| format!("(?1, ?2, ?{}, ?{}, ?{})", 3 + 3 * i, 4 + 3 * i, 5 + 3 * i))
+            .collect();
+        let mut statement = conn
+            .prepare_cached(&format!(
+                "INSERT INTO ledger_nodes (tenant_id, log, level, idx, hash) VALUES {}",
+                rows.join(", ")
+            ))
+            .ctx("preparing the subtree hash insert")?;
+        statement.raw_bind_parameter(1, self.tenant.as_str()).ctx("binding the tenant")?;
+        statement.raw_bind_parameter(2, self.log.as_str()).ctx("binding the log")?;
+        for (i, (node, hash)) in self.pending.iter().enumerate() {
+            statement.raw_bind_parameter(3 + 3 * i, node.level).ctx("binding a level")?;
+            statement.raw_bind_parameter(4 + 3 * i, node.index as i64).ctx("binding an index")?;
+            statement.raw_bind_parameter(5 + 3 * i, &hash[..]).ctx("binding a hash")?;
+        }
+        statement.raw_execute().ctx("storing subtree hashes")?;
+        self.pending.clear();
+        Ok(())
+    }
 }
 
 /// The log's frontier, from its head's size and the stored hashes that size needs.
@@ -184,6 +232,25 @@ fn entry(raw: (i64, String, i64, String, i64)) -> StoreResult<LogEntry> {
     LogEntry::from_columns(leaf_index, event_id, ts, record, received_at)
 }
 
+/// A page query and its parameters. A lookup by trace id names the trace index: ordered
+/// by time and limited, the query would otherwise walk the time index through every
+/// record of the tenant.
+fn page_sql(tenant: &TenantId, log: LogName, query: &LogQuery, limit: usize) -> (String, Vec<rusqlite::types::Value>) {
+    let (conditions, values) = query.conditions(2);
+    let t = table(log);
+    let indexed = if query.by_trace() { format!(" INDEXED BY {t}_by_trace") } else { String::new() };
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM {t}{indexed} WHERE tenant_id = $1{conditions} \
+         ORDER BY ts_us DESC, leaf_index DESC LIMIT {limit}"
+    );
+    let mut bound: Vec<rusqlite::types::Value> = vec![tenant.as_str().to_owned().into()];
+    bound.extend(values.into_iter().map(|v| match v {
+        QueryValue::Text(s) => rusqlite::types::Value::Text(s),
+        QueryValue::Int(i) => rusqlite::types::Value::Integer(i),
+    }));
+    (sql, bound)
+}
+
 pub(crate) fn page(
     conn: &Connection,
     tenant: &TenantId,
@@ -191,16 +258,7 @@ pub(crate) fn page(
     query: &LogQuery,
 ) -> StoreResult<Page<LogEntry>> {
     let limit = query.limit.clamp(1, ledger::MAX_PAGE);
-    let (conditions, values) = query.conditions(2);
-    let sql = format!(
-        "SELECT {ENTRY_COLUMNS} FROM {t} WHERE tenant_id = $1{conditions} ORDER BY ts_us DESC, leaf_index DESC LIMIT {limit}",
-        t = table(log)
-    );
-    let mut bound: Vec<rusqlite::types::Value> = vec![tenant.as_str().to_owned().into()];
-    bound.extend(values.into_iter().map(|v| match v {
-        QueryValue::Text(s) => rusqlite::types::Value::Text(s),
-        QueryValue::Int(i) => rusqlite::types::Value::Integer(i),
-    }));
+    let (sql, bound) = page_sql(tenant, log, query, limit);
     let mut statement = conn.prepare_cached(&sql).ctx("preparing a log query")?;
     let raw = statement
         .query_map(params_from_iter(bound), entry_from_row)
@@ -520,4 +578,69 @@ pub(crate) fn baseline_insert(
     }
     tx.commit().ctx("committing")?;
     Ok(records.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn migrated() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        for migration in crate::sqlite::MIGRATIONS {
+            conn.execute_batch(migration.sql).unwrap();
+        }
+        conn
+    }
+
+    fn plan(conn: &Connection, sql: &str, bound: Vec<rusqlite::types::Value>) -> Vec<String> {
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        statement.query_map(params_from_iter(bound), |row| row.get(3)).unwrap().map(Result::unwrap).collect()
+    }
+
+    /// A lookup by trace id searches both columns of the trace index, with or without a
+    /// time window or a cursor, in both logs: not the time index through every record.
+    #[test]
+    fn trace_lookups_use_the_trace_index() {
+        let conn = migrated();
+        let tenant = TenantId::parse("acme").unwrap();
+        let at = Timestamp::from_micros(1_800_000_000_000_000);
+        for log in [LogName::Timeline, LogName::Audit] {
+            let traced = LogQuery::default().filter("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736");
+            let windowed =
+                LogQuery { from: Some(at), to: Some(at.saturating_add_micros(60_000_000)), ..traced.clone() };
+            let paged = LogQuery { after: Some((at, 17)), ..traced.clone() };
+            for query in [traced, windowed, paged] {
+                let (sql, bound) = page_sql(&tenant, log, &query, 100);
+                let steps = plan(&conn, &sql, bound);
+                let expected =
+                    format!("SEARCH {} USING INDEX {}_by_trace (tenant_id=? AND <expr>=?)", table(log), table(log));
+                assert!(steps.contains(&expected), "{sql}: {steps:?}");
+            }
+        }
+    }
+
+    /// Without a trace id, a page walks the time index, already in the order it returns.
+    #[test]
+    fn other_pages_walk_the_time_index() {
+        let conn = migrated();
+        let tenant = TenantId::parse("acme").unwrap();
+        let (sql, bound) =
+            page_sql(&tenant, LogName::Timeline, &LogQuery::default().filter("kind", "platform.a.b"), 100);
+        let steps = plan(&conn, &sql, bound);
+        assert_eq!(steps, ["SEARCH timeline_events USING INDEX timeline_events_by_ts (tenant_id=?)"], "{sql}");
+    }
+
+    /// The key the queries match is the expression both backends' migration indexes.
+    #[test]
+    fn the_trace_key_is_the_indexed_expression() {
+        for sql in [
+            include_str!("../migrations/sqlite/0008_trace_keys.sql"),
+            include_str!("../migrations/postgres/0008_trace_keys.sql"),
+        ] {
+            for t in ["timeline_events", "audit_records"] {
+                let index = format!("CREATE INDEX {t}_by_trace ON {t} (tenant_id, {});", ledger::TRACE_KEY);
+                assert!(sql.contains(&index), "{index}");
+            }
+        }
+    }
 }

@@ -166,6 +166,8 @@ async fn pages_filter_and_paginate(store: Arc<dyn Store>) {
     let page = store.log_page(&tenant, LogName::Timeline, &failed_on_c0).await.unwrap();
     assert_eq!(page.items.len(), 25);
     assert!(page.next_cursor.is_none());
+    // Every trace id here shares its first 8 characters, the indexed key: the full id
+    // picks the one record.
     let traced = LogQuery { limit: 100, ..LogQuery::default() }.filter("trace_id", format!("{:032x}", 11));
     let page = store.log_page(&tenant, LogName::Timeline, &traced).await.unwrap();
     assert_eq!(page.items.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["e-10"]);
