@@ -310,17 +310,18 @@ async fn put(client: &reqwest::Client, base: &str, token: &str, path: &str, body
 async fn new_token(store: &dyn Store, name: &str, scope: &str) -> anyhow::Result<String> {
     let generated = token::generate();
     let scope: Scope = scope.parse().map_err(|e: custos_model::FieldError| anyhow::anyhow!(e.message))?;
-    store
-        .create_token(&TokenRecord {
-            id: generated.id,
-            name: name.into(),
-            secret_hash: generated.secret_hash,
-            scopes: vec![scope],
-            created_at: Timestamp::now(),
-            expires_at: None,
-            revoked_at: None,
-        })
-        .await?;
+    let record = TokenRecord {
+        id: generated.id,
+        name: name.into(),
+        secret_hash: generated.secret_hash,
+        scopes: vec![scope],
+        created_at: Timestamp::now(),
+        expires_at: None,
+        revoked_at: None,
+    };
+    store.create_token(&record).await?;
+    let details = crate::commands::admin::created_details(&record);
+    crate::commands::admin::record_token_action(store, &record, "custos.token.created", details).await?;
     Ok(generated.secret)
 }
 

@@ -111,8 +111,7 @@ pub async fn tokens(global: &GlobalArgs, command: TokensCommand) -> anyhow::Resu
             };
             store.create_token(&record).await?;
             let scope_list: Vec<String> = record.scopes.iter().map(Scope::to_string).collect();
-            let details = serde_json::json!({"name": record.name, "scopes": scope_list, "expires_at": expires_at});
-            record_token_action(&*store, &record, "custos.token.created", details).await?;
+            record_token_action(&*store, &record, "custos.token.created", created_details(&record)).await?;
             tracing::info!(token_id = record.id.as_str(), scopes = scope_list.join(" ").as_str(), "token created");
             eprintln!(
                 "created token {} ({}) with scopes {}{}; it is shown once, below",
@@ -176,9 +175,15 @@ pub fn cli_actor() -> String {
     std::env::var("USER").map_or_else(|_| "cli".to_owned(), |user| format!("cli:{user}"))
 }
 
+/// What a `custos.token.created` record says of the token: its name, scopes and expiry.
+pub(crate) fn created_details(token: &TokenRecord) -> serde_json::Value {
+    let scopes: Vec<String> = token.scopes.iter().map(Scope::to_string).collect();
+    serde_json::json!({"name": token.name, "scopes": scopes, "expires_at": token.expires_at})
+}
+
 /// Records a token's creation or revocation in the timeline and audit log of every
 /// tenant its scopes name (every tenant for a `#tenant/*` scope).
-async fn record_token_action(
+pub(crate) async fn record_token_action(
     store: &dyn custos_store::Store,
     token: &TokenRecord,
     kind: &str,

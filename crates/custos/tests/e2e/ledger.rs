@@ -590,6 +590,14 @@ async fn the_demo_platform_posts_timeline_events_and_audit_records() {
     assert!(event["record"]["actor"].is_string(), "{event}");
     let login = first_item(&api, "/v1/tenants/acme/audit?action=platform.user.login", &reader).await;
     assert!(login["record"]["actor_ip"].as_str().unwrap().starts_with("203.0.113."), "{login}");
+    // The demo's own tokens are recorded like any other (the reader's too: it is
+    // created by `custos admin token create`).
+    let created = first_item(&api, "/v1/tenants/acme/audit?action=custos.token.created&limit=100", &reader).await;
+    assert_eq!(created["record"]["outcome"], "success", "{created}");
+    let page = api.json("/v1/tenants/acme/timeline?kind=custos.token.created&limit=100", &reader).await;
+    let names: Vec<&str> =
+        page["items"].as_array().unwrap().iter().filter_map(|e| e["record"]["details"]["name"].as_str()).collect();
+    assert!(names.contains(&"demo-admin") && names.contains(&"demo-simulator"), "{names:?}");
     let (_, lines) = demo.stop();
     let refused: Vec<&String> = lines.iter().filter(|l| l.contains("demo batch refused")).collect();
     assert!(refused.is_empty(), "{refused:?}");
