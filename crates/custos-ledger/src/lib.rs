@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod dsse;
 pub mod export;
 pub mod merkle;
 pub mod note;

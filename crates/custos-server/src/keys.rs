@@ -21,7 +21,6 @@ use base64::engine::general_purpose::STANDARD;
 use custos_ledger::note::{NoteSigner, NoteVerifier};
 use custos_model::Timestamp;
 use custos_store::SigningKeyRecord;
-use sha2::{Digest, Sha256};
 
 /// The `format` of a key file.
 pub const KEY_FILE_FORMAT: &str = "custos-signing-key/v1";
@@ -66,14 +65,10 @@ struct KeyFile {
 }
 
 /// The id custos lists a key by: `ed25519:` and the first 16 hex digits of the
-/// SHA-256 of its public key. (Signed notes carry their own 4-byte key ids, which
-/// depend on the log's name as well.)
+/// SHA-256 of its public key, also the `keyid` of its DSSE signatures. (Signed notes
+/// carry their own 4-byte key ids, which depend on the log's name as well.)
 pub fn fingerprint(public_key: &[u8; 32]) -> String {
-    format!("ed25519:{}", hex_prefix(&Sha256::digest(public_key)[..8]))
-}
-
-fn hex_prefix(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    custos_ledger::dsse::key_id(public_key)
 }
 
 impl SigningKey {
