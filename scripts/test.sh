@@ -47,8 +47,9 @@ if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/golang.org/x/
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-golang-x-mod-dev >/dev/null
 fi
 
-# Independent readers of our formats (the OpenMetrics parser of prometheus_client), from PyPI.
-if ! python3 -c 'import prometheus_client, yaml, jsonschema, cryptography' >/dev/null 2>&1; then
+# Independent readers of our formats (the OpenMetrics parser of prometheus_client, DSSE
+# and in-toto verifiers), from PyPI.
+if ! python3 -c 'import prometheus_client, yaml, jsonschema, cryptography, securesystemslib, in_toto_attestation' >/dev/null 2>&1; then
     echo "test.sh: installing the Python test readers (scripts/requirements-test.txt)" >&2
     pip_install=(python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-test.txt)
     # Debian's own python3 refuses system-wide installs (PEP 668); this is a throwaway machine.
@@ -72,7 +73,7 @@ if [ "$fuzz_seconds" -gt 0 ]; then
         echo "test.sh: installing cargo-fuzz" >&2
         cargo install cargo-fuzz --locked --quiet
     fi
-    for target in ingest_body cursor job_schedule console_input log_records log_export; do
+    for target in ingest_body cursor job_schedule console_input log_records log_export attestation; do
         echo "test.sh: fuzzing $target for ${fuzz_seconds}s" >&2
         corpus=$(mktemp -d)
         log=$(mktemp)

@@ -2,5 +2,6 @@
 
 pub mod dsse;
 pub mod export;
+pub mod intoto;
 pub mod merkle;
 pub mod note;

@@ -1,14 +1,23 @@
-//! Go's `golang.org/x/mod/sumdb/note` and `tlog`, an independent implementation, verify
-//! custos's checkpoints and proofs, and refuse altered ones. Needs `go` with the
-//! `golang.org/x/mod` sources in GOPATH (Debian's `golang-go` and
-//! `golang-golang-x-mod-dev`, which `scripts/test.sh` installs); fails, never skips,
-//! without them.
+//! Independent implementations read what custos signs:
+//!
+//! - Go's `golang.org/x/mod/sumdb/note` and `tlog` verify custos's checkpoints and
+//!   proofs, and refuse altered ones. Needs `go` with the `golang.org/x/mod` sources in
+//!   GOPATH (Debian's `golang-go` and `golang-golang-x-mod-dev`).
+//! - PyPI's `securesystemslib` verifies custos's DSSE envelopes and `in-toto-attestation`
+//!   validates its in-toto statements; custos verifies an envelope securesystemslib
+//!   signed. Needs `python3` with both (`scripts/requirements-test.txt`).
+//!
+//! `scripts/test.sh` installs all of them; these tests fail, never skip, without them.
 
 use std::path::Path;
 use std::process::Command;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use custos_ledger::dsse::{DsseKey, DsseSigner, Envelope, PAYLOAD_TYPE_IN_TOTO};
+use custos_ledger::intoto::{
+    BuildDefinition, Builder, Provenance, ResourceDescriptor, RunDetails, SLSA_PROVENANCE, Statement, verify_provenance,
+};
 use custos_ledger::merkle::{MemoryLog, leaf_hash};
 use custos_ledger::note::{Checkpoint, NoteSigner};
 
@@ -133,4 +142,96 @@ fn go_note_and_tlog_verify_custos_checkpoints_and_proofs() {
         ],
         "{stdout}"
     );
+}
+
+fn provenance(digest: &str) -> Statement<Provenance> {
+    Statement::provenance(
+        vec![ResourceDescriptor::sha256("bundle.tar.gz", digest)],
+        Provenance {
+            build_definition: BuildDefinition {
+                build_type: "https://custos.dev/evidence-bundle/v1".into(),
+                external_parameters: serde_json::json!({"case_id": "IR-7"}).as_object().unwrap().clone(),
+                internal_parameters: None,
+                resolved_dependencies: vec![],
+            },
+            run_details: RunDetails {
+                builder: Builder {
+                    id: "https://custos.test".into(),
+                    version: Default::default(),
+                    builder_dependencies: vec![],
+                },
+                metadata: None,
+                byproducts: vec![],
+            },
+        },
+    )
+}
+
+fn key_spec(signer: &DsseSigner) -> serde_json::Value {
+    serde_json::json!({"keyid": signer.key_id(), "public_key": STANDARD.encode(signer.public_key().to_bytes())})
+}
+
+#[test]
+fn securesystemslib_and_in_toto_read_custos_attestations() {
+    let (old, new, stranger) = (DsseSigner::new(&[1; 32]), DsseSigner::new(&[2; 32]), DsseSigner::new(&[3; 32]));
+    let digest = "ab".repeat(32);
+    let signed = provenance(&digest).sign(&[&new]);
+    let rotating = provenance(&digest).sign(&[&old, &new]);
+    let mut altered = signed.clone();
+    altered.payload = STANDARD.encode(provenance(&"cd".repeat(32)).to_payload());
+    let envelopes = [
+        ("signed", &signed, vec![key_spec(&new)]),
+        ("rotation-old", &rotating, vec![key_spec(&old)]),
+        ("rotation-new", &rotating, vec![key_spec(&new)]),
+        ("altered", &altered, vec![key_spec(&new)]),
+        ("stranger", &provenance(&digest).sign(&[&stranger]), vec![key_spec(&new)]),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let python_out = dir.path().join("python-signed.json");
+    let python_signer = DsseSigner::new(&[4; 32]);
+    let python_payload = String::from_utf8(provenance(&"ef".repeat(32)).to_payload()).unwrap();
+    let cases = serde_json::json!({
+        "envelopes": envelopes.iter().map(|(name, envelope, keys)| serde_json::json!({
+            "name": name, "envelope": envelope, "keys": keys,
+        })).collect::<Vec<_>>(),
+        "python_seed": STANDARD.encode([4u8; 32]),
+        "python_key": key_spec(&python_signer),
+        "python_payload": python_payload,
+        "python_out": python_out,
+    });
+    let case_file = dir.path().join("cases.json");
+    std::fs::write(&case_file, serde_json::to_vec(&cases).unwrap()).unwrap();
+    let output = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/verify_attestations.py"))
+        .arg(&case_file)
+        .output()
+        .expect("running python3");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "python failed (pip install -r scripts/requirements-test.txt): {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ok = format!("ok {SLSA_PROVENANCE} {digest}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            format!("signed {ok}"),
+            format!("rotation-old {ok}"),
+            format!("rotation-new {ok}"),
+            "altered FAIL: VerificationError".into(),
+            "stranger FAIL: VerificationError".into(),
+            "signed".into(),
+        ],
+        "{stdout}"
+    );
+
+    // The other way round: securesystemslib's envelope verifies here, and only for its
+    // subject.
+    let envelope = Envelope::parse(&std::fs::read(&python_out).unwrap()).unwrap();
+    assert_eq!(envelope.payload_type, PAYLOAD_TYPE_IN_TOTO);
+    let keys = [DsseKey::from_bytes(&python_signer.public_key().to_bytes()).unwrap()];
+    let verified = verify_provenance(&envelope, &keys, &"ef".repeat(32)).unwrap();
+    assert_eq!(verified.signed_by, [python_signer.key_id()]);
+    assert!(verify_provenance(&envelope, &keys, &digest).is_err());
 }

@@ -90,7 +90,7 @@ fn refusals_say_why() {
         forged.verify(&[signer(1).public_key(), signer(2).public_key()], PAYLOAD_TYPE_IN_TOTO),
         Err(DsseError::BadSignature { keyid: signer(2).key_id().into() })
     );
-    let mut garbled = envelope.clone();
+    let mut garbled = envelope;
     garbled.payload = "not base64!".into();
     assert_eq!(garbled.verify(&keys, PAYLOAD_TYPE_IN_TOTO), Err(DsseError::Base64 { field: "payload" }));
 }
@@ -145,7 +145,7 @@ proptest! {
         };
         match target {
             0 => {
-                let mut bytes = payload.clone();
+                let mut bytes = payload;
                 flip(&mut bytes);
                 altered.payload = STANDARD.encode(bytes);
             }
