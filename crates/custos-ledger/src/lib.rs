@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod bundle;
 pub mod dsse;
 pub mod export;
 pub mod intoto;

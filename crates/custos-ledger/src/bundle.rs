@@ -1,0 +1,600 @@
+//! Evidence bundles: the format, and its offline verification (`custos forensic verify`).
+//!
+//! A bundle is a directory, or a `.tar.gz` of one directory, holding:
+//!
+//! - `manifest.json`: what the bundle is ([`Manifest`]): its id, tenant, case, kind, the
+//!   resource it preserves, who made it and when, the custos version, the signing key's
+//!   id, every other file with its path, size, SHA-256 and media type (in path order),
+//!   and the Merkle root over those files.
+//! - `manifest.dsse.json`: a DSSE envelope of payload type [`PAYLOAD_TYPE_MANIFEST`]
+//!   whose payload is exactly the bytes of `manifest.json`.
+//! - `root.merkle`: the Merkle root in lowercase hex and a newline, for tools that only
+//!   want the root.
+//! - the files the manifest lists (custos writes them under `artifacts/` and `proofs/`).
+//!
+//! **The Merkle root** is RFC 6962's over one leaf per listed file, in the manifest's
+//! order (bytewise path order): the leaf's data is the UTF-8 text
+//! `<sha256 hex> <size in decimal> <path>`, so its hash is
+//! `SHA-256(0x00 ‖ "<sha256> <size> <path>")`; interior nodes as in [`crate::merkle`].
+//!
+//! **Verification** ([`Verifier`]) reads every file once, streaming, and checks: the
+//! envelope's signature by a key of the keyring valid when the manifest says it was
+//! made; that `manifest.json` is the signed payload; every listed file's size and
+//! digest; that no file is missing or unlisted; the Merkle root in the manifest and in
+//! `root.merkle`. It names the first file and check that fails. A `.tar.gz` from
+//! outside is hostile: absolute paths, `..`, links, devices, duplicate entries, more
+//! than [`MAX_ENTRIES`] entries or a decompression ratio over [`MAX_RATIO`] are refused,
+//! and nothing is ever written to disk.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use custos_model::Timestamp;
+use sha2::{Digest, Sha256};
+
+use crate::dsse::{DsseError, DsseKey, DsseSigner, Envelope};
+use crate::merkle::{Hash, RootBuilder, leaf_hash};
+
+/// The `format` of a manifest.
+pub const BUNDLE_FORMAT: &str = "custos-evidence-bundle/v1";
+/// The payload type of the manifest's envelope.
+pub const PAYLOAD_TYPE_MANIFEST: &str = "application/vnd.custos.evidence-manifest+json";
+pub const MANIFEST: &str = "manifest.json";
+pub const MANIFEST_ENVELOPE: &str = "manifest.dsse.json";
+pub const ROOT_FILE: &str = "root.merkle";
+/// The files of a bundle that are not listed in its manifest.
+pub const METADATA_FILES: [&str; 3] = [MANIFEST, MANIFEST_ENVELOPE, ROOT_FILE];
+
+/// Files a manifest may list.
+pub const MAX_FILES: usize = 100_000;
+/// Entries an archive may hold (files, directories, and the metadata).
+pub const MAX_ENTRIES: usize = MAX_FILES + 1_000;
+/// Bytes of a path inside a bundle.
+pub const MAX_PATH_BYTES: usize = 1024;
+/// Bytes of `manifest.json`, its envelope or `root.merkle` (read into memory).
+pub const MAX_METADATA_BYTES: u64 = 64 * 1024 * 1024;
+/// An archive may inflate to at most this many times its compressed size (beyond its
+/// first [`RATIO_ALLOWANCE`] bytes): more is a decompression bomb.
+pub const MAX_RATIO: u64 = 200;
+pub const RATIO_ALLOWANCE: u64 = 16 * 1024 * 1024;
+
+/// Why a bundle does not verify, naming the file and the check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    #[error("cannot read the bundle: {0}")]
+    Read(String),
+    #[error("{path}: the bundle has no {path}")]
+    MissingMetadata { path: &'static str },
+    #[error("{path}: {message}")]
+    Malformed { path: String, message: String },
+    #[error("{MANIFEST_ENVELOPE}: {0}")]
+    Signature(DsseError),
+    #[error("{MANIFEST}: the file differs from the payload signed in {MANIFEST_ENVELOPE}")]
+    ManifestNotSigned,
+    #[error(
+        "{MANIFEST_ENVELOPE}: signed by {key_id}, which the keyring says was not valid at {signed_at} (valid {window})"
+    )]
+    KeyNotValid { key_id: String, signed_at: String, window: String },
+    #[error("{path}: listed in the manifest but not in the bundle")]
+    FileMissing { path: String },
+    #[error("{path}: in the bundle but not listed in the manifest")]
+    FileUnlisted { path: String },
+    #[error("{path}: {found} bytes, the manifest says {expected}")]
+    FileSize { path: String, expected: u64, found: u64 },
+    #[error("{path}: SHA-256 is {found}, the manifest says {expected}")]
+    FileDigest { path: String, expected: String, found: String },
+    #[error("{MANIFEST}: the Merkle root of the listed files is {computed}, the manifest says {stated}")]
+    RootMismatch { stated: String, computed: String },
+    #[error("{ROOT_FILE}: holds {found:?}, the manifest's root is {expected}")]
+    RootFileMismatch { expected: String, found: String },
+    #[error("{path}: refused: {reason}")]
+    Unsafe { path: String, reason: String },
+    #[error("the bundle holds more entries than the {0} allowed")]
+    TooManyEntries(usize),
+    #[error("the archive inflates more than {MAX_RATIO} times its size (a decompression bomb?)")]
+    Bomb,
+}
+
+/// One file of a bundle, as its manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+    pub media_type: String,
+}
+
+impl FileEntry {
+    /// The file's leaf in the bundle's Merkle tree.
+    pub fn leaf(&self) -> Hash {
+        leaf_hash(format!("{} {} {}", self.sha256, self.size, self.path).as_bytes())
+    }
+}
+
+/// A bundle's `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`BUNDLE_FORMAT`].
+    pub format: String,
+    pub bundle_id: String,
+    pub tenant_id: String,
+    pub case_id: String,
+    /// `evaluation`, `job`, `export` or `case`.
+    pub kind: String,
+    /// What the bundle preserves: a rule run, a job, an export, the case.
+    pub resource_id: String,
+    pub created_at: Timestamp,
+    /// The token (id and name) that asked for the bundle.
+    pub created_by: String,
+    pub custos_version: String,
+    /// The deployment that made it (`--deployment`).
+    pub deployment: String,
+    /// The key that signs `manifest.dsse.json` (its `/v1/keys` id).
+    pub key_id: String,
+    /// Every file but the metadata, in bytewise path order.
+    pub files: Vec<FileEntry>,
+    /// RFC 6962 root over the files, lowercase hex.
+    pub merkle_root: String,
+}
+
+/// The Merkle root over `files`, in their order.
+pub fn merkle_root(files: &[FileEntry]) -> Hash {
+    let mut root = RootBuilder::new();
+    for file in files {
+        root.push(file.leaf());
+    }
+    root.root()
+}
+
+/// Why a path cannot name a file in a bundle; `None` when it can: relative, `/`-separated,
+/// no empty, `.` or `..` component, no backslash or control character, at most
+/// [`MAX_PATH_BYTES`] bytes.
+pub fn path_problem(path: &str) -> Option<&'static str> {
+    if path.is_empty() {
+        return Some("the path is empty");
+    }
+    if path.len() > MAX_PATH_BYTES {
+        return Some("the path is over 1024 bytes");
+    }
+    if path.starts_with('/') {
+        return Some("the path is absolute");
+    }
+    if path.contains('\\') {
+        return Some("the path holds a backslash");
+    }
+    if path.chars().any(char::is_control) {
+        return Some("the path holds a control character");
+    }
+    for component in path.split('/') {
+        match component {
+            "" => return Some("the path has an empty component"),
+            "." | ".." => return Some("the path has a '.' or '..' component"),
+            _ => {}
+        }
+    }
+    None
+}
+
+impl Manifest {
+    /// The manifest's bytes as written to `manifest.json` (pretty JSON, a final newline).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("a manifest serializes");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// The signed envelope of these exact manifest bytes.
+    pub fn sign(bytes: &[u8], signers: &[&DsseSigner]) -> Envelope {
+        Envelope::sign(PAYLOAD_TYPE_MANIFEST, bytes, signers)
+    }
+
+    /// Checks what the format requires beyond its JSON: the format name, file paths,
+    /// bytewise path order without repeats, digests as 64 lowercase hex digits.
+    pub fn check(&self) -> Result<(), String> {
+        if self.format != BUNDLE_FORMAT {
+            return Err(format!("format is {:?}, expected {BUNDLE_FORMAT:?}", self.format));
+        }
+        if self.files.len() > MAX_FILES {
+            return Err(format!("lists {} files, over {MAX_FILES}", self.files.len()));
+        }
+        for (i, file) in self.files.iter().enumerate() {
+            if let Some(problem) = path_problem(&file.path) {
+                return Err(format!("files[{i}].path {:?}: {problem}", file.path));
+            }
+            if METADATA_FILES.contains(&file.path.as_str()) {
+                return Err(format!("files[{i}].path {:?} names a metadata file", file.path));
+            }
+            if !is_hex_digest(&file.sha256) {
+                return Err(format!("files[{i}].sha256 must be 64 lowercase hex digits"));
+            }
+            if i > 0 && self.files[i - 1].path.as_bytes() >= file.path.as_bytes() {
+                return Err(format!("files[{i}].path {:?} is out of order or repeated", file.path));
+            }
+        }
+        if !is_hex_digest(&self.merkle_root) {
+            return Err("merkle_root must be 64 lowercase hex digits".into());
+        }
+        Ok(())
+    }
+}
+
+fn is_hex_digest(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A key a verifier trusts, with the window in which it signed (from `/v1/keys`); a key
+/// given alone has no window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedKey {
+    pub key: DsseKey,
+    pub not_before: Option<Timestamp>,
+    pub not_after: Option<Timestamp>,
+}
+
+impl TrustedKey {
+    fn window(&self) -> String {
+        let show = |t: Option<Timestamp>| t.map_or_else(|| "…".to_owned(), |t| t.to_string());
+        format!("{} to {}", show(self.not_before), show(self.not_after))
+    }
+
+    fn valid_at(&self, at: Timestamp) -> bool {
+        self.not_before.is_none_or(|from| from <= at) && self.not_after.is_none_or(|until| at < until)
+    }
+}
+
+/// Reads a keyring: the JSON of `GET /v1/keys` (`{"keys": [{"key_id", "algorithm",
+/// "public_key", "not_before", "not_after"}, …]}`), saved by the verifier.
+pub fn parse_keyring(json: &[u8]) -> Result<Vec<TrustedKey>, String> {
+    #[derive(serde::Deserialize)]
+    struct Published {
+        key_id: String,
+        algorithm: String,
+        public_key: String,
+        not_before: Option<Timestamp>,
+        not_after: Option<Timestamp>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Keys {
+        keys: Vec<Published>,
+    }
+    let keys: Keys = serde_json::from_slice(json).map_err(|e| format!("not a /v1/keys document: {e}"))?;
+    keys.keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            if k.algorithm != "ed25519" {
+                return Err(format!("keys[{i}]: algorithm {:?} is not ed25519", k.algorithm));
+            }
+            let raw: [u8; 32] = crate::dsse::decode_base64(&k.public_key)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| format!("keys[{i}].public_key must be 32 bytes of base64"))?;
+            let key = DsseKey::from_bytes(&raw).ok_or_else(|| format!("keys[{i}].public_key is not an Ed25519 key"))?;
+            if key.key_id() != k.key_id {
+                return Err(format!("keys[{i}].key_id is {:?} but the key's id is {:?}", k.key_id, key.key_id()));
+            }
+            Ok(TrustedKey { key, not_before: k.not_before, not_after: k.not_after })
+        })
+        .collect()
+}
+
+/// What a verified bundle is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BundleReport {
+    pub bundle_id: String,
+    pub tenant_id: String,
+    pub case_id: String,
+    pub kind: String,
+    pub files: usize,
+    pub bytes: u64,
+    pub merkle_root: String,
+    pub signed_by: Vec<String>,
+    pub signed_at: Timestamp,
+}
+
+/// The files of a bundle as read: the metadata in memory, every other file hashed.
+#[derive(Debug, Default)]
+struct Contents {
+    metadata: BTreeMap<&'static str, Vec<u8>>,
+    files: BTreeMap<String, (u64, String)>,
+}
+
+impl Contents {
+    /// Reads one file of the bundle at `path` (relative to the bundle's directory).
+    fn add(&mut self, path: &str, mut reader: impl Read) -> Result<(), BundleError> {
+        if let Some(problem) = path_problem(path) {
+            return Err(BundleError::Unsafe { path: path.to_owned(), reason: problem.to_owned() });
+        }
+        let duplicate = || BundleError::Unsafe { path: path.to_owned(), reason: "a second entry of this path".into() };
+        if let Some(&name) = METADATA_FILES.iter().find(|&&m| m == path) {
+            let mut bytes = Vec::new();
+            (&mut reader).take(MAX_METADATA_BYTES + 1).read_to_end(&mut bytes).map_err(|e| read_failure(path, &e))?;
+            if bytes.len() as u64 > MAX_METADATA_BYTES {
+                return Err(BundleError::Malformed { path: path.into(), message: "over 64 MiB".into() });
+            }
+            if self.metadata.insert(name, bytes).is_some() {
+                return Err(duplicate());
+            }
+            return Ok(());
+        }
+        if self.files.len() >= MAX_FILES {
+            return Err(BundleError::TooManyEntries(MAX_FILES));
+        }
+        if self.files.contains_key(path) {
+            return Err(duplicate());
+        }
+        let (size, digest) = hash_reader(&mut reader).map_err(|e| read_failure(path, &e))?;
+        self.files.insert(path.to_owned(), (size, hex::encode(digest)));
+        Ok(())
+    }
+
+    fn metadata(&self, path: &'static str) -> Result<&[u8], BundleError> {
+        self.metadata.get(path).map(Vec::as_slice).ok_or(BundleError::MissingMetadata { path })
+    }
+
+    fn verify(mut self, keys: &[TrustedKey]) -> Result<BundleReport, BundleError> {
+        let mut present = std::mem::take(&mut self.files);
+        let envelope = Envelope::parse(self.metadata(MANIFEST_ENVELOPE)?).map_err(BundleError::Signature)?;
+        let manifest_bytes = self.metadata(MANIFEST)?;
+        let root_file = self.metadata(ROOT_FILE)?;
+        let dsse_keys: Vec<DsseKey> = keys.iter().map(|k| k.key.clone()).collect();
+        let verified = envelope.verify(&dsse_keys, PAYLOAD_TYPE_MANIFEST).map_err(BundleError::Signature)?;
+        if verified.payload != manifest_bytes {
+            return Err(BundleError::ManifestNotSigned);
+        }
+        let malformed = |message: String| BundleError::Malformed { path: MANIFEST.into(), message };
+        let manifest: Manifest = serde_json::from_slice(manifest_bytes).map_err(|e| malformed(e.to_string()))?;
+        manifest.check().map_err(malformed)?;
+        // The signature counts only from a key valid when the bundle was made.
+        let signed_by: Vec<&TrustedKey> =
+            verified.signed_by.iter().filter_map(|id| keys.iter().find(|k| k.key.key_id() == id)).collect();
+        if !signed_by.iter().any(|k| k.valid_at(manifest.created_at)) {
+            let key = signed_by[0];
+            return Err(BundleError::KeyNotValid {
+                key_id: key.key.key_id().to_owned(),
+                signed_at: manifest.created_at.to_string(),
+                window: key.window(),
+            });
+        }
+
+        let mut bytes = 0;
+        for file in &manifest.files {
+            let Some((size, digest)) = present.remove(&file.path) else {
+                return Err(BundleError::FileMissing { path: file.path.clone() });
+            };
+            if size != file.size {
+                return Err(BundleError::FileSize { path: file.path.clone(), expected: file.size, found: size });
+            }
+            if digest != file.sha256 {
+                return Err(BundleError::FileDigest {
+                    path: file.path.clone(),
+                    expected: file.sha256.clone(),
+                    found: digest,
+                });
+            }
+            bytes += size;
+        }
+        if let Some(path) = present.into_keys().next() {
+            return Err(BundleError::FileUnlisted { path });
+        }
+        let computed = hex::encode(merkle_root(&manifest.files));
+        if computed != manifest.merkle_root {
+            return Err(BundleError::RootMismatch { stated: manifest.merkle_root, computed });
+        }
+        let found = String::from_utf8_lossy(root_file);
+        if found.strip_suffix('\n') != Some(manifest.merkle_root.as_str()) {
+            return Err(BundleError::RootFileMismatch { expected: manifest.merkle_root, found: found.into_owned() });
+        }
+        Ok(BundleReport {
+            bundle_id: manifest.bundle_id,
+            tenant_id: manifest.tenant_id,
+            case_id: manifest.case_id,
+            kind: manifest.kind,
+            files: manifest.files.len(),
+            bytes,
+            merkle_root: manifest.merkle_root,
+            signed_by: verified.signed_by,
+            signed_at: manifest.created_at,
+        })
+    }
+}
+
+/// The size and SHA-256 of everything `reader` yields.
+pub fn hash_reader(reader: &mut impl Read) -> std::io::Result<(u64, Hash)> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
+    Ok((size, hasher.finalize().into()))
+}
+
+/// Verifies bundles against trusted keys.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    keys: Vec<TrustedKey>,
+    max_entries: usize,
+}
+
+impl Verifier {
+    pub fn new(keys: Vec<TrustedKey>) -> Self {
+        Self { keys, max_entries: MAX_ENTRIES }
+    }
+
+    /// Refuses bundles of more than `max` entries (default [`MAX_ENTRIES`]).
+    pub fn with_max_entries(mut self, max: usize) -> Self {
+        self.max_entries = max.min(MAX_ENTRIES);
+        self
+    }
+
+    /// Verifies the bundle in directory `dir` (the one holding `manifest.json`). Links
+    /// and special files are refused, not followed.
+    pub fn verify_dir(&self, dir: &Path) -> Result<BundleReport, BundleError> {
+        let mut contents = Contents::default();
+        let mut pending = vec![(dir.to_path_buf(), String::new())];
+        let mut entries = 0usize;
+        while let Some((at, prefix)) = pending.pop() {
+            let mut children: Vec<_> = std::fs::read_dir(&at)
+                .map_err(|e| BundleError::Read(format!("{}: {e}", at.display())))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| BundleError::Read(format!("{}: {e}", at.display())))?;
+            children.sort_by_key(std::fs::DirEntry::file_name);
+            for child in children {
+                entries += 1;
+                if entries > self.max_entries {
+                    return Err(BundleError::TooManyEntries(self.max_entries));
+                }
+                let name = child.file_name();
+                let name = name.to_str().ok_or_else(|| BundleError::Unsafe {
+                    path: format!("{prefix}{}", name.to_string_lossy()),
+                    reason: "the name is not UTF-8".into(),
+                })?;
+                let path = format!("{prefix}{name}");
+                let kind = child.file_type().map_err(|e| BundleError::Read(format!("{path}: {e}")))?;
+                if kind.is_dir() {
+                    pending.push((child.path(), format!("{path}/")));
+                } else if kind.is_file() {
+                    let file =
+                        std::fs::File::open(child.path()).map_err(|e| BundleError::Read(format!("{path}: {e}")))?;
+                    contents.add(&path, file)?;
+                } else {
+                    let reason = if kind.is_symlink() { "a symbolic link" } else { "not a regular file" };
+                    return Err(BundleError::Unsafe { path, reason: reason.into() });
+                }
+            }
+        }
+        contents.verify(&self.keys)
+    }
+
+    /// Verifies a `.tar.gz` of a bundle: every entry under one top directory, read once,
+    /// streaming.
+    pub fn verify_tar_gz(&self, input: impl Read) -> Result<BundleReport, BundleError> {
+        let compressed = Counted::new(input);
+        let compressed_bytes = compressed.count.clone();
+        let inflated = Counted::new(flate2::read::GzDecoder::new(compressed));
+        let inflated_bytes = inflated.count.clone();
+        let bomb_check = move || {
+            let packed = compressed_bytes.get();
+            let unpacked = inflated_bytes.get();
+            unpacked <= RATIO_ALLOWANCE.max(packed.saturating_mul(MAX_RATIO))
+        };
+        let mut archive = tar::Archive::new(Guarded { inner: inflated, ok: bomb_check });
+        let mut contents = Contents::default();
+        let mut top: Option<String> = None;
+        let read_error = |e: std::io::Error| read_failure("the archive", &e);
+        let entries = archive.entries().map_err(read_error)?;
+        for (n, entry) in entries.enumerate() {
+            if n >= self.max_entries {
+                return Err(BundleError::TooManyEntries(self.max_entries));
+            }
+            let entry = entry.map_err(read_error)?;
+            let raw = entry.path_bytes();
+            let path = std::str::from_utf8(&raw)
+                .map_err(|_| BundleError::Unsafe {
+                    path: String::from_utf8_lossy(&raw).into_owned(),
+                    reason: "the name is not UTF-8".into(),
+                })?
+                .trim_end_matches('/')
+                .to_owned();
+            if let Some(problem) = path_problem(&path) {
+                return Err(BundleError::Unsafe { path, reason: problem.to_owned() });
+            }
+            let (first, rest) = path.split_once('/').unwrap_or((path.as_str(), ""));
+            match &top {
+                None => top = Some(first.to_owned()),
+                Some(top) if top != first => {
+                    return Err(BundleError::Unsafe {
+                        path: path.clone(),
+                        reason: format!("outside the bundle's directory {top}/"),
+                    });
+                }
+                Some(_) => {}
+            }
+            let kind = entry.header().entry_type();
+            match kind {
+                tar::EntryType::Directory => continue,
+                tar::EntryType::Regular | tar::EntryType::Continuous => {}
+                other => {
+                    let reason = match other {
+                        tar::EntryType::Symlink => "a symbolic link".to_owned(),
+                        tar::EntryType::Link => "a hard link".to_owned(),
+                        tar::EntryType::Char | tar::EntryType::Block => "a device file".to_owned(),
+                        tar::EntryType::Fifo => "a FIFO".to_owned(),
+                        other => format!("an entry of type {:?}", other.as_byte() as char),
+                    };
+                    return Err(BundleError::Unsafe { path, reason });
+                }
+            }
+            if rest.is_empty() {
+                return Err(BundleError::Unsafe { path, reason: "a file outside the bundle's directory".into() });
+            }
+            let rest = rest.to_owned();
+            contents.add(&rest, entry)?;
+        }
+        if top.is_none() {
+            return Err(BundleError::Read("the archive is empty".into()));
+        }
+        contents.verify(&self.keys)
+    }
+}
+
+const BOMB_MARK: &str = "decompression bomb";
+
+/// A read error of `what`: [`BundleError::Bomb`] when the ratio guard stopped it.
+fn read_failure(what: &str, error: &std::io::Error) -> BundleError {
+    if error.to_string().contains(BOMB_MARK) {
+        BundleError::Bomb
+    } else {
+        BundleError::Read(format!("{what}: {error}"))
+    }
+}
+
+/// A reader that counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    count: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R> Counted<R> {
+    fn new(inner: R) -> Self {
+        Self { inner, count: Default::default() }
+    }
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// A reader that fails once `ok` says the inflation ratio is exceeded.
+struct Guarded<R, F> {
+    inner: R,
+    ok: F,
+}
+
+impl<R: Read, F: Fn() -> bool> Read for Guarded<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if !(self.ok)() {
+            return Err(std::io::Error::other(BOMB_MARK));
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests;

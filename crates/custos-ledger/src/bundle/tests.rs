@@ -1,0 +1,349 @@
+use std::io::Write as _;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const T0: i64 = 1_795_000_000_000_000;
+
+fn signer() -> DsseSigner {
+    DsseSigner::new(&[5; 32])
+}
+
+fn trusted(not_before: Option<i64>, not_after: Option<i64>) -> Vec<TrustedKey> {
+    vec![TrustedKey {
+        key: signer().public_key(),
+        not_before: not_before.map(Timestamp::from_micros),
+        not_after: not_after.map(Timestamp::from_micros),
+    }]
+}
+
+fn verifier() -> Verifier {
+    Verifier::new(trusted(Some(T0 - 1_000_000), None))
+}
+
+const FILES: [(&str, &[u8]); 4] = [
+    ("artifacts/edr/alert 1.json", br#"{"alert":"mfa fatigue"}"#),
+    ("artifacts/empty.bin", b""),
+    ("artifacts/notes.txt", b"analyst notes\n"),
+    ("proofs/timeline.json", br#"{"checkpoint":"..."}"#),
+];
+
+fn manifest_for(files: &[(&str, &[u8])], created_at: i64) -> Manifest {
+    let mut entries: Vec<FileEntry> = files
+        .iter()
+        .map(|(path, bytes)| FileEntry {
+            path: (*path).to_owned(),
+            size: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(bytes)),
+            media_type: "application/octet-stream".into(),
+        })
+        .collect();
+    entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    Manifest {
+        format: BUNDLE_FORMAT.into(),
+        bundle_id: "evb-01".into(),
+        tenant_id: "acme".into(),
+        case_id: "IR-7".into(),
+        kind: "case".into(),
+        resource_id: "IR-7".into(),
+        created_at: Timestamp::from_micros(created_at),
+        created_by: "tok_1 (analyst)".into(),
+        custos_version: "0.1.0".into(),
+        deployment: "custos.test".into(),
+        key_id: signer().key_id().into(),
+        merkle_root: hex::encode(merkle_root(&entries)),
+        files: entries,
+    }
+}
+
+/// Writes a signed bundle of `files` into `dir`.
+fn write_bundle(dir: &Path, files: &[(&str, &[u8])], manifest: &Manifest, signers: &[&DsseSigner]) {
+    for (path, bytes) in files {
+        let at = dir.join(path);
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::fs::write(at, bytes).unwrap();
+    }
+    let bytes = manifest.to_bytes();
+    std::fs::write(dir.join(MANIFEST), &bytes).unwrap();
+    std::fs::write(dir.join(MANIFEST_ENVELOPE), Manifest::sign(&bytes, signers).to_json()).unwrap();
+    std::fs::write(dir.join(ROOT_FILE), format!("{}\n", manifest.merkle_root)).unwrap();
+}
+
+fn bundle() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path(), &FILES, &manifest_for(&FILES, T0), &[&signer()]);
+    dir
+}
+
+/// A `.tar.gz` of `dir`'s files under `top/`, plus raw `extra` entries.
+fn tar_gz(dir: &Path, top: &str, extra: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut paths = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        for child in std::fs::read_dir(at).unwrap() {
+            let child = child.unwrap().path();
+            if child.is_dir() { pending.push(child) } else { paths.push(child) }
+        }
+    }
+    paths.sort();
+    for path in paths {
+        let name = format!("{top}/{}", path.strip_prefix(dir).unwrap().to_str().unwrap());
+        builder.append_path_with_name(&path, name).unwrap();
+    }
+    extra(&mut builder);
+    let tar = builder.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Appends an entry with a raw name and type, as a hostile archive would.
+fn raw_entry(builder: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryType, data: &[u8]) {
+    let mut header = tar::Header::new_gnu();
+    header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    header.set_entry_type(kind);
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    if kind == tar::EntryType::Symlink || kind == tar::EntryType::Link {
+        header.set_link_name("../../etc/passwd").unwrap();
+    }
+    header.set_cksum();
+    builder.append(&header, data).unwrap();
+}
+
+#[test]
+fn an_intact_bundle_verifies_as_a_directory_and_an_archive() {
+    let dir = bundle();
+    let report = verifier().verify_dir(dir.path()).unwrap();
+    assert_eq!(report.bundle_id, "evb-01");
+    assert_eq!(report.files, 4);
+    assert_eq!(report.bytes, FILES.iter().map(|(_, b)| b.len() as u64).sum::<u64>());
+    assert_eq!(report.signed_by, [signer().key_id()]);
+    assert_eq!(report.merkle_root, manifest_for(&FILES, T0).merkle_root);
+    let archive = tar_gz(dir.path(), "evb-01", |_| {});
+    assert_eq!(verifier().verify_tar_gz(&archive[..]).unwrap(), report);
+    // A key given alone, without a window, is enough.
+    assert!(Verifier::new(trusted(None, None)).verify_dir(dir.path()).is_ok());
+}
+
+/// The leaf and root definitions, pinned: an independent verifier computes these.
+#[test]
+fn the_merkle_root_is_rfc6962_over_the_file_lines() {
+    let manifest = manifest_for(&FILES, T0);
+    let lines: Vec<String> = manifest.files.iter().map(|f| format!("{} {} {}", f.sha256, f.size, f.path)).collect();
+    assert_eq!(lines[1], "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 0 artifacts/empty.bin");
+    let mut log = crate::merkle::MemoryLog::new();
+    for line in &lines {
+        log.push(leaf_hash(line.as_bytes()));
+    }
+    assert_eq!(hex::encode(log.root(4).unwrap()), manifest.merkle_root);
+    assert_eq!(hex::encode(merkle_root(&[])), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+#[test]
+fn each_alteration_is_named() {
+    let check = |alter: &dyn Fn(&Path), expected: BundleError| {
+        let dir = bundle();
+        alter(dir.path());
+        assert_eq!(verifier().verify_dir(dir.path()), Err(expected.clone()));
+        let archive = tar_gz(dir.path(), "evb-01", |_| {});
+        assert_eq!(verifier().verify_tar_gz(&archive[..]), Err(expected));
+    };
+    let notes = "artifacts/notes.txt";
+    check(
+        &|d| std::fs::write(d.join(notes), b"analyst notez\n").unwrap(),
+        BundleError::FileDigest {
+            path: notes.into(),
+            expected: hex::encode(Sha256::digest(b"analyst notes\n")),
+            found: hex::encode(Sha256::digest(b"analyst notez\n")),
+        },
+    );
+    check(
+        &|d| std::fs::write(d.join(notes), b"analyst").unwrap(),
+        BundleError::FileSize { path: notes.into(), expected: 14, found: 7 },
+    );
+    check(&|d| std::fs::remove_file(d.join(notes)).unwrap(), BundleError::FileMissing { path: notes.into() });
+    check(
+        &|d| std::fs::write(d.join("artifacts/zzz.txt"), b"planted").unwrap(),
+        BundleError::FileUnlisted { path: "artifacts/zzz.txt".into() },
+    );
+    check(
+        &|d| {
+            let text = std::fs::read_to_string(d.join(MANIFEST)).unwrap().replace("IR-7", "IR-8");
+            std::fs::write(d.join(MANIFEST), text).unwrap();
+        },
+        BundleError::ManifestNotSigned,
+    );
+    check(
+        &|d| std::fs::write(d.join(ROOT_FILE), "00\n").unwrap(),
+        BundleError::RootFileMismatch { expected: manifest_for(&FILES, T0).merkle_root, found: "00\n".into() },
+    );
+    check(
+        &|d| std::fs::remove_file(d.join(MANIFEST_ENVELOPE)).unwrap(),
+        BundleError::MissingMetadata { path: MANIFEST_ENVELOPE },
+    );
+    check(
+        &|d| {
+            let mut envelope = Envelope::parse(&std::fs::read(d.join(MANIFEST_ENVELOPE)).unwrap()).unwrap();
+            let mut sig = crate::dsse::decode_base64(&envelope.signatures[0].sig).unwrap();
+            sig[10] ^= 1;
+            envelope.signatures[0].sig = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, sig);
+            std::fs::write(d.join(MANIFEST_ENVELOPE), envelope.to_json()).unwrap();
+        },
+        BundleError::Signature(DsseError::BadSignature { keyid: signer().key_id().into() }),
+    );
+    // Re-signed by someone else: the manifest is theirs, not a trusted key's.
+    let stranger = DsseSigner::new(&[6; 32]);
+    check(
+        &|d| {
+            let bytes = std::fs::read(d.join(MANIFEST)).unwrap();
+            std::fs::write(d.join(MANIFEST_ENVELOPE), Manifest::sign(&bytes, &[&stranger]).to_json()).unwrap();
+        },
+        BundleError::Signature(DsseError::NoKnownSignature { signers: stranger.key_id().into() }),
+    );
+    // A signed manifest whose root is not its files': signed nonsense is still nonsense.
+    check(
+        &|d| {
+            let mut manifest = manifest_for(&FILES, T0);
+            manifest.merkle_root = "ab".repeat(32);
+            write_bundle(d, &[], &manifest, &[&signer()]);
+        },
+        BundleError::RootMismatch { stated: "ab".repeat(32), computed: manifest_for(&FILES, T0).merkle_root },
+    );
+}
+
+#[test]
+fn a_key_counts_only_inside_its_window() {
+    let dir = bundle();
+    let retired = Verifier::new(trusted(Some(T0 - 10_000_000), Some(T0 - 1)));
+    assert!(matches!(
+        retired.verify_dir(dir.path()),
+        Err(BundleError::KeyNotValid { key_id, .. }) if key_id == signer().key_id()
+    ));
+    let future = Verifier::new(trusted(Some(T0 + 1), None));
+    assert!(matches!(future.verify_dir(dir.path()), Err(BundleError::KeyNotValid { .. })));
+    // During a rotation, the new key's signature carries a bundle the old key no longer can.
+    let next = DsseSigner::new(&[8; 32]);
+    let rotated = tempfile::tempdir().unwrap();
+    write_bundle(rotated.path(), &FILES, &manifest_for(&FILES, T0), &[&signer(), &next]);
+    let mut keys = trusted(Some(T0 - 10_000_000), Some(T0 - 1));
+    keys.push(TrustedKey { key: next.public_key(), not_before: Some(Timestamp::from_micros(T0 - 1)), not_after: None });
+    let report = Verifier::new(keys).verify_dir(rotated.path()).unwrap();
+    assert_eq!(report.signed_by, [signer().key_id(), next.key_id()]);
+}
+
+#[test]
+fn keyrings_are_read_from_the_published_keys() {
+    let key = signer().public_key();
+    let json = serde_json::json!({"deployment": "custos.test", "keys": [{
+        "key_id": key.key_id(), "algorithm": "ed25519",
+        "public_key": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.to_bytes()),
+        "created_at": "2026-11-01T00:00:00Z", "not_before": "2026-11-01T00:00:00Z", "not_after": null,
+    }]});
+    let keys = parse_keyring(json.to_string().as_bytes()).unwrap();
+    assert_eq!(keys[0].key, key);
+    assert_eq!(keys[0].not_before, Some(Timestamp::parse("t", "2026-11-01T00:00:00Z").unwrap()));
+    let mut wrong = json;
+    wrong["keys"][0]["key_id"] = "ed25519:0000000000000000".into();
+    assert!(parse_keyring(wrong.to_string().as_bytes()).unwrap_err().contains("keys[0].key_id"));
+    assert!(parse_keyring(b"[]").is_err());
+}
+
+#[test]
+fn hostile_archives_are_refused() {
+    let dir = bundle();
+    let refused = |extra: &dyn Fn(&mut tar::Builder<Vec<u8>>)| {
+        let archive = tar_gz(dir.path(), "evb-01", |b| extra(b));
+        verifier().verify_tar_gz(&archive[..]).unwrap_err()
+    };
+    let unsafe_path = |e: BundleError| match e {
+        BundleError::Unsafe { path, reason } => (path, reason),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        unsafe_path(refused(&|b| raw_entry(b, "evb-01/../../etc/cron.d/x", tar::EntryType::Regular, b"x"))).1,
+        "the path has a '.' or '..' component"
+    );
+    assert_eq!(
+        unsafe_path(refused(&|b| raw_entry(b, "/etc/passwd", tar::EntryType::Regular, b"x"))).1,
+        "the path is absolute"
+    );
+    assert_eq!(
+        unsafe_path(refused(&|b| raw_entry(b, "evb-01/link", tar::EntryType::Symlink, b""))).1,
+        "a symbolic link"
+    );
+    assert_eq!(unsafe_path(refused(&|b| raw_entry(b, "evb-01/hard", tar::EntryType::Link, b""))).1, "a hard link");
+    assert_eq!(unsafe_path(refused(&|b| raw_entry(b, "evb-01/dev", tar::EntryType::Char, b""))).1, "a device file");
+    assert_eq!(
+        unsafe_path(refused(&|b| raw_entry(
+            b,
+            "evb-01/artifacts/notes.txt",
+            tar::EntryType::Regular,
+            b"analyst notes\n"
+        ))),
+        ("artifacts/notes.txt".into(), "a second entry of this path".into())
+    );
+    assert_eq!(
+        unsafe_path(refused(&|b| raw_entry(b, "elsewhere/x", tar::EntryType::Regular, b"x"))).1,
+        "outside the bundle's directory evb-01/"
+    );
+    let archive = tar_gz(dir.path(), "evb-01", |_| {});
+    assert_eq!(verifier().with_max_entries(5).verify_tar_gz(&archive[..]), Err(BundleError::TooManyEntries(5)));
+    assert_eq!(verifier().with_max_entries(5).verify_dir(dir.path()), Err(BundleError::TooManyEntries(5)));
+    // 64 MiB of zeros compress a thousandfold.
+    let bomb =
+        tar_gz(dir.path(), "evb-01", |b| raw_entry(b, "evb-01/zeros", tar::EntryType::Regular, &vec![0; 64 << 20]));
+    assert_eq!(verifier().verify_tar_gz(&bomb[..]), Err(BundleError::Bomb));
+    assert!(matches!(verifier().verify_tar_gz(&b"not gzip"[..]), Err(BundleError::Read(_))));
+    assert!(matches!(verifier().verify_tar_gz(&archive[..archive.len() / 2]), Err(BundleError::Read(_))));
+}
+
+#[cfg(unix)]
+#[test]
+fn directories_with_links_are_refused() {
+    let dir = bundle();
+    std::os::unix::fs::symlink("/etc/passwd", dir.path().join("artifacts/passwd")).unwrap();
+    assert_eq!(
+        verifier().verify_dir(dir.path()),
+        Err(BundleError::Unsafe { path: "artifacts/passwd".into(), reason: "a symbolic link".into() })
+    );
+}
+
+#[test]
+fn manifests_are_checked_beyond_their_json() {
+    let mut manifest = manifest_for(&FILES, T0);
+    assert!(manifest.check().is_ok());
+    manifest.files.swap(0, 1);
+    assert!(manifest.check().unwrap_err().contains("out of order"));
+    let mut manifest = manifest_for(&FILES, T0);
+    manifest.files[0].path = "artifacts/../x".into();
+    assert!(manifest.check().unwrap_err().contains("'..'"));
+    let mut manifest = manifest_for(&FILES, T0);
+    manifest.files[0].path = MANIFEST.into();
+    assert!(manifest.check().unwrap_err().contains("metadata"));
+    let mut manifest = manifest_for(&FILES, T0);
+    manifest.files[0].sha256 = manifest.files[0].sha256.to_uppercase();
+    assert!(manifest.check().unwrap_err().contains("lowercase hex"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Flipping any bit of any listed file fails verification, naming that file.
+    #[test]
+    fn any_flipped_bit_is_pinned_to_its_file(file in 0usize..FILES.len(), bit in any::<prop::sample::Index>()) {
+        let (path, bytes) = FILES[file];
+        prop_assume!(!bytes.is_empty());
+        let dir = bundle();
+        let mut altered = bytes.to_vec();
+        let i = bit.index(altered.len() * 8);
+        altered[i / 8] ^= 1 << (i % 8);
+        std::fs::write(dir.path().join(path), &altered).unwrap();
+        match verifier().verify_dir(dir.path()) {
+            Err(BundleError::FileDigest { path: named, .. }) => prop_assert_eq!(named, path),
+            other => prop_assert!(false, "{:?}", other),
+        }
+    }
+}
