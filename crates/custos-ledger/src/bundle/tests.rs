@@ -347,3 +347,16 @@ proptest! {
         }
     }
 }
+
+/// A bundle made from the documented format by independent code (Python, no custos)
+/// verifies, and must in every later version: `test-data/bundles/v1/`.
+#[test]
+fn the_v1_fixtures_verify() {
+    let archive = include_bytes!("../../../../test-data/bundles/v1/independent-python.tar.gz");
+    let key = DsseSigner::new(&[7; 32]).public_key();
+    let verifier = Verifier::new(vec![TrustedKey { key: key.clone(), not_before: None, not_after: None }]);
+    let report = verifier.verify_tar_gz(&archive[..]).unwrap();
+    assert_eq!((report.bundle_id.as_str(), report.files, report.bytes), ("evb-seed", 3, 39));
+    assert_eq!(report.signed_by, [key.key_id()]);
+    assert_eq!(report.signed_at, Timestamp::parse("t", "2026-11-23T10:00:00Z").unwrap());
+}
