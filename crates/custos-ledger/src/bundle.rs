@@ -96,6 +96,29 @@ pub enum BundleError {
     Bomb,
 }
 
+impl BundleError {
+    /// The check that failed, for machines (`file_digest`, `signature`, …).
+    pub fn check(&self) -> &'static str {
+        match self {
+            Self::Read(_) => "read",
+            Self::MissingMetadata { .. } => "missing_metadata",
+            Self::Malformed { .. } => "malformed",
+            Self::Signature(_) => "signature",
+            Self::ManifestNotSigned => "manifest_not_signed",
+            Self::KeyNotValid { .. } => "key_not_valid",
+            Self::FileMissing { .. } => "file_missing",
+            Self::FileUnlisted { .. } => "file_unlisted",
+            Self::FileSize { .. } => "file_size",
+            Self::FileDigest { .. } => "file_digest",
+            Self::RootMismatch { .. } => "merkle_root",
+            Self::RootFileMismatch { .. } => "root_file",
+            Self::Unsafe { .. } => "unsafe_entry",
+            Self::TooManyEntries(_) => "too_many_entries",
+            Self::Bomb => "decompression_bomb",
+        }
+    }
+}
+
 /// One file of a bundle, as its manifest lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

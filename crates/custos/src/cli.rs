@@ -443,6 +443,28 @@ pub enum ForensicCommand {
     /// checkpoint and a pinned key; on failure, name the first record that does not
     /// match. Exits 0 when the log verifies, 1 when it does not.
     VerifyLog(VerifyLogArgs),
+    /// Verify an evidence bundle offline: every file's SHA-256, the Merkle root, and the
+    /// manifest's signature by a key valid when the bundle was made. Streams; needs no
+    /// server. Exits 0 when it verifies, 1 when it does not (saying which file and
+    /// which check), 2 for a usage error or unreadable input.
+    Verify(VerifyBundleArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyBundleArgs {
+    /// The bundle: a `.tar.gz` as downloaded, or a directory holding its manifest.json.
+    pub bundle: PathBuf,
+    /// A trusted public key: the raw Ed25519 key in base64 (`public_key` in /v1/keys)
+    /// or a verifier key from `custos keys export-public`. Repeat for several.
+    #[arg(long = "key", required_unless_present = "keyring")]
+    pub keys: Vec<String>,
+    /// A keyring: the JSON of `GET /v1/keys`, saved. Keys then count only inside their
+    /// validity windows.
+    #[arg(long)]
+    pub keyring: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -80,7 +80,7 @@ fn run_command(cli: Cli, runtime: &tokio::runtime::Runtime) -> ExitCode {
             span.record("error_message", message.as_str());
             tracing::error!(outcome = "failure", "command finished");
             eprintln!("error: {message}");
-            ExitCode::FAILURE
+            if error.chain().any(|e| e.is::<commands::UsageError>()) { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::cli::{ForensicArgs, ForensicCommand, GlobalArgs, ServerConnection, Ve
 pub async fn run(global: &GlobalArgs, args: &ForensicArgs) -> anyhow::Result<()> {
     match &args.command {
         ForensicCommand::VerifyLog(verify) => verify_log(global, &args.connection, verify).await,
+        ForensicCommand::Verify(verify) => super::forensic_bundle::verify(verify).await,
     }
 }
 

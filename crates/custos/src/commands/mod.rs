@@ -5,12 +5,26 @@ pub mod bench;
 pub mod bench_timeline;
 pub mod config;
 pub mod forensic;
+pub mod forensic_bundle;
 pub mod incidents;
 pub mod keys;
 pub mod obs;
 pub mod serve;
 
 use crate::cli::{Command, GlobalArgs};
+
+/// A mistake of the caller's (an argument, an unreadable input) rather than a finding:
+/// the command exits 2, not 1.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 pub async fn dispatch(global: GlobalArgs, command: Command) -> anyhow::Result<()> {
     match command {

@@ -4,5 +4,6 @@
 mod common;
 
 mod cli;
+mod evidence;
 mod ledger;
 mod traces;

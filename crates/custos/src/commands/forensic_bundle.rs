@@ -1,0 +1,119 @@
+//! `custos forensic verify`: an evidence bundle verified offline, streaming, with
+//! nothing but trusted public keys (custos-ledger's [`Verifier`]).
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+use custos_ledger::bundle::{BundleReport, TrustedKey, Verifier, parse_keyring};
+use custos_ledger::dsse::{DsseKey, decode_base64};
+use custos_ledger::note::NoteVerifier;
+
+use super::UsageError;
+use crate::cli::VerifyBundleArgs;
+
+fn usage(message: String) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message))
+}
+
+/// Reads `--key` values: a raw Ed25519 public key in base64, or a signed-note verifier
+/// key (`custos keys export-public`); `@FILE` for a file of them, one per line.
+fn trusted_keys(values: &[String]) -> anyhow::Result<Vec<TrustedKey>> {
+    let mut keys = Vec::new();
+    for value in values {
+        let lines: Vec<String> = match value.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| usage(format!("reading --key file {path}: {e}")))?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect(),
+            None => vec![value.clone()],
+        };
+        for line in lines {
+            let raw: Option<[u8; 32]> = match NoteVerifier::parse(&line) {
+                Ok(verifier) => Some(verifier.public_key()),
+                Err(_) => decode_base64(&line).and_then(|bytes| bytes.try_into().ok()),
+            };
+            let key = raw.and_then(|raw| DsseKey::from_bytes(&raw)).ok_or_else(|| {
+                usage(format!(
+                    "--key {line:?}: expected an Ed25519 public key in base64 (public_key in /v1/keys) or a \
+                     verifier key (custos keys export-public)"
+                ))
+            })?;
+            keys.push(TrustedKey { key, not_before: None, not_after: None });
+        }
+    }
+    Ok(keys)
+}
+
+pub async fn verify(args: &VerifyBundleArgs) -> anyhow::Result<()> {
+    let mut keys = trusted_keys(&args.keys)?;
+    if let Some(path) = &args.keyring {
+        let json = std::fs::read(path).map_err(|e| usage(format!("reading --keyring {}: {e}", path.display())))?;
+        keys.extend(parse_keyring(&json).map_err(|e| usage(format!("--keyring {}: {e}", path.display())))?);
+    }
+    let verifier = Verifier::new(keys);
+    let path = args.bundle.clone();
+    let metadata =
+        std::fs::metadata(&path).map_err(|e| usage(format!("cannot read the bundle {}: {e}", path.display())))?;
+    let started = std::time::Instant::now();
+    let result = tokio::task::spawn_blocking(move || {
+        if metadata.is_dir() {
+            Ok::<_, anyhow::Error>(verifier.verify_dir(&path))
+        } else {
+            let file = std::fs::File::open(&path)
+                .map_err(|e| usage(format!("cannot read the bundle {}: {e}", path.display())))?;
+            Ok(verifier.verify_tar_gz(std::io::BufReader::with_capacity(1 << 20, file)))
+        }
+    })
+    .await
+    .context("the verifier stopped")??;
+    let elapsed = started.elapsed();
+    match result {
+        Ok(report) => {
+            tracing::info!(
+                bundle_id = report.bundle_id.as_str(),
+                files = report.files,
+                bytes = report.bytes,
+                "bundle verified"
+            );
+            print_report(&report, args.json, elapsed, &args.bundle)
+        }
+        Err(error) => {
+            tracing::warn!(check = error.check(), error = %error, "bundle verification failed");
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"verified": false, "check": error.check(), "error": error.to_string()})
+                );
+            }
+            anyhow::bail!("the bundle does not verify: {error}")
+        }
+    }
+}
+
+fn print_report(report: &BundleReport, json: bool, elapsed: std::time::Duration, path: &Path) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let mut value = serde_json::to_value(report)?;
+        value["verified"] = serde_json::Value::Bool(true);
+        writeln!(out, "{value}")?;
+        return Ok(());
+    }
+    writeln!(out, "verified bundle {} ({})", report.bundle_id, path.display())?;
+    writeln!(out, "  tenant       {}", report.tenant_id)?;
+    writeln!(out, "  case         {}", report.case_id)?;
+    writeln!(out, "  kind         {}", report.kind)?;
+    writeln!(out, "  files        {} ({} bytes), every SHA-256 matching the manifest", report.files, report.bytes)?;
+    writeln!(out, "  merkle root  {}", report.merkle_root)?;
+    writeln!(out, "  signed by    {} at {}", report.signed_by.join(", "), report.signed_at)?;
+    writeln!(
+        out,
+        "  took         {:.3}s ({:.0} MB/s)",
+        elapsed.as_secs_f64(),
+        report.bytes as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6
+    )?;
+    Ok(())
+}
