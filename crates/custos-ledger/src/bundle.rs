@@ -24,7 +24,11 @@
 //! `root.merkle`. It names the first file and check that fails. A `.tar.gz` from
 //! outside is hostile: absolute paths, `..`, links, devices, duplicate entries, more
 //! than [`MAX_ENTRIES`] entries or a decompression ratio over [`MAX_RATIO`] are refused,
-//! and nothing is ever written to disk.
+//! and nothing is ever written to disk. [`Verifier::check`] takes the files one at a
+//! time instead, from wherever they are stored.
+//!
+//! [`ArchiveWriter`] writes the `.tar.gz` deterministically: the same bundle always
+//! archives to the same bytes.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -443,6 +447,62 @@ pub fn hash_reader(reader: &mut impl Read) -> std::io::Result<(u64, Hash)> {
     Ok((size, hasher.finalize().into()))
 }
 
+/// Writes a bundle as a deterministic `.tar.gz`: the same files always give the same
+/// bytes. Entries are `<bundle id>/<path>`, added in bytewise path order (metadata files
+/// included; out-of-order adds are refused), regular files only, mode 0644, owner and
+/// group 0 without names, modification time 0, GNU long names past 100 bytes. The gzip
+/// member has no name, time 0 and an unknown OS, and its deflate stream stores rather
+/// than compresses: bytes that depend on no compressor's version, inflated as fast as
+/// they are read (evidence is often compressed already).
+pub struct ArchiveWriter<W: std::io::Write> {
+    tar: tar::Builder<flate2::write::GzEncoder<W>>,
+    top: String,
+    last: Option<String>,
+}
+
+impl<W: std::io::Write> std::fmt::Debug for ArchiveWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveWriter").field("top", &self.top).field("last", &self.last).finish_non_exhaustive()
+    }
+}
+
+impl<W: std::io::Write> ArchiveWriter<W> {
+    pub fn new(out: W, bundle_id: &str) -> Self {
+        let gz = flate2::GzBuilder::new().mtime(0).write(out, flate2::Compression::none());
+        let mut tar = tar::Builder::new(gz);
+        tar.mode(tar::HeaderMode::Deterministic);
+        Self { tar, top: bundle_id.to_owned(), last: None }
+    }
+
+    /// Adds the file at `path` of `size` bytes, read from `data`.
+    pub fn add(&mut self, path: &str, size: u64, data: impl Read) -> std::io::Result<()> {
+        if let Some(problem) = path_problem(path) {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{path}: {problem}")));
+        }
+        if self.last.as_deref().is_some_and(|last| last.as_bytes() >= path.as_bytes()) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{path}: added out of bytewise path order"),
+            ));
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        self.tar.append_data(&mut header, format!("{}/{path}", self.top), data.take(size))?;
+        self.last = Some(path.to_owned());
+        Ok(())
+    }
+
+    /// Ends the archive and the gzip member; returns the output.
+    pub fn finish(self) -> std::io::Result<W> {
+        self.tar.into_inner()?.finish()
+    }
+}
+
 /// Verifies bundles against trusted keys.
 #[derive(Debug, Clone)]
 pub struct Verifier {
@@ -461,12 +521,17 @@ impl Verifier {
         self
     }
 
+    /// A verification fed file by file, in any order: for bundles read from elsewhere
+    /// than a directory or an archive (an object store).
+    pub fn check(&self) -> BundleCheck<'_> {
+        BundleCheck { verifier: self, contents: Contents::default(), entries: 0 }
+    }
+
     /// Verifies the bundle in directory `dir` (the one holding `manifest.json`). Links
     /// and special files are refused, not followed.
     pub fn verify_dir(&self, dir: &Path) -> Result<BundleReport, BundleError> {
-        let mut contents = Contents::default();
+        let mut check = self.check();
         let mut pending = vec![(dir.to_path_buf(), String::new())];
-        let mut entries = 0usize;
         while let Some((at, prefix)) = pending.pop() {
             let mut children: Vec<_> = std::fs::read_dir(&at)
                 .map_err(|e| BundleError::Read(format!("{}: {e}", at.display())))?
@@ -474,10 +539,7 @@ impl Verifier {
                 .map_err(|e| BundleError::Read(format!("{}: {e}", at.display())))?;
             children.sort_by_key(std::fs::DirEntry::file_name);
             for child in children {
-                entries += 1;
-                if entries > self.max_entries {
-                    return Err(BundleError::TooManyEntries(self.max_entries));
-                }
+                check.count_entry()?;
                 let name = child.file_name();
                 let name = name.to_str().ok_or_else(|| BundleError::Unsafe {
                     path: format!("{prefix}{}", name.to_string_lossy()),
@@ -490,14 +552,14 @@ impl Verifier {
                 } else if kind.is_file() {
                     let file =
                         std::fs::File::open(child.path()).map_err(|e| BundleError::Read(format!("{path}: {e}")))?;
-                    contents.add(&path, file)?;
+                    check.read(&path, file)?;
                 } else {
                     let reason = if kind.is_symlink() { "a symbolic link" } else { "not a regular file" };
                     return Err(BundleError::Unsafe { path, reason: reason.into() });
                 }
             }
         }
-        contents.verify(&self.keys)
+        check.finish()
     }
 
     /// Verifies a `.tar.gz` of a bundle: every entry under one top directory, read once,
@@ -513,14 +575,12 @@ impl Verifier {
             unpacked <= RATIO_ALLOWANCE.max(packed.saturating_mul(MAX_RATIO))
         };
         let mut archive = tar::Archive::new(Guarded { inner: inflated, ok: bomb_check });
-        let mut contents = Contents::default();
+        let mut check = self.check();
         let mut top: Option<String> = None;
         let read_error = |e: std::io::Error| read_failure("the archive", &e);
         let entries = archive.entries().map_err(read_error)?;
-        for (n, entry) in entries.enumerate() {
-            if n >= self.max_entries {
-                return Err(BundleError::TooManyEntries(self.max_entries));
-            }
+        for entry in entries {
+            check.count_entry()?;
             let entry = entry.map_err(read_error)?;
             let raw = entry.path_bytes();
             let path = std::str::from_utf8(&raw)
@@ -563,12 +623,46 @@ impl Verifier {
                 return Err(BundleError::Unsafe { path, reason: "a file outside the bundle's directory".into() });
             }
             let rest = rest.to_owned();
-            contents.add(&rest, entry)?;
+            check.read(&rest, entry)?;
         }
         if top.is_none() {
             return Err(BundleError::Read("the archive is empty".into()));
         }
-        contents.verify(&self.keys)
+        check.finish()
+    }
+}
+
+/// A bundle's verification, fed one file at a time ([`Verifier::check`]).
+#[derive(Debug)]
+pub struct BundleCheck<'a> {
+    verifier: &'a Verifier,
+    contents: Contents,
+    entries: usize,
+}
+
+impl BundleCheck<'_> {
+    /// Counts an entry (a file or a directory) against the verifier's bound.
+    fn count_entry(&mut self) -> Result<(), BundleError> {
+        self.entries += 1;
+        if self.entries > self.verifier.max_entries {
+            return Err(BundleError::TooManyEntries(self.verifier.max_entries));
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, path: &str, data: impl Read) -> Result<(), BundleError> {
+        self.contents.add(path, data)
+    }
+
+    /// Reads the bundle's file at `path` (relative to the bundle), streaming.
+    pub fn add(&mut self, path: &str, data: impl Read) -> Result<(), BundleError> {
+        self.count_entry()?;
+        self.read(path, data)
+    }
+
+    /// The verdict, once every file was added.
+    pub fn finish(self) -> Result<BundleReport, BundleError> {
+        self.contents.verify(&self.verifier.keys)
     }
 }
 

@@ -360,3 +360,75 @@ fn the_v1_fixtures_verify() {
     assert_eq!(report.signed_by, [key.key_id()]);
     assert_eq!(report.signed_at, Timestamp::parse("t", "2026-11-23T10:00:00Z").unwrap());
 }
+
+/// Archives `dir`'s bundle with [`ArchiveWriter`], files in path order.
+fn archive(dir: &Path) -> Vec<u8> {
+    let mut paths = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        for child in std::fs::read_dir(at).unwrap() {
+            let child = child.unwrap().path();
+            if child.is_dir() {
+                pending.push(child)
+            } else {
+                paths.push(child.strip_prefix(dir).unwrap().to_str().unwrap().to_owned())
+            }
+        }
+    }
+    paths.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let mut writer = ArchiveWriter::new(Vec::new(), "evb-01");
+    for path in paths {
+        let bytes = std::fs::read(dir.join(&path)).unwrap();
+        writer.add(&path, bytes.len() as u64, &bytes[..]).unwrap();
+    }
+    writer.finish().unwrap()
+}
+
+#[test]
+fn archives_are_deterministic_and_verify() {
+    let first = archive(bundle().path());
+    // Another directory, written at another time, of the same bundle.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = archive(bundle().path());
+    assert_eq!(first, second);
+    // gzip: no name, modification time 0, "fastest" (stored), unknown OS.
+    assert_eq!(&first[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
+    let report = verifier().verify_tar_gz(&first[..]).unwrap();
+    assert_eq!(report.files, 4);
+    let mut entries = tar::Archive::new(flate2::read::GzDecoder::new(&first[..]));
+    for entry in entries.entries().unwrap() {
+        let header = entry.unwrap().header().clone();
+        assert_eq!((header.mode().unwrap(), header.mtime().unwrap(), header.uid().unwrap()), (0o644, 0, 0));
+    }
+    // A long path survives, and order is enforced.
+    let long = format!("artifacts/{}", "x".repeat(300));
+    let mut writer = ArchiveWriter::new(Vec::new(), "evb-01");
+    writer.add(&long, 1, &b"x"[..]).unwrap();
+    assert!(writer.add("artifacts/a", 1, &b"x"[..]).is_err());
+    assert!(writer.add("z/../etc", 1, &b"x"[..]).is_err());
+    let bytes = writer.finish().unwrap();
+    let mut entries = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+    let names: Vec<String> =
+        entries.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_str().unwrap().to_owned()).collect();
+    assert_eq!(names, [format!("evb-01/{long}")]);
+}
+
+/// Fed file by file in any order (as from an object store), the verdict is the same.
+#[test]
+fn bundles_verify_file_by_file() {
+    let dir = bundle();
+    let verifier = verifier();
+    let mut check = verifier.check();
+    let mut paths: Vec<&str> = FILES.iter().map(|(p, _)| *p).chain(METADATA_FILES).collect();
+    paths.reverse();
+    for path in &paths {
+        check.add(path, std::fs::File::open(dir.path().join(path)).unwrap()).unwrap();
+    }
+    assert_eq!(check.finish().unwrap(), verifier.verify_dir(dir.path()).unwrap());
+    let mut twice = verifier.check();
+    twice.add("artifacts/notes.txt", &b"a"[..]).unwrap();
+    assert!(matches!(twice.add("artifacts/notes.txt", &b"a"[..]), Err(BundleError::Unsafe { .. })));
+    let mut incomplete = verifier.check();
+    incomplete.add(MANIFEST, std::fs::File::open(dir.path().join(MANIFEST)).unwrap()).unwrap();
+    assert_eq!(incomplete.finish(), Err(BundleError::MissingMetadata { path: MANIFEST_ENVELOPE }));
+}
