@@ -107,6 +107,12 @@ impl SigningKey {
         NoteSigner::new(origin, self.secret.as_bytes())
     }
 
+    /// The signer of DSSE envelopes (evidence manifests, attestations); its key id is
+    /// [`SigningKey::key_id`].
+    pub fn dsse_signer(&self) -> custos_ledger::dsse::DsseSigner {
+        custos_ledger::dsse::DsseSigner::new(self.secret.as_bytes())
+    }
+
     /// The public record published in the store: valid from now, until rotated.
     pub fn record(&self, not_before: Timestamp) -> SigningKeyRecord {
         SigningKeyRecord {

@@ -10,7 +10,8 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::routes::{
-    components, holds, incidents, jobs, logs, maintenance, platform, records::endpoints, status_page, traces,
+    attestations, components, holds, incidents, jobs, logs, maintenance, platform, records::endpoints, status_page,
+    traces,
 };
 
 #[derive(OpenApi)]
@@ -32,6 +33,7 @@ use crate::routes::{
         (name = "deliveries", description = "Delivery attempts to SIEM and workflow destinations"),
         (name = "timeline", description = "The tenant timeline: a tamper-evident log of every state transition"),
         (name = "audit log", description = "The tenant audit log: a write-only, tamper-evident log of security-relevant actions"),
+        (name = "evidence", description = "Evidence and provenance: attestations that verify offline"),
         (name = "jobs", description = "Scheduled jobs: pings, status, next expected run, history"),
         (name = "status", description = "The status page, its badge, incidents and maintenance windows"),
         (name = "platform", description = "Health and API description"),
@@ -130,6 +132,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(logs::audit_inclusion))
         .routes(routes!(logs::export_audit))
         .routes(routes!(logs::list_keys))
+        .routes(routes!(attestations::verify_attestation))
         .routes(routes!(holds::place_hold, holds::list_holds))
         .routes(routes!(holds::release_hold))
         .routes(routes!(traces::get_trace))

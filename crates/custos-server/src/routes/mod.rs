@@ -1,5 +1,6 @@
 //! Handlers, by resource.
 
+pub(crate) mod attestations;
 pub(crate) mod components;
 pub(crate) mod holds;
 pub(crate) mod incidents;

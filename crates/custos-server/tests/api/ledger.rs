@@ -27,6 +27,11 @@ macro_rules! with_a_signing_key {
 with_a_signing_key!(retention_keeps_the_proof_and_holds_block_it, holds_are_admin_operations_with_clear_errors);
 
 pub(crate) async fn app(backend: Backend) -> TestApp {
+    app_and_key(backend).await.0
+}
+
+/// A test app with a signing key, and the key.
+pub(crate) async fn app_and_key(backend: Backend) -> (TestApp, custos_server::keys::SigningKey) {
     let dir = tempfile::tempdir().unwrap().keep();
     let path = dir.join("signing.key");
     let key = custos_server::keys::SigningKey::generate();
@@ -34,7 +39,7 @@ pub(crate) async fn app(backend: Backend) -> TestApp {
     let config = ServerConfig { signing_key_file: Some(path.clone()), ..ServerConfig::default() };
     let app = TestApp::with_config(backend, config).await;
     custos_server::keys::load_or_create(&*app.store, &path).await.unwrap();
-    app
+    (app, custos_server::keys::SigningKey::load(&path).unwrap())
 }
 
 const DAY_US: i64 = 86_400_000_000;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod attestations;
 mod auth;
 mod browser;
 mod components;
