@@ -47,6 +47,13 @@ if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/golang.org/x/
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-golang-x-mod-dev >/dev/null
 fi
 
+# OpenSSL's `openssl ts` is the real time-stamping authority the RFC 3161 tests run.
+if ! command -v openssl >/dev/null 2>&1; then
+    echo "test.sh: installing openssl from Debian's packages" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
+
 # Independent readers of our formats (the OpenMetrics parser of prometheus_client, DSSE
 # and in-toto verifiers), from PyPI.
 if ! python3 -c 'import prometheus_client, yaml, jsonschema, cryptography, securesystemslib, in_toto_attestation' >/dev/null 2>&1; then

@@ -1,5 +1,5 @@
 //! What `custos forensic verify` and `POST /v1/attestations/verify` read from outside:
-//! DSSE envelopes and the in-toto statements inside them. On arbitrary bytes none may
+//! DSSE envelopes and the in-toto statements inside them, and RFC 3161 tokens. On arbitrary bytes none may
 //! panic; an envelope that verifies was signed by the pinned key over its payload, and a
 //! provenance that verifies is SLSA provenance about the digest asked for.
 
@@ -13,6 +13,9 @@ use libfuzzer_sys::fuzz_target;
 const DIGEST: &str = "abababababababababababababababababababababababababababababababab";
 
 fuzz_target!(|data: &[u8]| {
+    // RFC 3161 tokens come from outside too (bundles carry them): parsing must not panic.
+    let _ = custos_ledger::tsa::verify_token(data, &[0; 32], None, &[]);
+    let _ = custos_ledger::tsa::token_from_response(data);
     let key = DsseSigner::new(&[7; 32]).public_key();
     let _ = serde_json::from_slice::<Statement>(data);
     let _ = serde_json::from_slice::<Statement<Provenance>>(data);

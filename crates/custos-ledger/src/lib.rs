@@ -6,3 +6,4 @@ pub mod export;
 pub mod intoto;
 pub mod merkle;
 pub mod note;
+pub mod tsa;
