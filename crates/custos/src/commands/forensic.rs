@@ -23,25 +23,48 @@ pub async fn run(global: &GlobalArgs, args: &ForensicArgs) -> anyhow::Result<()>
     }
 }
 
-/// Reads `--key` values: verifier keys, or `@FILE` for a file of them (one per line).
-fn pinned_keys(values: &[String]) -> anyhow::Result<Vec<NoteVerifier>> {
-    let mut keys = Vec::new();
+/// The keys named by `--key` values: each value itself, or for `@FILE` the file's lines
+/// (blank lines and `#` comments skipped). An unreadable file is a usage error.
+pub(super) fn key_lines(values: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
     for value in values {
-        let lines: Vec<String> = match value.strip_prefix('@') {
-            Some(path) => std::fs::read_to_string(path)
-                .with_context(|| format!("reading --key file {path}"))?
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_owned)
-                .collect(),
-            None => vec![value.clone()],
-        };
-        for line in lines {
-            keys.push(NoteVerifier::parse(&line).map_err(|e| anyhow::anyhow!("--key {line:?}: {e}"))?);
+        match value.strip_prefix('@') {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::Error::new(super::UsageError(format!("reading --key file {path}: {e}"))))?;
+                lines.extend(
+                    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned),
+                );
+            }
+            None => lines.push(value.clone()),
         }
     }
-    Ok(keys)
+    Ok(lines)
+}
+
+/// Reads `--key` values: verifier keys, or `@FILE` for a file of them (one per line).
+fn pinned_keys(values: &[String]) -> anyhow::Result<Vec<NoteVerifier>> {
+    key_lines(values)?
+        .into_iter()
+        .map(|line| NoteVerifier::parse(&line).map_err(|e| anyhow::anyhow!("--key {line:?}: {e}")))
+        .collect()
+}
+
+/// Prints a verification report as one JSON object with `"verified": true`.
+pub(super) fn print_verified_json(report: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut value = serde_json::to_value(report)?;
+    value["verified"] = serde_json::Value::Bool(true);
+    writeln!(std::io::stdout().lock(), "{value}")?;
+    Ok(())
+}
+
+/// The report's last line: how long verification took, and how fast.
+pub(super) fn took_line(elapsed: std::time::Duration, bytes: u64) -> String {
+    format!(
+        "  took         {:.3}s ({:.0} MB/s)",
+        elapsed.as_secs_f64(),
+        bytes as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6
+    )
 }
 
 async fn verify_log(global: &GlobalArgs, connection: &ServerConnection, args: &VerifyLogArgs) -> anyhow::Result<()> {
@@ -115,13 +138,10 @@ async fn verify_log(global: &GlobalArgs, connection: &ServerConnection, args: &V
 }
 
 fn print_report(report: &VerifyReport, json: bool, elapsed: std::time::Duration, path: &Path) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
     if json {
-        let mut value = serde_json::to_value(report)?;
-        value["verified"] = serde_json::Value::Bool(true);
-        writeln!(out, "{value}")?;
-        return Ok(());
+        return print_verified_json(report);
     }
+    let mut out = std::io::stdout().lock();
     writeln!(out, "verified {} ({})", report.origin, path.display())?;
     writeln!(out, "  size         {} leaves", report.size)?;
     writeln!(out, "  root         {}", report.root)?;
@@ -131,12 +151,7 @@ fn print_report(report: &VerifyReport, json: bool, elapsed: std::time::Duration,
     if let Some(size) = report.consistent_with {
         writeln!(out, "  consistent   with the earlier checkpoint of {size} leaves")?;
     }
-    writeln!(
-        out,
-        "  took         {:.3}s ({:.0} MB/s)",
-        elapsed.as_secs_f64(),
-        report.bytes as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6
-    )?;
+    writeln!(out, "{}", took_line(elapsed, report.bytes))?;
     Ok(())
 }
 

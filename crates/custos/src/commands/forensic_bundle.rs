@@ -20,30 +20,18 @@ fn usage(message: String) -> anyhow::Error {
 /// key (`custos keys export-public`); `@FILE` for a file of them, one per line.
 fn trusted_keys(values: &[String]) -> anyhow::Result<Vec<TrustedKey>> {
     let mut keys = Vec::new();
-    for value in values {
-        let lines: Vec<String> = match value.strip_prefix('@') {
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| usage(format!("reading --key file {path}: {e}")))?
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_owned)
-                .collect(),
-            None => vec![value.clone()],
+    for line in super::forensic::key_lines(values)? {
+        let raw: Option<[u8; 32]> = match NoteVerifier::parse(&line) {
+            Ok(verifier) => Some(verifier.public_key()),
+            Err(_) => decode_base64(&line).and_then(|bytes| bytes.try_into().ok()),
         };
-        for line in lines {
-            let raw: Option<[u8; 32]> = match NoteVerifier::parse(&line) {
-                Ok(verifier) => Some(verifier.public_key()),
-                Err(_) => decode_base64(&line).and_then(|bytes| bytes.try_into().ok()),
-            };
-            let key = raw.and_then(|raw| DsseKey::from_bytes(&raw)).ok_or_else(|| {
-                usage(format!(
-                    "--key {line:?}: expected an Ed25519 public key in base64 (public_key in /v1/keys) or a \
-                     verifier key (custos keys export-public)"
-                ))
-            })?;
-            keys.push(TrustedKey { key, not_before: None, not_after: None });
-        }
+        let key = raw.and_then(|raw| DsseKey::from_bytes(&raw)).ok_or_else(|| {
+            usage(format!(
+                "--key {line:?}: expected an Ed25519 public key in base64 (public_key in /v1/keys) or a verifier \
+                 key (custos keys export-public)"
+            ))
+        })?;
+        keys.push(TrustedKey { key, not_before: None, not_after: None });
     }
     Ok(keys)
 }
@@ -95,13 +83,10 @@ pub async fn verify(args: &VerifyBundleArgs) -> anyhow::Result<()> {
 }
 
 fn print_report(report: &BundleReport, json: bool, elapsed: std::time::Duration, path: &Path) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
     if json {
-        let mut value = serde_json::to_value(report)?;
-        value["verified"] = serde_json::Value::Bool(true);
-        writeln!(out, "{value}")?;
-        return Ok(());
+        return super::forensic::print_verified_json(report);
     }
+    let mut out = std::io::stdout().lock();
     writeln!(out, "verified bundle {} ({})", report.bundle_id, path.display())?;
     writeln!(out, "  tenant       {}", report.tenant_id)?;
     writeln!(out, "  case         {}", report.case_id)?;
@@ -109,11 +94,6 @@ fn print_report(report: &BundleReport, json: bool, elapsed: std::time::Duration,
     writeln!(out, "  files        {} ({} bytes), every SHA-256 matching the manifest", report.files, report.bytes)?;
     writeln!(out, "  merkle root  {}", report.merkle_root)?;
     writeln!(out, "  signed by    {} at {}", report.signed_by.join(", "), report.signed_at)?;
-    writeln!(
-        out,
-        "  took         {:.3}s ({:.0} MB/s)",
-        elapsed.as_secs_f64(),
-        report.bytes as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6
-    )?;
+    writeln!(out, "{}", super::forensic::took_line(elapsed, report.bytes))?;
     Ok(())
 }
