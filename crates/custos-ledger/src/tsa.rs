@@ -80,9 +80,6 @@ fn malformed(what: &str) -> impl Fn(der::Error) -> TsaError + '_ {
 
 /// The DER `TimeStampReq` for a SHA-256 `digest`, asking for the TSA's certificate.
 pub fn request(digest: &Hash, nonce: u64) -> Vec<u8> {
-    // A positive INTEGER: a leading zero byte keeps the top bit clear.
-    let mut nonce_bytes = vec![0u8];
-    nonce_bytes.extend_from_slice(&nonce.to_be_bytes());
     let request = TimeStampReq {
         version: TspVersion::V1,
         message_imprint: MessageImprint {
@@ -90,11 +87,24 @@ pub fn request(digest: &Hash, nonce: u64) -> Vec<u8> {
             hashed_message: OctetString::new(digest.as_slice()).expect("32 bytes"),
         },
         req_policy: None,
-        nonce: Some(Int::new(&nonce_bytes).expect("a nonce encodes")),
+        nonce: Some(nonce_int(nonce)),
         cert_req: true,
         extensions: None,
     };
     request.to_der().expect("a request encodes")
+}
+
+/// A nonce as a DER INTEGER: positive, in the fewest bytes (a leading zero byte only
+/// when the top bit is set).
+fn nonce_int(nonce: u64) -> Int {
+    let bytes = nonce.to_be_bytes();
+    let significant = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len() - 1);
+    let mut minimal = Vec::with_capacity(9);
+    if bytes[significant] >= 0x80 {
+        minimal.push(0);
+    }
+    minimal.extend_from_slice(&bytes[significant..]);
+    Int::new(&minimal).expect("at most 9 bytes")
 }
 
 /// The token in a TSA's DER `TimeStampResp`, when the TSA granted the request.
@@ -230,18 +240,10 @@ pub fn verify_token(
     if info.message_imprint.hashed_message.as_bytes() != digest.as_slice() {
         return Err(TsaError::ImprintMismatch);
     }
-    if let Some(expected) = nonce {
-        let found = info.nonce.as_ref().map(|n| n.as_bytes().to_vec());
-        let mut want = expected.to_be_bytes().to_vec();
-        while want.len() > 1 && want[0] == 0 && want[1] < 0x80 {
-            want.remove(0);
-        }
-        if want[0] >= 0x80 {
-            want.insert(0, 0);
-        }
-        if found.as_deref() != Some(want.as_slice()) {
-            return Err(TsaError::NonceMismatch);
-        }
+    if let Some(expected) = nonce
+        && info.nonce != Some(nonce_int(expected))
+    {
+        return Err(TsaError::NonceMismatch);
     }
 
     let signers = &signer_infos.0;

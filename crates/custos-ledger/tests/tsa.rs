@@ -131,6 +131,16 @@ fn openssl_tokens_verify_for_their_digest_only() {
     let both: Vec<_> = other.iter().chain(&trusted).cloned().collect();
     assert!(verify_token(&token, &root, None, &both).is_ok());
 
+    // Small nonces are encoded in their fewest bytes, as DER requires, and answered.
+    for small in [0u64, 7, 0x7f, 0x80, 0x1234] {
+        let query = request(&root, small);
+        let token = token_from_response(&tsa.reply(&query)).unwrap();
+        assert!(verify_token(&token, &root, Some(small), &trusted).is_ok(), "nonce {small:#x}");
+        openssl(tsa.dir.path(), &["ts", "-verify", "-queryfile", "q.tsq", "-in", "r.tsr", "-CAfile", "tsa.crt"]);
+    }
+    let query = request(&root, 7);
+    assert!(query.windows(3).any(|w| w == [0x02, 0x01, 0x07]), "nonce 7 is INTEGER 02 01 07");
+
     // Any flipped byte of the token fails it (and never panics).
     for i in 0..token.len() {
         let mut altered = token.clone();
