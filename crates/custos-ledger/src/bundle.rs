@@ -268,7 +268,8 @@ impl TrustedKey {
         format!("{} to {}", show(self.not_before), show(self.not_after))
     }
 
-    fn valid_at(&self, at: Timestamp) -> bool {
+    /// Whether the key was signing at `at` (`not_before` ≤ `at` < `not_after`).
+    pub fn valid_at(&self, at: Timestamp) -> bool {
         self.not_before.is_none_or(|from| from <= at) && self.not_after.is_none_or(|until| at < until)
     }
 }

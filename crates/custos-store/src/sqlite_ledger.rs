@@ -129,6 +129,18 @@ struct NodeWriter<'a> {
     pending: Vec<(NodeId, Hash)>,
 }
 
+/// The insert of `rows` subtree hashes: `?1` and `?2` are the tenant and log, and each
+/// row adds its level, index and hash.
+fn node_insert_sql(rows: usize) -> String {
+    let values: Vec<String> =
+        (0..rows).map(|i| format!("(?1, ?2, ?{}, ?{}, ?{})", 3 + 3 * i, 4 + 3 * i, 5 + 3 * i)).collect();
+    format!("INSERT INTO ledger_nodes (tenant_id, log, level, idx, hash) VALUES {}", values.join(", "))
+}
+
+/// The statement of a full batch, built once: `prepare_cached` looks statements up by
+/// their text, and a full batch is flushed every [`NodeWriter::ROWS`] hashes.
+static FULL_NODE_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| node_insert_sql(NodeWriter::ROWS));
+
 impl<'a> NodeWriter<'a> {
     const ROWS: usize = 64;
 
@@ -150,16 +162,14 @@ impl<'a> NodeWriter<'a> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        // `?1` and `?2` are the tenant and log; each row adds its level, index and hash.
-        let rows: Vec<String> = (0..self.pending.len())
-            .map(|i| format!("(?1, ?2, ?{}, ?{}, ?{})", 3 + 3 * i, 4 + 3 * i, 5 + 3 * i))
-            .collect();
-        let mut statement = conn
-            .prepare_cached(&format!(
-                "INSERT INTO ledger_nodes (tenant_id, log, level, idx, hash) VALUES {}",
-                rows.join(", ")
-            ))
-            .ctx("preparing the subtree hash insert")?;
+        let partial;
+        let sql = if self.pending.len() == Self::ROWS {
+            FULL_NODE_INSERT.as_str()
+        } else {
+            partial = node_insert_sql(self.pending.len());
+            partial.as_str()
+        };
+        let mut statement = conn.prepare_cached(sql).ctx("preparing the subtree hash insert")?;
         statement.raw_bind_parameter(1, self.tenant.as_str()).ctx("binding the tenant")?;
         statement.raw_bind_parameter(2, self.log.as_str()).ctx("binding the log")?;
         for (i, (node, hash)) in self.pending.iter().enumerate() {

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use custos_ledger::bundle::TrustedKey;
 use custos_ledger::dsse::{DsseKey, Envelope};
 use custos_ledger::intoto::{AttestationError, ResourceDescriptor, verify_provenance};
 use custos_model::{FieldError, Timestamp};
@@ -99,8 +100,17 @@ pub(crate) async fn verify_attestation(
     }
     let envelope: Envelope = serde_json::from_value(input.envelope)
         .map_err(|e| ApiError::invalid(FieldError::new("envelope", format!("not a DSSE envelope: {e}"))))?;
-    let published = state.store.signing_keys().await?;
-    let keys: Vec<DsseKey> = published.iter().filter_map(|k| DsseKey::from_bytes(&k.public_key)).collect();
+    let trusted: Vec<TrustedKey> = state
+        .store
+        .signing_keys()
+        .await?
+        .iter()
+        .filter_map(|k| {
+            let key = DsseKey::from_bytes(&k.public_key)?;
+            Some(TrustedKey { key, not_before: Some(k.not_before), not_after: k.not_after })
+        })
+        .collect();
+    let keys: Vec<DsseKey> = trusted.iter().map(|k| k.key.clone()).collect();
     let verified = match verify_provenance(&envelope, &keys, &digest) {
         Ok(verified) => verified,
         Err(error) => return Ok(Json(refused(check_name(&error), error.to_string())).into_response()),
@@ -111,11 +121,8 @@ pub(crate) async fn verify_attestation(
     if let Some(finished) = finished {
         let at = Timestamp::parse("finishedOn", finished)
             .map_err(|e| ApiError::invalid(FieldError::new("envelope", format!("the statement's {}", e.message))))?;
-        let in_window = verified.signed_by.iter().any(|id| {
-            published
-                .iter()
-                .any(|k| k.key_id == *id && k.not_before <= at && k.not_after.is_none_or(|until| at < until))
-        });
+        let in_window =
+            verified.signed_by.iter().any(|id| trusted.iter().any(|k| k.key.key_id() == id && k.valid_at(at)));
         if !in_window {
             return Ok(Json(refused(
                 "key_window",
