@@ -12,11 +12,11 @@ use custos_model::records::{ConnectorSync, Delivery, QueueSnapshot, RuleRun};
 use custos_model::status::ComponentStatus;
 use custos_model::{Component, FreshnessPolicy, TenantId, Timestamp};
 use custos_store::{
-    AppendOutcome, Backend, BucketRow, ConsoleSession, HourTotals, IncidentRecord, IngestSummary, JobEventOutcome,
-    JobEventRequest, JobRecord, LastError, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery,
-    MaintenanceRecord, NewIncidentUpdate, Page, PruneOutcome, PutOutcome, RecordQuery, RollupFamily, SchemaDescription,
-    SeriesRow, SigningKeyRecord, StatusChange, StatusScope, Store, StoreResult, Stored, StoredCheckpoint, StoredFlip,
-    StoredPing, Tenant, TokenRecord,
+    AppendOutcome, ArtifactRecord, AttestationQuery, AttestationRecord, Backend, BucketRow, BundleRecord,
+    ConsoleSession, HourTotals, IncidentRecord, IngestSummary, JobEventOutcome, JobEventRequest, JobRecord, LastError,
+    LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, MaintenanceRecord, NewIncidentUpdate, Page,
+    PruneOutcome, PutOutcome, RecordQuery, RollupFamily, SchemaDescription, SeriesRow, SigningKeyRecord, StatusChange,
+    StatusScope, Store, StoreResult, Stored, StoredCheckpoint, StoredFlip, StoredPing, Tenant, TokenRecord,
 };
 use custos_telemetry::Metrics;
 use tracing::Instrument;
@@ -147,4 +147,16 @@ instrument! {
     put_signing_key(key: &SigningKeyRecord) -> StoreResult<()>;
     signing_keys() -> StoreResult<Vec<SigningKeyRecord>>;
     retire_signing_keys_except(key_id: &str, at: Timestamp) -> StoreResult<Vec<SigningKeyRecord>>;
+    put_artifact(tenant: &TenantId, artifact: &ArtifactRecord) -> StoreResult<()>;
+    artifact(tenant: &TenantId, case_id: &str, name: &str) -> StoreResult<Option<ArtifactRecord>>;
+    artifacts(tenant: &TenantId, case_id: &str) -> StoreResult<Vec<ArtifactRecord>>;
+    put_bundle(tenant: &TenantId, bundle: &BundleRecord, attestation: &AttestationRecord) -> StoreResult<()>;
+    bundle(tenant: &TenantId, bundle_id: &str) -> StoreResult<Option<BundleRecord>>;
+    case_bundles(tenant: &TenantId, case_id: &str) -> StoreResult<Vec<BundleRecord>>;
+    put_attestation(tenant: &TenantId, attestation: &AttestationRecord) -> StoreResult<()>;
+    attestations(tenant: &TenantId, query: &AttestationQuery) -> StoreResult<Vec<AttestationRecord>>;
+    create_case_hold(tenant: &TenantId, hold: &LegalHold) -> StoreResult<()>;
+    release_case_hold(tenant: &TenantId, case_id: &str, at: Timestamp) -> StoreResult<LegalHold>;
+    case_holds(tenant: &TenantId, case_id: Option<&str>) -> StoreResult<Vec<LegalHold>>;
+    case_held(tenant: &TenantId, case_id: &str) -> StoreResult<bool>;
 }

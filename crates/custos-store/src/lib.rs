@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+pub mod evidence;
 pub mod jobs;
 pub mod ledger;
 pub mod objects;
@@ -28,6 +29,7 @@ use custos_model::{
 };
 
 pub use error::{StoreError, StoreResult};
+pub use evidence::{ArtifactRecord, AttestationQuery, AttestationRecord, BundleRecord};
 pub use jobs::{JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 pub use ledger::{
     AppendOutcome, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
@@ -402,6 +404,37 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Ends every other key's validity at `at`, so `key_id` is the one active key; the
     /// keys it retired, with their windows closed.
     async fn retire_signing_keys_except(&self, key_id: &str, at: Timestamp) -> StoreResult<Vec<SigningKeyRecord>>;
+
+    /// Records a case artifact whose bytes are stored (`AlreadyExists` when the case
+    /// has one by this name).
+    async fn put_artifact(&self, tenant: &TenantId, artifact: &ArtifactRecord) -> StoreResult<()>;
+    /// A case's artifact by name.
+    async fn artifact(&self, tenant: &TenantId, case_id: &str, name: &str) -> StoreResult<Option<ArtifactRecord>>;
+    /// A case's artifacts in bytewise name order, at most
+    /// [`evidence::MAX_CASE_ARTIFACTS`] + 1 (one more tells the caller there are too many).
+    async fn artifacts(&self, tenant: &TenantId, case_id: &str) -> StoreResult<Vec<ArtifactRecord>>;
+    /// Records a sealed bundle and its attestation, atomically.
+    async fn put_bundle(
+        &self,
+        tenant: &TenantId,
+        bundle: &BundleRecord,
+        attestation: &AttestationRecord,
+    ) -> StoreResult<()>;
+    async fn bundle(&self, tenant: &TenantId, bundle_id: &str) -> StoreResult<Option<BundleRecord>>;
+    /// A case's bundles, newest first (at most [`evidence::MAX_LIST`]).
+    async fn case_bundles(&self, tenant: &TenantId, case_id: &str) -> StoreResult<Vec<BundleRecord>>;
+    async fn put_attestation(&self, tenant: &TenantId, attestation: &AttestationRecord) -> StoreResult<()>;
+    /// Attestations matching `query`, newest first.
+    async fn attestations(&self, tenant: &TenantId, query: &AttestationQuery) -> StoreResult<Vec<AttestationRecord>>;
+    /// Places a hold on a case's evidence, its id the case's (`AlreadyExists` while one
+    /// is active).
+    async fn create_case_hold(&self, tenant: &TenantId, hold: &LegalHold) -> StoreResult<()>;
+    /// Releases the case's active hold; `NotFound` when there is none.
+    async fn release_case_hold(&self, tenant: &TenantId, case_id: &str, at: Timestamp) -> StoreResult<LegalHold>;
+    /// Case holds, newest first, of one case or of all.
+    async fn case_holds(&self, tenant: &TenantId, case_id: Option<&str>) -> StoreResult<Vec<LegalHold>>;
+    /// Whether a case's evidence is held: by a hold on the case or a tenant-wide legal hold.
+    async fn case_held(&self, tenant: &TenantId, case_id: &str) -> StoreResult<bool>;
 }
 
 /// Routes a record type to its `Store` operations, so code generic over the record

@@ -20,6 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
 
 use crate::error::{PostgresContext, StoreError, StoreResult};
+use crate::evidence::{self, ArtifactRecord, AttestationQuery, AttestationRecord, BundleRecord};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 use crate::ledger::{
     AppendOutcome, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
@@ -56,6 +57,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 6, name: "update_room", sql: include_str!("../migrations/postgres/0006_update_room.sql") },
     Migration { version: 7, name: "ledger", sql: include_str!("../migrations/postgres/0007_ledger.sql") },
     Migration { version: 8, name: "trace_keys", sql: include_str!("../migrations/postgres/0008_trace_keys.sql") },
+    Migration { version: 9, name: "evidence", sql: include_str!("../migrations/postgres/0009_evidence.sql") },
 ];
 
 /// Arbitrary constant naming custos's migration lock among the database's advisory locks.
@@ -536,6 +538,23 @@ fn sql_text(text: String) -> sqlx::AssertSqlSafe<String> {
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Runs `sql` with `values` bound in order; the rows it changed.
+async fn exec(conn: &mut PgConnection, sql: &str, values: &[Value], what: &'static str) -> StoreResult<u64> {
+    let statement = bind_values(sqlx::query(sql_text(sql.to_owned())), values);
+    Ok(statement.execute(conn).await.ctx(what)?.rows_affected())
+}
+
+/// Every row of `sql` with `values` bound in order, decoded.
+async fn fetch<T>(
+    conn: &mut PgConnection,
+    sql: &str,
+    values: &[Value],
+    decode: impl Fn(&PgRow) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let statement = bind_values(sqlx::query(sql_text(sql.to_owned())), values);
+    statement.fetch_all(conn).await.ctx("reading")?.iter().map(decode).collect()
+}
 
 /// Binds `values` in order after the parameters already bound.
 fn bind_values<'q>(mut statement: PgQuery<'q>, values: &[Value]) -> PgQuery<'q> {
@@ -1717,6 +1736,107 @@ impl Store for PostgresStore {
     async fn retire_signing_keys_except(&self, key_id: &str, at: Timestamp) -> StoreResult<Vec<SigningKeyRecord>> {
         let mut conn = self.pool.acquire().await.ctx("connecting")?;
         postgres_ledger::retire_signing_keys_except(&mut conn, key_id, at).await
+    }
+
+    async fn put_artifact(&self, tenant: &TenantId, artifact: &ArtifactRecord) -> StoreResult<()> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let values = evidence::artifact_values(tenant.as_str(), artifact);
+        if exec(&mut tx, evidence::INSERT_ARTIFACT_SQL, &values, "recording a case artifact").await? == 0 {
+            return Err(StoreError::AlreadyExists { what: "case artifact", id: artifact.name.clone() });
+        }
+        tx.commit().await.ctx("committing a case artifact")
+    }
+
+    async fn artifact(&self, tenant: &TenantId, case_id: &str, name: &str) -> StoreResult<Option<ArtifactRecord>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let values = [Value::Text(tenant.to_string()), Value::Text(case_id.into()), Value::Text(name.into())];
+        Ok(fetch(&mut tx, &evidence::artifacts_sql(true), &values, evidence::artifact_from_row).await?.pop())
+    }
+
+    async fn artifacts(&self, tenant: &TenantId, case_id: &str) -> StoreResult<Vec<ArtifactRecord>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let values = [Value::Text(tenant.to_string()), Value::Text(case_id.into())];
+        let mut artifacts =
+            fetch(&mut tx, &evidence::artifacts_sql(false), &values, evidence::artifact_from_row).await?;
+        // Bytewise, whatever the database's collation.
+        artifacts.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(artifacts)
+    }
+
+    async fn put_bundle(
+        &self,
+        tenant: &TenantId,
+        bundle: &BundleRecord,
+        attestation: &AttestationRecord,
+    ) -> StoreResult<()> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let values = evidence::bundle_values(tenant.as_str(), bundle);
+        if exec(&mut tx, evidence::INSERT_BUNDLE_SQL, &values, "recording a bundle").await? == 0 {
+            return Err(StoreError::AlreadyExists { what: "evidence bundle", id: bundle.bundle_id.clone() });
+        }
+        let values = evidence::attestation_values(tenant.as_str(), attestation);
+        exec(&mut tx, evidence::INSERT_ATTESTATION_SQL, &values, "recording an attestation").await?;
+        tx.commit().await.ctx("committing a bundle")
+    }
+
+    async fn bundle(&self, tenant: &TenantId, bundle_id: &str) -> StoreResult<Option<BundleRecord>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let values = [Value::Text(tenant.to_string()), Value::Text(bundle_id.into())];
+        Ok(fetch(&mut tx, &evidence::bundles_sql(true), &values, evidence::bundle_from_row).await?.pop())
+    }
+
+    async fn case_bundles(&self, tenant: &TenantId, case_id: &str) -> StoreResult<Vec<BundleRecord>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let values = [Value::Text(tenant.to_string()), Value::Text(case_id.into())];
+        fetch(&mut tx, &evidence::bundles_sql(false), &values, evidence::bundle_from_row).await
+    }
+
+    async fn put_attestation(&self, tenant: &TenantId, attestation: &AttestationRecord) -> StoreResult<()> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let values = evidence::attestation_values(tenant.as_str(), attestation);
+        exec(&mut tx, evidence::INSERT_ATTESTATION_SQL, &values, "recording an attestation").await?;
+        tx.commit().await.ctx("committing an attestation")
+    }
+
+    async fn attestations(&self, tenant: &TenantId, query: &AttestationQuery) -> StoreResult<Vec<AttestationRecord>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let (sql, values) = evidence::attestations_sql(tenant.as_str(), query);
+        fetch(&mut tx, &sql, &values, evidence::attestation_from_row).await
+    }
+
+    async fn create_case_hold(&self, tenant: &TenantId, hold: &LegalHold) -> StoreResult<()> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let values = evidence::hold_values(tenant.as_str(), hold);
+        if exec(&mut tx, evidence::INSERT_HOLD_SQL, &values, "placing a case hold").await? == 0 {
+            return Err(StoreError::AlreadyExists { what: "active hold on case", id: hold.id.clone() });
+        }
+        tx.commit().await.ctx("committing a case hold")
+    }
+
+    async fn release_case_hold(&self, tenant: &TenantId, case_id: &str, at: Timestamp) -> StoreResult<LegalHold> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let values = [Value::Text(tenant.to_string()), Value::Text(case_id.into()), Value::Int(at.as_micros())];
+        let hold = fetch(&mut tx, &evidence::release_hold_sql(), &values, evidence::hold_from_row)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound { what: "active hold on case", id: case_id.to_owned() })?;
+        tx.commit().await.ctx("committing a hold release")?;
+        Ok(hold)
+    }
+
+    async fn case_holds(&self, tenant: &TenantId, case_id: Option<&str>) -> StoreResult<Vec<LegalHold>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let mut values = vec![Value::Text(tenant.to_string())];
+        values.extend(case_id.map(|c| Value::Text(c.to_owned())));
+        fetch(&mut tx, &evidence::holds_sql(case_id.is_some()), &values, evidence::hold_from_row).await
+    }
+
+    async fn case_held(&self, tenant: &TenantId, case_id: &str) -> StoreResult<bool> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let values = [Value::Text(tenant.to_string()), Value::Text(case_id.into())];
+        let held =
+            fetch(&mut tx, evidence::HELD_SQL, &values, |r| r.try_get::<i64, _>(0).ctx("reading a hold")).await?;
+        Ok(held.first() == Some(&1))
     }
 }
 

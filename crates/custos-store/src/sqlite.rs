@@ -23,6 +23,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, TransactionBehavior, params};
 
 use crate::error::{SqliteContext, StoreError, StoreResult};
+use crate::evidence::{self, ArtifactRecord, AttestationQuery, AttestationRecord, BundleRecord};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 use crate::ledger::{
     AppendOutcome, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
@@ -49,6 +50,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration { version: 6, name: "update_room", sql: include_str!("../migrations/sqlite/0006_update_room.sql") },
     Migration { version: 7, name: "ledger", sql: include_str!("../migrations/sqlite/0007_ledger.sql") },
     Migration { version: 8, name: "trace_keys", sql: include_str!("../migrations/sqlite/0008_trace_keys.sql") },
+    Migration { version: 9, name: "evidence", sql: include_str!("../migrations/sqlite/0009_evidence.sql") },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -702,6 +704,11 @@ fn rows<T>(
         items.push(decode(row)?);
     }
     Ok(items)
+}
+
+/// Runs `sql` (with `$n` parameters) with `values` bound in order; the rows it changed.
+fn exec(conn: &Connection, sql: &str, values: &[Value], what: &'static str) -> StoreResult<usize> {
+    conn.prepare_cached(&lite(sql)).ctx(what)?.execute(rusqlite::params_from_iter(values)).ctx(what)
 }
 
 fn read_incident(conn: &Connection, key: &str, id: &str) -> StoreResult<Option<IncidentRecord>> {
@@ -1693,5 +1700,121 @@ impl Store for SqliteStore {
     async fn retire_signing_keys_except(&self, key_id: &str, at: Timestamp) -> StoreResult<Vec<SigningKeyRecord>> {
         let key_id = key_id.to_owned();
         self.write(move |conn| sqlite_ledger::retire_signing_keys_except(conn, &key_id, at)).await
+    }
+
+    async fn put_artifact(&self, tenant: &TenantId, artifact: &ArtifactRecord) -> StoreResult<()> {
+        let values = evidence::artifact_values(tenant.as_str(), artifact);
+        let name = artifact.name.clone();
+        self.write(move |conn| {
+            if exec(conn, evidence::INSERT_ARTIFACT_SQL, &values, "recording a case artifact")? == 0 {
+                return Err(StoreError::AlreadyExists { what: "case artifact", id: name });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn artifact(&self, tenant: &TenantId, case_id: &str, name: &str) -> StoreResult<Option<ArtifactRecord>> {
+        let values = vec![Value::Text(tenant.to_string()), Value::Text(case_id.into()), Value::Text(name.into())];
+        self.read(move |conn| {
+            Ok(rows(conn, &lite(&evidence::artifacts_sql(true)), &values, |r| evidence::artifact_from_row(r))?.pop())
+        })
+        .await
+    }
+
+    async fn artifacts(&self, tenant: &TenantId, case_id: &str) -> StoreResult<Vec<ArtifactRecord>> {
+        let values = vec![Value::Text(tenant.to_string()), Value::Text(case_id.into())];
+        self.read(move |conn| {
+            rows(conn, &lite(&evidence::artifacts_sql(false)), &values, |r| evidence::artifact_from_row(r))
+        })
+        .await
+    }
+
+    async fn put_bundle(
+        &self,
+        tenant: &TenantId,
+        bundle: &BundleRecord,
+        attestation: &AttestationRecord,
+    ) -> StoreResult<()> {
+        let bundle_values = evidence::bundle_values(tenant.as_str(), bundle);
+        let attestation_values = evidence::attestation_values(tenant.as_str(), attestation);
+        let id = bundle.bundle_id.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning")?;
+            if exec(&tx, evidence::INSERT_BUNDLE_SQL, &bundle_values, "recording a bundle")? == 0 {
+                return Err(StoreError::AlreadyExists { what: "evidence bundle", id });
+            }
+            exec(&tx, evidence::INSERT_ATTESTATION_SQL, &attestation_values, "recording an attestation")?;
+            tx.commit().ctx("committing a bundle")
+        })
+        .await
+    }
+
+    async fn bundle(&self, tenant: &TenantId, bundle_id: &str) -> StoreResult<Option<BundleRecord>> {
+        let values = vec![Value::Text(tenant.to_string()), Value::Text(bundle_id.into())];
+        self.read(move |conn| {
+            Ok(rows(conn, &lite(&evidence::bundles_sql(true)), &values, |r| evidence::bundle_from_row(r))?.pop())
+        })
+        .await
+    }
+
+    async fn case_bundles(&self, tenant: &TenantId, case_id: &str) -> StoreResult<Vec<BundleRecord>> {
+        let values = vec![Value::Text(tenant.to_string()), Value::Text(case_id.into())];
+        self.read(move |conn| {
+            rows(conn, &lite(&evidence::bundles_sql(false)), &values, |r| evidence::bundle_from_row(r))
+        })
+        .await
+    }
+
+    async fn put_attestation(&self, tenant: &TenantId, attestation: &AttestationRecord) -> StoreResult<()> {
+        let values = evidence::attestation_values(tenant.as_str(), attestation);
+        self.write(move |conn| {
+            exec(conn, evidence::INSERT_ATTESTATION_SQL, &values, "recording an attestation").map(drop)
+        })
+        .await
+    }
+
+    async fn attestations(&self, tenant: &TenantId, query: &AttestationQuery) -> StoreResult<Vec<AttestationRecord>> {
+        let (sql, values) = evidence::attestations_sql(tenant.as_str(), query);
+        self.read(move |conn| rows(conn, &lite(&sql), &values, |r| evidence::attestation_from_row(r))).await
+    }
+
+    async fn create_case_hold(&self, tenant: &TenantId, hold: &LegalHold) -> StoreResult<()> {
+        let values = evidence::hold_values(tenant.as_str(), hold);
+        let id = hold.id.clone();
+        self.write(move |conn| {
+            if exec(conn, evidence::INSERT_HOLD_SQL, &values, "placing a case hold")? == 0 {
+                return Err(StoreError::AlreadyExists { what: "active hold on case", id });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_case_hold(&self, tenant: &TenantId, case_id: &str, at: Timestamp) -> StoreResult<LegalHold> {
+        let values = vec![Value::Text(tenant.to_string()), Value::Text(case_id.into()), Value::Int(at.as_micros())];
+        let id = case_id.to_owned();
+        self.write(move |conn| {
+            rows(conn, &lite(&evidence::release_hold_sql()), &values, |r| evidence::hold_from_row(r))?
+                .pop()
+                .ok_or(StoreError::NotFound { what: "active hold on case", id })
+        })
+        .await
+    }
+
+    async fn case_holds(&self, tenant: &TenantId, case_id: Option<&str>) -> StoreResult<Vec<LegalHold>> {
+        let mut values = vec![Value::Text(tenant.to_string())];
+        values.extend(case_id.map(|c| Value::Text(c.to_owned())));
+        let sql = lite(&evidence::holds_sql(case_id.is_some()));
+        self.read(move |conn| rows(conn, &sql, &values, |r| evidence::hold_from_row(r))).await
+    }
+
+    async fn case_held(&self, tenant: &TenantId, case_id: &str) -> StoreResult<bool> {
+        let values = vec![Value::Text(tenant.to_string()), Value::Text(case_id.into())];
+        self.read(move |conn| {
+            let held = rows(conn, &lite(evidence::HELD_SQL), &values, |r| r.get::<_, i64>(0).ctx("reading a hold"))?;
+            Ok(held.first() == Some(&1))
+        })
+        .await
     }
 }

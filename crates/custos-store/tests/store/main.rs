@@ -5,6 +5,7 @@ mod support;
 
 mod append_only;
 mod conformance;
+mod evidence;
 mod jobs;
 mod ledger;
 mod objects;

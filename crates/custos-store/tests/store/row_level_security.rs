@@ -73,3 +73,25 @@ async fn an_unfiltered_select_sees_only_the_current_tenant() {
         );
     }
 }
+
+#[tokio::test]
+async fn every_table_with_a_tenant_column_is_walled() {
+    let database = custos_store::testing::fresh_postgres().await;
+    let store = PostgresStore::connect(database.url()).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut conn = store.pool().acquire().await.unwrap();
+    let rows = conn
+        .fetch_all(
+            "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND n.nspname = current_schema() AND EXISTS \
+             (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped) \
+             ORDER BY 1",
+        )
+        .await
+        .unwrap();
+    let tables: Vec<(String, bool, bool)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert!(tables.iter().any(|(t, ..)| t == "evidence_bundles"), "{tables:?}");
+    let open: Vec<&String> = tables.iter().filter(|(_, on, forced)| !(*on && *forced)).map(|(t, ..)| t).collect();
+    assert!(open.is_empty(), "tables with tenant rows but no forced row-level security: {open:?}");
+}

@@ -1,0 +1,91 @@
+-- The evidence locker, SQLite. Keep equivalent to ../postgres/0009_evidence.sql (tested).
+--
+-- A bundle's files live in the object store (tenants/<t>/evidence/<case>/<bundle>/…);
+-- these tables keep what custos needs to find them and what it must not forget: each
+-- bundle's Merkle root and manifest digest (so a bundle rewritten in the object store is
+-- caught on read), each case artifact's digest at upload, each attestation's envelope,
+-- and the holds that keep a case's evidence from retention.
+--
+-- Rows are never updated. A bundle or artifact row is deleted only by retention, and the
+-- triggers refuse even that while a hold on its case, or a tenant-wide legal hold, is
+-- active. Attestations are never deleted.
+
+CREATE TABLE evidence_artifacts (
+    tenant_id TEXT NOT NULL,
+    case_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    object_key TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    uploaded_by TEXT NOT NULL,
+    uploaded_at_us INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, case_id, name)
+);
+
+CREATE TABLE evidence_bundles (
+    tenant_id TEXT NOT NULL,
+    bundle_id TEXT NOT NULL,
+    case_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    object_prefix TEXT NOT NULL,
+    merkle_root TEXT NOT NULL,
+    manifest_sha256 TEXT NOT NULL,
+    key_ids TEXT NOT NULL,
+    files INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    trace_id TEXT,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, bundle_id)
+);
+CREATE INDEX evidence_bundles_by_case ON evidence_bundles (tenant_id, case_id, created_at_us);
+
+CREATE TABLE attestations (
+    tenant_id TEXT NOT NULL,
+    attestation_id TEXT NOT NULL,
+    subject_type TEXT NOT NULL,
+    subject_id TEXT NOT NULL,
+    subject_name TEXT NOT NULL,
+    subject_sha256 TEXT NOT NULL,
+    predicate_type TEXT NOT NULL,
+    envelope TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, attestation_id)
+);
+CREATE INDEX attestations_by_subject ON attestations (tenant_id, subject_id, created_at_us);
+CREATE INDEX attestations_by_digest ON attestations (tenant_id, subject_sha256);
+
+-- A case's holds, past and present: at most one active (released_at_us NULL) per case.
+CREATE TABLE evidence_holds (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    released_at_us INTEGER,
+    PRIMARY KEY (tenant_id, id, created_at_us)
+);
+CREATE UNIQUE INDEX evidence_holds_active ON evidence_holds (tenant_id, id) WHERE released_at_us IS NULL;
+
+CREATE TRIGGER evidence_artifacts_append_only BEFORE UPDATE ON evidence_artifacts
+BEGIN SELECT RAISE(ABORT, 'evidence_artifacts is append-only'); END;
+CREATE TRIGGER evidence_artifacts_unheld_only BEFORE DELETE ON evidence_artifacts
+WHEN EXISTS (SELECT 1 FROM evidence_holds AS h
+             WHERE h.tenant_id = OLD.tenant_id AND h.id = OLD.case_id AND h.released_at_us IS NULL)
+  OR EXISTS (SELECT 1 FROM legal_holds AS h WHERE h.tenant_id = OLD.tenant_id AND h.released_at_us IS NULL)
+BEGIN SELECT RAISE(ABORT, 'evidence_artifacts: the case is under hold'); END;
+CREATE TRIGGER evidence_bundles_append_only BEFORE UPDATE ON evidence_bundles
+BEGIN SELECT RAISE(ABORT, 'evidence_bundles is append-only'); END;
+CREATE TRIGGER evidence_bundles_unheld_only BEFORE DELETE ON evidence_bundles
+WHEN EXISTS (SELECT 1 FROM evidence_holds AS h
+             WHERE h.tenant_id = OLD.tenant_id AND h.id = OLD.case_id AND h.released_at_us IS NULL)
+  OR EXISTS (SELECT 1 FROM legal_holds AS h WHERE h.tenant_id = OLD.tenant_id AND h.released_at_us IS NULL)
+BEGIN SELECT RAISE(ABORT, 'evidence_bundles: the case is under hold'); END;
+CREATE TRIGGER attestations_append_only_update BEFORE UPDATE ON attestations
+BEGIN SELECT RAISE(ABORT, 'attestations is append-only'); END;
+CREATE TRIGGER attestations_append_only_delete BEFORE DELETE ON attestations
+BEGIN SELECT RAISE(ABORT, 'attestations is append-only'); END;
