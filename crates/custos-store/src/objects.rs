@@ -4,11 +4,11 @@
 //! standard `AWS_*` variables (`AWS_ENDPOINT_URL` among them) for credentials and
 //! endpoint. The location is chosen once at start-up, like the database.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{CopyMode, CopyOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 
 use crate::error::{StoreError, StoreResult};
 
@@ -22,6 +22,8 @@ pub struct Objects {
     /// The location without credentials, for logs and `/health`.
     location: String,
     kind: ObjectsKind,
+    /// The local directory, for the local backend.
+    root: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +57,12 @@ pub fn open(url: Option<&str>, data_dir: &Path) -> StoreResult<Objects> {
             })?;
             let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
                 .map_err(object_error(format!("opening the object directory {}", dir.display())))?;
-            Ok(Objects { store: Arc::new(store), location: dir.display().to_string(), kind: ObjectsKind::Local })
+            Ok(Objects {
+                store: Arc::new(store),
+                location: dir.display().to_string(),
+                kind: ObjectsKind::Local,
+                root: Some(dir),
+            })
         }
         Some(url) => open_s3(url, None),
     }
@@ -102,7 +109,7 @@ pub fn open_s3(url: &str, endpoint: Option<&str>) -> StoreResult<Objects> {
         Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.as_str()))
     };
     let location = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
-    Ok(Objects { store, location, kind: ObjectsKind::S3 })
+    Ok(Objects { store, location, kind: ObjectsKind::S3, root: None })
 }
 
 impl Objects {
@@ -118,6 +125,78 @@ impl Objects {
     /// The underlying store, for the modules that keep objects.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// Writes an object that must not exist yet, and refuses one that does
+    /// ([`StoreError::AlreadyExists`]): locally the file is published by a hard link,
+    /// which fails on an existing name, then made read-only; on S3 the request carries
+    /// `If-None-Match: *`, which the server must honour (AWS S3 does).
+    pub async fn put_new(&self, path: &ObjectPath, payload: PutPayload) -> StoreResult<()> {
+        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+        self.store.put_opts(path, payload, options).await.map_err(|e| self.create_error(path, e))?;
+        self.seal(path)
+    }
+
+    /// Starts a streamed write of a new object at a fresh `path` (a multipart upload:
+    /// parts of `part_bytes`, at most two in flight). A multipart upload cannot be made
+    /// conditional, so `path` is checked to be absent first and must be one no other
+    /// writer picks (a new id in it). [`Objects::seal`] it once finished.
+    pub async fn upload_new(&self, path: &ObjectPath, part_bytes: usize) -> StoreResult<WriteMultipart> {
+        self.refuse_existing(path).await?;
+        let upload = self
+            .store
+            .put_multipart(path)
+            .await
+            .map_err(object_error(format!("starting the upload of {path}")))?;
+        Ok(WriteMultipart::new_with_chunk_size(upload, part_bytes))
+    }
+
+    /// Copies an object to a new path, refusing one that exists: locally a hard link
+    /// (no bytes copied; the file is read-only already), on S3 a server-side copy after
+    /// checking `to` is absent.
+    pub async fn copy_new(&self, from: &ObjectPath, to: &ObjectPath) -> StoreResult<()> {
+        match self.kind {
+            ObjectsKind::Local => {
+                let options = CopyOptions { mode: CopyMode::Create, ..Default::default() };
+                self.store.copy_opts(from, to, options).await.map_err(|e| self.create_error(to, e))
+            }
+            ObjectsKind::S3 => {
+                self.refuse_existing(to).await?;
+                self.store.copy(from, to).await.map_err(object_error(format!("copying {from} to {to}")))
+            }
+        }
+    }
+
+    /// Makes a local object read-only (0444); nothing on S3, where retention is the
+    /// bucket's Object Lock.
+    pub fn seal(&self, path: &ObjectPath) -> StoreResult<()> {
+        let Some(root) = &self.root else { return Ok(()) };
+        let file = root.join(path.as_ref());
+        let mut permissions = std::fs::metadata(&file).map(|m| m.permissions());
+        if let Ok(permissions) = permissions.as_mut() {
+            // 0444 on Unix: nobody writes it, though its owner may still delete it.
+            permissions.set_readonly(true);
+        }
+        permissions
+            .and_then(|permissions| std::fs::set_permissions(&file, permissions))
+        .map_err(|source| StoreError::Io { context: format!("making {} read-only", file.display()), source })
+    }
+
+    async fn refuse_existing(&self, path: &ObjectPath) -> StoreResult<()> {
+        match self.store.head(path).await {
+            Ok(_) => Err(StoreError::AlreadyExists { what: "object", id: path.to_string() }),
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(object_error(format!("checking that {path} is new"))(e)),
+        }
+    }
+
+    fn create_error(&self, path: &ObjectPath, error: object_store::Error) -> StoreError {
+        match error {
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+                StoreError::AlreadyExists { what: "object", id: path.to_string() }
+            }
+            other => object_error(format!("writing {path}"))(other),
+        }
     }
 
     /// Proves the store writable: writes `_health/<name>`, reads it back and deletes it.
@@ -170,6 +249,35 @@ mod tests {
         let probe_dir = dir.path().join("objects").join(PROBE_PREFIX);
         let left: Vec<_> = std::fs::read_dir(&probe_dir).map(|d| d.collect()).unwrap_or_default();
         assert!(left.is_empty(), "the probe object is deleted: {left:?}");
+    }
+
+    #[tokio::test]
+    async fn local_objects_are_written_once_and_read_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let objects = open(None, dir.path()).unwrap();
+        let path = ObjectPath::from("tenants/acme/evidence/c/b/manifest.json");
+        objects.put_new(&path, PutPayload::from_static(b"first")).await.unwrap();
+        let again = objects.put_new(&path, PutPayload::from_static(b"second")).await.unwrap_err();
+        assert!(matches!(again, StoreError::AlreadyExists { .. }), "{again}");
+        let file = dir.path().join("objects").join(path.as_ref());
+        assert_eq!(std::fs::read(&file).unwrap(), b"first");
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o444);
+
+        let copy = ObjectPath::from("tenants/acme/evidence/c/b2/artifacts/x");
+        objects.copy_new(&path, &copy).await.unwrap();
+        let again = objects.copy_new(&path, &copy).await.unwrap_err();
+        assert!(matches!(again, StoreError::AlreadyExists { .. }), "{again}");
+
+        let streamed = ObjectPath::from("tenants/acme/evidence/c/uploads/u1");
+        let mut upload = objects.upload_new(&streamed, 5 * 1024 * 1024).await.unwrap();
+        upload.write(b"streamed");
+        upload.finish().await.unwrap();
+        objects.seal(&streamed).unwrap();
+        let again = objects.upload_new(&streamed, 5 * 1024 * 1024).await.unwrap_err();
+        assert!(matches!(again, StoreError::AlreadyExists { .. }), "{again}");
+        let file = dir.path().join("objects").join(streamed.as_ref());
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o444);
     }
 
     #[tokio::test]

@@ -26,3 +26,30 @@ async fn the_probe_round_trips_on_s3_and_leaves_nothing() {
         root.store().list(Some(&object_store::path::Path::from(prefix.as_str()))).try_collect().await.unwrap();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Write-once on S3: a plain write carries `If-None-Match: *`, which AWS S3 and the
+/// server under test honour; streamed and copied writes check first.
+#[tokio::test]
+async fn s3_objects_are_written_once() {
+    use custos_store::StoreError;
+    use object_store::{ObjectStoreExt, PutPayload};
+    use object_store::path::Path;
+    let prefix = format!("worm-{}", uuid::Uuid::new_v4());
+    let objects = custos_store::objects::open_s3(&format!("s3://{}/{prefix}", bucket()), Some(&endpoint())).unwrap();
+    let path = Path::from("evidence/manifest.json");
+    objects.put_new(&path, PutPayload::from_static(b"first")).await.unwrap();
+    let again = objects.put_new(&path, PutPayload::from_static(b"second")).await.unwrap_err();
+    assert!(matches!(again, StoreError::AlreadyExists { .. }), "the server refuses: {again}");
+
+    // Streamed and copied writes check first, whatever the server supports.
+    let again = objects.upload_new(&path, 5 * 1024 * 1024).await.unwrap_err();
+    assert!(matches!(again, StoreError::AlreadyExists { .. }), "{again}");
+    let source = Path::from("evidence/source");
+    objects.put_new(&source, PutPayload::from_static(b"other")).await.unwrap();
+    let again = objects.copy_new(&source, &path).await.unwrap_err();
+    assert!(matches!(again, StoreError::AlreadyExists { .. }), "{again}");
+
+    let read = objects.store().get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(read.as_ref(), b"first");
+}
+
