@@ -25,18 +25,31 @@ pub enum Permission {
     AuditWrite,
     /// Read the audit log, its checkpoints and proofs.
     AuditRead,
+    /// Upload case artifacts, report job capsules, seal evidence bundles, request
+    /// attestations.
+    EvidenceCreate,
+    /// Read bundles' manifests and verification status, and attestations.
+    EvidenceRead,
+    /// Download bundles (each download is audited).
+    EvidenceExport,
+    /// Place and release holds on a case's evidence.
+    EvidenceHold,
     /// Everything, including tenant configuration.
     Admin,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 11] = [
         Permission::IngestWrite,
         Permission::ObsRead,
         Permission::TimelineWrite,
         Permission::TimelineRead,
         Permission::AuditWrite,
         Permission::AuditRead,
+        Permission::EvidenceCreate,
+        Permission::EvidenceRead,
+        Permission::EvidenceExport,
+        Permission::EvidenceHold,
         Permission::Admin,
     ];
 
@@ -48,6 +61,10 @@ impl Permission {
             Permission::TimelineRead => "timeline:read",
             Permission::AuditWrite => "audit:write",
             Permission::AuditRead => "audit:read",
+            Permission::EvidenceCreate => "evidence:create",
+            Permission::EvidenceRead => "evidence:read",
+            Permission::EvidenceExport => "evidence:export",
+            Permission::EvidenceHold => "evidence:hold",
             Permission::Admin => "admin",
         }
     }

@@ -4,6 +4,7 @@ mod auth;
 mod body;
 mod console;
 pub mod error;
+pub mod evidence;
 pub mod health;
 mod instrumented_store;
 pub mod jobs;
@@ -73,6 +74,8 @@ pub struct ServerConfig {
     /// A template of links to the trace backend: `{trace_id}` is replaced
     /// (`http://jaeger:16686/trace/{trace_id}`).
     pub trace_url_template: Option<String>,
+    /// Largest case artifact accepted, in bytes (413 beyond).
+    pub evidence_max_artifact_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +98,7 @@ impl Default for ServerConfig {
             signing_key_file: None,
             audit_retention_days: ledger::MIN_AUDIT_RETENTION_DAYS,
             trace_url_template: None,
+            evidence_max_artifact_bytes: evidence::DEFAULT_MAX_ARTIFACT_BYTES,
         }
     }
 }

@@ -10,8 +10,8 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::routes::{
-    attestations, components, holds, incidents, jobs, logs, maintenance, platform, records::endpoints, status_page,
-    traces,
+    attestations, components, evidence, holds, incidents, jobs, logs, maintenance, platform, records::endpoints,
+    status_page, traces,
 };
 
 #[derive(OpenApi)]
@@ -19,7 +19,7 @@ use crate::routes::{
     info(
         title = "custos",
         description = "Observability and forensics for security platforms. Tenant routes take \
-            `Authorization: Bearer <token>`; each names the scope it needs (`ingest:write`, `obs:read`, `timeline:write`, `timeline:read`, `audit:write`, `audit:read`, `admin`), \
+            `Authorization: Bearer <token>`; each names the scope it needs (`ingest:write`, `obs:read`, `timeline:write`, `timeline:read`, `audit:write`, `audit:read`, `evidence:create`, `evidence:read`, `evidence:export`, `evidence:hold`, `admin`), \
             bound to the tenant (`obs:read#tenant/acme`) or to all tenants (`#tenant/*`). Errors are \
             `{\"error\": {\"code\", \"message\", \"request_id\", \"field\"?, \"line\"?}}`.",
         license(name = "Apache-2.0")
@@ -33,7 +33,7 @@ use crate::routes::{
         (name = "deliveries", description = "Delivery attempts to SIEM and workflow destinations"),
         (name = "timeline", description = "The tenant timeline: a tamper-evident log of every state transition"),
         (name = "audit log", description = "The tenant audit log: a write-only, tamper-evident log of security-relevant actions"),
-        (name = "evidence", description = "Evidence and provenance: attestations that verify offline"),
+        (name = "evidence", description = "The evidence locker: case artifacts, signed bundles, holds, and attestations that verify offline"),
         (name = "jobs", description = "Scheduled jobs: pings, status, next expected run, history"),
         (name = "status", description = "The status page, its badge, incidents and maintenance windows"),
         (name = "platform", description = "Health and API description"),
@@ -133,6 +133,14 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(logs::export_audit))
         .routes(routes!(logs::list_keys))
         .routes(routes!(attestations::verify_attestation))
+        .routes(routes!(evidence::upload_artifact))
+        .routes(routes!(evidence::get_case))
+        .routes(routes!(evidence::create_snapshot))
+        .routes(routes!(evidence::list_case_holds))
+        .routes(routes!(evidence::place_case_hold, evidence::release_case_hold))
+        .routes(routes!(evidence::get_bundle))
+        .routes(routes!(evidence::download_bundle))
+        .routes(routes!(evidence::list_attestations))
         .routes(routes!(holds::place_hold, holds::list_holds))
         .routes(routes!(holds::release_hold))
         .routes(routes!(traces::get_trace))

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use object_store::path::Path as ObjectPath;
-use object_store::{CopyMode, CopyOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{
+    CopyMode, CopyOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
+};
 
 use crate::error::{StoreError, StoreResult};
 
@@ -143,11 +145,8 @@ impl Objects {
     /// writer picks (a new id in it). [`Objects::seal`] it once finished.
     pub async fn upload_new(&self, path: &ObjectPath, part_bytes: usize) -> StoreResult<WriteMultipart> {
         self.refuse_existing(path).await?;
-        let upload = self
-            .store
-            .put_multipart(path)
-            .await
-            .map_err(object_error(format!("starting the upload of {path}")))?;
+        let upload =
+            self.store.put_multipart(path).await.map_err(object_error(format!("starting the upload of {path}")))?;
         Ok(WriteMultipart::new_with_chunk_size(upload, part_bytes))
     }
 
@@ -179,7 +178,24 @@ impl Objects {
         }
         permissions
             .and_then(|permissions| std::fs::set_permissions(&file, permissions))
-        .map_err(|source| StoreError::Io { context: format!("making {} read-only", file.display()), source })
+            .map_err(|source| StoreError::Io { context: format!("making {} read-only", file.display()), source })
+    }
+
+    /// Opens an object for reading from blocking code (a `spawn_blocking` task): a local
+    /// object is its file, read directly; a remote one streams, each chunk awaited on
+    /// `runtime`.
+    pub fn blocking_reader(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        path: &ObjectPath,
+    ) -> StoreResult<Box<dyn std::io::Read + Send>> {
+        let got = runtime.block_on(self.store.get(path)).map_err(object_error(format!("reading {path}")))?;
+        Ok(match got.payload {
+            object_store::GetResultPayload::File(file, _) => Box::new(file),
+            object_store::GetResultPayload::Stream(stream) => {
+                Box::new(StreamReader { runtime: runtime.clone(), stream, chunk: bytes::Bytes::new() })
+            }
+        })
     }
 
     async fn refuse_existing(&self, path: &ObjectPath) -> StoreResult<()> {
@@ -224,6 +240,29 @@ impl Objects {
         }
         self.store.delete(&path).await.map_err(object_error("deleting the health probe object"))?;
         Ok(())
+    }
+}
+
+/// A blocking reader over an object's byte stream.
+struct StreamReader {
+    runtime: tokio::runtime::Handle,
+    stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl std::io::Read for StreamReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use futures::StreamExt;
+        while self.chunk.is_empty() {
+            match self.runtime.block_on(self.stream.next()) {
+                None => return Ok(0),
+                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
     }
 }
 

@@ -177,6 +177,11 @@ pub struct ServeArgs {
     /// (`http://jaeger:16686/trace/{trace_id}`, `https://grafana/explore?…{trace_id}…`).
     #[arg(long, env = "CUSTOS_TRACE_URL_TEMPLATE", value_parser = parse_trace_template)]
     pub trace_url_template: Option<String>,
+    /// Largest case artifact accepted, in bytes (`PUT …/evidence/cases/{case}/artifacts/{name}`
+    /// answers 413 beyond). Uploads stream: memory use does not grow with it.
+    #[arg(long, env = "CUSTOS_EVIDENCE_MAX_ARTIFACT_BYTES", default_value_t = custos_server::evidence::DEFAULT_MAX_ARTIFACT_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub evidence_max_artifact_bytes: u64,
 }
 
 fn parse_trace_template(value: &str) -> Result<String, String> {

@@ -131,6 +131,7 @@ pub fn server_config(global: &GlobalArgs, serve: &ServeArgs) -> ServerConfig {
         signing_key_file: Some(global.signing_key_path()),
         trace_url_template: serve.trace_url_template.clone(),
         audit_retention_days: serve.audit_retention_days,
+        evidence_max_artifact_bytes: serve.evidence_max_artifact_bytes,
         features: [
             (
                 "otlp_export",

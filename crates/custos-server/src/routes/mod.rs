@@ -2,6 +2,7 @@
 
 pub(crate) mod attestations;
 pub(crate) mod components;
+pub(crate) mod evidence;
 pub(crate) mod holds;
 pub(crate) mod incidents;
 pub(crate) mod jobs;

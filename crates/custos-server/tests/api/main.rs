@@ -9,6 +9,7 @@ mod browser;
 mod components;
 mod console;
 mod deploy;
+mod evidence;
 mod health;
 mod incidents;
 mod jobs;

@@ -142,6 +142,14 @@ async fn openapi_describes_every_endpoint() {
         ("/openapi.json", vec!["get"]),
         ("/metrics", vec!["get"]),
         ("/v1/attestations/verify", vec!["post"]),
+        ("/v1/tenants/{tenant}/attestations", vec!["get"]),
+        ("/v1/tenants/{tenant}/evidence/cases/{case}", vec!["get"]),
+        ("/v1/tenants/{tenant}/evidence/cases/{case}/artifacts/{name}", vec!["put"]),
+        ("/v1/tenants/{tenant}/evidence/holds", vec!["get"]),
+        ("/v1/tenants/{tenant}/evidence/holds/{case}", vec!["post", "delete"]),
+        ("/v1/tenants/{tenant}/evidence/snapshots", vec!["post"]),
+        ("/v1/tenants/{tenant}/evidence/{bundle}", vec!["get"]),
+        ("/v1/tenants/{tenant}/evidence/{bundle}/download", vec!["get"]),
     ];
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());

@@ -32,8 +32,8 @@ async fn the_probe_round_trips_on_s3_and_leaves_nothing() {
 #[tokio::test]
 async fn s3_objects_are_written_once() {
     use custos_store::StoreError;
-    use object_store::{ObjectStoreExt, PutPayload};
     use object_store::path::Path;
+    use object_store::{ObjectStoreExt, PutPayload};
     let prefix = format!("worm-{}", uuid::Uuid::new_v4());
     let objects = custos_store::objects::open_s3(&format!("s3://{}/{prefix}", bucket()), Some(&endpoint())).unwrap();
     let path = Path::from("evidence/manifest.json");
@@ -52,4 +52,3 @@ async fn s3_objects_are_written_once() {
     let read = objects.store().get(&path).await.unwrap().bytes().await.unwrap();
     assert_eq!(read.as_ref(), b"first");
 }
-

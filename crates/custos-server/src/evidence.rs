@@ -1,0 +1,665 @@
+//! The evidence locker: case artifacts streamed into the object store, bundles sealed
+//! from them (a manifest of every file's digest, an RFC 6962 root over them, a DSSE
+//! signature, a provenance attestation), read back and re-verified, and streamed out as
+//! the deterministic archive `custos forensic verify` checks offline.
+//!
+//! Objects are written once ([`custos_store::Objects::put_new`]): under
+//! `tenants/<t>/evidence/<case>/uploads/<upload id>` for uploads, and
+//! `tenants/<t>/evidence/<case>/<bundle id>/…` for a bundle's files.
+
+use std::io::Read;
+
+use axum::body::Body;
+use custos_ledger::bundle::{
+    self, ArchiveWriter, BundleError, BundleReport, FileEntry, MANIFEST, MANIFEST_ENVELOPE, Manifest, ROOT_FILE,
+    TrustedKey, Verifier,
+};
+use custos_ledger::dsse::DsseKey;
+use custos_ledger::intoto::{
+    BuildDefinition, BuildMetadata, Builder, Provenance, ResourceDescriptor, RunDetails, Statement,
+};
+use custos_model::ledger::{AuditActor, AuditOutcome, AuditRecord, LogName, TimelineEvent};
+use custos_model::{FieldError, TenantId, Timestamp};
+use custos_store::{ArtifactRecord, AttestationRecord, BundleRecord, LogAppend, Objects};
+use futures::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorCode};
+
+/// The largest case artifact accepted when none is configured: 2 GiB.
+pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// Longest artifact name, in bytes.
+pub const MAX_ARTIFACT_NAME_BYTES: usize = 255;
+/// Part size of a streamed upload: what one upload holds in memory, twice at most.
+const UPLOAD_PART_BYTES: usize = 8 * 1024 * 1024;
+/// Archive bytes buffered between the archive writer and the response.
+const DOWNLOAD_CHUNK_BYTES: usize = 256 * 1024;
+/// The build type of a bundle's provenance.
+pub const BUNDLE_BUILD_TYPE: &str = "https://custos.dev/evidence-bundle/v1";
+/// The subject type of a bundle's attestation.
+pub const SUBJECT_BUNDLE: &str = "evidence_bundle";
+/// The file in a case bundle recording each artifact's upload (the chain of custody).
+pub const CUSTODY_FILE: &str = "custody.json";
+
+/// The object store, or a 503 saying none is configured.
+pub(crate) fn objects(state: &AppState) -> Result<&Objects, ApiError> {
+    state.objects.as_ref().ok_or_else(|| {
+        ApiError::new(ErrorCode::Unavailable, "the evidence locker needs an object store, and none is configured")
+    })
+}
+
+/// A case id: 1..=128 of `A-Za-z0-9._:-`, as any custos id.
+pub(crate) fn check_case_id(field: &str, case: &str) -> Result<(), ApiError> {
+    custos_model::check::identifier(field, case, 128).map_err(ApiError::invalid)
+}
+
+/// An artifact's name: 1..=255 bytes of `A-Za-z0-9._+=@,-`, not starting with a dot. It
+/// becomes `artifacts/<name>` in bundles, on every file system and object store as is.
+pub(crate) fn check_artifact_name(name: &str) -> Result<(), FieldError> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"._+=@,-".contains(&b);
+    if name.is_empty() || name.len() > MAX_ARTIFACT_NAME_BYTES {
+        return Err(FieldError::new("name", format!("must be 1 to {MAX_ARTIFACT_NAME_BYTES} bytes")));
+    }
+    if name.starts_with('.') || !name.bytes().all(allowed) {
+        return Err(FieldError::new(
+            "name",
+            "must be letters, digits and . _ + = @ , - (not starting with a dot); got an other character",
+        ));
+    }
+    Ok(())
+}
+
+/// A media type as given in `Content-Type`: `type/subtype`, parameters dropped.
+pub(crate) fn media_type(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
+        return Ok("application/octet-stream".into());
+    };
+    let text = value.to_str().unwrap_or_default();
+    let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let token = |s: &str| {
+        !s.is_empty() && s.len() <= 63 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    match essence.split_once('/') {
+        Some((kind, sub)) if token(kind) && token(sub) => Ok(essence),
+        _ => Err(ApiError::invalid(FieldError::new("content-type", format!("{text:?} is not a media type")))),
+    }
+}
+
+pub(crate) fn case_prefix(tenant: &TenantId, case: &str) -> String {
+    format!("tenants/{tenant}/evidence/{case}")
+}
+
+fn object_path(key: &str) -> Result<ObjectPath, ApiError> {
+    ObjectPath::parse(key).map_err(|e| ApiError::internal(&e))
+}
+
+/// The published signing keys, with their validity windows.
+pub(crate) async fn trusted_keys(state: &AppState) -> Result<Vec<TrustedKey>, ApiError> {
+    Ok(state
+        .store
+        .signing_keys()
+        .await?
+        .iter()
+        .filter_map(|k| {
+            let key = DsseKey::from_bytes(&k.public_key)?;
+            Some(TrustedKey { key, not_before: Some(k.not_before), not_after: k.not_after })
+        })
+        .collect())
+}
+
+fn store_error(error: custos_store::StoreError) -> ApiError {
+    ApiError::from(error)
+}
+
+/// Streams `body` into a new object at `key`, hashing it; refuses (and removes) it
+/// beyond `max` bytes. Its size and SHA-256.
+pub(crate) async fn upload(objects: &Objects, key: &str, body: Body, max: u64) -> Result<(u64, [u8; 32]), ApiError> {
+    let path = object_path(key)?;
+    let mut upload = objects.upload_new(&path, UPLOAD_PART_BYTES).await.map_err(store_error)?;
+    let mut stream = body.into_data_stream();
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let failure = loop {
+        let chunk = match stream.next().await {
+            None => break None,
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => {
+                break Some(ApiError::new(ErrorCode::MalformedBody, format!("could not read the body: {e}")));
+            }
+        };
+        size += chunk.len() as u64;
+        if size > max {
+            break Some(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the artifact exceeds the limit of {max} bytes (--evidence-max-artifact-bytes)"),
+            ));
+        }
+        hasher.update(&chunk);
+        upload.put(chunk);
+        if let Err(e) = upload.wait_for_capacity(2).await {
+            break Some(store_error(custos_store::StoreError::Object {
+                context: format!("uploading {key}"),
+                source: e,
+            }));
+        }
+    };
+    if let Some(error) = failure {
+        if let Err(abort) = upload.abort().await {
+            tracing::warn!(error = &abort as &dyn std::error::Error, key, "aborting a refused upload failed");
+        }
+        return Err(error);
+    }
+    upload.finish().await.map_err(|e| {
+        store_error(custos_store::StoreError::Object { context: format!("finishing {key}"), source: e })
+    })?;
+    objects.seal(&path).map_err(store_error)?;
+    Ok((size, hasher.finalize().into()))
+}
+
+/// Removes an object custos wrote but never recorded (an upload that lost a race).
+pub(crate) async fn discard(objects: &Objects, key: &str) {
+    if let Ok(path) = ObjectPath::parse(key)
+        && let Err(error) = objects.store().delete(&path).await
+    {
+        tracing::warn!(error = &error as &dyn std::error::Error, key, "removing an unrecorded upload failed");
+    }
+}
+
+/// Who asked and under which trace, for the records a request leaves.
+#[derive(Debug, Clone)]
+pub(crate) struct Requester {
+    pub actor: AuditActor,
+    pub trace_id: Option<String>,
+}
+
+impl Requester {
+    fn actor_text(&self) -> Option<String> {
+        self.actor.name.clone().or_else(|| self.actor.id.clone())
+    }
+
+    /// A timeline event of custos's own about `case`.
+    pub(crate) fn event(&self, tenant: &TenantId, kind: &str, case: &str, details: serde_json::Value) -> TimelineEvent {
+        let slug = kind.trim_start_matches("custos.").replace(['.', '_'], "-");
+        TimelineEvent {
+            event_id: crate::ledger::own_event_id(&slug),
+            ts: Timestamp::now(),
+            tenant_id: tenant.clone(),
+            project_id: None,
+            kind: kind.to_owned(),
+            actor: self.actor_text(),
+            resource_type: Some("evidence_case".into()),
+            resource_id: Some(case.to_owned()),
+            trace_id: self.trace_id.clone(),
+            details,
+        }
+    }
+
+    /// An audit record of custos's own about `resource`.
+    pub(crate) fn audit(
+        &self,
+        tenant: &TenantId,
+        action: &str,
+        resource: (&str, &str),
+        details: serde_json::Value,
+    ) -> AuditRecord {
+        let slug = action.trim_start_matches("custos.").replace(['.', '_'], "-");
+        AuditRecord {
+            event_id: crate::ledger::own_event_id(&slug),
+            ts: Timestamp::now(),
+            tenant_id: tenant.clone(),
+            actor: self.actor.clone(),
+            actor_ip: None,
+            action: action.to_owned(),
+            outcome: AuditOutcome::Success,
+            resource_type: Some(resource.0.to_owned()),
+            resource_id: Some(resource.1.to_owned()),
+            request_id: None,
+            trace_id: self.trace_id.clone(),
+            details,
+        }
+    }
+}
+
+/// Appends a record the request cannot do without (chain of custody, a download's
+/// audit): its failure fails the request.
+pub(crate) async fn append_required(
+    state: &AppState,
+    tenant: &TenantId,
+    log: LogName,
+    record: LogAppend,
+) -> Result<(), ApiError> {
+    crate::ledger::append(state, tenant, log, vec![record], Timestamp::now()).await.map(drop)
+}
+
+/// A line of the custody file: one artifact as uploaded.
+#[derive(Debug, serde::Serialize)]
+struct CustodyStep<'a> {
+    step: &'static str,
+    name: &'a str,
+    sha256: &'a str,
+    size: u64,
+    media_type: &'a str,
+    by: &'a str,
+    at: Timestamp,
+    /// The timeline event that recorded the step.
+    event_id: &'a str,
+}
+
+/// What sealing produced.
+#[derive(Debug)]
+pub(crate) struct Sealed {
+    pub bundle: BundleRecord,
+    pub attestation: AttestationRecord,
+    pub custody_sha256: String,
+}
+
+/// Seals a case's artifacts into a new bundle: each artifact is re-hashed against its
+/// upload digest and linked into the bundle, the custody file and manifest written, the
+/// manifest signed, and the bundle with its attestation recorded.
+pub(crate) async fn seal_case(
+    state: &AppState,
+    tenant: &TenantId,
+    case: &str,
+    requester: &Requester,
+) -> Result<Sealed, ApiError> {
+    let objects = objects(state)?;
+    let key = state.ledger.key()?;
+    let artifacts = state.store.artifacts(tenant, case).await?;
+    if artifacts.is_empty() {
+        return Err(ApiError::invalid(FieldError::new(
+            "case_id",
+            format!("case {case:?} has no artifacts to seal; upload some first"),
+        )));
+    }
+    let bundle_id = format!("evb_{}", uuid::Uuid::now_v7().simple());
+    let prefix = format!("{}/{bundle_id}", case_prefix(tenant, case));
+    let started = Timestamp::now();
+
+    let mut files = Vec::with_capacity(artifacts.len() + 1);
+    for artifact in &artifacts {
+        let (size, digest) = hash_object(objects, &artifact.object_key).await?;
+        if size != artifact.size || hex::encode(digest) != artifact.sha256 {
+            tracing::error!(
+                tenant_id = tenant.as_str(),
+                case_id = case,
+                artifact = artifact.name,
+                "a case artifact no longer matches its upload digest"
+            );
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "artifact {:?} no longer matches the digest recorded at its upload (sha256 {}, {} bytes; \
+                     the object now has {} bytes); the object store was changed outside custos, and the case \
+                     is not sealed",
+                    artifact.name, artifact.sha256, artifact.size, size
+                ),
+            ));
+        }
+        let path = format!("artifacts/{}", artifact.name);
+        let to = object_path(&format!("{prefix}/{path}"))?;
+        objects.copy_new(&object_path(&artifact.object_key)?, &to).await.map_err(store_error)?;
+        files.push(FileEntry { path, size, sha256: artifact.sha256.clone(), media_type: artifact.media_type.clone() });
+    }
+
+    let custody = custody_json(case, &artifacts);
+    let custody_sha256 = hex::encode(Sha256::digest(&custody));
+    files.push(FileEntry {
+        path: CUSTODY_FILE.into(),
+        size: custody.len() as u64,
+        sha256: custody_sha256.clone(),
+        media_type: "application/json".into(),
+    });
+    objects
+        .put_new(&object_path(&format!("{prefix}/{CUSTODY_FILE}"))?, PutPayload::from(custody))
+        .await
+        .map_err(store_error)?;
+    files.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+
+    let created_by = requester.actor.id.clone().unwrap_or_else(|| "custos".into());
+    let manifest = Manifest {
+        format: bundle::BUNDLE_FORMAT.into(),
+        bundle_id: bundle_id.clone(),
+        tenant_id: tenant.to_string(),
+        case_id: case.to_owned(),
+        kind: "case".into(),
+        resource_id: case.to_owned(),
+        created_at: Timestamp::now(),
+        created_by: created_by.clone(),
+        custos_version: state.config.version.clone(),
+        deployment: state.ledger.deployment().to_owned(),
+        key_id: key.key_id().to_owned(),
+        merkle_root: hex::encode(bundle::merkle_root(&files)),
+        files,
+    };
+    let manifest_bytes = manifest.to_bytes();
+    let signer = key.dsse_signer();
+    let envelope = Manifest::sign(&manifest_bytes, &[&signer]);
+    let manifest_sha256 = hex::encode(Sha256::digest(&manifest_bytes));
+    for (name, bytes) in [
+        (MANIFEST, manifest_bytes),
+        (MANIFEST_ENVELOPE, envelope.to_json().into_bytes()),
+        (ROOT_FILE, format!("{}\n", manifest.merkle_root).into_bytes()),
+    ] {
+        objects
+            .put_new(&object_path(&format!("{prefix}/{name}"))?, PutPayload::from(bytes))
+            .await
+            .map_err(store_error)?;
+    }
+
+    let bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
+    let event_id = crate::ledger::own_event_id("evidence-bundle-sealed");
+    let attestation = attest_bundle(state, &manifest, &manifest_sha256, started, &signer);
+    let bundle = BundleRecord {
+        bundle_id,
+        case_id: case.to_owned(),
+        kind: "case".into(),
+        resource_id: case.to_owned(),
+        object_prefix: prefix,
+        merkle_root: manifest.merkle_root.clone(),
+        manifest_sha256,
+        key_ids: vec![key.key_id().to_owned()],
+        files: manifest.files.len() as u64,
+        bytes,
+        created_by,
+        created_at: manifest.created_at,
+        trace_id: requester.trace_id.clone(),
+        event_id,
+    };
+    state.store.put_bundle(tenant, &bundle, &attestation).await?;
+    Ok(Sealed { bundle, attestation, custody_sha256 })
+}
+
+/// The custody file: the case and each artifact's upload, in name order.
+fn custody_json(case: &str, artifacts: &[ArtifactRecord]) -> Vec<u8> {
+    let steps: Vec<CustodyStep<'_>> = artifacts
+        .iter()
+        .map(|a| CustodyStep {
+            step: "upload",
+            name: &a.name,
+            sha256: &a.sha256,
+            size: a.size,
+            media_type: &a.media_type,
+            by: &a.uploaded_by,
+            at: a.uploaded_at,
+            event_id: &a.event_id,
+        })
+        .collect();
+    let mut bytes = serde_json::to_vec_pretty(&serde_json::json!({"case_id": case, "steps": steps}))
+        .expect("custody JSON serializes");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// The SLSA provenance of a bundle: its subject is the manifest (which names every
+/// file's digest), its builder this deployment.
+fn attest_bundle(
+    state: &AppState,
+    manifest: &Manifest,
+    manifest_sha256: &str,
+    started: Timestamp,
+    signer: &custos_ledger::dsse::DsseSigner,
+) -> AttestationRecord {
+    let subject_name = format!("{}/{MANIFEST}", manifest.bundle_id);
+    let parameters = |pairs: &[(&str, &str)]| {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::String((*v).to_owned()))).collect()
+    };
+    let statement = Statement::provenance(
+        vec![ResourceDescriptor::sha256(subject_name.clone(), manifest_sha256)],
+        Provenance {
+            build_definition: BuildDefinition {
+                build_type: BUNDLE_BUILD_TYPE.into(),
+                external_parameters: parameters(&[
+                    ("tenant_id", &manifest.tenant_id),
+                    ("case_id", &manifest.case_id),
+                    ("kind", &manifest.kind),
+                    ("resource_id", &manifest.resource_id),
+                ]),
+                internal_parameters: Some(parameters(&[("merkle_root", &manifest.merkle_root)])),
+                resolved_dependencies: manifest
+                    .files
+                    .iter()
+                    .map(|f| ResourceDescriptor::sha256(f.path.clone(), f.sha256.clone()))
+                    .collect(),
+            },
+            run_details: RunDetails {
+                builder: Builder {
+                    id: format!("https://{}/custos", state.ledger.deployment()),
+                    version: [("custos".to_owned(), state.config.version.clone())].into(),
+                    builder_dependencies: vec![],
+                },
+                metadata: Some(BuildMetadata {
+                    invocation_id: Some(manifest.bundle_id.clone()),
+                    started_on: Some(started.to_string()),
+                    finished_on: Some(manifest.created_at.to_string()),
+                }),
+                byproducts: vec![],
+            },
+        },
+    );
+    let envelope = statement.sign(&[signer]);
+    AttestationRecord {
+        attestation_id: format!("att_{}", uuid::Uuid::now_v7().simple()),
+        subject_type: SUBJECT_BUNDLE.into(),
+        subject_id: manifest.bundle_id.clone(),
+        subject_name,
+        subject_sha256: manifest_sha256.to_owned(),
+        predicate_type: custos_ledger::intoto::SLSA_PROVENANCE.into(),
+        envelope: envelope.to_json(),
+        created_at: manifest.created_at,
+    }
+}
+
+/// An object's size and SHA-256, read on the blocking pool.
+async fn hash_object(objects: &Objects, key: &str) -> Result<(u64, [u8; 32]), ApiError> {
+    let (objects, path, runtime) = (objects.clone(), object_path(key)?, tokio::runtime::Handle::current());
+    tokio::task::spawn_blocking(move || {
+        let mut reader = objects.blocking_reader(&runtime, &path).map_err(store_error)?;
+        bundle::hash_reader(&mut reader).map_err(|e| ApiError::internal(&e))
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?
+}
+
+/// A stored bundle's files, relative to its prefix, with their sizes, in bytewise order.
+async fn bundle_files(objects: &Objects, prefix: &str) -> Result<Vec<(String, u64)>, ApiError> {
+    let listed: Vec<object_store::ObjectMeta> = objects
+        .store()
+        .list(Some(&object_path(prefix)?))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            store_error(custos_store::StoreError::Object { context: format!("listing {prefix}"), source: e })
+        })?;
+    let mut files: Vec<(String, u64)> = listed
+        .into_iter()
+        .filter_map(|meta| {
+            let path = meta.location.as_ref().strip_prefix(prefix)?.strip_prefix('/')?.to_owned();
+            Some((path, meta.size))
+        })
+        .collect();
+    files.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Ok(files)
+}
+
+/// The verdict on a stored bundle.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Verification {
+    pub verified: bool,
+    /// When not verified: the check that failed (`file_digest`, `signature`, `merkle_root`,
+    /// `recorded_root`, …) and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The keys whose signatures verified.
+    pub signed_by: Vec<String>,
+    /// When the manifest says it was signed (its `created_at`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_at: Option<Timestamp>,
+    /// An RFC 3161 timestamp of the root, when the bundle carries one.
+    #[schema(value_type = Option<Object>)]
+    pub timestamp: Option<serde_json::Value>,
+    /// When this verification ran.
+    pub checked_at: Timestamp,
+}
+
+impl Verification {
+    fn failed(check: &'static str, error: String) -> Self {
+        Self {
+            verified: false,
+            check: Some(check),
+            error: Some(error),
+            signed_by: vec![],
+            signed_at: None,
+            timestamp: None,
+            checked_at: Timestamp::now(),
+        }
+    }
+}
+
+/// Reads every file of a stored bundle back and verifies it as `custos forensic verify`
+/// would, then checks its root and manifest digest against what the database recorded
+/// at sealing (a bundle replaced wholesale, even validly signed, is caught).
+pub(crate) async fn verify_stored(
+    objects: &Objects,
+    record: &BundleRecord,
+    keys: Vec<TrustedKey>,
+) -> Result<Verification, ApiError> {
+    let files = bundle_files(objects, &record.object_prefix).await?;
+    let (objects, prefix, runtime) = (objects.clone(), record.object_prefix.clone(), tokio::runtime::Handle::current());
+    let verdict: Result<(BundleReport, String), BundleError> = tokio::task::spawn_blocking(move || {
+        let verifier = Verifier::new(keys);
+        let mut check = verifier.check();
+        let mut manifest_sha256 = String::new();
+        for (path, _) in &files {
+            let object = ObjectPath::parse(format!("{prefix}/{path}")).map_err(|e| BundleError::Read(e.to_string()))?;
+            let reader = objects.blocking_reader(&runtime, &object).map_err(|e| BundleError::Read(e.to_string()))?;
+            if path == MANIFEST {
+                let mut bytes = Vec::new();
+                reader
+                    .take(bundle::MAX_METADATA_BYTES + 1)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| BundleError::Read(e.to_string()))?;
+                manifest_sha256 = hex::encode(Sha256::digest(&bytes));
+                check.add(path, bytes.as_slice())?;
+            } else {
+                check.add(path, reader)?;
+            }
+        }
+        Ok((check.finish()?, manifest_sha256))
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?;
+    Ok(match verdict {
+        Err(error) => Verification::failed(error.check(), error.to_string()),
+        Ok((report, _)) if report.merkle_root != record.merkle_root => Verification::failed(
+            "recorded_root",
+            format!(
+                "the bundle's root {} is not the root recorded at sealing, {}",
+                report.merkle_root, record.merkle_root
+            ),
+        ),
+        Ok((_, manifest_sha256)) if manifest_sha256 != record.manifest_sha256 => Verification::failed(
+            "recorded_manifest",
+            format!(
+                "the manifest's SHA-256 {manifest_sha256} is not the one recorded at sealing, {}",
+                record.manifest_sha256
+            ),
+        ),
+        Ok((report, _)) => Verification {
+            verified: true,
+            check: None,
+            error: None,
+            signed_by: report.signed_by,
+            signed_at: Some(report.signed_at),
+            timestamp: None,
+            checked_at: Timestamp::now(),
+        },
+    })
+}
+
+/// Reads a stored bundle's manifest, when it is there and JSON.
+pub(crate) async fn read_manifest(objects: &Objects, record: &BundleRecord) -> Option<serde_json::Value> {
+    let path = ObjectPath::parse(format!("{}/{MANIFEST}", record.object_prefix)).ok()?;
+    let bytes = objects.store().get(&path).await.ok()?.bytes().await.ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The bundle as its deterministic `.tar.gz`, streamed: written on the blocking pool
+/// into a bounded channel the response reads, so memory stays flat whatever its size.
+pub(crate) async fn archive_body(objects: &Objects, record: &BundleRecord) -> Result<Body, ApiError> {
+    let files = bundle_files(objects, &record.object_prefix).await?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    let (objects, record, runtime) = (objects.clone(), record.clone(), tokio::runtime::Handle::current());
+    tokio::task::spawn_blocking(move || {
+        let out = ChannelWriter { sender: sender.clone(), buffer: Vec::with_capacity(DOWNLOAD_CHUNK_BYTES) };
+        let written = (|| -> std::io::Result<()> {
+            let mut archive = ArchiveWriter::new(out, &record.bundle_id);
+            for (path, size) in &files {
+                let object =
+                    ObjectPath::parse(format!("{}/{path}", record.object_prefix)).map_err(std::io::Error::other)?;
+                let reader = objects.blocking_reader(&runtime, &object).map_err(std::io::Error::other)?;
+                archive.add(path, *size, reader)?;
+            }
+            archive.finish()?.flush_all()
+        })();
+        if let Err(error) = written {
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                bundle_id = record.bundle_id,
+                "a bundle download broke off"
+            );
+            let _ = sender.blocking_send(Err(error));
+        }
+    });
+    Ok(Body::from_stream(tokio_stream_from(receiver)))
+}
+
+fn tokio_stream_from(
+    mut receiver: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
+
+/// A writer that hands full chunks to a channel (blocking when the reader lags).
+struct ChannelWriter {
+    sender: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    buffer: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(DOWNLOAD_CHUNK_BYTES)));
+        self.sender
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+
+    fn flush_all(mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = DOWNLOAD_CHUNK_BYTES - self.buffer.len();
+        let n = data.len().min(room);
+        self.buffer.extend_from_slice(&data[..n]);
+        if self.buffer.len() == DOWNLOAD_CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,646 @@
+//! The evidence locker's routes: case artifacts in, bundles sealed, read back
+//! re-verified, downloaded (audited), held, and their attestations listed.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use custos_ledger::dsse::Envelope;
+use custos_ledger::intoto::verify_provenance;
+use custos_model::ledger::{AuditActor, LogName};
+use custos_model::{FieldError, Permission, TenantId, Timestamp};
+use custos_store::{ArtifactRecord, AttestationQuery, BundleRecord, LegalHold, LogAppend, StoreError};
+use custos_telemetry::TraceContext;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorCode};
+use crate::evidence::{self, Requester, Verification};
+use crate::ledger::{AdminAction, record_admin_action};
+
+fn requester(caller: &Caller, trace: Option<&axum::Extension<TraceContext>>) -> Requester {
+    Requester {
+        actor: AuditActor { id: Some(caller.token.id.clone()), name: Some(caller.token.name.clone()) },
+        trace_id: trace.map(|t| t.trace_id_hex()),
+    }
+}
+
+#[utoipa::path(
+    put, path = "/v1/tenants/{tenant}/evidence/cases/{case}/artifacts/{name}", tag = "evidence",
+    summary = "Upload a file to a case, streamed; write-once",
+    description = "The body is the file, streamed to the object store and hashed on the way (at most \
+        `--evidence-max-artifact-bytes`, 2 GiB by default). `Content-Type` is kept as its media type. A name is \
+        written once: the same name again is a 409, whatever the bytes. The upload is recorded in the tenant's \
+        timeline (`custos.evidence.artifact.uploaded`) and audit log.",
+    params(("tenant" = String, Path), ("case" = String, Path), ("name" = String, Path,
+        description = "1..=255 bytes of letters, digits and `._+=@,-`, not starting with a dot")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 201, body = ArtifactRecord),
+        (status = 401, body = crate::error::ErrorResponse),
+        (status = 403, body = crate::error::ErrorResponse),
+        (status = 404, body = crate::error::ErrorResponse),
+        (status = 409, description = "The case has an artifact by this name", body = crate::error::ErrorResponse),
+        (status = 413, description = "Over the artifact size limit", body = crate::error::ErrorResponse),
+        (status = 422, description = "A bad case id, name or media type", body = crate::error::ErrorResponse),
+        (status = 503, description = "No object store is configured", body = crate::error::ErrorResponse),
+    ),
+    security(("bearer" = ["evidence:create"]))
+)]
+pub(crate) async fn upload_artifact(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, case, name)): Path<(String, String, String)>,
+    trace: Option<axum::Extension<TraceContext>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant_access(&state, &tenant, Permission::EvidenceCreate).await?;
+    evidence::check_case_id("case", &case)?;
+    evidence::check_artifact_name(&name).map_err(ApiError::invalid)?;
+    let media_type = evidence::media_type(&headers)?;
+    let objects = evidence::objects(&state)?;
+    let max = state.config.evidence_max_artifact_bytes;
+    if let Some(existing) = state.store.artifact(&tenant, &case, &name).await? {
+        return Err(name_taken(&existing));
+    }
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max) {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the artifact exceeds the limit of {max} bytes (--evidence-max-artifact-bytes)"),
+        ));
+    }
+    let requester = requester(&caller, trace.as_ref());
+    let key = format!("{}/uploads/{}", evidence::case_prefix(&tenant, &case), uuid::Uuid::now_v7().simple());
+    let (size, digest) = evidence::upload(objects, &key, body, max).await?;
+    let sha256 = hex::encode(digest);
+    let details =
+        serde_json::json!({"case_id": case, "name": name, "sha256": sha256, "size": size, "media_type": media_type});
+    let event = requester.event(&tenant, "custos.evidence.artifact.uploaded", &case, details.clone());
+    let artifact = ArtifactRecord {
+        case_id: case.clone(),
+        name: name.clone(),
+        object_key: key.clone(),
+        size,
+        sha256,
+        media_type,
+        uploaded_by: caller.token.id.clone(),
+        uploaded_at: event.ts,
+        event_id: event.event_id.clone(),
+    };
+    match state.store.put_artifact(&tenant, &artifact).await {
+        Ok(()) => {}
+        Err(StoreError::AlreadyExists { .. }) => {
+            // Another upload of the name finished first: this one was never recorded.
+            evidence::discard(objects, &key).await;
+            let existing = state.store.artifact(&tenant, &case, &name).await?;
+            return Err(existing.as_ref().map_or_else(|| ApiError::new(ErrorCode::Conflict, "taken"), name_taken));
+        }
+        Err(other) => {
+            evidence::discard(objects, &key).await;
+            return Err(other.into());
+        }
+    }
+    let audit = requester.audit(&tenant, "custos.evidence.artifact.uploaded", ("evidence_case", &case), details);
+    record(&state, &tenant, Some(LogAppend::timeline(&event)), LogAppend::audit(&audit)).await?;
+    Ok((StatusCode::CREATED, Json(artifact)).into_response())
+}
+
+fn name_taken(existing: &ArtifactRecord) -> ApiError {
+    ApiError::new(
+        ErrorCode::Conflict,
+        format!(
+            "case {:?} already has an artifact named {:?} (sha256 {}, uploaded {}); artifacts are write-once, \
+             so upload under another name",
+            existing.case_id, existing.name, existing.sha256, existing.uploaded_at
+        ),
+    )
+    .with_field("name")
+}
+
+/// Appends the timeline event (when there is one) and the audit record a request owes;
+/// failing to is failing the request.
+async fn record(
+    state: &AppState,
+    tenant: &TenantId,
+    event: Option<LogAppend>,
+    audit: LogAppend,
+) -> Result<(), ApiError> {
+    if let Some(event) = event {
+        evidence::append_required(state, tenant, LogName::Timeline, event).await?;
+    }
+    evidence::append_required(state, tenant, LogName::Audit, audit).await
+}
+
+/// A bundle to seal.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SnapshotInput {
+    /// What to preserve: `case` (the case's uploaded artifacts). `evaluation`, `job` and
+    /// `export` are answered with a 422 naming what this build seals.
+    pub kind: String,
+    /// The case the bundle belongs to.
+    pub case_id: String,
+    /// What the bundle is of; for `case`, the case id (the default).
+    pub resource_id: Option<String>,
+}
+
+/// A bundle as recorded.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct BundleView {
+    pub bundle_id: String,
+    pub case_id: String,
+    pub kind: String,
+    pub resource_id: String,
+    /// The RFC 6962 root over the bundle's files, hex.
+    pub merkle_root: String,
+    /// SHA-256 of `manifest.json`: the subject of the bundle's attestation.
+    pub manifest_sha256: String,
+    pub signed_by: Vec<String>,
+    pub files: u64,
+    pub bytes: u64,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// The timeline event that recorded the sealing.
+    pub event_id: String,
+}
+
+impl From<&BundleRecord> for BundleView {
+    fn from(b: &BundleRecord) -> Self {
+        Self {
+            bundle_id: b.bundle_id.clone(),
+            case_id: b.case_id.clone(),
+            kind: b.kind.clone(),
+            resource_id: b.resource_id.clone(),
+            merkle_root: b.merkle_root.clone(),
+            manifest_sha256: b.manifest_sha256.clone(),
+            signed_by: b.key_ids.clone(),
+            files: b.files,
+            bytes: b.bytes,
+            created_by: b.created_by.clone(),
+            created_at: b.created_at,
+            trace_id: b.trace_id.clone(),
+            event_id: b.event_id.clone(),
+        }
+    }
+}
+
+/// A sealed bundle.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct SnapshotOutput {
+    #[serde(flatten)]
+    pub bundle: BundleView,
+    /// Its provenance attestation (`GET …/attestations?subject_id=<bundle_id>`).
+    pub attestation_id: String,
+    /// SHA-256 of the bundle's `custody.json`.
+    pub custody_sha256: String,
+}
+
+/// The kinds a snapshot names, and whether this build seals them.
+const KINDS: &[(&str, bool)] = &[("case", true), ("evaluation", false), ("job", false), ("export", false)];
+
+#[utoipa::path(
+    post, path = "/v1/tenants/{tenant}/evidence/snapshots", tag = "evidence",
+    summary = "Seal a signed evidence bundle",
+    description = "`case`: the case's artifacts, each re-hashed against its upload digest, with `custody.json` \
+        (who uploaded what, when, and the timeline event of each upload), a manifest of every file's size, \
+        SHA-256 and media type, the RFC 6962 root over them, the manifest's DSSE signature and a SLSA \
+        provenance attestation. Recorded in the timeline (`custos.evidence.bundle.sealed`) and audit log.",
+    params(("tenant" = String, Path)),
+    request_body(content((SnapshotInput = "application/json"))),
+    responses(
+        (status = 201, body = SnapshotOutput),
+        (status = 401, body = crate::error::ErrorResponse),
+        (status = 403, body = crate::error::ErrorResponse),
+        (status = 404, body = crate::error::ErrorResponse),
+        (status = 409, description = "An artifact no longer matches its upload digest", body = crate::error::ErrorResponse),
+        (status = 422, description = "An unknown kind, a bad case id, or a case without artifacts", body = crate::error::ErrorResponse),
+        (status = 503, description = "No object store or signing key is configured", body = crate::error::ErrorResponse),
+    ),
+    security(("bearer" = ["evidence:create"]))
+)]
+pub(crate) async fn create_snapshot(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    trace: Option<axum::Extension<TraceContext>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant_access(&state, &tenant, Permission::EvidenceCreate).await?;
+    let input: SnapshotInput = crate::body::read_json(&headers, body, 64 * 1024).await?;
+    evidence::check_case_id("case_id", &input.case_id)?;
+    match KINDS.iter().find(|(kind, _)| *kind == input.kind) {
+        Some((_, true)) => {}
+        Some((kind, false)) => {
+            return Err(ApiError::invalid(FieldError::new(
+                "kind",
+                format!("{kind:?} bundles are not sealed by this build yet; it seals \"case\" bundles"),
+            )));
+        }
+        None => {
+            let known: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+            return Err(ApiError::invalid(FieldError::new(
+                "kind",
+                format!("unknown kind {:?}; known: {}", input.kind, known.join(", ")),
+            )));
+        }
+    }
+    if input.resource_id.as_ref().is_some_and(|r| *r != input.case_id) {
+        return Err(ApiError::invalid(FieldError::new("resource_id", "a case bundle's resource is its case_id")));
+    }
+    let requester = requester(&caller, trace.as_ref());
+    let sealed = evidence::seal_case(&state, &tenant, &input.case_id, &requester).await?;
+    let bundle = &sealed.bundle;
+    let details = serde_json::json!({
+        "bundle_id": bundle.bundle_id,
+        "case_id": bundle.case_id,
+        "kind": bundle.kind,
+        "resource_id": bundle.resource_id,
+        "merkle_root": bundle.merkle_root,
+        "manifest_sha256": bundle.manifest_sha256,
+        "custody_sha256": sealed.custody_sha256,
+        "files": bundle.files,
+        "bytes": bundle.bytes,
+        "signed_by": bundle.key_ids,
+        "attestation_id": sealed.attestation.attestation_id,
+    });
+    let mut event = requester.event(&tenant, "custos.evidence.bundle.sealed", &bundle.case_id, details.clone());
+    event.event_id = bundle.event_id.clone();
+    let audit =
+        requester.audit(&tenant, "custos.evidence.bundle.sealed", ("evidence_bundle", &bundle.bundle_id), details);
+    record(&state, &tenant, Some(LogAppend::timeline(&event)), LogAppend::audit(&audit)).await?;
+    let output = SnapshotOutput {
+        bundle: BundleView::from(bundle),
+        attestation_id: sealed.attestation.attestation_id.clone(),
+        custody_sha256: sealed.custody_sha256,
+    };
+    Ok((StatusCode::CREATED, Json(output)).into_response())
+}
+
+/// A bundle, its manifest and the verdict of reading it back.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct BundleOutput {
+    pub bundle: BundleView,
+    /// `manifest.json` as stored; null when it cannot be read.
+    #[schema(value_type = Option<Object>)]
+    pub manifest: Option<serde_json::Value>,
+    pub verification: Verification,
+}
+
+async fn bundle_record(state: &AppState, tenant: &TenantId, id: &str) -> Result<BundleRecord, ApiError> {
+    state.store.bundle(tenant, id).await?.ok_or_else(|| ApiError::not_found(format!("no evidence bundle {id:?}")))
+}
+
+#[utoipa::path(
+    get, path = "/v1/tenants/{tenant}/evidence/{bundle}", tag = "evidence",
+    summary = "A bundle's manifest and verification, re-verified on every read",
+    description = "Reads every file of the bundle back from the object store and verifies it as `custos \
+        forensic verify` does offline (each file's digest, no file missing or added, the Merkle root, the \
+        manifest's signature by a key valid when it was sealed), then checks the root and manifest digest \
+        against what was recorded at sealing. `verification.verified: false` names the failed check; the \
+        response is a 200 either way.",
+    params(("tenant" = String, Path), ("bundle" = String, Path)),
+    responses(
+        (status = 200, body = BundleOutput),
+        (status = 401, body = crate::error::ErrorResponse),
+        (status = 403, body = crate::error::ErrorResponse),
+        (status = 404, body = crate::error::ErrorResponse),
+        (status = 503, description = "No object store is configured", body = crate::error::ErrorResponse),
+    ),
+    security(("bearer" = ["evidence:read"]))
+)]
+pub(crate) async fn get_bundle(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant_access(&state, &tenant, Permission::EvidenceRead).await?;
+    let objects = evidence::objects(&state)?;
+    let record = bundle_record(&state, &tenant, &id).await?;
+    let keys = evidence::trusted_keys(&state).await?;
+    let verification = evidence::verify_stored(objects, &record, keys).await?;
+    if !verification.verified {
+        tracing::error!(
+            tenant_id = tenant.as_str(),
+            bundle_id = record.bundle_id,
+            check = verification.check,
+            error = verification.error,
+            "a stored evidence bundle failed verification"
+        );
+    }
+    let manifest = evidence::read_manifest(objects, &record).await;
+    Ok(Json(BundleOutput { bundle: BundleView::from(&record), manifest, verification }).into_response())
+}
+
+#[utoipa::path(
+    get, path = "/v1/tenants/{tenant}/evidence/{bundle}/download", tag = "evidence",
+    summary = "Download a bundle as its deterministic .tar.gz (audited)",
+    description = "The same bundle always downloads to the same bytes: entries `<bundle_id>/<path>` in bytewise \
+        order, fixed modes, owners and times, stored (not compressed) deflate. Each download is recorded in \
+        the tenant's audit log (`custos.evidence.bundle.downloaded`) before a byte is sent. Verify it offline \
+        with `custos forensic verify`.",
+    params(("tenant" = String, Path), ("bundle" = String, Path)),
+    responses(
+        (status = 200, content_type = "application/gzip", body = Vec<u8>),
+        (status = 401, body = crate::error::ErrorResponse),
+        (status = 403, body = crate::error::ErrorResponse),
+        (status = 404, body = crate::error::ErrorResponse),
+        (status = 503, description = "No object store is configured", body = crate::error::ErrorResponse),
+    ),
+    security(("bearer" = ["evidence:export"]))
+)]
+pub(crate) async fn download_bundle(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, id)): Path<(String, String)>,
+    trace: Option<axum::Extension<TraceContext>>,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant_access(&state, &tenant, Permission::EvidenceExport).await?;
+    let objects = evidence::objects(&state)?;
+    let record = bundle_record(&state, &tenant, &id).await?;
+    let requester = requester(&caller, trace.as_ref());
+    let details = serde_json::json!({
+        "bundle_id": record.bundle_id,
+        "case_id": record.case_id,
+        "merkle_root": record.merkle_root,
+        "manifest_sha256": record.manifest_sha256,
+    });
+    let audit =
+        requester.audit(&tenant, "custos.evidence.bundle.downloaded", ("evidence_bundle", &record.bundle_id), details);
+    record_audit(&state, &tenant, audit).await?;
+    let body = evidence::archive_body(objects, &record).await?;
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/gzip"));
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{}.tar.gz\"", record.bundle_id)) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&record.manifest_sha256) {
+        headers.insert("x-custos-manifest-sha256", value);
+    }
+    Ok(response)
+}
+
+async fn record_audit(
+    state: &AppState,
+    tenant: &TenantId,
+    audit: custos_model::ledger::AuditRecord,
+) -> Result<(), ApiError> {
+    evidence::append_required(state, tenant, LogName::Audit, LogAppend::audit(&audit)).await
+}
+
+/// A case's evidence.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct CaseOutput {
+    pub case_id: String,
+    /// Whether retention must keep its evidence: a hold on the case, or a tenant-wide
+    /// legal hold.
+    pub held: bool,
+    pub holds: Vec<LegalHold>,
+    pub artifacts: Vec<ArtifactRecord>,
+    /// Newest first.
+    pub bundles: Vec<BundleView>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/tenants/{tenant}/evidence/cases/{case}", tag = "evidence",
+    summary = "A case's artifacts, bundles and holds",
+    params(("tenant" = String, Path), ("case" = String, Path)),
+    responses(
+        (status = 200, body = CaseOutput),
+        (status = 401, body = crate::error::ErrorResponse),
+        (status = 403, body = crate::error::ErrorResponse),
+        (status = 404, body = crate::error::ErrorResponse),
+        (status = 422, body = crate::error::ErrorResponse),
+    ),
+    security(("bearer" = ["evidence:read"]))
+)]
+pub(crate) async fn get_case(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, case)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant_access(&state, &tenant, Permission::EvidenceRead).await?;
+    evidence::check_case_id("case", &case)?;
+    let output = CaseOutput {
+        held: state.store.case_held(&tenant, &case).await?,
+        holds: state.store.case_holds(&tenant, Some(&case)).await?,
+        artifacts: state.store.artifacts(&tenant, &case).await?,
+        bundles: state.store.case_bundles(&tenant, &case).await?.iter().map(BundleView::from).collect(),
+        case_id: case,
+    };
+    Ok(Json(output).into_response())
+}
+
+/// A hold to place on a case.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CaseHoldInput {
+    /// Why (a matter or ticket reference), at most 1024 characters.
+    pub reason: String,
+}
+
+fn hold_actor(caller: &Caller) -> AuditActor {
+    AuditActor { id: Some(caller.token.id.clone()), name: Some(caller.token.name.clone()) }
+}
+
+#[utoipa::path(
+    post, path = "/v1/tenants/{tenant}/evidence/holds/{case}", tag = "evidence",
+    summary = "Hold a case's evidence: no retention path deletes it while the hold is active",
+    params(("tenant" = String, Path), ("case" = String, Path)),
+    request_body(content((CaseHoldInput = "application/json"))),
+    responses(
+        (status = 201, body = LegalHold),
+        (status = 401, body = crate::error::ErrorResponse),
+        (status = 403, body = crate::error::ErrorResponse),
+        (status = 404, body = crate::error::ErrorResponse),
+        (status = 409, description = "The case is held already", body = crate::error::ErrorResponse),
+        (status = 422, body = crate::error::ErrorResponse),
+    ),
+    security(("bearer" = ["evidence:hold"]))
+)]
+pub(crate) async fn place_case_hold(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, case)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant_access(&state, &tenant, Permission::EvidenceHold).await?;
+    evidence::check_case_id("case", &case)?;
+    let input: CaseHoldInput = crate::body::read_json(&headers, body, 64 * 1024).await?;
+    let reason = input.reason.trim().to_owned();
+    custos_model::check::text("reason", &reason, super::holds::MAX_REASON_CHARS).map_err(ApiError::invalid)?;
+    let hold = LegalHold {
+        id: case.clone(),
+        reason,
+        created_by: caller.token.id.clone(),
+        created_at: Timestamp::now(),
+        released_at: None,
+    };
+    state.store.create_case_hold(&tenant, &hold).await?;
+    let action = AdminAction {
+        kind: "custos.evidence.hold.placed",
+        actor: hold_actor(&caller),
+        resource_type: "evidence_case",
+        resource_id: &case,
+        details: serde_json::json!({"case_id": case, "reason": hold.reason}),
+    };
+    record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
+    Ok((StatusCode::CREATED, Json(hold)).into_response())
+}
+
+#[utoipa::path(
+    delete, path = "/v1/tenants/{tenant}/evidence/holds/{case}", tag = "evidence",
+    summary = "Release a case's hold (kept, with its release time)",
+    params(("tenant" = String, Path), ("case" = String, Path)),
+    responses(
+        (status = 200, body = LegalHold),
+        (status = 401, body = crate::error::ErrorResponse),
+        (status = 403, body = crate::error::ErrorResponse),
+        (status = 404, description = "The case has no active hold", body = crate::error::ErrorResponse),
+    ),
+    security(("bearer" = ["evidence:hold"]))
+)]
+pub(crate) async fn release_case_hold(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, case)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant_access(&state, &tenant, Permission::EvidenceHold).await?;
+    let hold = state.store.release_case_hold(&tenant, &case, Timestamp::now()).await?;
+    let action = AdminAction {
+        kind: "custos.evidence.hold.released",
+        actor: hold_actor(&caller),
+        resource_type: "evidence_case",
+        resource_id: &case,
+        details: serde_json::json!({"case_id": case, "reason": hold.reason, "placed_at": hold.created_at}),
+    };
+    record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
+    Ok(Json(hold).into_response())
+}
+
+#[utoipa::path(
+    get, path = "/v1/tenants/{tenant}/evidence/holds", tag = "evidence",
+    summary = "Every case hold of the tenant, newest first (released ones too)",
+    params(("tenant" = String, Path)),
+    responses(
+        (status = 200, body = Vec<LegalHold>),
+        (status = 401, body = crate::error::ErrorResponse),
+        (status = 403, body = crate::error::ErrorResponse),
+        (status = 404, body = crate::error::ErrorResponse),
+    ),
+    security(("bearer" = ["evidence:read"]))
+)]
+pub(crate) async fn list_case_holds(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant_access(&state, &tenant, Permission::EvidenceRead).await?;
+    Ok(Json(state.store.case_holds(&tenant, None).await?).into_response())
+}
+
+/// Which attestations to list.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AttestationParams {
+    /// What they are about: a bundle id.
+    pub subject_id: Option<String>,
+    /// The subject's SHA-256, 64 hex digits.
+    pub subject_sha256: Option<String>,
+    /// At most this many, newest first (1..=1000, default 100).
+    pub limit: Option<usize>,
+}
+
+/// An attestation as stored, and the verdict of verifying it now.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct AttestationOutput {
+    pub attestation_id: String,
+    pub subject_type: String,
+    pub subject_id: String,
+    pub subject_name: String,
+    pub subject_sha256: String,
+    pub predicate_type: String,
+    pub created_at: Timestamp,
+    /// The DSSE envelope.
+    #[schema(value_type = Object)]
+    pub envelope: serde_json::Value,
+    pub verification: AttestationVerification,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct AttestationVerification {
+    pub verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub signed_by: Vec<String>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/tenants/{tenant}/attestations", tag = "evidence",
+    summary = "The tenant's attestations, each verified on read",
+    description = "Each envelope is verified now against the published keys, its payload and predicate types \
+        and its subject digest, as `POST /v1/attestations/verify` does.",
+    params(("tenant" = String, Path), AttestationParams),
+    responses(
+        (status = 200, body = Vec<AttestationOutput>),
+        (status = 400, description = "An unknown parameter", body = crate::error::ErrorResponse),
+        (status = 401, body = crate::error::ErrorResponse),
+        (status = 403, body = crate::error::ErrorResponse),
+        (status = 404, body = crate::error::ErrorResponse),
+        (status = 422, body = crate::error::ErrorResponse),
+    ),
+    security(("bearer" = ["evidence:read"]))
+)]
+pub(crate) async fn list_attestations(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    params: Result<Query<AttestationParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant_access(&state, &tenant, Permission::EvidenceRead).await?;
+    let Query(params) = params.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=custos_store::evidence::MAX_LIST).contains(&limit) {
+        return Err(ApiError::invalid(FieldError::new("limit", "must be 1 to 1000")));
+    }
+    let digest = params.subject_sha256.map(|d| d.to_ascii_lowercase());
+    if digest.as_ref().is_some_and(|d| d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit())) {
+        return Err(ApiError::invalid(FieldError::new("subject_sha256", "must be 64 hex digits")));
+    }
+    let query = AttestationQuery { subject_id: params.subject_id, subject_sha256: digest, limit };
+    let keys: Vec<_> = evidence::trusted_keys(&state).await?.into_iter().map(|k| k.key).collect();
+    let found = state.store.attestations(&tenant, &query).await?;
+    let output: Vec<AttestationOutput> = found
+        .into_iter()
+        .map(|a| {
+            let verification = match Envelope::parse(a.envelope.as_bytes())
+                .map_err(custos_ledger::intoto::AttestationError::Envelope)
+                .and_then(|envelope| verify_provenance(&envelope, &keys, &a.subject_sha256))
+            {
+                Ok(verified) => AttestationVerification { verified: true, error: None, signed_by: verified.signed_by },
+                Err(error) => {
+                    AttestationVerification { verified: false, error: Some(error.to_string()), signed_by: vec![] }
+                }
+            };
+            AttestationOutput {
+                envelope: serde_json::from_str(&a.envelope).unwrap_or(serde_json::Value::Null),
+                attestation_id: a.attestation_id,
+                subject_type: a.subject_type,
+                subject_id: a.subject_id,
+                subject_name: a.subject_name,
+                subject_sha256: a.subject_sha256,
+                predicate_type: a.predicate_type,
+                created_at: a.created_at,
+                verification,
+            }
+        })
+        .collect();
+    Ok(Json(output).into_response())
+}

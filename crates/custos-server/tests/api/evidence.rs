@@ -1,0 +1,357 @@
+//! The evidence locker over HTTP: artifacts stream in write-once, a case seals into a
+//! signed bundle that re-verifies on every read and downloads to the same bytes every
+//! time, which verify offline; tampering in the object store is caught; holds, scopes
+//! and bad input. SQLite runs with the local object directory, PostgreSQL with the
+//! S3-compatible server `scripts/test.sh` starts, so both object backends are covered.
+
+use custos_ledger::bundle::{TrustedKey, Verifier};
+use custos_server::ServerConfig;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::support::{Backend, TestApp, error, json};
+
+/// An app with a signing key and an object store; the key, and the local object
+/// directory when there is one.
+async fn evidence_app(
+    backend: Backend,
+    config: ServerConfig,
+) -> (TestApp, custos_server::keys::SigningKey, Option<std::path::PathBuf>) {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let path = dir.join("signing.key");
+    custos_server::keys::SigningKey::generate().create(&path).unwrap();
+    let (objects, root) = match backend {
+        Backend::Sqlite => (custos_store::objects::open(None, &dir).unwrap(), Some(dir.join("objects"))),
+        Backend::Postgres => {
+            let endpoint = std::env::var("CUSTOS_TEST_S3_ENDPOINT").expect("scripts/test.sh starts an S3 server");
+            let bucket = std::env::var("CUSTOS_TEST_S3_BUCKET").unwrap_or_else(|_| "custos-test".into());
+            let url = format!("s3://{bucket}/evidence-{}", uuid::Uuid::new_v4().simple());
+            (custos_store::objects::open_s3(&url, Some(&endpoint)).unwrap(), None)
+        }
+    };
+    let config = ServerConfig { signing_key_file: Some(path.clone()), ..config };
+    let app = TestApp::with_objects(backend, config, Some((objects, std::time::Duration::from_secs(3600)))).await;
+    custos_server::keys::load_or_create(&*app.store, &path).await.unwrap();
+    (app, custos_server::keys::SigningKey::load(&path).unwrap(), root)
+}
+
+async fn put_artifact(app: &TestApp, token: &str, case: &str, name: &str, body: Vec<u8>) -> reqwest::Response {
+    app.client
+        .put(app.url(&format!("/v1/tenants/acme/evidence/cases/{case}/artifacts/{name}")))
+        .bearer_auth(token)
+        .header("content-type", "application/vnd.tcpdump.pcap")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn seal(app: &TestApp, token: &str, case: &str) -> reqwest::Response {
+    let body = json!({"kind": "case", "case_id": case});
+    app.client.post(app.url("/v1/tenants/acme/evidence/snapshots")).bearer_auth(token).json(&body).send().await.unwrap()
+}
+
+/// 9 MiB of varied bytes: more than one upload part.
+fn large_artifact() -> Vec<u8> {
+    (0..9 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+}
+
+async fn download(app: &TestApp, token: &str, bundle: &str) -> (reqwest::header::HeaderMap, Vec<u8>) {
+    let response = app.get(token, &format!("/v1/tenants/acme/evidence/{bundle}/download")).await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    (headers, response.bytes().await.unwrap().to_vec())
+}
+
+async fn log_kinds(app: &TestApp, token: &str, log: &str) -> Vec<Value> {
+    let (_, page) = json(app.get(token, &format!("/v1/tenants/acme/{log}?limit=100")).await).await;
+    page["items"].as_array().unwrap().iter().map(|item| item["record"].clone()).collect()
+}
+
+async fn a_case_seals_into_a_bundle_that_verifies_offline(backend: Backend) {
+    let (app, key, _) = evidence_app(backend, ServerConfig::default()).await;
+    let token = app
+        .token(&[
+            "evidence:create#tenant/acme",
+            "evidence:read#tenant/acme",
+            "evidence:export#tenant/acme",
+            "timeline:read#tenant/acme",
+            "audit:read#tenant/acme",
+        ])
+        .await;
+    let large = large_artifact();
+    let (status, uploaded) = json(put_artifact(&app, &token, "case-7", "capture.pcap", large.clone()).await).await;
+    assert_eq!(status, 201, "{uploaded}");
+    assert_eq!(uploaded["sha256"], hex::encode(Sha256::digest(&large)));
+    assert_eq!(uploaded["size"], large.len());
+    assert_eq!(uploaded["media_type"], "application/vnd.tcpdump.pcap");
+    assert!(uploaded.get("object_key").is_none(), "where it is stored is custos's business: {uploaded}");
+    let (status, _) = json(put_artifact(&app, &token, "case-7", "notes.txt", b"seen at 03:12\n".to_vec()).await).await;
+    assert_eq!(status, 201);
+
+    // Write-once: the same name again is refused, whatever the bytes.
+    let refused =
+        error(put_artifact(&app, &token, "case-7", "notes.txt", b"other".to_vec()).await, 409, "conflict").await;
+    assert_eq!(refused["field"], "name");
+
+    let (status, sealed) = json(seal(&app, &token, "case-7").await).await;
+    assert_eq!(status, 201, "{sealed}");
+    let bundle = sealed["bundle_id"].as_str().unwrap().to_owned();
+    assert!(bundle.starts_with("evb_"), "{sealed}");
+    assert_eq!(sealed["files"], 3, "two artifacts and custody.json: {sealed}");
+    assert_eq!(sealed["signed_by"], json!([key.key_id()]));
+
+    // Read back and re-verified.
+    let (status, read) = json(app.get(&token, &format!("/v1/tenants/acme/evidence/{bundle}")).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(read["verification"]["verified"], true, "{read}");
+    assert_eq!(read["verification"]["signed_by"], json!([key.key_id()]));
+    assert_eq!(read["bundle"]["merkle_root"], sealed["merkle_root"]);
+    let paths: Vec<&str> =
+        read["manifest"]["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["artifacts/capture.pcap", "artifacts/notes.txt", "custody.json"]);
+
+    // The same bundle downloads to the same bytes, which verify offline with the key.
+    let (headers, first) = download(&app, &token, &bundle).await;
+    let (_, second) = download(&app, &token, &bundle).await;
+    assert_eq!(first, second, "a deterministic archive");
+    assert_eq!(headers["content-type"], "application/gzip");
+    assert_eq!(headers["x-custos-manifest-sha256"].to_str().unwrap(), sealed["manifest_sha256"].as_str().unwrap());
+    let keys = vec![TrustedKey { key: key.dsse_signer().public_key(), not_before: None, not_after: None }];
+    let report = Verifier::new(keys).verify_tar_gz(first.as_slice()).unwrap();
+    assert_eq!(report.bundle_id, bundle);
+    assert_eq!(report.bytes, sealed["bytes"].as_u64().unwrap());
+    assert!(report.bytes > large.len() as u64 + 14, "both artifacts and the custody file");
+    assert_eq!(report.merkle_root, sealed["merkle_root"].as_str().unwrap());
+
+    // The chain of custody in the timeline, the actions (downloads too) in the audit log.
+    let timeline = log_kinds(&app, &token, "timeline").await;
+    let sealed_event = timeline.iter().find(|e| e["kind"] == "custos.evidence.bundle.sealed").unwrap();
+    assert_eq!(sealed_event["event_id"], sealed["event_id"]);
+    assert_eq!(sealed_event["details"]["merkle_root"], sealed["merkle_root"]);
+    assert_eq!(sealed_event["details"]["custody_sha256"], sealed["custody_sha256"]);
+    let uploads = timeline.iter().filter(|e| e["kind"] == "custos.evidence.artifact.uploaded").count();
+    assert_eq!(uploads, 2, "the refused upload left no event");
+    let audit = log_kinds(&app, &token, "audit").await;
+    let downloads: Vec<&Value> = audit.iter().filter(|r| r["action"] == "custos.evidence.bundle.downloaded").collect();
+    assert_eq!(downloads.len(), 2, "every download is audited");
+    assert_eq!(downloads[0]["resource_id"], bundle.as_str());
+
+    // The custody file names each upload's event.
+    let custody: Value = {
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(first.as_slice()));
+        let mut entry = archive
+            .entries()
+            .unwrap()
+            .map(Result::unwrap)
+            .find(|e| e.path().unwrap().ends_with("custody.json"))
+            .unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    assert_eq!(custody["steps"][0]["name"], "capture.pcap");
+    assert_eq!(custody["steps"][0]["sha256"], uploaded["sha256"]);
+    assert_eq!(custody["steps"][0]["event_id"], uploaded["event_id"]);
+
+    // The attestation: about the manifest, verified on read, and by the public verifier.
+    let path = format!("/v1/tenants/acme/attestations?subject_id={bundle}");
+    let (status, attestations) = json(app.get(&token, &path).await).await;
+    assert_eq!(status, 200);
+    let attestation = &attestations[0];
+    assert_eq!(attestations.as_array().unwrap().len(), 1);
+    assert_eq!(attestation["attestation_id"], sealed["attestation_id"]);
+    assert_eq!(attestation["subject_sha256"], sealed["manifest_sha256"]);
+    assert_eq!(attestation["verification"]["verified"], true, "{attestation}");
+    let body = json!({"envelope": attestation["envelope"], "subject_sha256": sealed["manifest_sha256"]});
+    let (_, verdict) =
+        json(app.client.post(app.url("/v1/attestations/verify")).json(&body).send().await.unwrap()).await;
+    assert_eq!(verdict["verified"], true, "{verdict}");
+    assert_eq!(verdict["statement"]["predicate"]["runDetails"]["metadata"]["invocationId"], bundle.as_str());
+
+    // The case, whole.
+    let (_, case) = json(app.get(&token, "/v1/tenants/acme/evidence/cases/case-7").await).await;
+    assert_eq!(case["artifacts"].as_array().unwrap().len(), 2);
+    assert_eq!(case["bundles"][0]["bundle_id"], bundle.as_str());
+    assert_eq!(case["held"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_seals_into_a_bundle_that_verifies_offline_on_sqlite_and_local_objects() {
+    a_case_seals_into_a_bundle_that_verifies_offline(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_seals_into_a_bundle_that_verifies_offline_on_postgres_and_s3() {
+    a_case_seals_into_a_bundle_that_verifies_offline(Backend::Postgres).await;
+}
+
+/// Makes a local object writable again and replaces one byte of it: what someone with
+/// access to the object directory could do.
+fn flip_byte(file: &std::path::Path, at: usize) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes[at] ^= 1;
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampering_in_the_object_store_is_caught() {
+    let (app, _, root) = evidence_app(Backend::Sqlite, ServerConfig::default()).await;
+    let root = root.unwrap();
+    let token = app.token(&["evidence:create#tenant/acme", "evidence:read#tenant/acme"]).await;
+    put_artifact(&app, &token, "case-1", "a.log", b"line one\n".to_vec()).await;
+    let (_, sealed) = json(seal(&app, &token, "case-1").await).await;
+    let bundle = sealed["bundle_id"].as_str().unwrap();
+    let dir = root.join(format!("tenants/acme/evidence/case-1/{bundle}"));
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join("manifest.json")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o444, "bundle files are read-only");
+
+    // One flipped byte in an artifact: the file and the check are named.
+    flip_byte(&dir.join("artifacts/a.log"), 3);
+    let (_, read) = json(app.get(&token, &format!("/v1/tenants/acme/evidence/{bundle}")).await).await;
+    assert_eq!(read["verification"]["verified"], false, "{read}");
+    assert_eq!(read["verification"]["check"], "file_digest");
+    assert!(read["verification"]["error"].as_str().unwrap().contains("artifacts/a.log"), "{read}");
+    flip_byte(&dir.join("artifacts/a.log"), 3);
+
+    // A file added beside them.
+    std::fs::write(dir.join("artifacts/extra.log"), b"planted").unwrap();
+    let (_, read) = json(app.get(&token, &format!("/v1/tenants/acme/evidence/{bundle}")).await).await;
+    assert_eq!(read["verification"]["check"], "file_unlisted", "{read}");
+    std::fs::remove_file(dir.join("artifacts/extra.log")).unwrap();
+    let (_, read) = json(app.get(&token, &format!("/v1/tenants/acme/evidence/{bundle}")).await).await;
+    assert_eq!(read["verification"]["verified"], true, "restored: {read}");
+
+    // An upload changed before sealing: the case is not sealed.
+    put_artifact(&app, &token, "case-2", "b.log", b"original".to_vec()).await;
+    let uploads = root.join("tenants/acme/evidence/case-2/uploads");
+    let upload = std::fs::read_dir(&uploads).unwrap().next().unwrap().unwrap().path();
+    flip_byte(&upload, 0);
+    let refused = error(seal(&app, &token, "case-2").await, 409, "conflict").await;
+    assert!(refused["message"].as_str().unwrap().contains("b.log"), "{refused}");
+    let (_, case) = json(app.get(&token, "/v1/tenants/acme/evidence/cases/case-2").await).await;
+    assert!(case["bundles"].as_array().unwrap().is_empty(), "{case}");
+}
+
+async fn holds_scopes_and_bad_input(backend: Backend) {
+    let config = ServerConfig { evidence_max_artifact_bytes: 1024, ..ServerConfig::default() };
+    let (app, _, _) = evidence_app(backend, config).await;
+    let creator = app.token(&["evidence:create#tenant/acme"]).await;
+    let reader = app.token(&["evidence:read#tenant/acme"]).await;
+    let holder = app.token(&["evidence:hold#tenant/acme", "audit:read#tenant/acme"]).await;
+    let globex = app.token(&["evidence:read#tenant/globex", "evidence:create#tenant/globex"]).await;
+
+    // Scopes: each route its own permission.
+    let denied = error(put_artifact(&app, &reader, "c", "a.log", b"x".to_vec()).await, 403, "forbidden").await;
+    assert_eq!(denied["message"], "missing scope evidence:create#tenant/acme");
+    put_artifact(&app, &creator, "c", "a.log", b"x".to_vec()).await;
+    let (_, sealed) = json(seal(&app, &creator, "c").await).await;
+    let bundle = sealed["bundle_id"].as_str().unwrap();
+    error(app.get(&creator, &format!("/v1/tenants/acme/evidence/{bundle}")).await, 403, "forbidden").await;
+    let denied =
+        error(app.get(&reader, &format!("/v1/tenants/acme/evidence/{bundle}/download")).await, 403, "forbidden").await;
+    assert_eq!(denied["message"], "missing scope evidence:export#tenant/acme");
+    // Another tenant's token, on its own tenant: the bundle is not there.
+    error(app.get(&globex, &format!("/v1/tenants/globex/evidence/{bundle}")).await, 404, "not_found").await;
+    error(app.get(&reader, "/v1/tenants/acme/evidence/evb_nope").await, 404, "not_found").await;
+
+    // Bad input: the field at fault, nothing written.
+    for (name, field) in [(".hidden", "name"), ("a%20b", "name"), (&"n".repeat(256) as &str, "name")] {
+        let refused = error(put_artifact(&app, &creator, "c", name, b"x".to_vec()).await, 422, "invalid_field").await;
+        assert_eq!(refused["field"], field, "{name}: {refused}");
+    }
+    let refused =
+        error(put_artifact(&app, &creator, "c%2Fd", "a.log", b"x".to_vec()).await, 422, "invalid_field").await;
+    assert_eq!(refused["field"], "case");
+    let response = app
+        .client
+        .put(app.url("/v1/tenants/acme/evidence/cases/c/artifacts/t.bin"))
+        .bearer_auth(&creator)
+        .header("content-type", "not a type")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error(response, 422, "invalid_field").await["field"], "content-type");
+    // Over the size limit, declared or streamed.
+    error(put_artifact(&app, &creator, "c", "big.bin", vec![0; 1025]).await, 413, "payload_too_large").await;
+    let chunks = futures::stream::iter((0..3).map(|_| Ok::<_, std::io::Error>(vec![7u8; 600])));
+    let response = app
+        .client
+        .put(app.url("/v1/tenants/acme/evidence/cases/c/artifacts/streamed.bin"))
+        .bearer_auth(&creator)
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    error(response, 413, "payload_too_large").await;
+    let (_, case) = json(app.get(&reader, "/v1/tenants/acme/evidence/cases/c").await).await;
+    let names: Vec<&str> = case["artifacts"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a.log"], "no refused upload was recorded");
+
+    let snapshot = |body: Value| {
+        app.client.post(app.url("/v1/tenants/acme/evidence/snapshots")).bearer_auth(&creator).json(&body).send()
+    };
+    let refused =
+        error(snapshot(json!({"kind": "evaluation", "case_id": "c"})).await.unwrap(), 422, "invalid_field").await;
+    assert_eq!(refused["field"], "kind");
+    assert!(refused["message"].as_str().unwrap().contains("not sealed by this build yet"), "{refused}");
+    let refused =
+        error(snapshot(json!({"kind": "everything", "case_id": "c"})).await.unwrap(), 422, "invalid_field").await;
+    assert!(refused["message"].as_str().unwrap().contains("known: case, evaluation, job, export"), "{refused}");
+    let refused =
+        error(snapshot(json!({"kind": "case", "case_id": "empty"})).await.unwrap(), 422, "invalid_field").await;
+    assert_eq!(refused["field"], "case_id");
+    let refused =
+        error(snapshot(json!({"kind": "case", "case_id": "c", "extra": 1})).await.unwrap(), 422, "invalid_field").await;
+    assert!(refused["message"].as_str().unwrap().contains("extra"), "{refused}");
+    let refused =
+        error(app.get(&reader, "/v1/tenants/acme/attestations?subject_sha256=abc").await, 422, "invalid_field").await;
+    assert_eq!(refused["field"], "subject_sha256");
+
+    // Holds: one active per case, audited, released and kept.
+    let hold_url = app.url("/v1/tenants/acme/evidence/holds/c");
+    let place = || app.client.post(&hold_url).bearer_auth(&holder).json(&json!({"reason": "matter 7"})).send();
+    let (status, hold) = json(place().await.unwrap()).await;
+    assert_eq!(status, 201, "{hold}");
+    assert_eq!(hold["id"], "c");
+    error(place().await.unwrap(), 409, "conflict").await;
+    let (_, case) = json(app.get(&reader, "/v1/tenants/acme/evidence/cases/c").await).await;
+    assert_eq!(case["held"], true);
+    error(
+        app.client.post(&hold_url).bearer_auth(&reader).json(&json!({"reason": "x"})).send().await.unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    let (status, released) = json(app.client.delete(&hold_url).bearer_auth(&holder).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert!(released["released_at"].is_string(), "{released}");
+    error(app.client.delete(&hold_url).bearer_auth(&holder).send().await.unwrap(), 404, "not_found").await;
+    let (_, holds) = json(app.get(&reader, "/v1/tenants/acme/evidence/holds").await).await;
+    assert_eq!(holds.as_array().unwrap().len(), 1);
+    let audit = log_kinds(&app, &holder, "audit").await;
+    let actions: Vec<&str> = audit.iter().filter_map(|r| r["action"].as_str()).filter(|a| a.contains("hold")).collect();
+    assert_eq!(actions, ["custos.evidence.hold.released", "custos.evidence.hold.placed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_scopes_and_bad_input_on_sqlite() {
+    holds_scopes_and_bad_input(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_scopes_and_bad_input_on_postgres() {
+    holds_scopes_and_bad_input(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_object_store_the_locker_says_so() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let token = app.token(&["evidence:create#tenant/acme"]).await;
+    let refused = error(put_artifact(&app, &token, "c", "a.log", b"x".to_vec()).await, 503, "unavailable").await;
+    assert!(refused["message"].as_str().unwrap().contains("object store"), "{refused}");
+}
