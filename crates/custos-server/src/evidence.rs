@@ -268,6 +268,15 @@ pub(crate) async fn seal_case(
     let objects = objects(state)?;
     let key = state.ledger.key()?;
     let artifacts = state.store.artifacts(tenant, case).await?;
+    if artifacts.len() > custos_store::evidence::MAX_CASE_ARTIFACTS {
+        return Err(ApiError::invalid(FieldError::new(
+            "case_id",
+            format!(
+                "case {case:?} holds more than {} artifacts, more than one bundle carries",
+                custos_store::evidence::MAX_CASE_ARTIFACTS
+            ),
+        )));
+    }
     if artifacts.is_empty() {
         return Err(ApiError::invalid(FieldError::new(
             "case_id",
