@@ -33,8 +33,10 @@ use crate::error::{ApiError, ErrorCode};
 pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Longest artifact name, in bytes.
 pub const MAX_ARTIFACT_NAME_BYTES: usize = 255;
-/// Part size of a streamed upload: what one upload holds in memory, twice at most.
-const UPLOAD_PART_BYTES: usize = 8 * 1024 * 1024;
+/// Part size of a streamed upload (S3's smallest): one upload holds a part being filled
+/// and at most [`UPLOAD_PARTS_IN_FLIGHT`] being written.
+const UPLOAD_PART_BYTES: usize = 5 * 1024 * 1024;
+const UPLOAD_PARTS_IN_FLIGHT: usize = 2;
 /// Archive bytes buffered between the archive writer and the response.
 const DOWNLOAD_CHUNK_BYTES: usize = 256 * 1024;
 /// The build type of a bundle's provenance.
@@ -139,7 +141,7 @@ pub(crate) async fn upload(objects: &Objects, key: &str, body: Body, max: u64) -
         }
         hasher.update(&chunk);
         upload.put(chunk);
-        if let Err(e) = upload.wait_for_capacity(2).await {
+        if let Err(e) = upload.wait_for_capacity(UPLOAD_PARTS_IN_FLIGHT).await {
             break Some(store_error(custos_store::StoreError::Object {
                 context: format!("uploading {key}"),
                 source: e,

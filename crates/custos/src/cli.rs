@@ -523,9 +523,22 @@ pub enum BenchCommand {
     /// Tenant logs on SQLite: hashed appends against unhashed inserts, proofs on a large
     /// log against a point read, offline verification against SHA-256.
     Timeline(BenchTimelineArgs),
+    /// The evidence locker on a large bundle: upload, seal, read back, download and
+    /// offline verification, each against SHA-256 over the same bytes, with its peak RSS.
+    Evidence(BenchEvidenceArgs),
     /// `/admin/health` rendered over a large tenant (500 connectors, 2,000 rules, 10
     /// million rule runs by default), against an unloaded request.
     Console(BenchConsoleArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchEvidenceArgs {
+    /// Bytes in the bundle (1 GiB by default).
+    #[arg(long, default_value_t = 1 << 30)]
+    pub bytes: u64,
+    /// Artifacts the bytes are split into.
+    #[arg(long, default_value_t = 16)]
+    pub files: u64,
 }
 
 #[derive(Debug, Clone, Args)]

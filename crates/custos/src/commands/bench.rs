@@ -15,6 +15,7 @@
 //! - `console`: `/admin/health` over a large tenant (500 connectors, 2,000 rules, 10
 //!   million rule runs), against an unloaded `GET /health/liveness`.
 //! - `timeline`: see [`super::bench_timeline`].
+//! - `evidence`: see [`super::bench_evidence`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,6 +49,7 @@ pub async fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<(
         BenchCommand::Health(args) => health(global, &args).await,
         BenchCommand::Console(args) => console(global, &args).await,
         BenchCommand::Timeline(args) => super::bench_timeline::run(&args).await,
+        BenchCommand::Evidence(args) => super::bench_evidence::run(&args).await,
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod bench_evidence;
 pub mod bench_timeline;
 pub mod config;
 pub mod forensic;
