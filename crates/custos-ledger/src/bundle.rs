@@ -449,14 +449,15 @@ pub fn hash_reader(reader: &mut impl Read) -> std::io::Result<(u64, Hash)> {
 }
 
 /// Writes a bundle as a deterministic `.tar.gz`: the same files always give the same
-/// bytes. Entries are `<bundle id>/<path>`, added in bytewise path order (metadata files
-/// included; out-of-order adds are refused), regular files only, mode 0644, owner and
-/// group 0 without names, modification time 0, GNU long names past 100 bytes. The gzip
-/// member has no name, time 0 and an unknown OS, and its deflate stream stores rather
-/// than compresses: bytes that depend on no compressor's version, inflated as fast as
-/// they are read (evidence is often compressed already).
+/// bytes, which any implementation can reproduce. Entries are `<bundle id>/<path>`, added
+/// in bytewise path order (metadata files included; out-of-order adds are refused),
+/// regular files only, mode 0644, owner and group 0 without names, modification time 0,
+/// GNU long names past 100 bytes. The tar stream is wrapped by [`StoredGzip`]: stored
+/// (uncompressed) deflate blocks in a fixed layout, so the bytes depend on no
+/// compressor's version, and inflate as fast as they are read (evidence is often
+/// compressed already).
 pub struct ArchiveWriter<W: std::io::Write> {
-    tar: tar::Builder<flate2::write::GzEncoder<W>>,
+    tar: tar::Builder<StoredGzip<W>>,
     top: String,
     last: Option<String>,
 }
@@ -469,8 +470,7 @@ impl<W: std::io::Write> std::fmt::Debug for ArchiveWriter<W> {
 
 impl<W: std::io::Write> ArchiveWriter<W> {
     pub fn new(out: W, bundle_id: &str) -> Self {
-        let gz = flate2::GzBuilder::new().mtime(0).write(out, flate2::Compression::none());
-        let mut tar = tar::Builder::new(gz);
+        let mut tar = tar::Builder::new(StoredGzip::new(out));
         tar.mode(tar::HeaderMode::Deterministic);
         Self { tar, top: bundle_id.to_owned(), last: None }
     }
@@ -501,6 +501,86 @@ impl<W: std::io::Write> ArchiveWriter<W> {
     /// Ends the archive and the gzip member; returns the output.
     pub fn finish(self) -> std::io::Result<W> {
         self.tar.into_inner()?.finish()
+    }
+}
+
+/// Largest stored deflate block (RFC 1951 §3.2.4: LEN is 16 bits).
+const STORED_BLOCK: usize = 65_535;
+
+/// A gzip member (RFC 1952) of stored deflate blocks (RFC 1951 §3.2.4), in one fixed
+/// layout: the header `1f 8b 08 00 00000000 00 ff` (no flags, modification time 0, no
+/// extra flags, unknown OS); the data in blocks of exactly 65,535 bytes, each
+/// `00 LEN NLEN` and the bytes (LEN little-endian, NLEN its complement); one final block
+/// `01 LEN NLEN` with the remaining 0 to 65,534 bytes; then the CRC-32 and the length
+/// modulo 2³², little-endian. Written by hand because it is this small and the layout
+/// is the format.
+pub struct StoredGzip<W: std::io::Write> {
+    out: W,
+    block: Vec<u8>,
+    crc: crc32fast::Hasher,
+    size: u32,
+    started: bool,
+}
+
+impl<W: std::io::Write> std::fmt::Debug for StoredGzip<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredGzip").field("size", &self.size).finish_non_exhaustive()
+    }
+}
+
+impl<W: std::io::Write> StoredGzip<W> {
+    pub const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+    pub fn new(out: W) -> Self {
+        Self { out, block: Vec::with_capacity(STORED_BLOCK), crc: crc32fast::Hasher::new(), size: 0, started: false }
+    }
+
+    fn start(&mut self) -> std::io::Result<()> {
+        if !self.started {
+            self.out.write_all(&Self::HEADER)?;
+            self.started = true;
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, last: bool, data: &[u8]) -> std::io::Result<()> {
+        self.start()?;
+        let len = u16::try_from(data.len()).expect("a stored block holds at most 65,535 bytes");
+        let [l0, l1] = len.to_le_bytes();
+        self.out.write_all(&[u8::from(last), l0, l1, !l0, !l1])?;
+        self.out.write_all(data)
+    }
+
+    /// Writes the final block and the trailer; returns the output.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        let block = std::mem::take(&mut self.block);
+        self.emit(true, &block)?;
+        let crc = self.crc.clone().finalize();
+        self.out.write_all(&crc.to_le_bytes())?;
+        self.out.write_all(&self.size.to_le_bytes())?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for StoredGzip<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        // A full block is held back until more data shows it is not the last one.
+        if self.block.len() == STORED_BLOCK && !data.is_empty() {
+            let block = std::mem::take(&mut self.block);
+            self.emit(false, &block)?;
+            self.block = block;
+            self.block.clear();
+        }
+        let n = data.len().min(STORED_BLOCK - self.block.len());
+        self.block.extend_from_slice(&data[..n]);
+        self.crc.update(&data[..n]);
+        self.size = self.size.wrapping_add(n as u32);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
 

@@ -391,8 +391,8 @@ fn archives_are_deterministic_and_verify() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let second = archive(bundle().path());
     assert_eq!(first, second);
-    // gzip: no name, modification time 0, "fastest" (stored), unknown OS.
-    assert_eq!(&first[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
+    // gzip: no name, modification time 0, no extra flags, unknown OS.
+    assert_eq!(&first[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
     let report = verifier().verify_tar_gz(&first[..]).unwrap();
     assert_eq!(report.files, 4);
     let mut entries = tar::Archive::new(flate2::read::GzDecoder::new(&first[..]));
@@ -431,4 +431,41 @@ fn bundles_verify_file_by_file() {
     let mut incomplete = verifier.check();
     incomplete.add(MANIFEST, std::fs::File::open(dir.path().join(MANIFEST)).unwrap()).unwrap();
     assert_eq!(incomplete.finish(), Err(BundleError::MissingMetadata { path: MANIFEST_ENVELOPE }));
+}
+
+/// The stored-gzip layout, byte for byte, across the block boundary, and read back by
+/// independent inflaters (flate2's, and Python's zlib in the interop suite's reader).
+#[test]
+fn stored_gzip_has_its_documented_layout() {
+    use std::io::Read as _;
+    for size in [0usize, 1, 65_534, 65_535, 65_536, 2 * 65_535, 2 * 65_535 + 7] {
+        let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+        let mut gz = StoredGzip::new(Vec::new());
+        // Written in uneven pieces: the layout does not depend on how.
+        for piece in data.chunks(40_000) {
+            gz.write_all(piece).unwrap();
+        }
+        let bytes = gz.finish().unwrap();
+        assert_eq!(&bytes[..10], &StoredGzip::<Vec<u8>>::HEADER);
+        let full = size.saturating_sub(1) / 65_535;
+        let last = size - full * 65_535;
+        assert_eq!(bytes.len(), 10 + full * (5 + 65_535) + 5 + last + 8, "size {size}");
+        for block in 0..full {
+            let at = 10 + block * (5 + 65_535);
+            assert_eq!(&bytes[at..at + 5], &[0, 0xff, 0xff, 0, 0], "size {size} block {block}");
+        }
+        let at = 10 + full * (5 + 65_535);
+        let len = last as u16;
+        assert_eq!(bytes[at], 1, "the final block");
+        assert_eq!(
+            &bytes[at + 1..at + 5],
+            &[len.to_le_bytes()[0], len.to_le_bytes()[1], !len.to_le_bytes()[0], !len.to_le_bytes()[1]]
+        );
+        let trailer = &bytes[bytes.len() - 8..];
+        assert_eq!(trailer[..4], crc32fast::hash(&data).to_le_bytes());
+        assert_eq!(trailer[4..], (size as u32).to_le_bytes());
+        let mut inflated = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut inflated).unwrap();
+        assert_eq!(inflated, data, "size {size}");
+    }
 }

@@ -8,7 +8,8 @@
 //!
 //! Phases: upload (streamed `PUT`s), seal (`POST …/snapshots`: every artifact re-hashed,
 //! linked into the bundle, the manifest signed), read back (`GET …/{bundle}`: every file
-//! re-verified), download (the deterministic `.tar.gz`, to disk), and offline
+//! re-verified), download (the deterministic `.tar.gz`, counted as it streams; then
+//! again to disk, checked to be the same bytes), and offline
 //! verification of the archive and of the bundle's directory.
 
 use std::io::{Read, Write};
@@ -224,10 +225,23 @@ pub async fn run(args: &BenchEvidenceArgs) -> anyhow::Result<()> {
     ensure!(read["verification"]["verified"] == true, "the bundle verifies on read: {}", read["verification"]);
     phase("read back, re-verified", began, peak_rss_mib(pid));
 
-    let archive = dir.path().join(format!("{bundle}.tar.gz"));
+    // Timed: the stream as fast as the server sends it (counted, not stored: writing a
+    // gigabyte to this machine's disk is slower than producing it). Then again, untimed,
+    // to disk for the offline verifiers; the same bytes both times.
     let began = Instant::now();
     let response = client.get(format!("{base}/{bundle}/download")).bearer_auth(&secret).send().await?;
     ensure!(response.status() == 200, "download: {}", response.status());
+    let mut received = 0u64;
+    let mut crc = crc32fast::Hasher::new();
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        received += chunk.len() as u64;
+        crc.update(&chunk);
+    }
+    phase("download (.tar.gz, streamed)", began, peak_rss_mib(pid));
+    let archive = dir.path().join(format!("{bundle}.tar.gz"));
+    let response = client.get(format!("{base}/{bundle}/download")).bearer_auth(&secret).send().await?;
     let mut out = std::io::BufWriter::with_capacity(CHUNK, std::fs::File::create(&archive)?);
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
@@ -235,7 +249,8 @@ pub async fn run(args: &BenchEvidenceArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     drop(out);
-    phase("download (.tar.gz to disk)", began, peak_rss_mib(pid));
+    let stored = std::fs::read(&archive).map(|b| (b.len() as u64, crc32fast::hash(&b)))?;
+    ensure!(stored == (received, crc.finalize()), "two downloads of the bundle differ");
     drop(server);
 
     let bundle_dir = data.join(format!("objects/tenants/bench/evidence/bench-case/{bundle}"));
