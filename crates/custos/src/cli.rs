@@ -453,6 +453,126 @@ pub enum ForensicCommand {
     /// server. Exits 0 when it verifies, 1 when it does not (saying which file and
     /// which check), 2 for a usage error or unreadable input.
     Verify(VerifyBundleArgs),
+    /// Evidence bundles through a server: seal one, and download it.
+    Snapshot(SnapshotArgs),
+    /// Case artifacts through a server: upload one, streamed, with progress.
+    Artifact(ArtifactArgs),
+    /// Provenance attestations: show and verify them.
+    Attest(AttestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(subcommand)]
+    pub command: SnapshotCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Seal a signed evidence bundle on the server and print its id, root and trace id;
+    /// with --output, download it (progress on stderr).
+    Create(SnapshotCreateArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SnapshotScope {
+    /// The case's uploaded artifacts.
+    Case,
+    /// A rule evaluation (not sealed by this build yet).
+    Eval,
+    /// A job's capsule (not sealed by this build yet).
+    Job,
+    /// An export (not sealed by this build yet).
+    Export,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SnapshotCreateArgs {
+    #[arg(long)]
+    pub tenant: String,
+    /// The case the bundle belongs to.
+    #[arg(long)]
+    pub case: String,
+    /// What to preserve.
+    #[arg(long, value_enum, default_value = "case")]
+    pub scope: SnapshotScope,
+    /// What the bundle is of (for `case`, the case itself: the default).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Download the sealed bundle's .tar.gz here.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ArtifactArgs {
+    #[command(subcommand)]
+    pub command: ArtifactCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactCommand {
+    /// Upload a file to a case (streamed; write-once: a name is taken once).
+    Upload(ArtifactUploadArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ArtifactUploadArgs {
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long)]
+    pub case: String,
+    /// The file to upload.
+    pub file: PathBuf,
+    /// Its name in the case (default: the file's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Its media type.
+    #[arg(long, default_value = "application/octet-stream")]
+    pub media_type: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AttestArgs {
+    #[command(subcommand)]
+    pub command: AttestCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AttestCommand {
+    /// Show an artifact's or a bundle's provenance, verified: offline with --envelope,
+    /// or looked up on the server by digest (or by bundle id). Exits 0 when an
+    /// attestation verifies, 1 when none does, 2 for a usage error or unreadable input.
+    Show(AttestShowArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AttestShowArgs {
+    /// A file (its SHA-256 is the subject), a bundle (`.tar.gz` or directory: its
+    /// manifest.json is the subject), or a bundle id on the server.
+    pub target: String,
+    /// The attestation (a DSSE envelope as JSON), to check offline.
+    #[arg(long)]
+    pub envelope: Option<PathBuf>,
+    /// The tenant to look attestations up in, on the server (without --envelope).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// A trusted public key, as for `forensic verify`; repeat for several. Without
+    /// --key or --keyring, the server's /v1/keys are used (integrity, not trust).
+    #[arg(long = "key")]
+    pub keys: Vec<String>,
+    /// A keyring: the JSON of `GET /v1/keys`, saved.
+    #[arg(long)]
+    pub keyring: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

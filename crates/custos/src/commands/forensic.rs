@@ -20,6 +20,21 @@ pub async fn run(global: &GlobalArgs, args: &ForensicArgs) -> anyhow::Result<()>
     match &args.command {
         ForensicCommand::VerifyLog(verify) => verify_log(global, &args.connection, verify).await,
         ForensicCommand::Verify(verify) => super::forensic_bundle::verify(verify).await,
+        ForensicCommand::Snapshot(snapshot) => match &snapshot.command {
+            crate::cli::SnapshotCommand::Create(create) => {
+                super::forensic_evidence::snapshot_create(&args.connection, create).await
+            }
+        },
+        ForensicCommand::Artifact(artifact) => match &artifact.command {
+            crate::cli::ArtifactCommand::Upload(upload) => {
+                super::forensic_evidence::artifact_upload(&args.connection, upload).await
+            }
+        },
+        ForensicCommand::Attest(attest) => match &attest.command {
+            crate::cli::AttestCommand::Show(show) => {
+                super::forensic_evidence::attest_show(&args.connection, show).await
+            }
+        },
     }
 }
 

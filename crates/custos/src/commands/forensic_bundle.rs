@@ -12,7 +12,7 @@ use custos_ledger::note::NoteVerifier;
 use super::UsageError;
 use crate::cli::VerifyBundleArgs;
 
-fn usage(message: String) -> anyhow::Error {
+pub(crate) fn usage(message: String) -> anyhow::Error {
     anyhow::Error::new(UsageError(message))
 }
 
@@ -36,13 +36,18 @@ fn trusted_keys(values: &[String]) -> anyhow::Result<Vec<TrustedKey>> {
     Ok(keys)
 }
 
-pub async fn verify(args: &VerifyBundleArgs) -> anyhow::Result<()> {
-    let mut keys = trusted_keys(&args.keys)?;
-    if let Some(path) = &args.keyring {
+/// The keys of `--key` values and a `--keyring` file.
+pub(crate) fn load_keys(values: &[String], keyring: Option<&Path>) -> anyhow::Result<Vec<TrustedKey>> {
+    let mut keys = trusted_keys(values)?;
+    if let Some(path) = keyring {
         let json = std::fs::read(path).map_err(|e| usage(format!("reading --keyring {}: {e}", path.display())))?;
         keys.extend(parse_keyring(&json).map_err(|e| usage(format!("--keyring {}: {e}", path.display())))?);
     }
-    let verifier = Verifier::new(keys);
+    Ok(keys)
+}
+
+pub async fn verify(args: &VerifyBundleArgs) -> anyhow::Result<()> {
+    let verifier = Verifier::new(load_keys(&args.keys, args.keyring.as_deref())?);
     let path = args.bundle.clone();
     let metadata =
         std::fs::metadata(&path).map_err(|e| usage(format!("cannot read the bundle {}: {e}", path.display())))?;

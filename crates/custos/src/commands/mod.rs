@@ -7,6 +7,7 @@ pub mod bench_timeline;
 pub mod config;
 pub mod forensic;
 pub mod forensic_bundle;
+pub mod forensic_evidence;
 pub mod incidents;
 pub mod keys;
 pub mod obs;

@@ -101,3 +101,119 @@ fn usage_errors_exit_2() {
     // Neither --key nor --keyring: clap's usage error.
     assert_eq!(verify(&store, &[fixture().to_str().unwrap()]).0, 2);
 }
+
+/// The locker from the command line against a running server: upload with progress,
+/// seal and download, verify offline, and show the provenance both ways.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_uploads_seals_downloads_and_shows_provenance() {
+    let store = Store::sqlite();
+    store.ok(&["tenants", "create", "acme"]);
+    let server = crate::common::Server::start(&store);
+    let token = crate::common::create_token(
+        &store,
+        &["--tenant", "acme", "--scope", "evidence:create", "--scope", "evidence:read", "--scope", "evidence:export"],
+    );
+    let dir = store.dir.path();
+    let cli = |args: &[&str]| {
+        let output = store
+            .command()
+            .args(["forensic"])
+            .args(args)
+            .args(["--server", &server.base, "--token", &token])
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap(),
+            String::from_utf8(output.stdout).unwrap(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+    let artifact = dir.join("capture.pcap");
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&artifact, &bytes).unwrap();
+
+    let (code, stdout, stderr) =
+        cli(&["artifact", "upload", "--tenant", "acme", "--case", "IR-1", artifact.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let uploaded: Value = serde_json::from_str(&stdout).unwrap();
+    use sha2::Digest as _;
+    assert_eq!(uploaded["artifact"]["sha256"], hex::encode(sha2::Sha256::digest(&bytes)));
+    assert_eq!(uploaded["trace_id"].as_str().unwrap().len(), 32);
+
+    let archive = dir.join("bundle.tar.gz");
+    let (code, stdout, stderr) = cli(&[
+        "snapshot",
+        "create",
+        "--tenant",
+        "acme",
+        "--case",
+        "IR-1",
+        "--scope",
+        "case",
+        "--output",
+        archive.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("sealed bundle evb_"), "{stdout}");
+    assert!(stdout.contains("trace_id     "), "{stdout}");
+    let saved = std::fs::read(&archive).unwrap();
+    assert!(stdout.contains(&format!("sha256 {}", hex::encode(sha2::Sha256::digest(&saved)))), "{stdout}");
+
+    // Offline, with the keys saved from the server.
+    let keys = reqwest::get(format!("{}/v1/keys", server.base)).await.unwrap().text().await.unwrap();
+    let keyring = dir.join("keys.json");
+    std::fs::write(&keyring, &keys).unwrap();
+    let (code, stdout, _) = verify(&store, &[archive.to_str().unwrap(), "--keyring", keyring.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}");
+
+    // The bundle's provenance, looked up on the server by its manifest's digest.
+    let (code, stdout, stderr) = cli(&["attest", "show", archive.to_str().unwrap(), "--tenant", "acme"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("\nverified att_"), "{stdout}");
+    assert!(stdout.contains("https://slsa.dev/provenance/v1"), "{stdout}");
+    assert!(stderr.contains("keys taken from the server"), "{stderr}");
+    // The artifact alone has no attestation of its own.
+    let (code, _, stderr) = cli(&["attest", "show", artifact.to_str().unwrap(), "--tenant", "acme"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no attestation found"), "{stderr}");
+
+    // Offline: the envelope saved, the keys pinned; a statement about another file fails.
+    let (_, json_out, _) = cli(&["attest", "show", archive.to_str().unwrap(), "--tenant", "acme", "--json"]);
+    let shown: Value = serde_json::from_str(&json_out).unwrap();
+    let bundle_id = shown["attestations"][0]["statement"]["predicate"]["runDetails"]["metadata"]["invocationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let listed: Value = reqwest::Client::new()
+        .get(format!("{}/v1/tenants/acme/attestations?subject_id={bundle_id}", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let envelope = dir.join("bundle.intoto.json");
+    std::fs::write(&envelope, listed[0]["envelope"].to_string()).unwrap();
+    let offline = |target: &str| {
+        let output = store
+            .command()
+            .args(["forensic", "attest", "show", target, "--envelope"])
+            .arg(&envelope)
+            .args(["--keyring", keyring.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (output.status.code().unwrap(), String::from_utf8(output.stdout).unwrap())
+    };
+    let (code, stdout) = offline(archive.to_str().unwrap());
+    assert_eq!(code, 0, "{stdout}");
+    let (code, stdout) = offline(artifact.to_str().unwrap());
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("NOT verified"), "{stdout}");
+
+    // What this build does not seal yet, it says.
+    let (code, _, stderr) = cli(&["snapshot", "create", "--tenant", "acme", "--case", "IR-1", "--scope", "eval"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("not sealed by this build yet"), "{stderr}");
+    server.stop();
+}
