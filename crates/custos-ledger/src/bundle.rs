@@ -48,7 +48,10 @@ pub const MANIFEST: &str = "manifest.json";
 pub const MANIFEST_ENVELOPE: &str = "manifest.dsse.json";
 pub const ROOT_FILE: &str = "root.merkle";
 /// The files of a bundle that are not listed in its manifest.
-pub const METADATA_FILES: [&str; 3] = [MANIFEST, MANIFEST_ENVELOPE, ROOT_FILE];
+/// An RFC 3161 time-stamp token (DER) over the Merkle root: optional.
+pub const TIMESTAMP_FILE: &str = "timestamp.tsr";
+
+pub const METADATA_FILES: [&str; 4] = [MANIFEST, MANIFEST_ENVELOPE, ROOT_FILE, TIMESTAMP_FILE];
 
 /// Files a manifest may list.
 pub const MAX_FILES: usize = 100_000;
@@ -98,6 +101,8 @@ pub enum BundleError {
     TooManyEntries(usize),
     #[error("the archive inflates more than {MAX_RATIO} times its size (a decompression bomb?)")]
     Bomb,
+    #[error("{TIMESTAMP_FILE}: {0}")]
+    Timestamp(crate::tsa::TsaError),
 }
 
 impl BundleError {
@@ -119,6 +124,7 @@ impl BundleError {
             Self::Unsafe { .. } => "unsafe_entry",
             Self::TooManyEntries(_) => "too_many_entries",
             Self::Bomb => "decompression_bomb",
+            Self::Timestamp(_) => "timestamp",
         }
     }
 }
@@ -321,6 +327,14 @@ pub struct BundleReport {
     pub merkle_root: String,
     pub signed_by: Vec<String>,
     pub signed_at: Timestamp,
+    /// The RFC 3161 timestamp of the root, verified against the trusted TSA
+    /// certificates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<crate::tsa::VerifiedTimestamp>,
+    /// The bundle carries a timestamp that was not checked: no TSA certificate was
+    /// trusted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub timestamp_unchecked: bool,
 }
 
 /// The files of a bundle as read: the metadata in memory, every other file hashed.
@@ -363,7 +377,7 @@ impl Contents {
         self.metadata.get(path).map(Vec::as_slice).ok_or(BundleError::MissingMetadata { path })
     }
 
-    fn verify(mut self, keys: &[TrustedKey]) -> Result<BundleReport, BundleError> {
+    fn verify(mut self, keys: &[TrustedKey], tsa: &[x509_cert::Certificate]) -> Result<BundleReport, BundleError> {
         let mut present = std::mem::take(&mut self.files);
         let envelope = Envelope::parse(self.metadata(MANIFEST_ENVELOPE)?).map_err(BundleError::Signature)?;
         let manifest_bytes = self.metadata(MANIFEST)?;
@@ -416,6 +430,17 @@ impl Contents {
         if found.strip_suffix('\n') != Some(manifest.merkle_root.as_str()) {
             return Err(BundleError::RootFileMismatch { expected: manifest.merkle_root, found: found.into_owned() });
         }
+        let (timestamp, timestamp_unchecked) = match self.metadata.get(TIMESTAMP_FILE) {
+            None => (None, false),
+            Some(_) if tsa.is_empty() => (None, true),
+            Some(token) => {
+                let root: Hash = hex::decode(&manifest.merkle_root)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .expect("the manifest's root was checked to be 64 hex digits");
+                (Some(crate::tsa::verify_token(token, &root, None, tsa).map_err(BundleError::Timestamp)?), false)
+            }
+        };
         Ok(BundleReport {
             bundle_id: manifest.bundle_id,
             tenant_id: manifest.tenant_id,
@@ -426,6 +451,8 @@ impl Contents {
             merkle_root: manifest.merkle_root,
             signed_by: verified.signed_by,
             signed_at: manifest.created_at,
+            timestamp,
+            timestamp_unchecked,
         })
     }
 }
@@ -589,11 +616,19 @@ impl<W: std::io::Write> std::io::Write for StoredGzip<W> {
 pub struct Verifier {
     keys: Vec<TrustedKey>,
     max_entries: usize,
+    tsa: Vec<x509_cert::Certificate>,
 }
 
 impl Verifier {
     pub fn new(keys: Vec<TrustedKey>) -> Self {
-        Self { keys, max_entries: MAX_ENTRIES }
+        Self { keys, max_entries: MAX_ENTRIES, tsa: Vec::new() }
+    }
+
+    /// Trusts these TSA certificates for a bundle's `timestamp.tsr` (without any, a
+    /// timestamp is reported present but unchecked).
+    pub fn with_tsa_certificates(mut self, certificates: Vec<x509_cert::Certificate>) -> Self {
+        self.tsa = certificates;
+        self
     }
 
     /// Refuses bundles of more than `max` entries (default [`MAX_ENTRIES`]).
@@ -743,7 +778,7 @@ impl BundleCheck<'_> {
 
     /// The verdict, once every file was added.
     pub fn finish(self) -> Result<BundleReport, BundleError> {
-        self.contents.verify(&self.verifier.keys)
+        self.contents.verify(&self.verifier.keys, &self.verifier.tsa)
     }
 }
 

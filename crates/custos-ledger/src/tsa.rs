@@ -27,7 +27,7 @@ use der::asn1::{Int, ObjectIdentifier, OctetString};
 use der::{Decode, Encode, Reader as _};
 use p256::ecdsa::signature::Verifier as _;
 use sha2::{Digest, Sha256};
-use x509_cert::Certificate;
+pub use x509_cert::Certificate;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 use x509_tsp::{MessageImprint, TimeStampReq, TimeStampResp, TspVersion, TstInfo};
 

@@ -12,36 +12,7 @@ use custos_ledger::tsa::{
 };
 use sha2::{Digest, Sha256};
 
-const CONFIG: &str = "\
-[ req ]
-distinguished_name = dn
-prompt = no
-[ dn ]
-CN = custos test TSA
-[ tsa_ext ]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = critical, timeStamping
-[ loose_ext ]
-extendedKeyUsage = timeStamping
-[ none_ext ]
-basicConstraints = CA:FALSE
-[ tsa_config ]
-serial = ./serial
-crypto_device = builtin
-signer_cert = ./tsa.crt
-certs = ./tsa.crt
-signer_key = ./tsa.key
-signer_digest = sha256
-default_policy = 1.2.3.4.1
-other_policies = 1.2.3.4.2
-digests = sha256
-accuracy = secs:1
-ordering = no
-tsa_name = yes
-ess_cert_id_chain = no
-ess_cert_id_alg = sha256
-";
+const CONFIG: &str = include_str!("../../../test-data/tsa/openssl-tsa.cnf");
 
 fn openssl(dir: &Path, args: &[&str]) {
     let output = Command::new("openssl").args(args).current_dir(dir).output().expect("running openssl");
@@ -158,4 +129,76 @@ fn only_certificates_for_time_stamping_count() {
     assert_eq!(tsa_certificate_problem(&none[0]).as_deref(), Some("it has no extended key usage"));
     assert!(parse_certificates("not a certificate").is_err());
     assert!(matches!(token_from_response(b"\x30\x03\x02\x01\x02"), Err(TsaError::Malformed(_))));
+}
+
+/// A bundle in `dir`, signed with `signer`: one artifact, and the metadata files.
+fn write_bundle(dir: &Path, signer: &custos_ledger::dsse::DsseSigner) -> [u8; 32] {
+    use custos_ledger::bundle::{self, FileEntry, Manifest};
+    let body = b"seen at 03:12\n";
+    std::fs::create_dir_all(dir.join("artifacts")).unwrap();
+    std::fs::write(dir.join("artifacts/notes.txt"), body).unwrap();
+    let files = vec![FileEntry {
+        path: "artifacts/notes.txt".into(),
+        size: body.len() as u64,
+        sha256: hex::encode(Sha256::digest(body)),
+        media_type: "text/plain".into(),
+    }];
+    let root = bundle::merkle_root(&files);
+    let manifest = Manifest {
+        format: bundle::BUNDLE_FORMAT.into(),
+        bundle_id: "evb-tsa".into(),
+        tenant_id: "acme".into(),
+        case_id: "IR-9".into(),
+        kind: "case".into(),
+        resource_id: "IR-9".into(),
+        created_at: custos_model::Timestamp::now(),
+        created_by: "test".into(),
+        custos_version: "0.1.0".into(),
+        deployment: "custos.test".into(),
+        key_id: signer.key_id().into(),
+        merkle_root: hex::encode(root),
+        files,
+    };
+    let bytes = manifest.to_bytes();
+    std::fs::write(dir.join(bundle::MANIFEST), &bytes).unwrap();
+    std::fs::write(dir.join(bundle::MANIFEST_ENVELOPE), Manifest::sign(&bytes, &[signer]).to_json()).unwrap();
+    std::fs::write(dir.join(bundle::ROOT_FILE), format!("{}\n", manifest.merkle_root)).unwrap();
+    root
+}
+
+#[test]
+fn a_bundles_timestamp_verifies_against_the_pinned_tsa_only() {
+    use custos_ledger::bundle::{TIMESTAMP_FILE, TrustedKey, Verifier};
+    let tsa = Tsa::new("tsa_ext");
+    let trusted = parse_certificates(&tsa.certificate_pem()).unwrap();
+    let signer = custos_ledger::dsse::DsseSigner::new(&[9; 32]);
+    let keys = vec![TrustedKey { key: signer.public_key(), not_before: None, not_after: None }];
+    let dir = tempfile::tempdir().unwrap();
+    let root = write_bundle(dir.path(), &signer);
+    let token = token_from_response(&tsa.reply(&request(&root, 42))).unwrap();
+    std::fs::write(dir.path().join(TIMESTAMP_FILE), &token).unwrap();
+
+    let report = Verifier::new(keys.clone()).with_tsa_certificates(trusted.clone()).verify_dir(dir.path()).unwrap();
+    let stamped = report.timestamp.expect("a verified timestamp");
+    assert_eq!(stamped.tsa, "CN=custos test TSA");
+    assert!(!report.timestamp_unchecked);
+    // Without a pinned TSA: the bundle verifies, and says its timestamp was not checked.
+    let report = Verifier::new(keys.clone()).verify_dir(dir.path()).unwrap();
+    assert!(report.timestamp.is_none() && report.timestamp_unchecked);
+    // Another TSA's certificate: refused, naming the file and the check.
+    let stranger = parse_certificates(&Tsa::new("tsa_ext").certificate_pem()).unwrap();
+    let error = Verifier::new(keys.clone()).with_tsa_certificates(stranger).verify_dir(dir.path()).unwrap_err();
+    assert_eq!(error.check(), "timestamp");
+    assert!(error.to_string().starts_with("timestamp.tsr: "), "{error}");
+    // A token over another root (another bundle's): refused.
+    let other = token_from_response(&tsa.reply(&request(&[1; 32], 43))).unwrap();
+    std::fs::write(dir.path().join(TIMESTAMP_FILE), &other).unwrap();
+    let error = Verifier::new(keys.clone()).with_tsa_certificates(trusted.clone()).verify_dir(dir.path()).unwrap_err();
+    assert_eq!(error, custos_ledger::bundle::BundleError::Timestamp(TsaError::ImprintMismatch));
+    // A flipped byte of the token: refused.
+    let mut altered = token.clone();
+    altered[token.len() / 2] ^= 1;
+    std::fs::write(dir.path().join(TIMESTAMP_FILE), &altered).unwrap();
+    let error = Verifier::new(keys).with_tsa_certificates(trusted).verify_dir(dir.path()).unwrap_err();
+    assert_eq!(error.check(), "timestamp");
 }

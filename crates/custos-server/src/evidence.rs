@@ -12,12 +12,13 @@ use std::io::Read;
 use axum::body::Body;
 use custos_ledger::bundle::{
     self, ArchiveWriter, BundleError, BundleReport, FileEntry, MANIFEST, MANIFEST_ENVELOPE, Manifest, ROOT_FILE,
-    TrustedKey, Verifier,
+    TIMESTAMP_FILE, TrustedKey, Verifier,
 };
 use custos_ledger::dsse::DsseKey;
 use custos_ledger::intoto::{
     BuildDefinition, BuildMetadata, Builder, Provenance, ResourceDescriptor, RunDetails, Statement,
 };
+use custos_ledger::tsa::{self, Certificate, VerifiedTimestamp};
 use custos_model::ledger::{AuditActor, AuditOutcome, AuditRecord, LogName, TimelineEvent};
 use custos_model::{FieldError, TenantId, Timestamp};
 use custos_store::{ArtifactRecord, AttestationRecord, BundleRecord, LogAppend, Objects};
@@ -45,6 +46,52 @@ pub const BUNDLE_BUILD_TYPE: &str = "https://custos.dev/evidence-bundle/v1";
 pub const SUBJECT_BUNDLE: &str = "evidence_bundle";
 /// The file in a case bundle recording each artifact's upload (the chain of custody).
 pub const CUSTODY_FILE: &str = "custody.json";
+
+/// The time-stamping authority bundles' roots are stamped by.
+#[derive(Debug, Clone)]
+pub struct TsaConfig {
+    /// Where `application/timestamp-query` requests are posted.
+    pub url: String,
+    /// Its certificates, pinned: a token is kept, and later verified, only against them.
+    pub certificates: Vec<Certificate>,
+}
+
+/// How long a TSA may take to answer.
+const TSA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// Largest TSA answer read.
+const MAX_TSA_RESPONSE: usize = 256 * 1024;
+
+/// Asks the TSA to stamp `root`; the token, once verified against the pinned
+/// certificates and this request's nonce.
+async fn stamp(config: &TsaConfig, root: &[u8; 32]) -> Result<(Vec<u8>, VerifiedTimestamp), ApiError> {
+    let unavailable = |why: String| {
+        tracing::error!(tsa_url = config.url, error = why, "the time-stamping authority failed");
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!("the time-stamping authority at {} failed: {why}; nothing was sealed", config.url),
+        )
+    };
+    let nonce: u64 = rand::random();
+    let response = reqwest::Client::new()
+        .post(&config.url)
+        .header("content-type", "application/timestamp-query")
+        .timeout(TSA_TIMEOUT)
+        .body(tsa::request(root, nonce))
+        .send()
+        .await
+        .map_err(|e| unavailable(format!("no answer ({e})")))?;
+    if !response.status().is_success() {
+        return Err(unavailable(format!("HTTP {}", response.status())));
+    }
+    let body = response.bytes().await.map_err(|e| unavailable(format!("reading the answer: {e}")))?;
+    if body.len() > MAX_TSA_RESPONSE {
+        return Err(unavailable(format!("an answer of {} bytes", body.len())));
+    }
+    let token = tsa::token_from_response(&body).map_err(|e| unavailable(e.to_string()))?;
+    let verified =
+        tsa::verify_token(&token, root, Some(nonce), &config.certificates).map_err(|e| unavailable(e.to_string()))?;
+    Ok((token, verified))
+}
 
 /// The object store, or a 503 saying none is configured.
 pub(crate) fn objects(state: &AppState) -> Result<&Objects, ApiError> {
@@ -256,6 +303,8 @@ pub(crate) struct Sealed {
     pub bundle: BundleRecord,
     pub attestation: AttestationRecord,
     pub custody_sha256: String,
+    /// The RFC 3161 timestamp of the root, when a TSA is configured.
+    pub timestamp: Option<VerifiedTimestamp>,
 }
 
 /// Seals a case's artifacts into a new bundle: each artifact is re-hashed against its
@@ -328,6 +377,16 @@ pub(crate) async fn seal_case(
         .await
         .map_err(store_error)?;
     files.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    let root = bundle::merkle_root(&files);
+    let timestamp = match &state.config.tsa {
+        Some(config) => {
+            let (token, verified) = stamp(config, &root).await?;
+            let path = object_path(&format!("{prefix}/{TIMESTAMP_FILE}"))?;
+            objects.put_new(&path, PutPayload::from(token)).await.map_err(store_error)?;
+            Some(verified)
+        }
+        None => None,
+    };
 
     let created_by = requester.actor.id.clone().unwrap_or_else(|| "custos".into());
     let manifest = Manifest {
@@ -342,7 +401,7 @@ pub(crate) async fn seal_case(
         custos_version: state.config.version.clone(),
         deployment: state.ledger.deployment().to_owned(),
         key_id: key.key_id().to_owned(),
-        merkle_root: hex::encode(bundle::merkle_root(&files)),
+        merkle_root: hex::encode(root),
         files,
     };
     let manifest_bytes = manifest.to_bytes();
@@ -380,7 +439,7 @@ pub(crate) async fn seal_case(
         event_id,
     };
     state.store.put_bundle(tenant, &bundle, &attestation).await?;
-    Ok(Sealed { bundle, attestation, custody_sha256 })
+    Ok(Sealed { bundle, attestation, custody_sha256, timestamp })
 }
 
 /// The custody file: the case and each artifact's upload, in name order.
@@ -512,7 +571,9 @@ pub(crate) struct Verification {
     /// When the manifest says it was signed (its `created_at`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signed_at: Option<Timestamp>,
-    /// An RFC 3161 timestamp of the root, when the bundle carries one.
+    /// The RFC 3161 timestamp of the root, when the bundle carries one:
+    /// `{"verified": true, "time", "tsa", "serial", "policy"}`, checked on this read
+    /// against the configured TSA certificate.
     #[schema(value_type = Option<Object>)]
     pub timestamp: Option<serde_json::Value>,
     /// When this verification ran.
@@ -540,11 +601,12 @@ pub(crate) async fn verify_stored(
     objects: &Objects,
     record: &BundleRecord,
     keys: Vec<TrustedKey>,
+    tsa_certificates: Vec<Certificate>,
 ) -> Result<Verification, ApiError> {
     let files = bundle_files(objects, &record.object_prefix).await?;
     let (objects, prefix, runtime) = (objects.clone(), record.object_prefix.clone(), tokio::runtime::Handle::current());
     let verdict: Result<(BundleReport, String), BundleError> = tokio::task::spawn_blocking(move || {
-        let verifier = Verifier::new(keys);
+        let verifier = Verifier::new(keys).with_tsa_certificates(tsa_certificates);
         let mut check = verifier.check();
         let mut manifest_sha256 = String::new();
         for (path, _) in &files {
@@ -586,9 +648,15 @@ pub(crate) async fn verify_stored(
             verified: true,
             check: None,
             error: None,
+            timestamp: match (&report.timestamp, report.timestamp_unchecked) {
+                (Some(stamp), _) => Some(serde_json::json!({"verified": true, "time": stamp.time, "tsa": stamp.tsa,
+                    "serial": stamp.serial, "policy": stamp.policy})),
+                (None, true) => Some(serde_json::json!({"verified": null,
+                    "note": "the bundle carries a timestamp, and no TSA certificate is configured to check it"})),
+                (None, false) => None,
+            },
             signed_by: report.signed_by,
             signed_at: Some(report.signed_at),
-            timestamp: None,
             checked_at: Timestamp::now(),
         },
     })

@@ -16,6 +16,8 @@ mod pages;
 mod platform_metrics;
 mod routes;
 pub mod status;
+#[doc(hidden)]
+pub mod testing;
 mod workers;
 
 use std::collections::HashSet;
@@ -76,6 +78,8 @@ pub struct ServerConfig {
     pub trace_url_template: Option<String>,
     /// Largest case artifact accepted, in bytes (413 beyond).
     pub evidence_max_artifact_bytes: u64,
+    /// An RFC 3161 time-stamping authority that stamps every bundle's Merkle root.
+    pub tsa: Option<evidence::TsaConfig>,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +103,7 @@ impl Default for ServerConfig {
             audit_retention_days: ledger::MIN_AUDIT_RETENTION_DAYS,
             trace_url_template: None,
             evidence_max_artifact_bytes: evidence::DEFAULT_MAX_ARTIFACT_BYTES,
+            tsa: None,
         }
     }
 }

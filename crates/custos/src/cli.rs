@@ -182,6 +182,14 @@ pub struct ServeArgs {
     #[arg(long, env = "CUSTOS_EVIDENCE_MAX_ARTIFACT_BYTES", default_value_t = custos_server::evidence::DEFAULT_MAX_ARTIFACT_BYTES,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub evidence_max_artifact_bytes: u64,
+    /// An RFC 3161 time-stamping authority (`http://…` or `https://…`): every bundle's
+    /// Merkle root is stamped by it, and sealing fails when it does not answer.
+    #[arg(long, env = "CUSTOS_TSA_URL", requires = "tsa_cert")]
+    pub tsa_url: Option<String>,
+    /// The TSA's certificate(s), PEM, pinned: tokens are accepted, and verified on every
+    /// read, only against them.
+    #[arg(long, env = "CUSTOS_TSA_CERT", requires = "tsa_url")]
+    pub tsa_cert: Option<PathBuf>,
 }
 
 fn parse_trace_template(value: &str) -> Result<String, String> {
@@ -587,6 +595,10 @@ pub struct VerifyBundleArgs {
     /// validity windows.
     #[arg(long)]
     pub keyring: Option<PathBuf>,
+    /// The time-stamping authority's certificate(s), PEM: a bundle's RFC 3161 timestamp
+    /// is then verified (without it, a timestamp is reported present but unchecked).
+    #[arg(long)]
+    pub tsa_cert: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

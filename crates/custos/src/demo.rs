@@ -662,7 +662,7 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     custos_server::keys::load_or_create(&*store, &key_path)
         .await
         .with_context(|| format!("setting up the checkpoint signing key {}", key_path.display()))?;
-    let state = custos_server::AppState::new(store.clone(), demo_config(global, &args.serve)).with_objects(objects);
+    let state = custos_server::AppState::new(store.clone(), demo_config(global, &args.serve)?).with_objects(objects);
     let workers = state.workers.clone();
     custos_server::ledger::spawn_checkpointer(state.clone(), args.serve.checkpoint_period);
     custos_server::ledger::spawn_retention(state.clone(), args.serve.retention_period);
@@ -711,8 +711,11 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
 }
 
 /// The server's configuration, marked as a demo on the status page.
-fn demo_config(global: &crate::cli::GlobalArgs, serve: &crate::cli::ServeArgs) -> custos_server::ServerConfig {
-    let mut config = settings::server_config(global, serve);
+fn demo_config(
+    global: &crate::cli::GlobalArgs,
+    serve: &crate::cli::ServeArgs,
+) -> anyhow::Result<custos_server::ServerConfig> {
+    let mut config = settings::server_config(global, serve)?;
     config.features.insert("demo".into(), true);
-    config
+    Ok(config)
 }

@@ -113,8 +113,32 @@ pub async fn connect_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>
     })
 }
 
-pub fn server_config(global: &GlobalArgs, serve: &ServeArgs) -> ServerConfig {
-    ServerConfig {
+/// Reads pinned TSA certificates (PEM), refusing any that cannot sign time stamps.
+pub fn tsa_certificates(path: &std::path::Path) -> anyhow::Result<Vec<custos_ledger::tsa::Certificate>> {
+    let pem =
+        std::fs::read_to_string(path).with_context(|| format!("reading the TSA certificate {}", path.display()))?;
+    let certificates = custos_ledger::tsa::parse_certificates(&pem)
+        .map_err(|e| anyhow::anyhow!("the TSA certificate {}: {e}", path.display()))?;
+    if let Some(problem) = certificates.first().and_then(custos_ledger::tsa::tsa_certificate_problem) {
+        anyhow::bail!("the TSA certificate {} cannot sign time stamps: {problem}", path.display());
+    }
+    Ok(certificates)
+}
+
+pub fn server_config(global: &GlobalArgs, serve: &ServeArgs) -> anyhow::Result<ServerConfig> {
+    let tsa = match (&serve.tsa_url, &serve.tsa_cert) {
+        (Some(url), Some(cert)) => {
+            let scheme = url.split_once("://").map(|(scheme, rest)| (scheme, rest.is_empty()));
+            anyhow::ensure!(
+                matches!(scheme, Some(("http" | "https", false))),
+                "--tsa-url must be an http:// or https:// URL, got {url:?}"
+            );
+            Some(custos_server::evidence::TsaConfig { url: url.clone(), certificates: tsa_certificates(cert)? })
+        }
+        _ => None,
+    };
+    Ok(ServerConfig {
+        tsa,
         max_body_bytes: serve.max_body_bytes,
         max_batch_records: serve.max_batch_records,
         max_context_bytes: serve.max_context_bytes,
@@ -141,9 +165,10 @@ pub fn server_config(global: &GlobalArgs, serve: &ServeArgs) -> ServerConfig {
             ("metrics_token", serve.metrics_token.is_some()),
             ("status_requires_token", serve.status_require_token),
             ("demo", false),
+            ("evidence_timestamps", serve.tsa_url.is_some()),
         ]
         .into_iter()
         .map(|(name, on)| (name.to_owned(), on))
         .collect(),
-    }
+    })
 }

@@ -198,6 +198,9 @@ pub(crate) struct SnapshotOutput {
     pub attestation_id: String,
     /// SHA-256 of the bundle's `custody.json`.
     pub custody_sha256: String,
+    /// When the time-stamping authority stamped the root (with `--tsa-url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamped_at: Option<Timestamp>,
 }
 
 /// The kinds a snapshot names, and whether this build seals them.
@@ -268,6 +271,7 @@ pub(crate) async fn create_snapshot(
         "bytes": bundle.bytes,
         "signed_by": bundle.key_ids,
         "attestation_id": sealed.attestation.attestation_id,
+        "timestamp": sealed.timestamp.as_ref().map(|t| serde_json::json!({"time": t.time, "tsa": t.tsa, "serial": t.serial})),
     });
     let mut event = requester.event(&tenant, "custos.evidence.bundle.sealed", &bundle.case_id, details.clone());
     event.event_id = bundle.event_id.clone();
@@ -278,6 +282,7 @@ pub(crate) async fn create_snapshot(
         bundle: BundleView::from(bundle),
         attestation_id: sealed.attestation.attestation_id.clone(),
         custody_sha256: sealed.custody_sha256,
+        timestamped_at: sealed.timestamp.as_ref().map(|t| t.time),
     };
     Ok((StatusCode::CREATED, Json(output)).into_response())
 }
@@ -323,7 +328,8 @@ pub(crate) async fn get_bundle(
     let objects = evidence::objects(&state)?;
     let record = bundle_record(&state, &tenant, &id).await?;
     let keys = evidence::trusted_keys(&state).await?;
-    let verification = evidence::verify_stored(objects, &record, keys).await?;
+    let tsa = state.config.tsa.as_ref().map(|t| t.certificates.clone()).unwrap_or_default();
+    let verification = evidence::verify_stored(objects, &record, keys, tsa).await?;
     if !verification.verified {
         tracing::error!(
             tenant_id = tenant.as_str(),

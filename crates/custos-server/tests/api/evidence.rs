@@ -355,3 +355,69 @@ async fn without_an_object_store_the_locker_says_so() {
     let refused = error(put_artifact(&app, &token, "c", "a.log", b"x".to_vec()).await, 503, "unavailable").await;
     assert!(refused["message"].as_str().unwrap().contains("object store"), "{refused}");
 }
+
+const TSA_CONFIG: &str = include_str!("../../../../test-data/tsa/openssl-tsa.cnf");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_are_timestamped_by_a_real_tsa() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsa = custos_server::testing::start_tsa(dir.path(), TSA_CONFIG).await;
+    let config = custos_server::evidence::TsaConfig { url: tsa.url.clone(), certificates: tsa.certificates.clone() };
+    let (app, key, _) =
+        evidence_app(Backend::Sqlite, ServerConfig { tsa: Some(config), ..ServerConfig::default() }).await;
+    let token = app
+        .token(&[
+            "evidence:create#tenant/acme",
+            "evidence:read#tenant/acme",
+            "evidence:export#tenant/acme",
+            "timeline:read#tenant/acme",
+        ])
+        .await;
+    put_artifact(&app, &token, "case-1", "a.log", b"line one\n".to_vec()).await;
+    let before = custos_model::Timestamp::now();
+    let (status, sealed) = json(seal(&app, &token, "case-1").await).await;
+    assert_eq!(status, 201, "{sealed}");
+    let stamped_at = custos_model::Timestamp::parse("t", sealed["timestamped_at"].as_str().unwrap()).unwrap();
+    assert!(stamped_at.as_micros() >= before.as_micros() - 2_000_000, "{sealed}");
+    let bundle = sealed["bundle_id"].as_str().unwrap();
+
+    // Verified on read, against the pinned TSA certificate.
+    let (_, read) = json(app.get(&token, &format!("/v1/tenants/acme/evidence/{bundle}")).await).await;
+    assert_eq!(read["verification"]["verified"], true, "{read}");
+    assert_eq!(read["verification"]["timestamp"]["verified"], true, "{read}");
+    assert_eq!(read["verification"]["timestamp"]["tsa"], "CN=custos test TSA");
+
+    // And offline: the token travels in the archive.
+    let (_, archive) = download(&app, &token, bundle).await;
+    let keys = vec![TrustedKey { key: key.dsse_signer().public_key(), not_before: None, not_after: None }];
+    let report = Verifier::new(keys.clone())
+        .with_tsa_certificates(tsa.certificates.clone())
+        .verify_tar_gz(&archive[..])
+        .unwrap();
+    assert_eq!(report.timestamp.unwrap().time, stamped_at);
+    let unchecked = Verifier::new(keys).verify_tar_gz(&archive[..]).unwrap();
+    assert!(unchecked.timestamp_unchecked, "without the TSA's certificate, present but unchecked");
+    let timeline = log_kinds(&app, &token, "timeline").await;
+    let event = timeline.iter().find(|e| e["kind"] == "custos.evidence.bundle.sealed").unwrap();
+    assert_eq!(event["details"]["timestamp"]["tsa"], "CN=custos test TSA");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_tsa_nothing_is_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsa = custos_server::testing::start_tsa(dir.path(), TSA_CONFIG).await;
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let config = custos_server::evidence::TsaConfig {
+        url: format!("http://{closed}/tsa"),
+        certificates: tsa.certificates.clone(),
+    };
+    let (app, _, _) =
+        evidence_app(Backend::Sqlite, ServerConfig { tsa: Some(config), ..ServerConfig::default() }).await;
+    let token = app.token(&["evidence:create#tenant/acme", "evidence:read#tenant/acme"]).await;
+    put_artifact(&app, &token, "case-1", "a.log", b"line one\n".to_vec()).await;
+    let refused = error(seal(&app, &token, "case-1").await, 503, "unavailable").await;
+    assert!(refused["message"].as_str().unwrap().contains("time-stamping authority"), "{refused}");
+    let (_, case) = json(app.get(&token, "/v1/tenants/acme/evidence/cases/case-1").await).await;
+    assert!(case["bundles"].as_array().unwrap().is_empty(), "{case}");
+}

@@ -47,7 +47,11 @@ pub(crate) fn load_keys(values: &[String], keyring: Option<&Path>) -> anyhow::Re
 }
 
 pub async fn verify(args: &VerifyBundleArgs) -> anyhow::Result<()> {
-    let verifier = Verifier::new(load_keys(&args.keys, args.keyring.as_deref())?);
+    let mut verifier = Verifier::new(load_keys(&args.keys, args.keyring.as_deref())?);
+    if let Some(path) = &args.tsa_cert {
+        let certificates = crate::settings::tsa_certificates(path).map_err(|e| usage(format!("--tsa-cert: {e:#}")))?;
+        verifier = verifier.with_tsa_certificates(certificates);
+    }
     let path = args.bundle.clone();
     let metadata =
         std::fs::metadata(&path).map_err(|e| usage(format!("cannot read the bundle {}: {e}", path.display())))?;
@@ -99,6 +103,11 @@ fn print_report(report: &BundleReport, json: bool, elapsed: std::time::Duration,
     writeln!(out, "  files        {} ({} bytes), every SHA-256 matching the manifest", report.files, report.bytes)?;
     writeln!(out, "  merkle root  {}", report.merkle_root)?;
     writeln!(out, "  signed by    {} at {}", report.signed_by.join(", "), report.signed_at)?;
+    if let Some(stamp) = &report.timestamp {
+        writeln!(out, "  timestamp    {} by {} (RFC 3161, serial {}, verified)", stamp.time, stamp.tsa, stamp.serial)?;
+    } else if report.timestamp_unchecked {
+        writeln!(out, "  timestamp    present, not checked: pass the TSA's certificate with --tsa-cert")?;
+    }
     writeln!(out, "{}", super::forensic::took_line(elapsed, report.bytes))?;
     Ok(())
 }

@@ -17,7 +17,7 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("setting up the checkpoint signing key {}", key_path.display()))?;
     tracing::info!(key_id = key.key_id(), deployment = global.deployment.as_str(), "checkpoint signing key ready");
-    let state = AppState::new(store, settings::server_config(global, args)).with_objects(objects);
+    let state = AppState::new(store, settings::server_config(global, args)?).with_objects(objects);
     custos_server::jobs::spawn_monitor(state.clone(), args.job_monitor_period);
     custos_server::ledger::spawn_checkpointer(state.clone(), args.checkpoint_period);
     custos_server::ledger::spawn_retention(state.clone(), args.retention_period);

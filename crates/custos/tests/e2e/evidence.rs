@@ -217,3 +217,62 @@ async fn the_cli_uploads_seals_downloads_and_shows_provenance() {
     assert!(stderr.contains("not sealed by this build yet"), "{stderr}");
     server.stop();
 }
+
+/// `serve --tsa-url --tsa-cert` stamps bundles with a real TSA; `forensic verify
+/// --tsa-cert` checks the stamp offline, and without it says it was not checked.
+#[tokio::test(flavor = "multi_thread")]
+async fn timestamps_from_a_real_tsa_verify_offline() {
+    let store = Store::sqlite();
+    let tsa_dir = tempfile::tempdir().unwrap();
+    let config = include_str!("../../../../test-data/tsa/openssl-tsa.cnf");
+    let tsa = custos_server::testing::start_tsa(tsa_dir.path(), config).await;
+    // A TSA certificate that cannot sign time stamps is refused at start-up.
+    let (ok, _, stderr) = store.run(&["serve", "--tsa-url", &tsa.url, "--tsa-cert", "/nonexistent.pem"]);
+    assert!(!ok && stderr.contains("TSA certificate"), "{stderr}");
+
+    store.ok(&["tenants", "create", "acme"]);
+    let cert = tsa.certificate.to_str().unwrap();
+    let server = crate::common::Server::start_with(&store, &["--tsa-url", &tsa.url, "--tsa-cert", cert]);
+    let token = crate::common::create_token(
+        &store,
+        &["--tenant", "acme", "--scope", "evidence:create", "--scope", "evidence:export"],
+    );
+    let notes = store.dir.path().join("notes.txt");
+    std::fs::write(&notes, b"seen at 03:12\n").unwrap();
+    let archive = store.dir.path().join("bundle.tar.gz");
+    let connection = ["--server", &server.base, "--token", &token];
+    let upload = ["forensic", "artifact", "upload", "--tenant", "acme", "--case", "IR-2", notes.to_str().unwrap()];
+    store.ok(&[&upload[..], &connection[..]].concat());
+    let seal =
+        ["forensic", "snapshot", "create", "--tenant", "acme", "--case", "IR-2", "--output", archive.to_str().unwrap()];
+    store.ok(&[&seal[..], &connection[..]].concat());
+
+    let keys = reqwest::get(format!("{}/v1/keys", server.base)).await.unwrap().text().await.unwrap();
+    let keyring = store.dir.path().join("keys.json");
+    std::fs::write(&keyring, &keys).unwrap();
+    let (code, stdout, stderr) =
+        verify(&store, &[archive.to_str().unwrap(), "--keyring", keyring.to_str().unwrap(), "--tsa-cert", cert]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("by CN=custos test TSA (RFC 3161"), "{stdout}");
+    let (code, stdout, _) = verify(&store, &[archive.to_str().unwrap(), "--keyring", keyring.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("present, not checked"), "{stdout}");
+    // Another TSA's certificate: the stamp does not verify, and the check is named.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = custos_server::testing::start_tsa(other_dir.path(), config).await;
+    let (code, stdout, _) = verify(
+        &store,
+        &[
+            archive.to_str().unwrap(),
+            "--keyring",
+            keyring.to_str().unwrap(),
+            "--tsa-cert",
+            other.certificate.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(code, 1);
+    let verdict: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(verdict["check"], "timestamp", "{verdict}");
+    server.stop();
+}
