@@ -190,6 +190,26 @@ fn a_bundles_timestamp_verifies_against_the_pinned_tsa_only() {
     let error = Verifier::new(keys.clone()).with_tsa_certificates(stranger).verify_dir(dir.path()).unwrap_err();
     assert_eq!(error.check(), "timestamp");
     assert!(error.to_string().starts_with("timestamp.tsr: "), "{error}");
+    // An independent implementation agrees: PyPI's rfc3161-client verifies the token
+    // custos keeps, over this root, with the same pinned certificate, and not over another.
+    let independent = |root: &[u8; 32]| {
+        std::fs::write(dir.path().join("token.der"), &token).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/verify_timestamp.py");
+        let output = Command::new("python3")
+            .arg(script)
+            .arg(dir.path().join("token.der"))
+            .arg(hex::encode(root))
+            .arg(tsa.path("tsa.crt"))
+            .output()
+            .expect("running python3 (scripts/test.sh installs rfc3161-client)");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        std::fs::remove_file(dir.path().join("token.der")).unwrap();
+        assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+        stdout
+    };
+    assert!(independent(&root).starts_with("ok "), "rfc3161-client refused the token");
+    assert!(independent(&[1; 32]).starts_with("FAIL"), "rfc3161-client accepted another root");
+
     // A token over another root (another bundle's): refused.
     let other = token_from_response(&tsa.reply(&request(&[1; 32], 43))).unwrap();
     std::fs::write(dir.path().join(TIMESTAMP_FILE), &other).unwrap();
