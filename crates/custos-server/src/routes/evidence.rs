@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use custos_ledger::dsse::Envelope;
 use custos_ledger::intoto::verify_provenance;
-use custos_model::ledger::{AuditActor, LogName};
+use custos_model::ledger::LogName;
 use custos_model::{FieldError, Permission, TenantId, Timestamp};
 use custos_store::{ArtifactRecord, AttestationQuery, BundleRecord, LegalHold, LogAppend, StoreError};
 use custos_telemetry::TraceContext;
@@ -19,10 +19,7 @@ use crate::evidence::{self, Requester, Verification};
 use crate::ledger::{AdminAction, record_admin_action};
 
 fn requester(caller: &Caller, trace: Option<&axum::Extension<TraceContext>>) -> Requester {
-    Requester {
-        actor: AuditActor { id: Some(caller.token.id.clone()), name: Some(caller.token.name.clone()) },
-        trace_id: trace.map(|t| t.trace_id_hex()),
-    }
+    Requester { actor: super::holds::actor(caller), trace_id: trace.map(|t| t.trace_id_hex()) }
 }
 
 #[utoipa::path(
@@ -451,10 +448,6 @@ pub(crate) struct CaseHoldInput {
     pub reason: String,
 }
 
-fn hold_actor(caller: &Caller) -> AuditActor {
-    AuditActor { id: Some(caller.token.id.clone()), name: Some(caller.token.name.clone()) }
-}
-
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant}/evidence/holds/{case}", tag = "evidence",
     summary = "Hold a case's evidence: no retention path deletes it while the hold is active",
@@ -492,7 +485,7 @@ pub(crate) async fn place_case_hold(
     state.store.create_case_hold(&tenant, &hold).await?;
     let action = AdminAction {
         kind: "custos.evidence.hold.placed",
-        actor: hold_actor(&caller),
+        actor: super::holds::actor(&caller),
         resource_type: "evidence_case",
         resource_id: &case,
         details: serde_json::json!({"case_id": case, "reason": hold.reason}),
@@ -522,7 +515,7 @@ pub(crate) async fn release_case_hold(
     let hold = state.store.release_case_hold(&tenant, &case, Timestamp::now()).await?;
     let action = AdminAction {
         kind: "custos.evidence.hold.released",
-        actor: hold_actor(&caller),
+        actor: super::holds::actor(&caller),
         resource_type: "evidence_case",
         resource_id: &case,
         details: serde_json::json!({"case_id": case, "reason": hold.reason, "placed_at": hold.created_at}),

@@ -28,7 +28,8 @@ pub(crate) struct HoldInput {
     pub reason: String,
 }
 
-fn actor(caller: &Caller) -> AuditActor {
+/// The caller, as records name who acted.
+pub(crate) fn actor(caller: &Caller) -> AuditActor {
     AuditActor { id: Some(caller.token.id.clone()), name: Some(caller.token.name.clone()) }
 }
 
