@@ -742,3 +742,99 @@ impl std::io::Write for ChannelWriter {
         Ok(())
     }
 }
+
+/// One evidence retention pass as of `now`: for each tenant with a retention set, the
+/// bundles sealed and uploads received more than that many days before `now` are
+/// deleted, unless their case or the tenant is held. A row goes first (the database
+/// refuses it under hold, even if a hold was placed since the listing), then its
+/// objects; the tenant's timeline and audit log record what went
+/// (`custos.evidence.pruned`). Returns the bundles and uploads deleted.
+pub async fn retention_pass(state: &AppState, now: Timestamp) -> usize {
+    let Some(objects) = state.objects.as_ref() else { return 0 };
+    let tenants = match state.store.tenants().await {
+        Ok(tenants) => tenants,
+        Err(error) => {
+            tracing::warn!(error = &error as &dyn std::error::Error, "listing tenants for evidence retention failed");
+            return 0;
+        }
+    };
+    let mut removed = 0;
+    for tenant in tenants {
+        match prune_evidence(state, objects, &tenant.id, now).await {
+            Ok(n) => removed += n,
+            Err(error) => tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                tenant_id = tenant.id.as_str(),
+                "evidence retention failed"
+            ),
+        }
+    }
+    removed
+}
+
+async fn prune_evidence(
+    state: &AppState,
+    objects: &Objects,
+    tenant: &TenantId,
+    now: Timestamp,
+) -> Result<usize, custos_store::StoreError> {
+    let Some(days) = state.store.evidence_retention(tenant).await? else { return Ok(0) };
+    let cutoff = now.saturating_add_micros(-(i64::from(days) * 86_400 * 1_000_000));
+    let expired = state.store.expired_evidence(tenant, cutoff).await?;
+    let (mut bundles, mut uploads) = (Vec::new(), Vec::new());
+    for bundle in &expired.bundles {
+        if let Err(error) = state.store.delete_bundle(tenant, &bundle.bundle_id).await {
+            tracing::warn!(error = &error as &dyn std::error::Error, bundle_id = bundle.bundle_id, "kept a bundle");
+            continue;
+        }
+        delete_objects(objects, &bundle.object_prefix).await;
+        bundles.push(bundle.bundle_id.clone());
+    }
+    for artifact in &expired.artifacts {
+        if let Err(error) = state.store.delete_artifact(tenant, &artifact.case_id, &artifact.name).await {
+            tracing::warn!(error = &error as &dyn std::error::Error, artifact = artifact.name, "kept an upload");
+            continue;
+        }
+        discard(objects, &artifact.object_key).await;
+        uploads.push(format!("{}/{}", artifact.case_id, artifact.name));
+    }
+    let removed = bundles.len() + uploads.len();
+    if removed == 0 {
+        return Ok(0);
+    }
+    tracing::info!(tenant_id = tenant.as_str(), bundles = bundles.len(), uploads = uploads.len(), "evidence retention");
+    let requester = Requester {
+        actor: AuditActor { id: Some("custos".into()), name: Some("custos retention".into()) },
+        trace_id: None,
+    };
+    let details = serde_json::json!({
+        "bundles": bundles, "uploads": uploads, "received_before": cutoff,
+        "policy": format!("evidence: {days} days (the tenant's evidence retention)"),
+    });
+    let mut event = requester.event(tenant, "custos.evidence.pruned", "*", details.clone());
+    (event.resource_type, event.resource_id) = (None, None);
+    let audit = requester.audit(tenant, "custos.evidence.pruned", ("evidence", "*"), details);
+    crate::ledger::record_own(
+        &*state.store,
+        tenant,
+        vec![crate::ledger::OwnRecord::Timeline(event), crate::ledger::OwnRecord::Audit(audit)],
+    )
+    .await;
+    Ok(removed)
+}
+
+/// Deletes every object under `prefix` (a bundle's), logging what it cannot.
+async fn delete_objects(objects: &Objects, prefix: &str) {
+    let Ok(path) = ObjectPath::parse(prefix) else { return };
+    let listed: Vec<_> = objects.store().list(Some(&path)).collect().await;
+    for meta in listed {
+        match meta {
+            Ok(meta) => {
+                if let Err(error) = objects.store().delete(&meta.location).await {
+                    tracing::warn!(error = &error as &dyn std::error::Error, object = %meta.location, "kept an object");
+                }
+            }
+            Err(error) => tracing::warn!(error = &error as &dyn std::error::Error, prefix, "listing a bundle failed"),
+        }
+    }
+}

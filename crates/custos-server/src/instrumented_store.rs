@@ -159,4 +159,9 @@ instrument! {
     release_case_hold(tenant: &TenantId, case_id: &str, at: Timestamp) -> StoreResult<LegalHold>;
     case_holds(tenant: &TenantId, case_id: Option<&str>) -> StoreResult<Vec<LegalHold>>;
     case_held(tenant: &TenantId, case_id: &str) -> StoreResult<bool>;
+    set_evidence_retention(tenant: &TenantId, days: Option<u32>, by: &str, at: Timestamp) -> StoreResult<()>;
+    evidence_retention(tenant: &TenantId) -> StoreResult<Option<u32>>;
+    expired_evidence(tenant: &TenantId, before: Timestamp) -> StoreResult<custos_store::ExpiredEvidence>;
+    delete_bundle(tenant: &TenantId, bundle_id: &str) -> StoreResult<()>;
+    delete_artifact(tenant: &TenantId, case_id: &str, name: &str) -> StoreResult<()>;
 }

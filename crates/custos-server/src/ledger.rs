@@ -534,7 +534,10 @@ pub const MIN_AUDIT_RETENTION_DAYS: u32 = 365;
 pub fn spawn_retention(state: AppState, period: Duration) -> tokio::task::JoinHandle<()> {
     state.workers.clone().spawn_periodic(RETENTION, period, move || {
         let state = state.clone();
-        async move { retention_pass(&state, Timestamp::now()).await }
+        async move {
+            let now = Timestamp::now();
+            retention_pass(&state, now).await + crate::evidence::retention_pass(&state, now).await
+        }
     })
 }
 

@@ -137,6 +137,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(evidence::get_case))
         .routes(routes!(evidence::create_snapshot))
         .routes(routes!(evidence::list_case_holds))
+        .routes(routes!(evidence::get_retention, evidence::put_retention))
         .routes(routes!(evidence::place_case_hold, evidence::release_case_hold))
         .routes(routes!(evidence::get_bundle))
         .routes(routes!(evidence::download_bundle))

@@ -293,3 +293,53 @@ pub(crate) fn hold_values(tenant: &str, hold: &crate::LegalHold) -> Vec<Value> {
         Value::Int(hold.created_at.as_micros()),
     ]
 }
+
+/// Parameters: tenant, days (NULL: forever), by, at.
+pub(crate) const SET_RETENTION_SQL: &str = "INSERT INTO evidence_retention (tenant_id, days, updated_by, \
+     updated_at_us) VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO UPDATE SET days = excluded.days, \
+     updated_by = excluded.updated_by, updated_at_us = excluded.updated_at_us";
+
+/// Parameter: tenant. One row of `days` (NULL: forever), or none.
+pub(crate) const RETENTION_SQL: &str = "SELECT days FROM evidence_retention WHERE tenant_id = $1";
+
+/// The condition that no hold keeps `alias`'s row (its case's, or the tenant's).
+fn unheld(alias: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM evidence_holds h WHERE h.tenant_id = {alias}.tenant_id AND h.id = {alias}.case_id \
+         AND h.released_at_us IS NULL) AND NOT EXISTS (SELECT 1 FROM legal_holds l \
+         WHERE l.tenant_id = {alias}.tenant_id AND l.released_at_us IS NULL)"
+    )
+}
+
+/// Parameters: tenant, before. Bundles sealed before, and held by nothing, oldest first.
+pub(crate) fn expired_bundles_sql() -> String {
+    let columns: Vec<String> = BUNDLE_COLUMNS.split(", ").map(|c| format!("b.{c}")).collect();
+    format!(
+        "SELECT {} FROM evidence_bundles b WHERE b.tenant_id = $1 AND b.created_at_us < $2 AND {} \
+         ORDER BY b.created_at_us, b.bundle_id LIMIT {MAX_LIST}",
+        columns.join(", "),
+        unheld("b")
+    )
+}
+
+/// Parameters: tenant, before. Uploads received before, and held by nothing, oldest first.
+pub(crate) fn expired_artifacts_sql() -> String {
+    let columns: Vec<String> = ARTIFACT_COLUMNS.split(", ").map(|c| format!("a.{c}")).collect();
+    format!(
+        "SELECT {} FROM evidence_artifacts a WHERE a.tenant_id = $1 AND a.uploaded_at_us < $2 AND {} \
+         ORDER BY a.uploaded_at_us, a.case_id, a.name LIMIT {MAX_LIST}",
+        columns.join(", "),
+        unheld("a")
+    )
+}
+
+pub(crate) const DELETE_BUNDLE_SQL: &str = "DELETE FROM evidence_bundles WHERE tenant_id = $1 AND bundle_id = $2";
+pub(crate) const DELETE_ARTIFACT_SQL: &str =
+    "DELETE FROM evidence_artifacts WHERE tenant_id = $1 AND case_id = $2 AND name = $3";
+
+/// What a retention pass may delete of a tenant's evidence: at most [`MAX_LIST`] of each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpiredEvidence {
+    pub bundles: Vec<BundleRecord>,
+    pub artifacts: Vec<ArtifactRecord>,
+}

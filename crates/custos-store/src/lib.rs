@@ -29,7 +29,7 @@ use custos_model::{
 };
 
 pub use error::{StoreError, StoreResult};
-pub use evidence::{ArtifactRecord, AttestationQuery, AttestationRecord, BundleRecord};
+pub use evidence::{ArtifactRecord, AttestationQuery, AttestationRecord, BundleRecord, ExpiredEvidence};
 pub use jobs::{JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 pub use ledger::{
     AppendOutcome, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
@@ -435,6 +435,22 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn case_holds(&self, tenant: &TenantId, case_id: Option<&str>) -> StoreResult<Vec<LegalHold>>;
     /// Whether a case's evidence is held: by a hold on the case or a tenant-wide legal hold.
     async fn case_held(&self, tenant: &TenantId, case_id: &str) -> StoreResult<bool>;
+    /// Sets how many days the tenant's evidence is kept (`None`: forever).
+    async fn set_evidence_retention(
+        &self,
+        tenant: &TenantId,
+        days: Option<u32>,
+        by: &str,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+    /// The tenant's evidence retention in days; `None`: forever.
+    async fn evidence_retention(&self, tenant: &TenantId) -> StoreResult<Option<u32>>;
+    /// Bundles sealed and uploads received before `before` that no hold keeps.
+    async fn expired_evidence(&self, tenant: &TenantId, before: Timestamp) -> StoreResult<ExpiredEvidence>;
+    /// Deletes a bundle's row (`NotFound` if gone; refused by the database under hold).
+    async fn delete_bundle(&self, tenant: &TenantId, bundle_id: &str) -> StoreResult<()>;
+    /// Deletes an upload's row (`NotFound` if gone; refused by the database under hold).
+    async fn delete_artifact(&self, tenant: &TenantId, case_id: &str, name: &str) -> StoreResult<()>;
 }
 
 /// Routes a record type to its `Store` operations, so code generic over the record

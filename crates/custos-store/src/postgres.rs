@@ -20,7 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
 
 use crate::error::{PostgresContext, StoreError, StoreResult};
-use crate::evidence::{self, ArtifactRecord, AttestationQuery, AttestationRecord, BundleRecord};
+use crate::evidence::{self, ArtifactRecord, AttestationQuery, AttestationRecord, BundleRecord, ExpiredEvidence};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 use crate::ledger::{
     AppendOutcome, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
@@ -1837,6 +1837,61 @@ impl Store for PostgresStore {
         let held =
             fetch(&mut tx, evidence::HELD_SQL, &values, |r| r.try_get::<i64, _>(0).ctx("reading a hold")).await?;
         Ok(held.first() == Some(&1))
+    }
+
+    async fn set_evidence_retention(
+        &self,
+        tenant: &TenantId,
+        days: Option<u32>,
+        by: &str,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let values = [
+            Value::Text(tenant.to_string()),
+            days.map_or(Value::NullInt, |d| Value::Int(i64::from(d))),
+            Value::Text(by.to_owned()),
+            Value::Int(at.as_micros()),
+        ];
+        exec(&mut tx, evidence::SET_RETENTION_SQL, &values, "setting evidence retention").await?;
+        tx.commit().await.ctx("committing evidence retention")
+    }
+
+    async fn evidence_retention(&self, tenant: &TenantId) -> StoreResult<Option<u32>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let values = [Value::Text(tenant.to_string())];
+        let days = fetch(&mut tx, evidence::RETENTION_SQL, &values, |r| {
+            r.try_get::<Option<i64>, _>(0).ctx("reading evidence retention")
+        })
+        .await?;
+        Ok(days.into_iter().flatten().next().and_then(|d| u32::try_from(d).ok()))
+    }
+
+    async fn expired_evidence(&self, tenant: &TenantId, before: Timestamp) -> StoreResult<ExpiredEvidence> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let values = [Value::Text(tenant.to_string()), Value::Int(before.as_micros())];
+        Ok(ExpiredEvidence {
+            bundles: fetch(&mut tx, &evidence::expired_bundles_sql(), &values, evidence::bundle_from_row).await?,
+            artifacts: fetch(&mut tx, &evidence::expired_artifacts_sql(), &values, evidence::artifact_from_row).await?,
+        })
+    }
+
+    async fn delete_bundle(&self, tenant: &TenantId, bundle_id: &str) -> StoreResult<()> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let values = [Value::Text(tenant.to_string()), Value::Text(bundle_id.to_owned())];
+        if exec(&mut tx, evidence::DELETE_BUNDLE_SQL, &values, "deleting a bundle").await? == 0 {
+            return Err(StoreError::NotFound { what: "evidence bundle", id: bundle_id.to_owned() });
+        }
+        tx.commit().await.ctx("committing a bundle's deletion")
+    }
+
+    async fn delete_artifact(&self, tenant: &TenantId, case_id: &str, name: &str) -> StoreResult<()> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let values = [Value::Text(tenant.to_string()), Value::Text(case_id.into()), Value::Text(name.into())];
+        if exec(&mut tx, evidence::DELETE_ARTIFACT_SQL, &values, "deleting an artifact").await? == 0 {
+            return Err(StoreError::NotFound { what: "case artifact", id: format!("{case_id}/{name}") });
+        }
+        tx.commit().await.ctx("committing an artifact's deletion")
     }
 }
 

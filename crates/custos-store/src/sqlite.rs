@@ -23,7 +23,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, TransactionBehavior, params};
 
 use crate::error::{SqliteContext, StoreError, StoreResult};
-use crate::evidence::{self, ArtifactRecord, AttestationQuery, AttestationRecord, BundleRecord};
+use crate::evidence::{self, ArtifactRecord, AttestationQuery, AttestationRecord, BundleRecord, ExpiredEvidence};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 use crate::ledger::{
     AppendOutcome, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
@@ -1814,6 +1814,69 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let held = rows(conn, &lite(evidence::HELD_SQL), &values, |r| r.get::<_, i64>(0).ctx("reading a hold"))?;
             Ok(held.first() == Some(&1))
+        })
+        .await
+    }
+
+    async fn set_evidence_retention(
+        &self,
+        tenant: &TenantId,
+        days: Option<u32>,
+        by: &str,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        let values = vec![
+            Value::Text(tenant.to_string()),
+            days.map_or(Value::NullInt, |d| Value::Int(i64::from(d))),
+            Value::Text(by.to_owned()),
+            Value::Int(at.as_micros()),
+        ];
+        self.write(move |conn| exec(conn, evidence::SET_RETENTION_SQL, &values, "setting evidence retention").map(drop))
+            .await
+    }
+
+    async fn evidence_retention(&self, tenant: &TenantId) -> StoreResult<Option<u32>> {
+        let values = vec![Value::Text(tenant.to_string())];
+        self.read(move |conn| {
+            let days = rows(conn, &lite(evidence::RETENTION_SQL), &values, |r| {
+                r.get::<_, Option<i64>>(0).ctx("reading evidence retention")
+            })?;
+            Ok(days.into_iter().flatten().next().and_then(|d| u32::try_from(d).ok()))
+        })
+        .await
+    }
+
+    async fn expired_evidence(&self, tenant: &TenantId, before: Timestamp) -> StoreResult<ExpiredEvidence> {
+        let values = vec![Value::Text(tenant.to_string()), Value::Int(before.as_micros())];
+        self.read(move |conn| {
+            Ok(ExpiredEvidence {
+                bundles: rows(conn, &lite(&evidence::expired_bundles_sql()), &values, |r| {
+                    evidence::bundle_from_row(r)
+                })?,
+                artifacts: rows(conn, &lite(&evidence::expired_artifacts_sql()), &values, |r| {
+                    evidence::artifact_from_row(r)
+                })?,
+            })
+        })
+        .await
+    }
+
+    async fn delete_bundle(&self, tenant: &TenantId, bundle_id: &str) -> StoreResult<()> {
+        let values = vec![Value::Text(tenant.to_string()), Value::Text(bundle_id.to_owned())];
+        let id = bundle_id.to_owned();
+        self.write(move |conn| match exec(conn, evidence::DELETE_BUNDLE_SQL, &values, "deleting a bundle")? {
+            0 => Err(StoreError::NotFound { what: "evidence bundle", id }),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    async fn delete_artifact(&self, tenant: &TenantId, case_id: &str, name: &str) -> StoreResult<()> {
+        let values = vec![Value::Text(tenant.to_string()), Value::Text(case_id.into()), Value::Text(name.into())];
+        let id = format!("{case_id}/{name}");
+        self.write(move |conn| match exec(conn, evidence::DELETE_ARTIFACT_SQL, &values, "deleting an artifact")? {
+            0 => Err(StoreError::NotFound { what: "case artifact", id }),
+            _ => Ok(()),
         })
         .await
     }

@@ -643,3 +643,76 @@ pub(crate) async fn list_attestations(
         .collect();
     Ok(Json(output).into_response())
 }
+
+/// A tenant's evidence retention.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RetentionInput {
+    /// Days bundles and uploads are kept (1..=36500); null: forever.
+    pub days: Option<u32>,
+}
+
+/// Longest evidence retention accepted, in days (100 years).
+const MAX_RETENTION_DAYS: u32 = 36_500;
+
+#[utoipa::path(
+    get, path = "/v1/tenants/{tenant}/evidence/retention", tag = "evidence",
+    summary = "How long the tenant's evidence is kept",
+    params(("tenant" = String, Path)),
+    responses(
+        (status = 200, body = RetentionInput),
+        (status = 401, body = crate::error::ErrorResponse),
+        (status = 403, body = crate::error::ErrorResponse),
+        (status = 404, body = crate::error::ErrorResponse),
+    ),
+    security(("bearer" = ["evidence:read"]))
+)]
+pub(crate) async fn get_retention(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant_access(&state, &tenant, Permission::EvidenceRead).await?;
+    Ok(Json(RetentionInput { days: state.store.evidence_retention(&tenant).await? }).into_response())
+}
+
+#[utoipa::path(
+    put, path = "/v1/tenants/{tenant}/evidence/retention", tag = "evidence",
+    summary = "Set how long the tenant's evidence is kept",
+    description = "The retention worker (every `--retention-period`) deletes bundles sealed, and uploads \
+        received, more than `days` ago, unless their case or the tenant is held, and records what it deleted \
+        (`custos.evidence.pruned`). `null`, the default: kept forever.",
+    params(("tenant" = String, Path)),
+    request_body(content((RetentionInput = "application/json"))),
+    responses(
+        (status = 200, body = RetentionInput),
+        (status = 401, body = crate::error::ErrorResponse),
+        (status = 403, body = crate::error::ErrorResponse),
+        (status = 404, body = crate::error::ErrorResponse),
+        (status = 422, body = crate::error::ErrorResponse),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+pub(crate) async fn put_retention(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant_access(&state, &tenant, Permission::Admin).await?;
+    let input: RetentionInput = crate::body::read_json(&headers, body, 4 * 1024).await?;
+    if input.days.is_some_and(|d| !(1..=MAX_RETENTION_DAYS).contains(&d)) {
+        return Err(ApiError::invalid(FieldError::new("days", "must be 1 to 36500, or null for forever")));
+    }
+    state.store.set_evidence_retention(&tenant, input.days, &caller.token.id, Timestamp::now()).await?;
+    let action = AdminAction {
+        kind: "custos.evidence.retention.set",
+        actor: super::holds::actor(&caller),
+        resource_type: "evidence",
+        resource_id: tenant.as_str(),
+        details: serde_json::json!({"days": input.days}),
+    };
+    record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
+    Ok(Json(input).into_response())
+}

@@ -421,3 +421,61 @@ async fn without_its_tsa_nothing_is_sealed() {
     let (_, case) = json(app.get(&token, "/v1/tenants/acme/evidence/cases/case-1").await).await;
     assert!(case["bundles"].as_array().unwrap().is_empty(), "{case}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_expired_evidence_except_what_is_held() {
+    let (app, _, root) = evidence_app(Backend::Sqlite, ServerConfig::default()).await;
+    let root = root.unwrap();
+    let admin = app.token(&["admin#tenant/acme"]).await;
+    for case in ["old", "held"] {
+        put_artifact(&app, &admin, case, "a.log", b"line one\n".to_vec()).await;
+        assert_eq!(seal(&app, &admin, case).await.status(), 201);
+    }
+    let (_, case) = json(app.get(&admin, "/v1/tenants/acme/evidence/cases/old").await).await;
+    let old = case["bundles"][0]["bundle_id"].as_str().unwrap().to_owned();
+    let (_, case) = json(app.get(&admin, "/v1/tenants/acme/evidence/cases/held").await).await;
+    let held = case["bundles"][0]["bundle_id"].as_str().unwrap().to_owned();
+    let hold_url = app.url("/v1/tenants/acme/evidence/holds/held");
+    app.client.post(&hold_url).bearer_auth(&admin).json(&json!({"reason": "matter 9"})).send().await.unwrap();
+
+    // Forever by default; then a day.
+    let later = custos_model::Timestamp::now().saturating_add_micros(2 * 86_400 * 1_000_000);
+    assert_eq!(custos_server::evidence::retention_pass(&app.state, later).await, 0, "kept forever by default");
+    let (_, retention) = json(app.get(&admin, "/v1/tenants/acme/evidence/retention").await).await;
+    assert_eq!(retention, json!({"days": null}));
+    let url = app.url("/v1/tenants/acme/evidence/retention");
+    let refused = error(
+        app.client.put(&url).bearer_auth(&admin).json(&json!({"days": 0})).send().await.unwrap(),
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(refused["field"], "days");
+    let (status, _) =
+        json(app.client.put(&url).bearer_auth(&admin).json(&json!({"days": 1})).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+
+    // The old case's bundle and upload go, objects and all; the held case's stay.
+    assert_eq!(custos_server::evidence::retention_pass(&app.state, later).await, 2);
+    error(app.get(&admin, &format!("/v1/tenants/acme/evidence/{old}")).await, 404, "not_found").await;
+    let old_dir = root.join("tenants/acme/evidence/old");
+    let left: Vec<_> = walk(&old_dir);
+    assert!(left.is_empty(), "no object of the old case is left: {left:?}");
+    let (_, read) = json(app.get(&admin, &format!("/v1/tenants/acme/evidence/{held}")).await).await;
+    assert_eq!(read["verification"]["verified"], true, "{read}");
+    let timeline = log_kinds(&app, &admin, "timeline").await;
+    let pruned = timeline.iter().find(|e| e["kind"] == "custos.evidence.pruned").expect("the pass is recorded");
+    assert_eq!(pruned["details"]["bundles"], json!([old]));
+    assert_eq!(pruned["details"]["uploads"], json!(["old/a.log"]));
+
+    // Released, the held case goes at the next pass.
+    app.client.delete(&hold_url).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(custos_server::evidence::retention_pass(&app.state, later).await, 2);
+    error(app.get(&admin, &format!("/v1/tenants/acme/evidence/{held}")).await, 404, "not_found").await;
+}
+
+/// Every file under `dir` (none when it is gone).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
+    entries.flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
+}

@@ -146,6 +146,7 @@ async fn openapi_describes_every_endpoint() {
         ("/v1/tenants/{tenant}/evidence/cases/{case}", vec!["get"]),
         ("/v1/tenants/{tenant}/evidence/cases/{case}/artifacts/{name}", vec!["put"]),
         ("/v1/tenants/{tenant}/evidence/holds", vec!["get"]),
+        ("/v1/tenants/{tenant}/evidence/retention", vec!["get", "put"]),
         ("/v1/tenants/{tenant}/evidence/holds/{case}", vec!["post", "delete"]),
         ("/v1/tenants/{tenant}/evidence/snapshots", vec!["post"]),
         ("/v1/tenants/{tenant}/evidence/{bundle}", vec!["get"]),

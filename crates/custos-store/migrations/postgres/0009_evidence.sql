@@ -60,6 +60,16 @@ CREATE TABLE attestations (
 CREATE INDEX attestations_by_subject ON attestations (tenant_id, subject_id, created_at_us);
 CREATE INDEX attestations_by_digest ON attestations (tenant_id, subject_sha256);
 
+-- A tenant's evidence retention: the retention pass deletes bundles sealed, and uploads
+-- received, more than `days` before it runs, unless their case or the tenant is held.
+-- No row, or NULL days: kept forever.
+CREATE TABLE evidence_retention (
+    tenant_id TEXT NOT NULL PRIMARY KEY,
+    days BIGINT,
+    updated_by TEXT NOT NULL,
+    updated_at_us BIGINT NOT NULL
+);
+
 -- A case's holds, past and present: at most one active (released_at_us NULL) per case.
 CREATE TABLE evidence_holds (
     tenant_id TEXT NOT NULL,
@@ -100,10 +110,10 @@ CREATE TRIGGER attestations_append_only BEFORE UPDATE OR DELETE ON attestations
 CREATE TRIGGER attestations_no_truncate BEFORE TRUNCATE ON attestations
     FOR EACH STATEMENT EXECUTE FUNCTION custos_refuse_change();
 
-REVOKE ALL ON evidence_artifacts, evidence_bundles, attestations, evidence_holds FROM PUBLIC, custos_app;
+REVOKE ALL ON evidence_artifacts, evidence_bundles, attestations, evidence_holds, evidence_retention FROM PUBLIC, custos_app;
 GRANT SELECT, INSERT, DELETE ON evidence_artifacts, evidence_bundles TO custos_app;
 GRANT SELECT, INSERT ON attestations TO custos_app;
-GRANT SELECT, INSERT, UPDATE ON evidence_holds TO custos_app;
+GRANT SELECT, INSERT, UPDATE ON evidence_holds, evidence_retention TO custos_app;
 
 ALTER TABLE evidence_artifacts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE evidence_artifacts FORCE ROW LEVEL SECURITY;
@@ -126,5 +136,11 @@ CREATE POLICY tenant_isolation ON attestations
 ALTER TABLE evidence_holds ENABLE ROW LEVEL SECURITY;
 ALTER TABLE evidence_holds FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON evidence_holds
+    USING (tenant_id = current_setting('custos.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('custos.tenant_id', true));
+
+ALTER TABLE evidence_retention ENABLE ROW LEVEL SECURITY;
+ALTER TABLE evidence_retention FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON evidence_retention
     USING (tenant_id = current_setting('custos.tenant_id', true))
     WITH CHECK (tenant_id = current_setting('custos.tenant_id', true));

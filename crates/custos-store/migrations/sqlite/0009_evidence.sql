@@ -59,6 +59,16 @@ CREATE TABLE attestations (
 CREATE INDEX attestations_by_subject ON attestations (tenant_id, subject_id, created_at_us);
 CREATE INDEX attestations_by_digest ON attestations (tenant_id, subject_sha256);
 
+-- A tenant's evidence retention: the retention pass deletes bundles sealed, and uploads
+-- received, more than `days` before it runs, unless their case or the tenant is held.
+-- No row, or NULL days: kept forever.
+CREATE TABLE evidence_retention (
+    tenant_id TEXT NOT NULL PRIMARY KEY,
+    days INTEGER,
+    updated_by TEXT NOT NULL,
+    updated_at_us INTEGER NOT NULL
+);
+
 -- A case's holds, past and present: at most one active (released_at_us NULL) per case.
 CREATE TABLE evidence_holds (
     tenant_id TEXT NOT NULL,

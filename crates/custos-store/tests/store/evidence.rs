@@ -33,6 +33,7 @@ both_backends!(
     attestations_are_found_by_subject_and_digest,
     case_holds_come_and_go,
     tenants_see_only_their_own_evidence,
+    retention_finds_only_expired_unheld_evidence,
 );
 
 fn t(seconds: i64) -> Timestamp {
@@ -212,6 +213,38 @@ async fn tenants_see_only_their_own_evidence(store: Arc<dyn Store>) {
     // The same names are free in another tenant.
     store.put_artifact(&globex, &artifact("case-1", "a.log", 2)).await.unwrap();
     store.put_bundle(&globex, &bundle("b-1", "case-1", 1), &attestation("att-1", "b-1", 5, 1)).await.unwrap();
+}
+
+async fn retention_finds_only_expired_unheld_evidence(store: Arc<dyn Store>) {
+    let tenant = setup(&*store, "acme").await;
+    assert_eq!(store.evidence_retention(&tenant).await.unwrap(), None, "forever by default");
+    store.set_evidence_retention(&tenant, Some(30), "tok_1", t(0)).await.unwrap();
+    assert_eq!(store.evidence_retention(&tenant).await.unwrap(), Some(30));
+    store.set_evidence_retention(&tenant, None, "tok_1", t(1)).await.unwrap();
+    assert_eq!(store.evidence_retention(&tenant).await.unwrap(), None);
+
+    for (case, name, byte) in [("old", "a.log", 1), ("old", "b.log", 2), ("held", "c.log", 3), ("new", "d.log", 50)] {
+        store.put_artifact(&tenant, &artifact(case, name, byte)).await.unwrap();
+    }
+    store.put_bundle(&tenant, &bundle("b-old", "old", 5), &attestation("a1", "b-old", 1, 5)).await.unwrap();
+    store.put_bundle(&tenant, &bundle("b-held", "held", 5), &attestation("a2", "b-held", 2, 5)).await.unwrap();
+    store.put_bundle(&tenant, &bundle("b-new", "new", 60), &attestation("a3", "b-new", 3, 60)).await.unwrap();
+    store.create_case_hold(&tenant, &hold("held", 1)).await.unwrap();
+
+    let expired = store.expired_evidence(&tenant, t(10)).await.unwrap();
+    let bundles: Vec<&str> = expired.bundles.iter().map(|b| b.bundle_id.as_str()).collect();
+    let artifacts: Vec<&str> = expired.artifacts.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(bundles, ["b-old"], "not the held case's, not the new one");
+    assert_eq!(artifacts, ["a.log", "b.log"]);
+    store.delete_bundle(&tenant, "b-old").await.unwrap();
+    store.delete_artifact(&tenant, "old", "a.log").await.unwrap();
+    assert!(matches!(store.delete_bundle(&tenant, "b-old").await, Err(StoreError::NotFound { .. })));
+    // The database refuses what a hold keeps, whatever the caller asks.
+    assert!(store.delete_bundle(&tenant, "b-held").await.is_err());
+    assert!(store.bundle(&tenant, "b-held").await.unwrap().is_some());
+    // A tenant-wide legal hold keeps everything.
+    store.create_hold(&tenant, &LegalHold { id: "all".into(), ..hold("x", 9) }).await.unwrap();
+    assert_eq!(store.expired_evidence(&tenant, t(100)).await.unwrap(), Default::default());
 }
 
 /// Statements each backend must refuse on seeded evidence rows, and the word its error
