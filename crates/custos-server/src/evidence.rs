@@ -487,7 +487,10 @@ fn attest_bundle(
                     ("kind", &manifest.kind),
                     ("resource_id", &manifest.resource_id),
                 ]),
-                internal_parameters: Some(parameters(&[("merkle_root", &manifest.merkle_root)])),
+                internal_parameters: Some(parameters(&[
+                    ("merkle_root", &manifest.merkle_root),
+                    ("signed_at", &manifest.created_at.to_string()),
+                ])),
                 resolved_dependencies: manifest
                     .files
                     .iter()

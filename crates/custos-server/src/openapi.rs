@@ -141,7 +141,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(evidence::place_case_hold, evidence::release_case_hold))
         .routes(routes!(evidence::get_bundle))
         .routes(routes!(evidence::download_bundle))
-        .routes(routes!(evidence::list_attestations))
+        .routes(routes!(evidence::list_attestations, evidence::create_attestation))
         .routes(routes!(holds::place_hold, holds::list_holds))
         .routes(routes!(holds::release_hold))
         .routes(routes!(traces::get_trace))

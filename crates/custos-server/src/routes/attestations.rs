@@ -77,7 +77,8 @@ fn check_name(error: &AttestationError) -> &'static str {
     post, path = "/v1/attestations/verify", tag = "evidence",
     summary = "Verify a SLSA provenance attestation against an artifact's digest",
     description = "Public. Checks the DSSE signature with this deployment's published keys (a key counts only \
-        inside its validity window when the statement states `runDetails.metadata.finishedOn`), the payload \
+        inside its validity window when the statement states when it was signed: `internalParameters.signed_at`, \
+        else `runDetails.metadata.finishedOn`), the payload \
         type `application/vnd.in-toto+json`, the statement type `https://in-toto.io/Statement/v1`, the \
         predicate type `https://slsa.dev/provenance/v1` and that a subject has the given SHA-256. A verdict is \
         a 200 either way; `verified: false` names the failed check.",
@@ -115,11 +116,19 @@ pub(crate) async fn verify_attestation(
         Ok(verified) => verified,
         Err(error) => return Ok(Json(refused(check_name(&error), error.to_string())).into_response()),
     };
-    // When the statement says when it was made, a signature counts only from a key
-    // that was signing then.
-    let finished = verified.statement.predicate.run_details.metadata.as_ref().and_then(|m| m.finished_on.as_deref());
+    // When the statement says when it was signed (custos's `internalParameters.signed_at`),
+    // or else when its build finished, a signature counts only from a key that was
+    // signing then.
+    let predicate = &verified.statement.predicate;
+    let signed_at = predicate
+        .build_definition
+        .internal_parameters
+        .as_ref()
+        .and_then(|p| p.get("signed_at"))
+        .and_then(serde_json::Value::as_str);
+    let finished = signed_at.or_else(|| predicate.run_details.metadata.as_ref().and_then(|m| m.finished_on.as_deref()));
     if let Some(finished) = finished {
-        let at = Timestamp::parse("finishedOn", finished)
+        let at = Timestamp::parse("signed_at", finished)
             .map_err(|e| ApiError::invalid(FieldError::new("envelope", format!("the statement's {}", e.message))))?;
         let in_window =
             verified.signed_by.iter().any(|id| trusted.iter().any(|k| k.key.key_id() == id && k.valid_at(at)));

@@ -11,6 +11,7 @@ use custos_model::ledger::LogName;
 use custos_model::{FieldError, Permission, TenantId, Timestamp};
 use custos_store::{ArtifactRecord, AttestationQuery, BundleRecord, LegalHold, LogAppend, StoreError};
 use custos_telemetry::TraceContext;
+use serde_json::json;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -715,4 +716,145 @@ pub(crate) async fn put_retention(
     };
     record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
     Ok(Json(input).into_response())
+}
+
+/// An artifact a platform job produced, for custos to attest.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AttestInput {
+    /// The artifact's name (a file name, an image reference), 1..=255 characters.
+    pub subject_name: String,
+    /// Its SHA-256, 64 hex digits.
+    pub subject_sha256: String,
+    /// What made it: a URI naming the job's kind (default
+    /// `https://custos.dev/platform-artifact/v1`).
+    pub build_type: Option<String>,
+    /// The job's inputs as it reports them (a JSON object, at most 16 KiB).
+    #[schema(value_type = Option<Object>)]
+    pub external_parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The job run's id.
+    pub invocation_id: Option<String>,
+    /// When the job started and finished (RFC 3339).
+    pub started_on: Option<String>,
+    pub finished_on: Option<String>,
+}
+
+/// A new attestation.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct AttestOutput {
+    pub attestation_id: String,
+    /// The DSSE envelope of the in-toto statement.
+    #[schema(value_type = Object)]
+    pub envelope: serde_json::Value,
+}
+
+/// The build type of an attestation a platform asks for without naming one.
+pub const PLATFORM_BUILD_TYPE: &str = "https://custos.dev/platform-artifact/v1";
+const MAX_PARAMETERS_BYTES: usize = 16 * 1024;
+
+#[utoipa::path(
+    post, path = "/v1/tenants/{tenant}/attestations", tag = "evidence",
+    summary = "Attest an artifact a platform job produced",
+    description = "custos signs an in-toto Statement v1 with a SLSA Provenance v1 predicate about the artifact \
+        (its name and SHA-256), carrying what the job reported (`buildType`, `externalParameters`, the run's id \
+        and times) and who reported it (`internalParameters.reported_by`: the token's id). custos vouches that \
+        the platform reported this, with this token, at this time; not that the job did what it says. \
+        Recorded in the timeline (`custos.attestation.created`).",
+    params(("tenant" = String, Path)),
+    request_body(content((AttestInput = "application/json"))),
+    responses(
+        (status = 201, body = AttestOutput),
+        (status = 401, body = crate::error::ErrorResponse),
+        (status = 403, body = crate::error::ErrorResponse),
+        (status = 404, body = crate::error::ErrorResponse),
+        (status = 422, body = crate::error::ErrorResponse),
+        (status = 503, description = "No signing key is configured", body = crate::error::ErrorResponse),
+    ),
+    security(("bearer" = ["evidence:create"]))
+)]
+pub(crate) async fn create_attestation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    trace: Option<axum::Extension<TraceContext>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    use custos_ledger::intoto::{
+        BuildDefinition, BuildMetadata, Builder, Provenance, ResourceDescriptor, RunDetails, Statement,
+    };
+    let tenant = caller.tenant_access(&state, &tenant, Permission::EvidenceCreate).await?;
+    let input: AttestInput = crate::body::read_json(&headers, body, 64 * 1024).await?;
+    custos_model::check::text("subject_name", &input.subject_name, 255).map_err(ApiError::invalid)?;
+    let digest = input.subject_sha256.to_ascii_lowercase();
+    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::invalid(FieldError::new("subject_sha256", "must be 64 hex digits")));
+    }
+    let build_type = input.build_type.unwrap_or_else(|| PLATFORM_BUILD_TYPE.to_owned());
+    let uri = build_type.split_once("://").is_some_and(|(scheme, rest)| {
+        !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphabetic()) && !rest.is_empty()
+    });
+    if !uri || build_type.len() > 256 || build_type.chars().any(char::is_whitespace) {
+        return Err(ApiError::invalid(FieldError::new("build_type", "must be an absolute URI of at most 256 bytes")));
+    }
+    let parameters = input.external_parameters.unwrap_or_default();
+    if serde_json::to_vec(&parameters).map_or(0, |b| b.len()) > MAX_PARAMETERS_BYTES {
+        return Err(ApiError::invalid(FieldError::new("external_parameters", "must be at most 16 KiB of JSON")));
+    }
+    if let Some(id) = &input.invocation_id {
+        custos_model::check::text("invocation_id", id, 255).map_err(ApiError::invalid)?;
+    }
+    let time = |field: &str, value: Option<String>| {
+        value.map(|v| Timestamp::parse(field, &v).map(|t| t.to_string()).map_err(ApiError::invalid)).transpose()
+    };
+    let started_on = time("started_on", input.started_on)?;
+    let finished_on = time("finished_on", input.finished_on)?;
+    let key = state.ledger.key()?;
+    let internal: serde_json::Map<String, serde_json::Value> = [
+        ("tenant_id".to_owned(), json!(tenant.as_str())),
+        ("reported_by".to_owned(), json!(caller.token.id)),
+        ("signed_at".to_owned(), json!(Timestamp::now())),
+    ]
+    .into_iter()
+    .collect();
+    let statement = Statement::provenance(
+        vec![ResourceDescriptor::sha256(input.subject_name.clone(), digest.clone())],
+        Provenance {
+            build_definition: BuildDefinition {
+                build_type,
+                external_parameters: parameters,
+                internal_parameters: Some(internal),
+                resolved_dependencies: vec![],
+            },
+            run_details: RunDetails {
+                builder: Builder {
+                    id: format!("https://{}/custos", state.ledger.deployment()),
+                    version: [("custos".to_owned(), state.config.version.clone())].into(),
+                    builder_dependencies: vec![],
+                },
+                metadata: Some(BuildMetadata { invocation_id: input.invocation_id, started_on, finished_on }),
+                byproducts: vec![],
+            },
+        },
+    );
+    let envelope = statement.sign(&[&key.dsse_signer()]);
+    let record = custos_store::AttestationRecord {
+        attestation_id: format!("att_{}", uuid::Uuid::now_v7().simple()),
+        subject_type: "artifact".into(),
+        subject_id: input.subject_name.clone(),
+        subject_name: input.subject_name.clone(),
+        subject_sha256: digest.clone(),
+        predicate_type: custos_ledger::intoto::SLSA_PROVENANCE.into(),
+        envelope: envelope.to_json(),
+        created_at: Timestamp::now(),
+    };
+    state.store.put_attestation(&tenant, &record).await?;
+    let requester = requester(&caller, trace.as_ref());
+    let details = json!({"attestation_id": record.attestation_id, "subject_name": record.subject_name,
+        "subject_sha256": digest});
+    let mut event = requester.event(&tenant, "custos.attestation.created", "-", details);
+    (event.resource_type, event.resource_id) = (Some("attestation".into()), Some(record.attestation_id.clone()));
+    evidence::append_required(&state, &tenant, LogName::Timeline, LogAppend::timeline(&event)).await?;
+    let envelope: serde_json::Value = serde_json::from_str(&record.envelope).map_err(|e| ApiError::internal(&e))?;
+    Ok((StatusCode::CREATED, Json(AttestOutput { attestation_id: record.attestation_id, envelope })).into_response())
 }

@@ -479,3 +479,69 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
     entries.flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
 }
+
+async fn platforms_attest_their_own_artifacts(backend: Backend) {
+    let (app, key, _) = evidence_app(backend, ServerConfig::default()).await;
+    let token =
+        app.token(&["evidence:create#tenant/acme", "evidence:read#tenant/acme", "timeline:read#tenant/acme"]).await;
+    let reader = app.token(&["evidence:read#tenant/acme"]).await;
+    let digest = hex::encode(Sha256::digest(b"detections-2026.11.tar"));
+    let url = app.url("/v1/tenants/acme/attestations");
+    let attest = |token: &str, body: Value| app.client.post(&url).bearer_auth(token).json(&body).send();
+    let body = json!({
+        "subject_name": "detections-2026.11.tar", "subject_sha256": digest.to_uppercase(),
+        "build_type": "https://platform.example/rule-pack/v2", "external_parameters": {"pack": "okta", "rules": 41},
+        "invocation_id": "run-7", "started_on": "2026-11-23T10:00:00Z", "finished_on": "2026-11-23T10:02:00Z",
+    });
+    let (status, made) = json(attest(&token, body.clone()).await.unwrap()).await;
+    assert_eq!(status, 201, "{made}");
+
+    // It verifies with the public verifier against the artifact's digest, and says what was reported.
+    let check = json!({"envelope": made["envelope"], "subject_sha256": digest});
+    let (_, verdict) =
+        json(app.client.post(app.url("/v1/attestations/verify")).json(&check).send().await.unwrap()).await;
+    assert_eq!(verdict["verified"], true, "{verdict}");
+    assert_eq!(verdict["signed_by"], json!([key.key_id()]));
+    let predicate = &verdict["statement"]["predicate"];
+    assert_eq!(predicate["buildDefinition"]["buildType"], "https://platform.example/rule-pack/v2");
+    assert_eq!(predicate["buildDefinition"]["externalParameters"]["rules"], 41);
+    assert!(predicate["buildDefinition"]["internalParameters"]["reported_by"].as_str().unwrap().starts_with("tok_"));
+    assert_eq!(predicate["runDetails"]["metadata"]["invocationId"], "run-7");
+    let (_, listed) =
+        json(app.get(&reader, &format!("/v1/tenants/acme/attestations?subject_sha256={digest}")).await).await;
+    assert_eq!(listed[0]["attestation_id"], made["attestation_id"]);
+    assert_eq!(listed[0]["subject_type"], "artifact");
+    assert_eq!(listed[0]["verification"]["verified"], true);
+    let timeline = log_kinds(&app, &token, "timeline").await;
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["kind"] == "custos.attestation.created" && e["resource_id"] == made["attestation_id"])
+    );
+
+    // Scope, and each bad field named.
+    error(attest(&reader, body.clone()).await.unwrap(), 403, "forbidden").await;
+    let big: String = "x".repeat(17 * 1024);
+    for (field, value) in [
+        ("subject_sha256", json!("abc")),
+        ("subject_name", json!("")),
+        ("build_type", json!("not a uri")),
+        ("external_parameters", json!({"blob": big})),
+        ("finished_on", json!("yesterday")),
+    ] {
+        let mut bad = body.clone();
+        bad[field] = value;
+        let refused = error(attest(&token, bad).await.unwrap(), 422, "invalid_field").await;
+        assert_eq!(refused["field"], field, "{refused}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platforms_attest_their_own_artifacts_on_sqlite() {
+    platforms_attest_their_own_artifacts(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platforms_attest_their_own_artifacts_on_postgres() {
+    platforms_attest_their_own_artifacts(Backend::Postgres).await;
+}

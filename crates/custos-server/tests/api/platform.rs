@@ -142,7 +142,7 @@ async fn openapi_describes_every_endpoint() {
         ("/openapi.json", vec!["get"]),
         ("/metrics", vec!["get"]),
         ("/v1/attestations/verify", vec!["post"]),
-        ("/v1/tenants/{tenant}/attestations", vec!["get"]),
+        ("/v1/tenants/{tenant}/attestations", vec!["get", "post"]),
         ("/v1/tenants/{tenant}/evidence/cases/{case}", vec!["get"]),
         ("/v1/tenants/{tenant}/evidence/cases/{case}/artifacts/{name}", vec!["put"]),
         ("/v1/tenants/{tenant}/evidence/holds", vec!["get"]),
