@@ -11,8 +11,8 @@ use std::io::Read;
 
 use axum::body::Body;
 use custos_ledger::bundle::{
-    self, ArchiveWriter, BundleError, BundleReport, FileEntry, MANIFEST, MANIFEST_ENVELOPE, Manifest, ROOT_FILE,
-    TIMESTAMP_FILE, TrustedKey, Verifier,
+    self, ArchiveWriter, BundleError, FileEntry, MANIFEST, MANIFEST_ENVELOPE, Manifest, ROOT_FILE, TIMESTAMP_FILE,
+    TrustedKey, Verifier,
 };
 use custos_ledger::dsse::DsseKey;
 use custos_ledger::intoto::{
@@ -159,15 +159,11 @@ pub(crate) async fn trusted_keys(state: &AppState) -> Result<Vec<TrustedKey>, Ap
         .collect())
 }
 
-fn store_error(error: custos_store::StoreError) -> ApiError {
-    ApiError::from(error)
-}
-
 /// Streams `body` into a new object at `key`, hashing it; refuses (and removes) it
 /// beyond `max` bytes. Its size and SHA-256.
 pub(crate) async fn upload(objects: &Objects, key: &str, body: Body, max: u64) -> Result<(u64, [u8; 32]), ApiError> {
     let path = object_path(key)?;
-    let mut upload = objects.upload_new(&path, UPLOAD_PART_BYTES).await.map_err(store_error)?;
+    let mut upload = objects.upload_new(&path, UPLOAD_PART_BYTES).await.map_err(ApiError::from)?;
     let mut stream = body.into_data_stream();
     let mut hasher = Sha256::new();
     let mut size = 0u64;
@@ -189,7 +185,7 @@ pub(crate) async fn upload(objects: &Objects, key: &str, body: Body, max: u64) -
         hasher.update(&chunk);
         upload.put(chunk);
         if let Err(e) = upload.wait_for_capacity(UPLOAD_PARTS_IN_FLIGHT).await {
-            break Some(store_error(custos_store::StoreError::Object {
+            break Some(ApiError::from(custos_store::StoreError::Object {
                 context: format!("uploading {key}"),
                 source: e,
             }));
@@ -202,9 +198,9 @@ pub(crate) async fn upload(objects: &Objects, key: &str, body: Body, max: u64) -
         return Err(error);
     }
     upload.finish().await.map_err(|e| {
-        store_error(custos_store::StoreError::Object { context: format!("finishing {key}"), source: e })
+        ApiError::from(custos_store::StoreError::Object { context: format!("finishing {key}"), source: e })
     })?;
-    objects.seal(&path).map_err(store_error)?;
+    objects.seal(&path).map_err(ApiError::from)?;
     Ok((size, hasher.finalize().into()))
 }
 
@@ -360,7 +356,7 @@ pub(crate) async fn seal_case(
         }
         let path = format!("artifacts/{}", artifact.name);
         let to = object_path(&format!("{prefix}/{path}"))?;
-        objects.copy_new(&object_path(&artifact.object_key)?, &to).await.map_err(store_error)?;
+        objects.copy_new(&object_path(&artifact.object_key)?, &to).await.map_err(ApiError::from)?;
         files.push(FileEntry { path, size, sha256: artifact.sha256.clone(), media_type: artifact.media_type.clone() });
     }
 
@@ -375,14 +371,14 @@ pub(crate) async fn seal_case(
     objects
         .put_new(&object_path(&format!("{prefix}/{CUSTODY_FILE}"))?, PutPayload::from(custody))
         .await
-        .map_err(store_error)?;
+        .map_err(ApiError::from)?;
     files.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
     let root = bundle::merkle_root(&files);
     let timestamp = match &state.config.tsa {
         Some(config) => {
             let (token, verified) = stamp(config, &root).await?;
             let path = object_path(&format!("{prefix}/{TIMESTAMP_FILE}"))?;
-            objects.put_new(&path, PutPayload::from(token)).await.map_err(store_error)?;
+            objects.put_new(&path, PutPayload::from(token)).await.map_err(ApiError::from)?;
             Some(verified)
         }
         None => None,
@@ -416,7 +412,7 @@ pub(crate) async fn seal_case(
         objects
             .put_new(&object_path(&format!("{prefix}/{name}"))?, PutPayload::from(bytes))
             .await
-            .map_err(store_error)?;
+            .map_err(ApiError::from)?;
     }
 
     let bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
@@ -529,7 +525,7 @@ fn attest_bundle(
 async fn hash_object(objects: &Objects, key: &str) -> Result<(u64, [u8; 32]), ApiError> {
     let (objects, path, runtime) = (objects.clone(), object_path(key)?, tokio::runtime::Handle::current());
     tokio::task::spawn_blocking(move || {
-        let mut reader = objects.blocking_reader(&runtime, &path).map_err(store_error)?;
+        let mut reader = objects.blocking_reader(&runtime, &path).map_err(ApiError::from)?;
         bundle::hash_reader(&mut reader).map_err(|e| ApiError::internal(&e))
     })
     .await
@@ -546,7 +542,7 @@ async fn bundle_files(objects: &Objects, prefix: &str) -> Result<Vec<(String, u6
         .into_iter()
         .collect::<Result<_, _>>()
         .map_err(|e| {
-            store_error(custos_store::StoreError::Object { context: format!("listing {prefix}"), source: e })
+            ApiError::from(custos_store::StoreError::Object { context: format!("listing {prefix}"), source: e })
         })?;
     let mut files: Vec<(String, u64)> = listed
         .into_iter()
@@ -599,55 +595,64 @@ impl Verification {
 
 /// Reads every file of a stored bundle back and verifies it as `custos forensic verify`
 /// would, then checks its root and manifest digest against what the database recorded
-/// at sealing (a bundle replaced wholesale, even validly signed, is caught).
+/// at sealing (a bundle replaced wholesale, even validly signed, is caught). Also the
+/// manifest as read (read first, so it is there whatever fails after), when it is JSON.
 pub(crate) async fn verify_stored(
     objects: &Objects,
     record: &BundleRecord,
     keys: Vec<TrustedKey>,
     tsa_certificates: Vec<Certificate>,
-) -> Result<Verification, ApiError> {
-    let files = bundle_files(objects, &record.object_prefix).await?;
+) -> Result<(Verification, Option<serde_json::Value>), ApiError> {
+    let mut files = bundle_files(objects, &record.object_prefix).await?;
+    // The manifest first: it is returned even when a later file fails.
+    files.sort_by_key(|(path, _)| path != MANIFEST);
     let (objects, prefix, runtime) = (objects.clone(), record.object_prefix.clone(), tokio::runtime::Handle::current());
-    let verdict: Result<(BundleReport, String), BundleError> = tokio::task::spawn_blocking(move || {
+    let (verdict, manifest) = tokio::task::spawn_blocking(move || {
         let verifier = Verifier::new(keys).with_tsa_certificates(tsa_certificates);
         let mut check = verifier.check();
-        let mut manifest_sha256 = String::new();
-        for (path, _) in &files {
-            let object = ObjectPath::parse(format!("{prefix}/{path}")).map_err(|e| BundleError::Read(e.to_string()))?;
-            let reader = objects.blocking_reader(&runtime, &object).map_err(|e| BundleError::Read(e.to_string()))?;
-            if path == MANIFEST {
-                let mut bytes = Vec::new();
-                reader
-                    .take(bundle::MAX_METADATA_BYTES + 1)
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| BundleError::Read(e.to_string()))?;
-                manifest_sha256 = hex::encode(Sha256::digest(&bytes));
-                check.add(path, bytes.as_slice())?;
-            } else {
-                check.add(path, reader)?;
+        let mut manifest: Option<Vec<u8>> = None;
+        let read = (|| -> Result<(), BundleError> {
+            for (path, _) in &files {
+                let object =
+                    ObjectPath::parse(format!("{prefix}/{path}")).map_err(|e| BundleError::Read(e.to_string()))?;
+                let reader =
+                    objects.blocking_reader(&runtime, &object).map_err(|e| BundleError::Read(e.to_string()))?;
+                if path == MANIFEST {
+                    let mut bytes = Vec::new();
+                    reader
+                        .take(bundle::MAX_METADATA_BYTES + 1)
+                        .read_to_end(&mut bytes)
+                        .map_err(|e| BundleError::Read(e.to_string()))?;
+                    check.add(path, bytes.as_slice())?;
+                    manifest = Some(bytes);
+                } else {
+                    check.add(path, reader)?;
+                }
             }
-        }
-        Ok((check.finish()?, manifest_sha256))
+            Ok(())
+        })();
+        (read.and_then(|()| check.finish()), manifest)
     })
     .await
     .map_err(|e| ApiError::internal(&e))?;
-    Ok(match verdict {
+    let manifest_sha256 = manifest.as_ref().map(|bytes| hex::encode(Sha256::digest(bytes))).unwrap_or_default();
+    let verification = match verdict {
         Err(error) => Verification::failed(error.check(), error.to_string()),
-        Ok((report, _)) if report.merkle_root != record.merkle_root => Verification::failed(
+        Ok(report) if report.merkle_root != record.merkle_root => Verification::failed(
             "recorded_root",
             format!(
                 "the bundle's root {} is not the root recorded at sealing, {}",
                 report.merkle_root, record.merkle_root
             ),
         ),
-        Ok((_, manifest_sha256)) if manifest_sha256 != record.manifest_sha256 => Verification::failed(
+        Ok(_) if manifest_sha256 != record.manifest_sha256 => Verification::failed(
             "recorded_manifest",
             format!(
                 "the manifest's SHA-256 {manifest_sha256} is not the one recorded at sealing, {}",
                 record.manifest_sha256
             ),
         ),
-        Ok((report, _)) => Verification {
+        Ok(report) => Verification {
             verified: true,
             check: None,
             error: None,
@@ -662,14 +667,8 @@ pub(crate) async fn verify_stored(
             signed_at: Some(report.signed_at),
             checked_at: Timestamp::now(),
         },
-    })
-}
-
-/// Reads a stored bundle's manifest, when it is there and JSON.
-pub(crate) async fn read_manifest(objects: &Objects, record: &BundleRecord) -> Option<serde_json::Value> {
-    let path = ObjectPath::parse(format!("{}/{MANIFEST}", record.object_prefix)).ok()?;
-    let bytes = objects.store().get(&path).await.ok()?.bytes().await.ok()?;
-    serde_json::from_slice(&bytes).ok()
+    };
+    Ok((verification, manifest.and_then(|bytes: Vec<u8>| serde_json::from_slice(&bytes).ok())))
 }
 
 /// The bundle as its deterministic `.tar.gz`, streamed: written on the blocking pool

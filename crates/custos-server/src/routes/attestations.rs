@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use custos_ledger::bundle::TrustedKey;
 use custos_ledger::dsse::{DsseKey, Envelope};
 use custos_ledger::intoto::{AttestationError, ResourceDescriptor, verify_provenance};
 use custos_model::{FieldError, Timestamp};
@@ -101,16 +100,7 @@ pub(crate) async fn verify_attestation(
     }
     let envelope: Envelope = serde_json::from_value(input.envelope)
         .map_err(|e| ApiError::invalid(FieldError::new("envelope", format!("not a DSSE envelope: {e}"))))?;
-    let trusted: Vec<TrustedKey> = state
-        .store
-        .signing_keys()
-        .await?
-        .iter()
-        .filter_map(|k| {
-            let key = DsseKey::from_bytes(&k.public_key)?;
-            Some(TrustedKey { key, not_before: Some(k.not_before), not_after: k.not_after })
-        })
-        .collect();
+    let trusted = crate::evidence::trusted_keys(&state).await?;
     let keys: Vec<DsseKey> = trusted.iter().map(|k| k.key.clone()).collect();
     let verified = match verify_provenance(&envelope, &keys, &digest) {
         Ok(verified) => verified,

@@ -327,7 +327,7 @@ pub(crate) async fn get_bundle(
     let record = bundle_record(&state, &tenant, &id).await?;
     let keys = evidence::trusted_keys(&state).await?;
     let tsa = state.config.tsa.as_ref().map(|t| t.certificates.clone()).unwrap_or_default();
-    let verification = evidence::verify_stored(objects, &record, keys, tsa).await?;
+    let (verification, manifest) = evidence::verify_stored(objects, &record, keys, tsa).await?;
     if !verification.verified {
         tracing::error!(
             tenant_id = tenant.as_str(),
@@ -337,7 +337,6 @@ pub(crate) async fn get_bundle(
             "a stored evidence bundle failed verification"
         );
     }
-    let manifest = evidence::read_manifest(objects, &record).await;
     Ok(Json(BundleOutput { bundle: BundleView::from(&record), manifest, verification }).into_response())
 }
 

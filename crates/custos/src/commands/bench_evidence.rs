@@ -184,17 +184,7 @@ pub async fn run(args: &BenchEvidenceArgs) -> anyhow::Result<()> {
     let began = Instant::now();
     for name in &names {
         let file = tokio::fs::File::open(inputs.join(name)).await?;
-        let stream = futures::stream::unfold(file, |mut file| async move {
-            let mut chunk = vec![0u8; CHUNK];
-            match tokio::io::AsyncReadExt::read(&mut file, &mut chunk).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    chunk.truncate(n);
-                    Some((Ok::<_, std::io::Error>(chunk), file))
-                }
-                Err(e) => Some((Err(e), file)),
-            }
-        });
+        let stream = super::forensic_evidence::file_chunks(file);
         let response = client
             .put(format!("{base}/cases/bench-case/artifacts/{name}"))
             .bearer_auth(&secret)

@@ -11,7 +11,6 @@ use custos_ledger::bundle::{MANIFEST, TrustedKey};
 use custos_ledger::dsse::{DsseKey, Envelope};
 use custos_ledger::intoto::verify_provenance;
 use futures::StreamExt as _;
-use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use tracing::Instrument as _;
@@ -48,33 +47,19 @@ fn progress_bar(total: Option<u64>, message: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// A request with the token and a fresh trace; its trace id is printed to stderr.
-fn request(
-    connection: &ServerConnection,
-    method: reqwest::Method,
-    path: &str,
-) -> anyhow::Result<(reqwest::RequestBuilder, tracing::Span, String)> {
-    let token = connection.token.as_ref().context("no token: pass --token or set CUSTOS_TOKEN")?;
-    let url = format!("{}{path}", connection.server.trim_end_matches('/'));
-    let name = method.to_string();
-    let builder = reqwest::Client::new().request(method, &url).bearer_auth(token.expose_secret());
-    Ok(super::traced_with_id(builder, &name, &url))
-}
-
-/// The JSON of a successful answer, or the server's error message (and field).
-async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
-    let code = response.status();
-    let text = response.text().await.context("reading the answer")?;
-    let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if !code.is_success() {
-        let error = &value["error"];
-        let message = error["message"].as_str().map_or_else(|| value.to_string(), str::to_owned);
-        match error["field"].as_str() {
-            Some(field) => bail!("{code}: {message} (field {field})"),
-            None => bail!("{code}: {message}"),
+/// A file's bytes as a stream of 256 KiB chunks, for a streamed request body.
+pub(crate) fn file_chunks(file: tokio::fs::File) -> impl futures::Stream<Item = std::io::Result<Vec<u8>>> {
+    futures::stream::unfold(file, |mut file| async move {
+        let mut chunk = vec![0u8; 256 * 1024];
+        match tokio::io::AsyncReadExt::read(&mut file, &mut chunk).await {
+            Ok(0) => None,
+            Ok(n) => {
+                chunk.truncate(n);
+                Some((Ok(chunk), file))
+            }
+            Err(e) => Some((Err(e), file)),
         }
-    }
-    Ok(value)
+    })
 }
 
 pub async fn artifact_upload(connection: &ServerConnection, args: &ArtifactUploadArgs) -> anyhow::Result<()> {
@@ -92,21 +77,10 @@ pub async fn artifact_upload(connection: &ServerConnection, args: &ArtifactUploa
         .map_err(|e| usage(format!("cannot read {}: {e}", args.file.display())))?;
     let size = file.metadata().await?.len();
     let path = format!("/v1/tenants/{}/evidence/cases/{}/artifacts/{name}", args.tenant, args.case);
-    let (builder, span, trace_id) = request(connection, reqwest::Method::PUT, &path)?;
+    let (builder, span, trace_id) = super::incidents::authorized(connection, reqwest::Method::PUT, &path)?;
     let bar = progress_bar(Some(size), &format!("uploading {name}"));
     let counted = bar.clone();
-    let stream = futures::stream::unfold(file, |mut file| async move {
-        let mut chunk = vec![0u8; 256 * 1024];
-        match tokio::io::AsyncReadExt::read(&mut file, &mut chunk).await {
-            Ok(0) => None,
-            Ok(n) => {
-                chunk.truncate(n);
-                Some((Ok::<_, std::io::Error>(chunk), file))
-            }
-            Err(e) => Some((Err(e), file)),
-        }
-    })
-    .inspect(move |chunk| {
+    let stream = file_chunks(file).inspect(move |chunk| {
         if let Ok(chunk) = chunk {
             counted.inc(chunk.len() as u64);
         }
@@ -116,11 +90,11 @@ pub async fn artifact_upload(connection: &ServerConnection, args: &ArtifactUploa
         .header("content-length", size)
         .body(reqwest::Body::wrap_stream(stream))
         .send()
-        .instrument(span)
+        .instrument(span.clone())
         .await
         .context("reaching the server")?;
     bar.finish_and_clear();
-    let artifact = answer(response).await?;
+    let artifact = super::incidents::answer(response, &span).await?;
     if args.json {
         println!("{}", json!({"artifact": artifact, "trace_id": trace_id}));
         return Ok(());
@@ -148,11 +122,14 @@ pub async fn snapshot_create(connection: &ServerConnection, args: &SnapshotCreat
     if let Some(id) = &args.id {
         body["resource_id"] = json!(id);
     }
-    let (builder, span, trace_id) =
-        request(connection, reqwest::Method::POST, &format!("/v1/tenants/{}/evidence/snapshots", args.tenant))?;
+    let (builder, span, trace_id) = super::incidents::authorized(
+        connection,
+        reqwest::Method::POST,
+        &format!("/v1/tenants/{}/evidence/snapshots", args.tenant),
+    )?;
     let bar = progress_bar(None, &format!("sealing case {}", args.case));
-    let response = builder.json(&body).send().instrument(span).await.context("reaching the server")?;
-    let sealed = answer(response).await;
+    let response = builder.json(&body).send().instrument(span.clone()).await.context("reaching the server")?;
+    let sealed = super::incidents::answer(response, &span).await;
     bar.finish_and_clear();
     let sealed = sealed?;
     let bundle = sealed["bundle_id"].as_str().context("the answer names no bundle")?.to_owned();
@@ -193,11 +170,14 @@ async fn download(
     output: &Path,
     approximate: Option<u64>,
 ) -> anyhow::Result<(u64, String)> {
-    let (builder, span, _) =
-        request(connection, reqwest::Method::GET, &format!("/v1/tenants/{tenant}/evidence/{bundle}/download"))?;
-    let response = builder.send().instrument(span).await.context("reaching the server")?;
+    let (builder, span, _) = super::incidents::authorized(
+        connection,
+        reqwest::Method::GET,
+        &format!("/v1/tenants/{tenant}/evidence/{bundle}/download"),
+    )?;
+    let response = builder.send().instrument(span.clone()).await.context("reaching the server")?;
     if !response.status().is_success() {
-        answer(response).await?;
+        super::incidents::answer(response, &span).await?;
         bail!("the download failed");
     }
     let mut file = std::io::BufWriter::new(
@@ -303,9 +283,13 @@ pub async fn attest_show(connection: &ServerConnection, args: &AttestShowArgs) -
                 (None, Some(id)) => format!("subject_id={id}"),
                 (None, None) => unreachable!("a subject has a digest or an id"),
             };
-            let (builder, span, _) =
-                request(connection, reqwest::Method::GET, &format!("/v1/tenants/{tenant}/attestations?{query}"))?;
-            let found = answer(builder.send().instrument(span).await.context("reaching the server")?).await?;
+            let (builder, span, _) = super::incidents::authorized(
+                connection,
+                reqwest::Method::GET,
+                &format!("/v1/tenants/{tenant}/attestations?{query}"),
+            )?;
+            let response = builder.send().instrument(span.clone()).await.context("reaching the server")?;
+            let found = super::incidents::answer(response, &span).await?;
             found
                 .as_array()
                 .map(|all| {
@@ -320,7 +304,7 @@ pub async fn attest_show(connection: &ServerConnection, args: &AttestShowArgs) -
         notes.push("the subject's digest is the server's record: hold the bundle to check it yourself".to_owned());
     }
     if keys.is_empty() {
-        let (builder, span, _) = request(connection, reqwest::Method::GET, "/v1/keys")?;
+        let (builder, span, _) = super::incidents::authorized(connection, reqwest::Method::GET, "/v1/keys")?;
         let text = builder.send().instrument(span).await.context("fetching /v1/keys")?.bytes().await?;
         keys =
             custos_ledger::bundle::parse_keyring(&text).map_err(|e| anyhow::anyhow!("the server's /v1/keys: {e}"))?;

@@ -26,27 +26,26 @@ fn status(value: IncidentStatusArg) -> &'static str {
     }
 }
 
-/// Sends one request with the token and the command's trace context; returns the JSON
-/// answer, or an error carrying the server's message (and the field at fault).
-pub(crate) async fn call(
+/// A request to the server with the token and a fresh trace context: the builder, its
+/// span, and the trace id (for the command to print).
+pub(crate) fn authorized(
     connection: &ServerConnection,
     method: reqwest::Method,
     path: &str,
-    body: Option<Value>,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<(reqwest::RequestBuilder, tracing::Span, String)> {
     let token = connection.token.as_ref().context("no token: pass --token or set CUSTOS_TOKEN")?;
     let url = format!("{}{path}", connection.server.trim_end_matches('/'));
     let name = method.to_string();
-    let (mut request, span, trace_id) = super::traced_with_id(
+    Ok(super::traced_with_id(
         reqwest::Client::new().request(method, &url).bearer_auth(token.expose_secret()),
         &name,
         &url,
-    );
-    eprintln!("trace_id: {trace_id}");
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().instrument(span.clone()).await.with_context(|| format!("reaching {url}"))?;
+    ))
+}
+
+/// The JSON of a successful answer, or an error carrying the server's message (and the
+/// field at fault).
+pub(crate) async fn answer(response: reqwest::Response, span: &tracing::Span) -> anyhow::Result<Value> {
     let code = response.status();
     span.record("http.response.status_code", code.as_u16());
     let text = response.text().await.context("reading the answer")?;
@@ -61,6 +60,27 @@ pub(crate) async fn call(
         }
     }
     Ok(value)
+}
+
+/// Sends one request with the token and the command's trace context; returns the JSON
+/// answer, or an error carrying the server's message (and the field at fault).
+pub(crate) async fn call(
+    connection: &ServerConnection,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let (mut request, span, trace_id) = authorized(connection, method, path)?;
+    eprintln!("trace_id: {trace_id}");
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .instrument(span.clone())
+        .await
+        .with_context(|| format!("reaching {}{path}", connection.server.trim_end_matches('/')))?;
+    answer(response, &span).await
 }
 
 fn print_table(incidents: &[Value]) {
