@@ -10,7 +10,19 @@
 //!   whose payload is exactly the bytes of `manifest.json`.
 //! - `root.merkle`: the Merkle root in lowercase hex and a newline, for tools that only
 //!   want the root.
-//! - the files the manifest lists (custos writes them under `artifacts/` and `proofs/`).
+//! - the files the manifest lists (custos writes them under `artifacts/`, `evaluation/`,
+//!   `job/`, `timeline/`, `audit/` and `proofs/`).
+//!
+//! **Inclusion proofs** tie a bundle's copies of log records to the log itself. A file
+//! under `timeline/` or `audit/` is one record's exact leaf bytes; `proofs/<log>.checkpoint`
+//! is a checkpoint of that log, a signed note as `GET …/<log>/checkpoint` serves it; and
+//! `proofs/<log>/<name>.json` is an [`InclusionProof`] of one such file to that
+//! checkpoint. Every file so named is checked (other files under `proofs/` are checked
+//! by their digest alone): a proof's leaf file is listed, the
+//! RFC 6962 audit path leads from `SHA-256(0x00 ‖ leaf bytes)` to the checkpoint's root,
+//! and the checkpoint is signed, under the origin
+//! `<deployment>/tenants/<tenant>/<log>` the manifest implies, by a key of the keyring
+//! that existed when the bundle was made.
 //!
 //! **The Merkle root** is RFC 6962's over one leaf per listed file, in the manifest's
 //! order (bytewise path order): the leaf's data is the UTF-8 text
@@ -52,6 +64,15 @@ pub const ROOT_FILE: &str = "root.merkle";
 pub const TIMESTAMP_FILE: &str = "timestamp.tsr";
 
 pub const METADATA_FILES: [&str; 4] = [MANIFEST, MANIFEST_ENVELOPE, ROOT_FILE, TIMESTAMP_FILE];
+
+/// The directory of a bundle's inclusion proofs and checkpoints.
+pub const PROOFS_DIR: &str = "proofs";
+/// The `format` of an inclusion proof file.
+pub const PROOF_FORMAT: &str = "custos-inclusion-proof/v1";
+/// The logs a bundle can prove records of; each is also the directory of its records.
+pub const PROOF_LOGS: [&str; 2] = ["timeline", "audit"];
+/// Bytes of one file under `proofs/` (read into memory).
+pub const MAX_PROOF_BYTES: u64 = 64 * 1024;
 
 /// Files a manifest may list.
 pub const MAX_FILES: usize = 100_000;
@@ -103,6 +124,8 @@ pub enum BundleError {
     Bomb,
     #[error("{TIMESTAMP_FILE}: {0}")]
     Timestamp(crate::tsa::TsaError),
+    #[error("{path}: {message}")]
+    Proof { path: String, message: String },
 }
 
 impl BundleError {
@@ -125,6 +148,7 @@ impl BundleError {
             Self::TooManyEntries(_) => "too_many_entries",
             Self::Bomb => "decompression_bomb",
             Self::Timestamp(_) => "timestamp",
+            Self::Proof { .. } => "inclusion_proof",
         }
     }
 }
@@ -145,6 +169,54 @@ impl FileEntry {
     pub fn leaf(&self) -> Hash {
         leaf_hash(format!("{} {} {}", self.sha256, self.size, self.path).as_bytes())
     }
+}
+
+/// `proofs/<log>/<name>.json`: the proof that a file of the bundle is a record of a
+/// custos log, at the checkpoint `proofs/<log>.checkpoint`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionProof {
+    /// Always [`PROOF_FORMAT`].
+    pub format: String,
+    /// `timeline` or `audit`: the log, and the directory this proof is under.
+    pub log: String,
+    /// The record's file in the bundle, under `<log>/`: its bytes are the leaf's.
+    pub leaf: String,
+    pub leaf_index: u64,
+    /// The checkpoint's size.
+    pub tree_size: u64,
+    /// RFC 9162 §2.1.3 inclusion proof: sibling hashes from the leaf up, standard base64.
+    pub audit_path: Vec<String>,
+}
+
+impl InclusionProof {
+    /// The proof's bytes as written to its file (pretty JSON, a final newline).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("a proof serializes");
+        bytes.push(b'\n');
+        bytes
+    }
+}
+
+/// Whether the file at `path` is a record of a provable log (`timeline/…`, `audit/…`).
+fn log_record_dir(path: &str) -> bool {
+    PROOF_LOGS.iter().any(|log| path.strip_prefix(log).is_some_and(|rest| rest.starts_with('/')))
+}
+
+/// What a file under `proofs/` is to the verifier, by its path: the checkpoint of a log
+/// (`proofs/<log>.checkpoint`), an inclusion proof in a log (`proofs/<log>/<name>.json`),
+/// or neither (`None`: a plain file, checked by its digest alone, as in bundles made
+/// before proofs were checked).
+fn proof_file(path: &str) -> Option<(&'static str, bool)> {
+    let rest = path.strip_prefix(PROOFS_DIR)?.strip_prefix('/')?;
+    PROOF_LOGS.iter().find_map(|&log| {
+        let after = rest.strip_prefix(log)?;
+        if after == ".checkpoint" {
+            return Some((log, true));
+        }
+        let name = after.strip_prefix('/')?;
+        (name.ends_with(".json") && !name.contains('/')).then_some((log, false))
+    })
 }
 
 /// A bundle's `manifest.json`.
@@ -335,6 +407,14 @@ pub struct BundleReport {
     /// trusted.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub timestamp_unchecked: bool,
+    /// Inclusion proofs of the bundle's log records, each verified to its signed
+    /// checkpoint.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub inclusion_proofs: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The files of a bundle as read: the metadata in memory, every other file hashed.
@@ -342,6 +422,10 @@ pub struct BundleReport {
 struct Contents {
     metadata: BTreeMap<&'static str, Vec<u8>>,
     files: BTreeMap<String, (u64, String)>,
+    /// Files under `proofs/`, kept to be checked once the manifest vouches for them.
+    proofs: BTreeMap<String, Vec<u8>>,
+    /// The RFC 6962 leaf hash of each log record file.
+    leaves: BTreeMap<String, Hash>,
 }
 
 impl Contents {
@@ -368,7 +452,26 @@ impl Contents {
         if self.files.contains_key(path) {
             return Err(duplicate());
         }
-        let (size, digest) = hash_reader(&mut reader).map_err(|e| read_failure(path, &e))?;
+        if proof_file(path).is_some() {
+            let mut bytes = Vec::new();
+            (&mut reader).take(MAX_PROOF_BYTES + 1).read_to_end(&mut bytes).map_err(|e| read_failure(path, &e))?;
+            if bytes.len() as u64 > MAX_PROOF_BYTES {
+                return Err(BundleError::Malformed { path: path.into(), message: "a proof file over 64 KiB".into() });
+            }
+            self.files.insert(path.to_owned(), (bytes.len() as u64, hex::encode(Sha256::digest(&bytes))));
+            self.proofs.insert(path.to_owned(), bytes);
+            return Ok(());
+        }
+        let (size, digest) = if log_record_dir(path) {
+            let mut leaf = Sha256::new();
+            leaf.update([0u8]);
+            let mut tee = Tee { inner: &mut reader, hasher: &mut leaf };
+            let found = hash_reader(&mut tee).map_err(|e| read_failure(path, &e))?;
+            self.leaves.insert(path.to_owned(), leaf.finalize().into());
+            found
+        } else {
+            hash_reader(&mut reader).map_err(|e| read_failure(path, &e))?
+        };
         self.files.insert(path.to_owned(), (size, hex::encode(digest)));
         Ok(())
     }
@@ -430,6 +533,7 @@ impl Contents {
         if found.strip_suffix('\n') != Some(manifest.merkle_root.as_str()) {
             return Err(BundleError::RootFileMismatch { expected: manifest.merkle_root, found: found.into_owned() });
         }
+        let inclusion_proofs = check_proofs(&manifest, keys, &self.proofs, &self.leaves)?;
         let (timestamp, timestamp_unchecked) = match self.metadata.get(TIMESTAMP_FILE) {
             None => (None, false),
             Some(_) if tsa.is_empty() => (None, true),
@@ -453,8 +557,99 @@ impl Contents {
             signed_at: manifest.created_at,
             timestamp,
             timestamp_unchecked,
+            inclusion_proofs,
         })
     }
+}
+
+/// A reader that also feeds what it reads to a hasher.
+struct Tee<'a, R: Read> {
+    inner: &'a mut R,
+    hasher: &'a mut Sha256,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Checks every file under `proofs/` (all listed in the verified manifest by now):
+/// checkpoints against the keyring, proofs against their leaf files and checkpoints.
+/// Returns how many proofs verified.
+fn check_proofs(
+    manifest: &Manifest,
+    keys: &[TrustedKey],
+    files: &BTreeMap<String, Vec<u8>>,
+    leaves: &BTreeMap<String, Hash>,
+) -> Result<usize, BundleError> {
+    let failed = |path: &str, message: String| BundleError::Proof { path: path.to_owned(), message };
+    // Keys that existed when the bundle was made may have signed its checkpoints (a
+    // checkpoint is signed before the bundle, perhaps by a key since retired).
+    let existing: Vec<&TrustedKey> =
+        keys.iter().filter(|k| k.not_before.is_none_or(|from| from <= manifest.created_at)).collect();
+    let mut checkpoints = BTreeMap::new();
+    let mut proofs = Vec::new();
+    for (path, bytes) in files {
+        let Some((log, is_checkpoint)) = proof_file(path) else { continue };
+        if is_checkpoint {
+            let origin = format!("{}/tenants/{}/{log}", manifest.deployment, manifest.tenant_id);
+            let verifiers: Vec<crate::note::NoteVerifier> = existing
+                .iter()
+                .filter_map(|k| crate::note::NoteVerifier::new(&origin, &k.key.to_bytes()).ok())
+                .collect();
+            let (checkpoint, _) = crate::note::Checkpoint::open(bytes, &origin, &verifiers).map_err(|e| {
+                failed(path, format!("the checkpoint does not verify with a key the keyring held at signing: {e}"))
+            })?;
+            checkpoints.insert(log, checkpoint);
+        } else {
+            let proof: InclusionProof =
+                serde_json::from_slice(bytes).map_err(|e| failed(path, format!("not an inclusion proof: {e}")))?;
+            if proof.format != PROOF_FORMAT {
+                return Err(failed(path, format!("format is {:?}, expected {PROOF_FORMAT:?}", proof.format)));
+            }
+            if proof.log != log {
+                return Err(failed(path, format!("a proof in {PROOFS_DIR}/{log}/ names log {:?}", proof.log)));
+            }
+            proofs.push((path, proof));
+        }
+    }
+    for (path, proof) in &proofs {
+        let Some(checkpoint) = checkpoints.get(proof.log.as_str()) else {
+            return Err(failed(path, format!("the bundle has no {PROOFS_DIR}/{}.checkpoint", proof.log)));
+        };
+        if proof.tree_size != checkpoint.size {
+            return Err(failed(
+                path,
+                format!("the proof is to a tree of {} leaves, the checkpoint has {}", proof.tree_size, checkpoint.size),
+            ));
+        }
+        if !proof.leaf.strip_prefix(proof.log.as_str()).is_some_and(|rest| rest.starts_with('/')) {
+            return Err(failed(path, format!("its leaf {:?} is not under {}/", proof.leaf, proof.log)));
+        }
+        let Some(leaf) = leaves.get(&proof.leaf) else {
+            return Err(failed(path, format!("its leaf {:?} is not in the bundle", proof.leaf)));
+        };
+        let audit_path: Vec<Hash> = proof
+            .audit_path
+            .iter()
+            .map(|h| crate::dsse::decode_base64(h).and_then(|b| b.try_into().ok()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| failed(path, "audit_path must hold 32-byte hashes in base64".into()))?;
+        crate::merkle::verify_inclusion(proof.leaf_index, proof.tree_size, leaf, &audit_path, &checkpoint.root)
+            .map_err(|e| {
+                failed(
+                    path,
+                    format!(
+                        "{} (leaf {}) is not in the {} log's checkpoint of {} leaves: {e}",
+                        proof.leaf, proof.leaf_index, proof.log, checkpoint.size
+                    ),
+                )
+            })?;
+    }
+    Ok(proofs.len())
 }
 
 /// The size and SHA-256 of everything `reader` yields.

@@ -471,3 +471,193 @@ fn stored_gzip_has_its_documented_layout() {
         assert_eq!(inflated, data, "size {size}");
     }
 }
+
+/// The records of a five-leaf timeline of tenant `acme` at `custos.test`.
+fn timeline_records() -> Vec<Vec<u8>> {
+    (0..5).map(|i| format!(r#"{{"event_id":"ev-{i}","kind":"platform.rule.ran"}}"#).into_bytes()).collect()
+}
+
+/// A bundle holding leaves 1 and 3 of [`timeline_records`]' log with their proofs to a
+/// checkpoint signed under `origin` with `checkpoint_seed`; `alter` changes the files
+/// before the manifest is made and signed, so only the proofs can fail.
+fn proven_bundle(
+    origin: &str,
+    checkpoint_seed: [u8; 32],
+    alter: impl FnOnce(&mut BTreeMap<String, Vec<u8>>),
+) -> tempfile::TempDir {
+    let records = timeline_records();
+    let mut log = crate::merkle::MemoryLog::new();
+    for record in &records {
+        log.push(leaf_hash(record));
+    }
+    let checkpoint =
+        crate::note::Checkpoint { origin: origin.into(), size: 5, root: log.root(5).unwrap(), extensions: vec![] };
+    let note = checkpoint.sign(&crate::note::NoteSigner::new(origin, &checkpoint_seed).unwrap()).unwrap();
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    files.insert("evaluation/rule_run.json".into(), br#"{"id":"run-1"}"#.to_vec());
+    files.insert("proofs/timeline.checkpoint".into(), note.into_bytes());
+    for index in [1u64, 3] {
+        let leaf = format!("timeline/{index}.json");
+        files.insert(leaf.clone(), records[index as usize].clone());
+        let proof = InclusionProof {
+            format: PROOF_FORMAT.into(),
+            log: "timeline".into(),
+            leaf,
+            leaf_index: index,
+            tree_size: 5,
+            audit_path: log
+                .inclusion_proof(index, 5)
+                .unwrap()
+                .iter()
+                .map(|h| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, h))
+                .collect(),
+        };
+        files.insert(format!("proofs/timeline/{index}.json"), proof.to_bytes());
+    }
+    alter(&mut files);
+    let listed: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (p.as_str(), b.as_slice())).collect();
+    let mut manifest = manifest_for(&listed, T0);
+    manifest.kind = "evaluation".into();
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path(), &listed, &manifest, &[&signer()]);
+    dir
+}
+
+const ORIGIN: &str = "custos.test/tenants/acme/timeline";
+
+#[test]
+fn inclusion_proofs_verify_to_a_signed_checkpoint() {
+    let dir = proven_bundle(ORIGIN, [5; 32], |_| {});
+    let report = verifier().verify_dir(dir.path()).unwrap();
+    assert_eq!((report.kind.as_str(), report.inclusion_proofs, report.files), ("evaluation", 2, 6));
+    let report = verifier().verify_tar_gz(&archive(dir.path())[..]).unwrap();
+    assert_eq!(report.inclusion_proofs, 2);
+    // Bundles without proofs report none, and say nothing of them in JSON.
+    let plain = verifier().verify_dir(bundle().path()).unwrap();
+    assert_eq!(plain.inclusion_proofs, 0);
+    assert!(!serde_json::to_string(&plain).unwrap().contains("inclusion_proofs"));
+}
+
+#[test]
+fn each_proof_failure_is_named() {
+    let fails = |dir: tempfile::TempDir, path: &str, says: &str| {
+        let error = verifier().verify_dir(dir.path()).unwrap_err();
+        assert_eq!(error.check(), "inclusion_proof", "{error}");
+        let BundleError::Proof { path: at, message } = &error else { panic!("{error:?}") };
+        assert_eq!(at, path, "{error}");
+        assert!(message.contains(says), "{message:?} should say {says:?}");
+        // The same verdict from the archive.
+        assert_eq!(verifier().verify_tar_gz(&archive(dir.path())[..]).unwrap_err(), error);
+    };
+    let edit = |path: &'static str, f: fn(&mut serde_json::Value)| {
+        move |files: &mut BTreeMap<String, Vec<u8>>| {
+            let mut proof: serde_json::Value = serde_json::from_slice(&files[path]).unwrap();
+            f(&mut proof);
+            files.insert(path.into(), serde_json::to_vec(&proof).unwrap());
+        }
+    };
+    // A record that is not the one the log holds (the bundle's digests agree: it was
+    // changed before sealing).
+    fails(
+        proven_bundle(ORIGIN, [5; 32], |f| {
+            f.insert("timeline/3.json".into(), br#"{"event_id":"ev-3","kind":"platform.rule.skipped"}"#.to_vec());
+        }),
+        "proofs/timeline/3.json",
+        "is not in the timeline log's checkpoint of 5 leaves",
+    );
+    fails(
+        proven_bundle(ORIGIN, [5; 32], edit("proofs/timeline/1.json", |p| p["leaf_index"] = 2.into())),
+        "proofs/timeline/1.json",
+        "(leaf 2) is not in the timeline log",
+    );
+    fails(
+        proven_bundle(ORIGIN, [5; 32], edit("proofs/timeline/1.json", |p| p["audit_path"][0] = "AAAA".into())),
+        "proofs/timeline/1.json",
+        "32-byte hashes",
+    );
+    fails(
+        proven_bundle(ORIGIN, [5; 32], edit("proofs/timeline/1.json", |p| p["tree_size"] = 4.into())),
+        "proofs/timeline/1.json",
+        "a tree of 4 leaves, the checkpoint has 5",
+    );
+    fails(
+        proven_bundle(ORIGIN, [5; 32], edit("proofs/timeline/1.json", |p| p["leaf"] = "timeline/9.json".into())),
+        "proofs/timeline/1.json",
+        "\"timeline/9.json\" is not in the bundle",
+    );
+    fails(
+        proven_bundle(
+            ORIGIN,
+            [5; 32],
+            edit("proofs/timeline/1.json", |p| p["leaf"] = "evaluation/rule_run.json".into()),
+        ),
+        "proofs/timeline/1.json",
+        "is not under timeline/",
+    );
+    fails(
+        proven_bundle(ORIGIN, [5; 32], edit("proofs/timeline/1.json", |p| p["log"] = "audit".into())),
+        "proofs/timeline/1.json",
+        "names log \"audit\"",
+    );
+    fails(
+        proven_bundle(ORIGIN, [5; 32], edit("proofs/timeline/1.json", |p| p["format"] = "v0".into())),
+        "proofs/timeline/1.json",
+        "format is \"v0\"",
+    );
+    fails(
+        proven_bundle(ORIGIN, [5; 32], |f| {
+            f.remove("proofs/timeline.checkpoint");
+        }),
+        "proofs/timeline/1.json",
+        "no proofs/timeline.checkpoint",
+    );
+    // Signed by a key the keyring does not hold, or for another tenant's log.
+    fails(proven_bundle(ORIGIN, [6; 32], |_| {}), "proofs/timeline.checkpoint", "does not verify");
+    fails(
+        proven_bundle("custos.test/tenants/globex/timeline", [5; 32], |_| {}),
+        "proofs/timeline.checkpoint",
+        "does not verify",
+    );
+}
+
+#[test]
+fn a_checkpoint_counts_only_from_a_key_that_existed_at_sealing() {
+    let dir = proven_bundle(ORIGIN, [9; 32], |_| {});
+    let later = DsseSigner::new(&[9; 32]).public_key();
+    let keyring = |not_before: i64| {
+        let mut keys = trusted(Some(T0 - 1_000_000), None);
+        keys.push(TrustedKey {
+            key: later.clone(),
+            not_before: Some(Timestamp::from_micros(not_before)),
+            not_after: None,
+        });
+        Verifier::new(keys)
+    };
+    // A retired key's checkpoint counts: it was signed before the bundle.
+    let mut retired = trusted(Some(T0 - 1_000_000), None);
+    retired.push(TrustedKey {
+        key: later.clone(),
+        not_before: Some(Timestamp::from_micros(T0 - 5_000_000)),
+        not_after: Some(Timestamp::from_micros(T0 - 2_000_000)),
+    });
+    assert_eq!(Verifier::new(retired).verify_dir(dir.path()).unwrap().inclusion_proofs, 2);
+    assert_eq!(keyring(T0 - 1).verify_dir(dir.path()).unwrap().inclusion_proofs, 2);
+    let error = keyring(T0 + 1).verify_dir(dir.path()).unwrap_err();
+    assert!(matches!(&error, BundleError::Proof { path, .. } if path == "proofs/timeline.checkpoint"), "{error}");
+}
+
+#[test]
+fn other_files_under_proofs_are_checked_by_digest_alone() {
+    // As in bundles made before proofs were checked (the v1 fixture holds one).
+    let dir = proven_bundle(ORIGIN, [5; 32], |f| {
+        f.insert("proofs/notes.txt".into(), b"free text".to_vec());
+        f.insert("proofs/timeline/readme.md".into(), b"not a proof".to_vec());
+    });
+    assert_eq!(verifier().verify_dir(dir.path()).unwrap().inclusion_proofs, 2);
+    // A proof file over the bound is refused before it is parsed.
+    let big = proven_bundle(ORIGIN, [5; 32], |f| {
+        f.insert("proofs/timeline/9.json".into(), vec![b' '; MAX_PROOF_BYTES as usize + 1]);
+    });
+    let error = verifier().verify_dir(big.path()).unwrap_err();
+    assert!(matches!(&error, BundleError::Malformed { path, .. } if path == "proofs/timeline/9.json"), "{error}");
+}
