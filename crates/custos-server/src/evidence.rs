@@ -10,6 +10,7 @@
 use std::io::Read;
 
 use axum::body::Body;
+use base64::Engine as _;
 use custos_ledger::bundle::{
     self, ArchiveWriter, BundleError, FileEntry, MANIFEST, MANIFEST_ENVELOPE, Manifest, ROOT_FILE, TIMESTAMP_FILE,
     TrustedKey, Verifier,
@@ -313,7 +314,6 @@ pub(crate) async fn seal_case(
     requester: &Requester,
 ) -> Result<Sealed, ApiError> {
     let objects = objects(state)?;
-    let key = state.ledger.key()?;
     let artifacts = state.store.artifacts(tenant, case).await?;
     if artifacts.len() > custos_store::evidence::MAX_CASE_ARTIFACTS {
         return Err(ApiError::invalid(FieldError::new(
@@ -330,10 +330,7 @@ pub(crate) async fn seal_case(
             format!("case {case:?} has no artifacts to seal; upload some first"),
         )));
     }
-    let bundle_id = format!("evb_{}", uuid::Uuid::now_v7().simple());
-    let prefix = format!("{}/{bundle_id}", case_prefix(tenant, case));
-    let started = Timestamp::now();
-
+    let draft = Draft::new(state, tenant, case, "case", case.to_owned())?;
     let mut files = Vec::with_capacity(artifacts.len() + 1);
     for artifact in &artifacts {
         let (size, digest) = hash_object(objects, &artifact.object_key).await?;
@@ -355,12 +352,76 @@ pub(crate) async fn seal_case(
             ));
         }
         let path = format!("artifacts/{}", artifact.name);
-        let to = object_path(&format!("{prefix}/{path}"))?;
+        let to = object_path(&format!("{}/{path}", draft.prefix))?;
         objects.copy_new(&object_path(&artifact.object_key)?, &to).await.map_err(ApiError::from)?;
         files.push(FileEntry { path, size, sha256: artifact.sha256.clone(), media_type: artifact.media_type.clone() });
     }
 
     let custody = custody_json(case, &artifacts);
+    finish(state, tenant, draft, files, custody, requester).await
+}
+
+/// A bundle being sealed: where its files go, and what it is.
+struct Draft<'a> {
+    bundle_id: String,
+    prefix: String,
+    started: Timestamp,
+    kind: &'static str,
+    case: &'a str,
+    resource_id: String,
+    /// The key that signs it, read before anything is written.
+    key: std::sync::Arc<crate::keys::SigningKey>,
+}
+
+impl<'a> Draft<'a> {
+    fn new(
+        state: &AppState,
+        tenant: &TenantId,
+        case: &'a str,
+        kind: &'static str,
+        resource_id: String,
+    ) -> Result<Self, ApiError> {
+        let key = state.ledger.key()?;
+        let bundle_id = format!("evb_{}", uuid::Uuid::now_v7().simple());
+        let prefix = format!("{}/{bundle_id}", case_prefix(tenant, case));
+        Ok(Self { bundle_id, prefix, started: Timestamp::now(), kind, case, resource_id, key })
+    }
+
+    /// Writes one file of the bundle (once: an existing object is an error) and lists it.
+    async fn put(
+        &self,
+        objects: &Objects,
+        files: &mut Vec<FileEntry>,
+        path: String,
+        media_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), ApiError> {
+        files.push(FileEntry {
+            size: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            media_type: media_type.to_owned(),
+            path: path.clone(),
+        });
+        objects
+            .put_new(&object_path(&format!("{}/{path}", self.prefix))?, PutPayload::from(bytes))
+            .await
+            .map_err(ApiError::from)
+    }
+}
+
+/// Ends sealing a bundle whose own files are written and listed in `files`: writes the
+/// custody file, stamps the root (with a TSA), writes and signs the manifest, and
+/// records the bundle with its attestation.
+async fn finish(
+    state: &AppState,
+    tenant: &TenantId,
+    draft: Draft<'_>,
+    mut files: Vec<FileEntry>,
+    custody: Vec<u8>,
+    requester: &Requester,
+) -> Result<Sealed, ApiError> {
+    let objects = objects(state)?;
+    let Draft { bundle_id, prefix, started, kind, case, resource_id, key } = draft;
     let custody_sha256 = hex::encode(Sha256::digest(&custody));
     files.push(FileEntry {
         path: CUSTODY_FILE.into(),
@@ -390,8 +451,8 @@ pub(crate) async fn seal_case(
         bundle_id: bundle_id.clone(),
         tenant_id: tenant.to_string(),
         case_id: case.to_owned(),
-        kind: "case".into(),
-        resource_id: case.to_owned(),
+        kind: kind.into(),
+        resource_id: resource_id.clone(),
         created_at: Timestamp::now(),
         created_by: created_by.clone(),
         custos_version: state.config.version.clone(),
@@ -421,8 +482,8 @@ pub(crate) async fn seal_case(
     let bundle = BundleRecord {
         bundle_id,
         case_id: case.to_owned(),
-        kind: "case".into(),
-        resource_id: case.to_owned(),
+        kind: kind.into(),
+        resource_id,
         object_prefix: prefix,
         merkle_root: manifest.merkle_root.clone(),
         manifest_sha256,
@@ -436,6 +497,153 @@ pub(crate) async fn seal_case(
     };
     state.store.put_bundle(tenant, &bundle, &attestation).await?;
     Ok(Sealed { bundle, attestation, custody_sha256, timestamp })
+}
+
+/// Most log records one bundle carries, each with its proof: the earliest in log order
+/// are kept, and `custody.json` says when more matched.
+pub const MAX_BUNDLE_RECORDS: usize = 1000;
+
+/// A file of a bundle built in memory: path, media type, bytes.
+type OwnFile = (String, &'static str, Vec<u8>);
+
+/// Seals what a rule run's evaluation saw: the run as reported (rule key and version,
+/// counts, and the evaluation context, which carries the inputs' digests and the
+/// engine's version and configuration as the platform reported them), and the timeline
+/// events about it, each with its inclusion proof to a checkpoint signed at sealing.
+pub(crate) async fn seal_evaluation(
+    state: &AppState,
+    tenant: &TenantId,
+    case: &str,
+    run_id: &str,
+    requester: &Requester,
+) -> Result<Sealed, ApiError> {
+    let objects = objects(state)?;
+    let query =
+        custos_store::RecordQuery { filters: vec![("id".into(), run_id.to_owned())], limit: 1, ..Default::default() };
+    let run = state.store.rule_runs_page(tenant, &query).await?.items.into_iter().next().ok_or_else(|| {
+        ApiError::invalid(FieldError::new("resource_id", format!("no rule run {run_id:?} in tenant {tenant}")))
+    })?;
+    let mut queries = vec![("resource_id", run_id.to_owned())];
+    queries.extend(run.record.trace_id.clone().map(|trace| ("trace_id", trace)));
+    let mut records = related_records(state, tenant, &queries).await?;
+    // custos's own record of a failed run names the rule, not the run: found by its id.
+    let failed = format!("custos-rule-run-failed-{run_id}");
+    if let Some(entry) = state.store.log_entry(tenant, LogName::Timeline, &failed).await? {
+        records.insert(entry.leaf_index, entry);
+    }
+    let report = pretty(&run);
+    let reported = serde_json::json!({
+        "step": "reported",
+        "what": "rule_run",
+        "id": run_id,
+        "file": "evaluation/rule_run.json",
+        "sha256": hex::encode(Sha256::digest(&report)),
+        "at": run.received_at,
+    });
+    let own = vec![("evaluation/rule_run.json".to_owned(), "application/json", report)];
+    let draft = Draft::new(state, tenant, case, "evaluation", run_id.to_owned())?;
+    seal_with_records(state, tenant, objects, draft, own, reported, records, requester).await
+}
+
+/// A value as pretty JSON with a final newline.
+fn pretty(value: &impl serde::Serialize) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(value).expect("records serialize");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// The timeline records matching any of `queries` (one exact-match filter each), by
+/// leaf index; at most [`MAX_BUNDLE_RECORDS`] + 1 per query, so truncation shows.
+async fn related_records(
+    state: &AppState,
+    tenant: &TenantId,
+    queries: &[(&str, String)],
+) -> Result<std::collections::BTreeMap<u64, custos_store::LogEntry>, ApiError> {
+    let mut records = std::collections::BTreeMap::new();
+    for (column, value) in queries {
+        let query = custos_store::LogQuery { limit: MAX_BUNDLE_RECORDS + 1, ..Default::default() }
+            .filter(column, value.clone());
+        for entry in state.store.log_page(tenant, LogName::Timeline, &query).await?.items {
+            records.insert(entry.leaf_index, entry);
+        }
+    }
+    Ok(records)
+}
+
+/// Seals `own` files with timeline `records` (the earliest [`MAX_BUNDLE_RECORDS`]), each
+/// as `timeline/<leaf index>.json` with its proof `proofs/timeline/<leaf index>.json` to
+/// `proofs/timeline.checkpoint`, signed now if the latest checkpoint does not cover the
+/// log's head with the current key. `custody.json` lists `first_step`, then each record.
+#[allow(clippy::too_many_arguments)]
+async fn seal_with_records(
+    state: &AppState,
+    tenant: &TenantId,
+    objects: &Objects,
+    draft: Draft<'_>,
+    own: Vec<OwnFile>,
+    first_step: serde_json::Value,
+    records: std::collections::BTreeMap<u64, custos_store::LogEntry>,
+    requester: &Requester,
+) -> Result<Sealed, ApiError> {
+    let log = LogName::Timeline;
+    let truncated = records.len() > MAX_BUNDLE_RECORDS;
+    let checkpoint = crate::ledger::checkpoint(state, tenant, log).await?;
+    let mut files_in_memory = own;
+    let mut steps = vec![first_step];
+    for entry in records.into_values().take(MAX_BUNDLE_RECORDS) {
+        if entry.leaf_index >= checkpoint.size {
+            // The checkpoint was signed after the records were read: it covers them.
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                format!(
+                    "timeline leaf {} is beyond the checkpoint of {} leaves signed after it was read",
+                    entry.leaf_index, checkpoint.size
+                ),
+            ));
+        }
+        let audit_path =
+            crate::ledger::inclusion_proof(&*state.store, tenant, log, entry.leaf_index, checkpoint.size).await?;
+        let leaf = format!("{log}/{}.json", entry.leaf_index);
+        let proof_path = format!("{}/{log}/{}.json", bundle::PROOFS_DIR, entry.leaf_index);
+        let proof = bundle::InclusionProof {
+            format: bundle::PROOF_FORMAT.into(),
+            log: log.as_str().into(),
+            leaf: leaf.clone(),
+            leaf_index: entry.leaf_index,
+            tree_size: checkpoint.size,
+            audit_path: audit_path.iter().map(|h| base64::engine::general_purpose::STANDARD.encode(h)).collect(),
+        };
+        let record: serde_json::Value = serde_json::from_str(&entry.record).unwrap_or_default();
+        steps.push(serde_json::json!({
+            "step": "recorded",
+            "what": "timeline_event",
+            "event_id": entry.event_id,
+            "kind": record.get("kind"),
+            "leaf_index": entry.leaf_index,
+            "file": leaf,
+            "proof": proof_path,
+            "sha256": hex::encode(Sha256::digest(entry.record.as_bytes())),
+            "at": entry.received_at,
+        }));
+        files_in_memory.push((leaf, "application/json", entry.record.into_bytes()));
+        files_in_memory.push((proof_path, "application/json", proof.to_bytes()));
+    }
+    let checkpoint_path = format!("{}/{log}.checkpoint", bundle::PROOFS_DIR);
+    files_in_memory.push((checkpoint_path.clone(), "text/plain; charset=utf-8", checkpoint.note.clone().into_bytes()));
+    let custody = pretty(&serde_json::json!({
+        "case_id": draft.case,
+        "kind": draft.kind,
+        "resource_id": draft.resource_id,
+        "steps": steps,
+        "checkpoint": {"log": log.as_str(), "size": checkpoint.size, "root": hex::encode(checkpoint.root),
+            "key_id": checkpoint.key_id, "file": checkpoint_path},
+        "records_truncated": truncated,
+    }));
+    let mut files = Vec::with_capacity(files_in_memory.len() + 1);
+    for (path, media_type, bytes) in files_in_memory {
+        draft.put(objects, &mut files, path, media_type, bytes).await?;
+    }
+    finish(state, tenant, draft, files, custody, requester).await
 }
 
 /// The custody file: the case and each artifact's upload, in name order.
@@ -575,8 +783,15 @@ pub(crate) struct Verification {
     /// against the configured TSA certificate.
     #[schema(value_type = Option<Object>)]
     pub timestamp: Option<serde_json::Value>,
+    /// Inclusion proofs of the bundle's log records, each verified to its checkpoint.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub inclusion_proofs: usize,
     /// When this verification ran.
     pub checked_at: Timestamp,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Verification {
@@ -588,6 +803,7 @@ impl Verification {
             signed_by: vec![],
             signed_at: None,
             timestamp: None,
+            inclusion_proofs: 0,
             checked_at: Timestamp::now(),
         }
     }
@@ -665,6 +881,7 @@ pub(crate) async fn verify_stored(
             },
             signed_by: report.signed_by,
             signed_at: Some(report.signed_at),
+            inclusion_proofs: report.inclusion_proofs,
             checked_at: Timestamp::now(),
         },
     };

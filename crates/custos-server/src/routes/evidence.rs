@@ -136,12 +136,14 @@ async fn record(
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SnapshotInput {
-    /// What to preserve: `case` (the case's uploaded artifacts). `evaluation`, `job` and
+    /// What to preserve: `case` (the case's uploaded artifacts) or `evaluation` (a rule
+    /// run, with the timeline events about it and their inclusion proofs). `job` and
     /// `export` are answered with a 422 naming what this build seals.
     pub kind: String,
     /// The case the bundle belongs to.
     pub case_id: String,
-    /// What the bundle is of; for `case`, the case id (the default).
+    /// What the bundle is of: for `evaluation`, the rule run's id (required); for
+    /// `case`, the case id (the default).
     pub resource_id: Option<String>,
 }
 
@@ -201,16 +203,26 @@ pub(crate) struct SnapshotOutput {
     pub timestamped_at: Option<Timestamp>,
 }
 
+/// The kinds this build seals, quoted, for messages.
+fn sealed_kinds() -> String {
+    let sealed: Vec<String> = KINDS.iter().filter(|(_, sealed)| *sealed).map(|(k, _)| format!("{k:?}")).collect();
+    sealed.join(", ")
+}
+
 /// The kinds a snapshot names, and whether this build seals them.
-const KINDS: &[(&str, bool)] = &[("case", true), ("evaluation", false), ("job", false), ("export", false)];
+const KINDS: &[(&str, bool)] = &[("case", true), ("evaluation", true), ("job", false), ("export", false)];
 
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant}/evidence/snapshots", tag = "evidence",
     summary = "Seal a signed evidence bundle",
     description = "`case`: the case's artifacts, each re-hashed against its upload digest, with `custody.json` \
-        (who uploaded what, when, and the timeline event of each upload), a manifest of every file's size, \
-        SHA-256 and media type, the RFC 6962 root over them, the manifest's DSSE signature and a SLSA \
-        provenance attestation. Recorded in the timeline (`custos.evidence.bundle.sealed`) and audit log.",
+        (who uploaded what, when, and the timeline event of each upload). `evaluation`: the rule run \
+        `resource_id` as reported (`evaluation/rule_run.json`), and the timeline events about it (same \
+        `resource_id` or `trace_id`, and custos's record of its failure), each as `timeline/<leaf>.json` with \
+        its inclusion proof to `proofs/timeline.checkpoint`, signed at sealing. Every bundle has a manifest of \
+        every file's size, SHA-256 and media type, the RFC 6962 root over them, the manifest's DSSE signature \
+        and a SLSA provenance attestation. Recorded in the timeline (`custos.evidence.bundle.sealed`) and \
+        audit log.",
     params(("tenant" = String, Path)),
     request_body(content((SnapshotInput = "application/json"))),
     responses(
@@ -240,7 +252,7 @@ pub(crate) async fn create_snapshot(
         Some((kind, false)) => {
             return Err(ApiError::invalid(FieldError::new(
                 "kind",
-                format!("{kind:?} bundles are not sealed by this build yet; it seals \"case\" bundles"),
+                format!("{kind:?} bundles are not sealed by this build yet; it seals {}", sealed_kinds()),
             )));
         }
         None => {
@@ -251,11 +263,30 @@ pub(crate) async fn create_snapshot(
             )));
         }
     }
-    if input.resource_id.as_ref().is_some_and(|r| *r != input.case_id) {
-        return Err(ApiError::invalid(FieldError::new("resource_id", "a case bundle's resource is its case_id")));
-    }
     let requester = requester(&caller, trace.as_ref());
-    let sealed = evidence::seal_case(&state, &tenant, &input.case_id, &requester).await?;
+    let sealed = match input.kind.as_str() {
+        "case" => {
+            if input.resource_id.as_ref().is_some_and(|r| *r != input.case_id) {
+                return Err(ApiError::invalid(FieldError::new(
+                    "resource_id",
+                    "a case bundle's resource is its case_id",
+                )));
+            }
+            evidence::seal_case(&state, &tenant, &input.case_id, &requester).await?
+        }
+        _ => {
+            let resource = input.resource_id.as_deref().ok_or_else(|| {
+                ApiError::invalid(FieldError::new(
+                    "resource_id",
+                    format!("a {} bundle needs the id of what it preserves", input.kind),
+                ))
+            })?;
+            if resource.is_empty() || resource.len() > 256 {
+                return Err(ApiError::invalid(FieldError::new("resource_id", "must be 1 to 256 bytes")));
+            }
+            evidence::seal_evaluation(&state, &tenant, &input.case_id, resource, &requester).await?
+        }
+    };
     let bundle = &sealed.bundle;
     let details = serde_json::json!({
         "bundle_id": bundle.bundle_id,

@@ -295,10 +295,16 @@ async fn holds_scopes_and_bad_input(backend: Backend) {
     let snapshot = |body: Value| {
         app.client.post(app.url("/v1/tenants/acme/evidence/snapshots")).bearer_auth(&creator).json(&body).send()
     };
-    let refused =
-        error(snapshot(json!({"kind": "evaluation", "case_id": "c"})).await.unwrap(), 422, "invalid_field").await;
+    let refused = error(snapshot(json!({"kind": "export", "case_id": "c"})).await.unwrap(), 422, "invalid_field").await;
     assert_eq!(refused["field"], "kind");
     assert!(refused["message"].as_str().unwrap().contains("not sealed by this build yet"), "{refused}");
+    let refused =
+        error(snapshot(json!({"kind": "evaluation", "case_id": "c"})).await.unwrap(), 422, "invalid_field").await;
+    assert_eq!(refused["field"], "resource_id", "{refused}");
+    let body = json!({"kind": "evaluation", "case_id": "c", "resource_id": "no-such-run"});
+    let refused = error(snapshot(body).await.unwrap(), 422, "invalid_field").await;
+    assert_eq!(refused["field"], "resource_id");
+    assert!(refused["message"].as_str().unwrap().contains("no rule run \"no-such-run\""), "{refused}");
     let refused =
         error(snapshot(json!({"kind": "everything", "case_id": "c"})).await.unwrap(), 422, "invalid_field").await;
     assert!(refused["message"].as_str().unwrap().contains("known: case, evaluation, job, export"), "{refused}");
@@ -544,4 +550,123 @@ async fn platforms_attest_their_own_artifacts_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn platforms_attest_their_own_artifacts_on_postgres() {
     platforms_attest_their_own_artifacts(Backend::Postgres).await;
+}
+
+/// A file of a downloaded bundle archive, by its path inside the bundle.
+fn archived_file(archive: &[u8], path: &str) -> Vec<u8> {
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+    let mut entry = tar
+        .entries()
+        .unwrap()
+        .map(Result::unwrap)
+        .find(|e| e.path().unwrap().to_str().unwrap().split_once('/').unwrap().1 == path)
+        .unwrap_or_else(|| panic!("{path} is not in the archive"));
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+    bytes
+}
+
+async fn a_rule_run_seals_with_its_timeline_events_and_their_proofs(backend: Backend) {
+    let (app, key, root) = evidence_app(backend, ServerConfig::default()).await;
+    let writer = app.token(&["ingest:write#tenant/acme", "timeline:write#tenant/acme"]).await;
+    let token = app
+        .token(&[
+            "evidence:create#tenant/acme",
+            "evidence:read#tenant/acme",
+            "evidence:export#tenant/acme",
+            "timeline:read#tenant/acme",
+        ])
+        .await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let context = json!({
+        "trigger": {"event_id": "okta-991", "sha256": "ab".repeat(32)},
+        "inputs": [{"name": "okta.system_log", "sha256": "cd".repeat(32)}],
+        "engine": {"version": "3.1.0", "config_sha256": "ef".repeat(32)},
+    });
+    let run = json!({"id": "run-42", "rule_key": "mfa-fatigue", "rule_version": "7", "status": "failed",
+        "error_message": "engine timeout", "started_at": "2026-11-23T10:00:00Z",
+        "finished_at": "2026-11-23T10:00:02Z", "trace_id": trace, "context": context});
+    let (status, body) =
+        json(app.post(&writer, "/v1/tenants/acme/rule-runs", "application/json", run.to_string()).await).await;
+    assert_eq!(status, 201, "{body}");
+    let events = [
+        json!({"event_id": "before", "ts": "2026-11-23T09:00:00Z", "kind": "platform.other"}),
+        json!({"event_id": "triage", "ts": "2026-11-23T10:05:00Z", "kind": "platform.finding.triaged",
+            "resource_type": "rule_run", "resource_id": "run-42"}),
+        json!({"event_id": "page", "ts": "2026-11-23T10:01:00Z", "kind": "platform.oncall.paged", "trace_id": trace}),
+        json!({"event_id": "after", "ts": "2026-11-23T11:00:00Z", "kind": "platform.other"}),
+    ];
+    let lines: Vec<String> = events.iter().map(Value::to_string).collect();
+    let response =
+        app.post(&writer, "/v1/tenants/acme/timeline/events", "application/x-ndjson", lines.join("\n")).await;
+    assert_eq!(response.status(), 200);
+
+    let body = json!({"kind": "evaluation", "case_id": "case-9", "resource_id": "run-42"});
+    let response =
+        app.client.post(app.url("/v1/tenants/acme/evidence/snapshots")).bearer_auth(&token).json(&body).send().await;
+    let (status, sealed) = json(response.unwrap()).await;
+    assert_eq!(status, 201, "{sealed}");
+    assert_eq!((sealed["kind"].as_str(), sealed["resource_id"].as_str()), (Some("evaluation"), Some("run-42")));
+    let bundle = sealed["bundle_id"].as_str().unwrap().to_owned();
+
+    // Read back: every proof re-verified.
+    let (_, read) = json(app.get(&token, &format!("/v1/tenants/acme/evidence/{bundle}")).await).await;
+    assert_eq!(read["verification"]["verified"], true, "{read}");
+    assert_eq!(read["verification"]["inclusion_proofs"], 3, "{read}");
+    let paths: Vec<&str> =
+        read["manifest"]["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(paths.len(), 9, "{paths:?}");
+    assert_eq!(&paths[..3], ["custody.json", "evaluation/rule_run.json", "proofs/timeline.checkpoint"]);
+
+    // Offline: the archive verifies, proofs included, with the public key alone.
+    let (_, archive) = download(&app, &token, &bundle).await;
+    let keys = vec![TrustedKey { key: key.dsse_signer().public_key(), not_before: None, not_after: None }];
+    let report = Verifier::new(keys).verify_tar_gz(archive.as_slice()).unwrap();
+    assert_eq!((report.kind.as_str(), report.inclusion_proofs), ("evaluation", 3));
+
+    // The run as reported, context and all.
+    let preserved: Value = serde_json::from_slice(&archived_file(&archive, "evaluation/rule_run.json")).unwrap();
+    assert_eq!(preserved["context"], context);
+    assert_eq!((preserved["rule_key"].as_str(), preserved["rule_version"].as_str()), (Some("mfa-fatigue"), Some("7")));
+    assert!(preserved["received_at"].is_string(), "{preserved}");
+
+    // The related events, not the others: by the run's id, its trace, and custos's own
+    // record of its failure; each file is the leaf's exact bytes.
+    let custody: Value = serde_json::from_slice(&archived_file(&archive, "custody.json")).unwrap();
+    assert_eq!(custody["steps"][0]["step"], "reported");
+    let recorded: Vec<&str> =
+        custody["steps"].as_array().unwrap()[1..].iter().map(|step| step["event_id"].as_str().unwrap()).collect();
+    assert_eq!(recorded, ["custos-rule-run-failed-run-42", "triage", "page"], "in log order: {custody}");
+    assert_eq!(custody["records_truncated"], false);
+    for step in &custody["steps"].as_array().unwrap()[1..] {
+        let event_id = step["event_id"].as_str().unwrap();
+        let file = archived_file(&archive, step["file"].as_str().unwrap());
+        let (_, served) = json(app.get(&token, &format!("/v1/tenants/acme/timeline/{event_id}")).await).await;
+        let leaf: [u8; 32] = Sha256::digest([&[0u8][..], &file].concat()).into();
+        assert_eq!(served["leaf_hash"], base64::Engine::encode(&base64::engine::general_purpose::STANDARD, leaf));
+    }
+    // The checkpoint is one the log serves.
+    let size = custody["checkpoint"]["size"].as_u64().unwrap();
+    let response = app.get(&token, &format!("/v1/tenants/acme/timeline/checkpoint?size={size}")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap().as_bytes(), archived_file(&archive, "proofs/timeline.checkpoint"));
+
+    // A proof in the store that no longer leads to the checkpoint is caught on read.
+    if let Some(root) = root {
+        let proof_path = root.join(format!("tenants/acme/evidence/case-9/{bundle}/{}", paths[3]));
+        flip_byte(&proof_path, 0);
+        let (_, read) = json(app.get(&token, &format!("/v1/tenants/acme/evidence/{bundle}")).await).await;
+        assert_eq!(read["verification"]["verified"], false);
+        assert_eq!(read["verification"]["check"], "file_digest", "the manifest catches it first: {read}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_run_seals_with_its_timeline_events_and_their_proofs_on_sqlite() {
+    a_rule_run_seals_with_its_timeline_events_and_their_proofs(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_run_seals_with_its_timeline_events_and_their_proofs_on_postgres_and_s3() {
+    a_rule_run_seals_with_its_timeline_events_and_their_proofs(Backend::Postgres).await;
 }
