@@ -545,6 +545,85 @@ pub(crate) async fn seal_evaluation(
     seal_with_records(state, tenant, objects, draft, own, reported, records, requester).await
 }
 
+/// Seals a job run's capsule as reported (`job/capsule.json`, `job/transcript.txt`),
+/// after checking both against the digests the timeline recorded when the capsule was
+/// reported, with that record and the timeline events of the capsule's trace, each with
+/// its inclusion proof.
+pub(crate) async fn seal_job(
+    state: &AppState,
+    tenant: &TenantId,
+    case: &str,
+    resource: &str,
+    requester: &Requester,
+) -> Result<Sealed, ApiError> {
+    use crate::capsules::{self, CAPSULE_FILE, Capsule, TRANSCRIPT_FILE};
+    let objects = objects(state)?;
+    let bad = |message: String| ApiError::invalid(FieldError::new("resource_id", message));
+    let (job, run) = resource
+        .split_once('/')
+        .ok_or_else(|| bad(format!("a job bundle's resource_id is <job>/<run_id>, not {resource:?}")))?;
+    capsules::check_segment("resource_id", job)?;
+    capsules::check_segment("resource_id", run)?;
+    let at = capsules::prefix(tenant, job, run);
+    let capsule_bytes = capsules::read(objects, format!("{at}/{CAPSULE_FILE}"))
+        .await?
+        .ok_or_else(|| bad(format!("job {job:?} has no capsule for run {run:?}; report it first")))?;
+    let changed = |what: &str| {
+        tracing::error!(
+            tenant_id = tenant.as_str(),
+            job_id = job,
+            run_id = run,
+            what,
+            "a capsule changed since it was reported"
+        );
+        ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "the {what} of job {job:?} run {run:?} no longer matches the digest recorded when it was reported; \
+                 the object store was changed outside custos, and nothing is sealed"
+            ),
+        )
+    };
+    let reported =
+        state.store.log_entry(tenant, LogName::Timeline, &capsules::event_id(job, run)).await?.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Conflict,
+                format!("the timeline no longer holds the report of job {job:?} run {run:?} (retention removed it)"),
+            )
+        })?;
+    let record: serde_json::Value = serde_json::from_str(&reported.record).unwrap_or_default();
+    let capsule_sha256 = hex::encode(Sha256::digest(&capsule_bytes));
+    if record["details"]["capsule_sha256"].as_str() != Some(capsule_sha256.as_str()) {
+        return Err(changed("capsule"));
+    }
+    let capsule: Capsule = serde_json::from_slice(&capsule_bytes).map_err(|e| ApiError::internal(&e))?;
+    let mut own = vec![("job/capsule.json".to_owned(), "application/json", capsule_bytes)];
+    if let Some(expected) = &capsule.transcript {
+        let text =
+            capsules::read(objects, format!("{at}/{TRANSCRIPT_FILE}")).await?.ok_or_else(|| changed("transcript"))?;
+        if hex::encode(Sha256::digest(&text)) != expected.sha256 {
+            return Err(changed("transcript"));
+        }
+        own.push(("job/transcript.txt".to_owned(), "text/plain; charset=utf-8", text));
+    }
+    let queries: Vec<(&str, String)> = capsule.trace_id.iter().map(|t| ("trace_id", t.clone())).collect();
+    let mut records = related_records(state, tenant, &queries).await?;
+    records.insert(reported.leaf_index, reported.clone());
+    let first_step = serde_json::json!({
+        "step": "reported",
+        "what": "job_capsule",
+        "job_id": job,
+        "run_id": run,
+        "file": "job/capsule.json",
+        "sha256": capsule_sha256,
+        "by": capsule.reported_by,
+        "at": capsule.received_at,
+        "event_id": reported.event_id,
+    });
+    let draft = Draft::new(state, tenant, case, "job", resource.to_owned())?;
+    seal_with_records(state, tenant, objects, draft, own, first_step, records, requester).await
+}
+
 /// A value as pretty JSON with a final newline.
 fn pretty(value: &impl serde::Serialize) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(value).expect("records serialize");

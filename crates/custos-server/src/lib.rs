@@ -2,6 +2,7 @@
 
 mod auth;
 mod body;
+pub mod capsules;
 mod console;
 pub mod error;
 pub mod evidence;

@@ -142,6 +142,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(evidence::get_bundle))
         .routes(routes!(evidence::download_bundle))
         .routes(routes!(evidence::list_attestations, evidence::create_attestation))
+        .routes(routes!(evidence::report_capsule))
         .routes(routes!(holds::place_hold, holds::list_holds))
         .routes(routes!(holds::release_hold))
         .routes(routes!(traces::get_trace))

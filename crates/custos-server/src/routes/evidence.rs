@@ -136,14 +136,15 @@ async fn record(
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SnapshotInput {
-    /// What to preserve: `case` (the case's uploaded artifacts) or `evaluation` (a rule
-    /// run, with the timeline events about it and their inclusion proofs). `job` and
-    /// `export` are answered with a 422 naming what this build seals.
+    /// What to preserve: `case` (the case's uploaded artifacts), `evaluation` (a rule
+    /// run, with the timeline events about it and their inclusion proofs) or `job` (a
+    /// job run's capsule, likewise). `export` is answered with a 422 naming what this
+    /// build seals.
     pub kind: String,
     /// The case the bundle belongs to.
     pub case_id: String,
-    /// What the bundle is of: for `evaluation`, the rule run's id (required); for
-    /// `case`, the case id (the default).
+    /// What the bundle is of: for `evaluation`, the rule run's id; for `job`,
+    /// `<job>/<run_id>` (both required); for `case`, the case id (the default).
     pub resource_id: Option<String>,
 }
 
@@ -210,7 +211,7 @@ fn sealed_kinds() -> String {
 }
 
 /// The kinds a snapshot names, and whether this build seals them.
-const KINDS: &[(&str, bool)] = &[("case", true), ("evaluation", true), ("job", false), ("export", false)];
+const KINDS: &[(&str, bool)] = &[("case", true), ("evaluation", true), ("job", true), ("export", false)];
 
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant}/evidence/snapshots", tag = "evidence",
@@ -219,7 +220,10 @@ const KINDS: &[(&str, bool)] = &[("case", true), ("evaluation", true), ("job", f
         (who uploaded what, when, and the timeline event of each upload). `evaluation`: the rule run \
         `resource_id` as reported (`evaluation/rule_run.json`), and the timeline events about it (same \
         `resource_id` or `trace_id`, and custos's record of its failure), each as `timeline/<leaf>.json` with \
-        its inclusion proof to `proofs/timeline.checkpoint`, signed at sealing. Every bundle has a manifest of \
+        its inclusion proof to `proofs/timeline.checkpoint`, signed at sealing. `job`: the capsule \
+        `resource_id` = `<job>/<run_id>` as reported (`job/capsule.json`, `job/transcript.txt`), checked against \
+        the digest the timeline recorded when it was reported, with that record and the events of its trace, \
+        proven likewise. Every bundle has a manifest of \
         every file's size, SHA-256 and media type, the RFC 6962 root over them, the manifest's DSSE signature \
         and a SLSA provenance attestation. Recorded in the timeline (`custos.evidence.bundle.sealed`) and \
         audit log.",
@@ -284,7 +288,11 @@ pub(crate) async fn create_snapshot(
             if resource.is_empty() || resource.len() > 256 {
                 return Err(ApiError::invalid(FieldError::new("resource_id", "must be 1 to 256 bytes")));
             }
-            evidence::seal_evaluation(&state, &tenant, &input.case_id, resource, &requester).await?
+            if input.kind == "job" {
+                evidence::seal_job(&state, &tenant, &input.case_id, resource, &requester).await?
+            } else {
+                evidence::seal_evaluation(&state, &tenant, &input.case_id, resource, &requester).await?
+            }
         }
     };
     let bundle = &sealed.bundle;
@@ -887,4 +895,117 @@ pub(crate) async fn create_attestation(
     evidence::append_required(&state, &tenant, LogName::Timeline, LogAppend::timeline(&event)).await?;
     let envelope: serde_json::Value = serde_json::from_str(&record.envelope).map_err(|e| ApiError::internal(&e))?;
     Ok((StatusCode::CREATED, Json(AttestOutput { attestation_id: record.attestation_id, envelope })).into_response())
+}
+
+/// A capsule as kept.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct CapsuleOutput {
+    pub job_id: String,
+    pub run_id: String,
+    /// SHA-256 of the stored `capsule.json`, also recorded in the timeline.
+    pub capsule_sha256: String,
+    /// The environment's digest (values hashed, never stored).
+    pub environment_sha256: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcript_sha256: Option<String>,
+    /// The timeline event recording it (`custos.job.capsule.reported`).
+    pub event_id: String,
+    pub received_at: Timestamp,
+    /// Seal it: `POST …/evidence/snapshots` with this `resource_id` and kind `job`.
+    pub resource_id: String,
+}
+
+#[utoipa::path(
+    post, path = "/v1/tenants/{tenant}/jobs/{job}/capsule", tag = "evidence",
+    summary = "Report a job run's capsule: inputs, outputs, runner image, environment, transcript",
+    description = "What one run of a scheduled job consumed (`inputs`), produced (`outputs`) and ran in \
+        (`runner_image` by digest, `environment`), and its command `transcript`. Environment values are hashed \
+        on receipt with a salt drawn for the capsule (`SHA-256(salt ‖ name ‖ 0x00 ‖ value)`) and never stored \
+        or logged. Written once per run (a second report is a 409) to the object store, and recorded in the \
+        timeline (`custos.job.capsule.reported`, with the capsule's SHA-256). Seal it into a `job` evidence \
+        bundle with `resource_id` `<job>/<run_id>`. Bounds: body 2 MiB, transcript 1 MiB, 1,000 inputs, \
+        1,000 outputs, 1,000 variables of at most 64 KiB each.",
+    params(("tenant" = String, Path), ("job" = String, Path, description = "A scheduled_job component")),
+    request_body(content((crate::capsules::CapsuleInput = "application/json"))),
+    responses(
+        (status = 201, body = CapsuleOutput),
+        (status = 401, body = crate::error::ErrorResponse),
+        (status = 403, body = crate::error::ErrorResponse),
+        (status = 404, description = "Unknown tenant or job", body = crate::error::ErrorResponse),
+        (status = 409, description = "The run has a capsule, or the component is not a job", body = crate::error::ErrorResponse),
+        (status = 413, body = crate::error::ErrorResponse),
+        (status = 422, body = crate::error::ErrorResponse),
+        (status = 503, description = "No object store is configured", body = crate::error::ErrorResponse),
+    ),
+    security(("bearer" = ["ingest:write"]))
+)]
+pub(crate) async fn report_capsule(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, job)): Path<(String, String)>,
+    trace: Option<axum::Extension<TraceContext>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    use crate::capsules;
+    let tenant = caller.tenant_access(&state, &tenant, Permission::IngestWrite).await?;
+    capsules::check_segment("job", &job)?;
+    let objects = evidence::objects(&state)?;
+    match state.store.component(&tenant, &job).await? {
+        None => return Err(ApiError::not_found(format!("job {job:?} not found"))),
+        Some(c) if c.kind != custos_model::ComponentKind::ScheduledJob => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("component {job:?} is a {}, not a scheduled_job", c.kind.as_str()),
+            ));
+        }
+        Some(_) => {}
+    }
+    let input: capsules::CapsuleInput =
+        crate::body::read_json(&headers, body, capsules::MAX_CAPSULE_BODY_BYTES).await?;
+    let requester = requester(&caller, trace.as_ref());
+    let reported_by = requester.actor.id.clone().unwrap_or_else(|| "custos".into());
+    let (capsule, transcript) = capsules::build(&tenant, &job, input, reported_by, Timestamp::now())?;
+    capsules::check_segment("run_id", &capsule.run_id)?;
+    let bytes = capsules::store(objects, &tenant, &capsule, transcript).await?;
+    let capsule_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let transcript_sha256 = capsule.transcript.as_ref().map(|t| t.sha256.clone());
+    let event = custos_model::ledger::TimelineEvent {
+        event_id: capsules::event_id(&job, &capsule.run_id),
+        ts: capsule.received_at,
+        tenant_id: tenant.clone(),
+        project_id: None,
+        kind: capsules::CAPSULE_EVENT.into(),
+        actor: requester.actor.name.clone().or_else(|| requester.actor.id.clone()),
+        resource_type: Some("job".into()),
+        resource_id: Some(job.clone()),
+        trace_id: capsule.trace_id.clone().or_else(|| requester.trace_id.clone()),
+        details: json!({
+            "run_id": capsule.run_id,
+            "capsule_sha256": capsule_sha256,
+            "environment_sha256": capsule.environment.sha256,
+            "transcript_sha256": transcript_sha256,
+            "inputs": capsule.inputs.len(),
+            "outputs": capsule.outputs.len(),
+        }),
+    };
+    if let Err(error) = evidence::append_required(&state, &tenant, LogName::Timeline, LogAppend::timeline(&event)).await
+    {
+        // Unrecorded, the capsule is not kept: the report can be sent again.
+        let at = capsules::prefix(&tenant, &job, &capsule.run_id);
+        evidence::discard(objects, &format!("{at}/{}", capsules::TRANSCRIPT_FILE)).await;
+        evidence::discard(objects, &format!("{at}/{}", capsules::CAPSULE_FILE)).await;
+        return Err(error);
+    }
+    let output = CapsuleOutput {
+        resource_id: format!("{job}/{}", capsule.run_id),
+        job_id: job,
+        run_id: capsule.run_id,
+        capsule_sha256,
+        environment_sha256: capsule.environment.sha256,
+        transcript_sha256,
+        event_id: event.event_id,
+        received_at: capsule.received_at,
+    };
+    Ok((StatusCode::CREATED, Json(output)).into_response())
 }

@@ -670,3 +670,130 @@ async fn a_rule_run_seals_with_its_timeline_events_and_their_proofs_on_sqlite() 
 async fn a_rule_run_seals_with_its_timeline_events_and_their_proofs_on_postgres_and_s3() {
     a_rule_run_seals_with_its_timeline_events_and_their_proofs(Backend::Postgres).await;
 }
+
+async fn a_job_capsule_seals_with_its_report_and_proofs(backend: Backend) {
+    let (app, key, root) = evidence_app(backend, ServerConfig::default()).await;
+    let platform = app.token(&["ingest:write#tenant/acme", "timeline:write#tenant/acme"]).await;
+    let token =
+        app.token(&["evidence:create#tenant/acme", "evidence:read#tenant/acme", "evidence:export#tenant/acme"]).await;
+    let path = "/v1/tenants/acme/components/nightly-export";
+    let body = json!({"kind": "scheduled_job", "schedule": {"cron": "0 2 * * *"}});
+    assert_eq!(app.put_json(&platform, path, &body).await.status(), 201);
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let image = format!("ghcr.io/acme/runner@sha256:{}", "1f".repeat(32));
+    let capsule = json!({
+        "run_id": "2026-11-23", "started_at": "2026-11-23T02:00:00Z", "finished_at": "2026-11-23T02:04:10Z",
+        "exit_code": 0, "runner_image": image, "trace_id": trace,
+        "inputs": [{"name": "s3://acme-raw/2026-11-22/", "sha256": "AB".repeat(32)}],
+        "outputs": [{"name": "exports/findings.parquet", "sha256": "cd".repeat(32), "size": 7340032}],
+        "environment": {"EXPORT_BUCKET": "acme-exports", "DATABASE_PASSWORD": "hunter2-but-longer"},
+        "transcript": "$ export-findings --since 2026-11-22\nexported 18211 rows\n",
+    });
+    let capsule_path = "/v1/tenants/acme/jobs/nightly-export/capsule";
+    let (status, reported) =
+        json(app.post(&platform, capsule_path, "application/json", capsule.to_string()).await).await;
+    assert_eq!(status, 201, "{reported}");
+    assert_eq!(reported["resource_id"], "nightly-export/2026-11-23");
+    // Once per run.
+    let again =
+        error(app.post(&platform, capsule_path, "application/json", capsule.to_string()).await, 409, "conflict").await;
+    assert_eq!(again["field"], "run_id");
+    // Events of the run's trace join it in the bundle.
+    let event = json!({"event_id": "export-done", "ts": "2026-11-23T02:04:11Z", "kind": "platform.export.finished", "trace_id": trace});
+    let response = app.post(&platform, "/v1/tenants/acme/timeline/events", "application/json", event.to_string()).await;
+    assert_eq!(response.status(), 201);
+
+    let snapshot = |resource: &str| {
+        let body = json!({"kind": "job", "case_id": "case-3", "resource_id": resource});
+        app.client.post(app.url("/v1/tenants/acme/evidence/snapshots")).bearer_auth(&token).json(&body).send()
+    };
+    let (status, sealed) = json(snapshot("nightly-export/2026-11-23").await.unwrap()).await;
+    assert_eq!(status, 201, "{sealed}");
+    let bundle = sealed["bundle_id"].as_str().unwrap().to_owned();
+    let (_, archive) = download(&app, &token, &bundle).await;
+    let keys = vec![TrustedKey { key: key.dsse_signer().public_key(), not_before: None, not_after: None }];
+    let report = Verifier::new(keys).verify_tar_gz(archive.as_slice()).unwrap();
+    assert_eq!((report.kind.as_str(), report.inclusion_proofs), ("job", 2));
+
+    // The environment's values are nowhere: not in the capsule, not in the bundle.
+    let kept: Value = serde_json::from_slice(&archived_file(&archive, "job/capsule.json")).unwrap();
+    assert!(!archive.windows(7).any(|w| w == b"hunter2"), "a value reached the bundle");
+    let salt: [u8; 32] = hex::decode(kept["environment"]["salt"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let expected = custos_server::capsules::hash_variable(&salt, "DATABASE_PASSWORD", "hunter2-but-longer");
+    assert_eq!(kept["environment"]["variables"]["DATABASE_PASSWORD"], expected.as_str());
+    assert_eq!(kept["environment"]["sha256"], reported["environment_sha256"]);
+    assert_eq!(kept["inputs"][0]["sha256"], "ab".repeat(32), "kept lowercase");
+    assert_eq!(kept["runner_image"], image.as_str());
+    assert_eq!(
+        archived_file(&archive, "job/transcript.txt"),
+        b"$ export-findings --since 2026-11-22\nexported 18211 rows\n"
+    );
+    let custody: Value = serde_json::from_slice(&archived_file(&archive, "custody.json")).unwrap();
+    assert_eq!(custody["steps"][0]["sha256"], reported["capsule_sha256"]);
+    let recorded: Vec<&str> =
+        custody["steps"].as_array().unwrap()[1..].iter().map(|s| s["event_id"].as_str().unwrap()).collect();
+    assert_eq!(recorded, [reported["event_id"].as_str().unwrap(), "export-done"]);
+
+    // Bad resource ids name the field.
+    for resource in ["nightly-export", "nightly-export/other-run", "../x"] {
+        let refused = error(snapshot(resource).await.unwrap(), 422, "invalid_field").await;
+        assert_eq!(refused["field"], "resource_id", "{resource}: {refused}");
+    }
+    // A capsule changed in the store after it was reported is not sealed.
+    if let Some(root) = root {
+        let file = root.join("tenants/acme/jobs/nightly-export/capsules/2026-11-23/capsule.json");
+        flip_byte(&file, 10);
+        let refused = error(snapshot("nightly-export/2026-11-23").await.unwrap(), 409, "conflict").await;
+        assert!(refused["message"].as_str().unwrap().contains("no longer matches"), "{refused}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_capsule_seals_with_its_report_and_proofs_on_sqlite() {
+    a_job_capsule_seals_with_its_report_and_proofs(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_capsule_seals_with_its_report_and_proofs_on_postgres_and_s3() {
+    a_job_capsule_seals_with_its_report_and_proofs(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_capsules_name_the_field_and_write_nothing() {
+    let (app, _, root) = evidence_app(Backend::Sqlite, ServerConfig::default()).await;
+    let platform = app.token(&["ingest:write#tenant/acme"]).await;
+    let reader = app.token(&["obs:read#tenant/acme"]).await;
+    let body = json!({"kind": "scheduled_job", "schedule": {"cron": "0 2 * * *"}});
+    assert_eq!(app.put_json(&platform, "/v1/tenants/acme/components/job-a", &body).await.status(), 201);
+    let post = |path: &'static str, body: Value| app.post(&platform, path, "application/json", body.to_string());
+    let capsule_path = "/v1/tenants/acme/jobs/job-a/capsule";
+    let digest = "ab".repeat(32);
+    for (body, field) in [
+        (json!({"run_id": "a b"}), "run_id"),
+        (json!({"runner_image": "ubuntu:latest"}), "runner_image"),
+        (json!({"inputs": [{"name": "x", "sha256": "zz"}]}), "inputs[0].sha256"),
+        (json!({"outputs": [{"name": "", "sha256": digest}]}), "outputs[0].name"),
+        (json!({"environment": {"1BAD": "x"}}), "environment.1BAD"),
+        (json!({"environment": {"BIG": "x".repeat(64 * 1024 + 1)}}), "environment.BIG"),
+        (json!({"trace_id": "XYZ"}), "trace_id"),
+        (json!({"started_at": "2026-11-23T02:00:00Z", "finished_at": "2026-11-23T01:00:00Z"}), "finished_at"),
+        (json!({"transcript": "x".repeat(1024 * 1024 + 1)}), "transcript"),
+    ] {
+        let refused = error(post(capsule_path, body).await, 422, "invalid_field").await;
+        assert_eq!(refused["field"], field, "{refused}");
+    }
+    let refused = error(post(capsule_path, json!({"nope": 1})).await, 422, "invalid_field").await;
+    assert_eq!(refused["field"], "nope");
+    let too_many: Vec<Value> = (0..1001).map(|i| json!({"name": format!("f{i}"), "sha256": digest})).collect();
+    let refused = error(post(capsule_path, json!({"inputs": too_many})).await, 422, "invalid_field").await;
+    assert_eq!(refused["field"], "inputs");
+    error(post(capsule_path, json!({"transcript": "x".repeat(2 * 1024 * 1024 + 1)})).await, 413, "payload_too_large")
+        .await;
+    error(post("/v1/tenants/acme/jobs/no-such-job/capsule", json!({})).await, 404, "not_found").await;
+    let other = json!({"kind": "connector", "provider": "okta"});
+    assert_eq!(app.put_json(&platform, "/v1/tenants/acme/components/okta", &other).await.status(), 201);
+    error(post("/v1/tenants/acme/jobs/okta/capsule", json!({})).await, 409, "conflict").await;
+    error(app.post(&reader, capsule_path, "application/json", "{}").await, 403, "forbidden").await;
+    // Nothing was written by any refusal.
+    assert!(!root.unwrap().join("tenants/acme/jobs").exists());
+}

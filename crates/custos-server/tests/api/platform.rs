@@ -143,6 +143,7 @@ async fn openapi_describes_every_endpoint() {
         ("/metrics", vec!["get"]),
         ("/v1/attestations/verify", vec!["post"]),
         ("/v1/tenants/{tenant}/attestations", vec!["get", "post"]),
+        ("/v1/tenants/{tenant}/jobs/{job}/capsule", vec!["post"]),
         ("/v1/tenants/{tenant}/evidence/cases/{case}", vec!["get"]),
         ("/v1/tenants/{tenant}/evidence/cases/{case}/artifacts/{name}", vec!["put"]),
         ("/v1/tenants/{tenant}/evidence/holds", vec!["get"]),
