@@ -486,9 +486,9 @@ pub enum SnapshotCommand {
 pub enum SnapshotScope {
     /// The case's uploaded artifacts.
     Case,
-    /// A rule evaluation (not sealed by this build yet).
+    /// A rule run (--id: its id), with the timeline events about it and their proofs.
     Eval,
-    /// A job's capsule (not sealed by this build yet).
+    /// A job run's capsule (--id: <job>/<run_id>), with its report and proofs.
     Job,
     /// An export (not sealed by this build yet).
     Export,
@@ -504,7 +504,8 @@ pub struct SnapshotCreateArgs {
     /// What to preserve.
     #[arg(long, value_enum, default_value = "case")]
     pub scope: SnapshotScope,
-    /// What the bundle is of (for `case`, the case itself: the default).
+    /// What the bundle is of: a rule run's id (eval), `<job>/<run_id>` (job); for
+    /// `case`, the case itself (the default).
     #[arg(long)]
     pub id: Option<String>,
     /// Download the sealed bundle's .tar.gz here.

@@ -108,6 +108,13 @@ fn print_report(report: &BundleReport, json: bool, elapsed: std::time::Duration,
     } else if report.timestamp_unchecked {
         writeln!(out, "  timestamp    present, not checked: pass the TSA's certificate with --tsa-cert")?;
     }
+    if report.inclusion_proofs > 0 {
+        writeln!(
+            out,
+            "  proofs       {} log record(s), each in its log's signed checkpoint (RFC 6962 inclusion)",
+            report.inclusion_proofs
+        )?;
+    }
     writeln!(out, "{}", super::forensic::took_line(elapsed, report.bytes))?;
     Ok(())
 }

@@ -127,7 +127,11 @@ pub async fn snapshot_create(connection: &ServerConnection, args: &SnapshotCreat
         reqwest::Method::POST,
         &format!("/v1/tenants/{}/evidence/snapshots", args.tenant),
     )?;
-    let bar = progress_bar(None, &format!("sealing case {}", args.case));
+    let what = match &args.id {
+        Some(id) if kind != "case" => format!("sealing {kind} {id} into case {}", args.case),
+        _ => format!("sealing case {}", args.case),
+    };
+    let bar = progress_bar(None, &what);
     let response = builder.json(&body).send().instrument(span.clone()).await.context("reaching the server")?;
     let sealed = super::incidents::answer(response, &span).await;
     bar.finish_and_clear();
@@ -148,6 +152,7 @@ pub async fn snapshot_create(connection: &ServerConnection, args: &SnapshotCreat
     let text = |key: &str| sealed[key].as_str().unwrap_or_default().to_owned();
     println!("sealed bundle {bundle}");
     println!("  case         {}", text("case_id"));
+    println!("  kind         {} {}", text("kind"), text("resource_id"));
     println!("  files        {} ({} bytes)", sealed["files"], sealed["bytes"]);
     println!("  merkle root  {}", text("merkle_root"));
     println!("  manifest     sha256 {}", text("manifest_sha256"));

@@ -211,8 +211,44 @@ async fn the_cli_uploads_seals_downloads_and_shows_provenance() {
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("NOT verified"), "{stdout}");
 
+    // A rule run's evaluation: sealed with custos's record of its failure, whose
+    // inclusion proof verifies offline.
+    let ingest = crate::common::create_token(&store, &["--tenant", "acme", "--scope", "ingest:write"]);
+    let run = serde_json::json!({"id": "run-9", "rule_key": "impossible-travel", "status": "failed",
+        "error_message": "geoip lookup timed out", "started_at": "2026-11-23T10:00:00Z",
+        "context": {"engine": {"version": "2.4.1"}}});
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/tenants/acme/rule-runs", server.base))
+        .bearer_auth(&ingest)
+        .json(&run)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let evaluation = dir.join("evaluation.tar.gz");
+    let (code, stdout, stderr) = cli(&[
+        "snapshot",
+        "create",
+        "--tenant",
+        "acme",
+        "--case",
+        "IR-1",
+        "--scope",
+        "eval",
+        "--id",
+        "run-9",
+        "--output",
+        evaluation.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("kind         evaluation run-9"), "{stdout}");
+    let (code, stdout, _) = verify(&store, &[evaluation.to_str().unwrap(), "--keyring", keyring.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("proofs       1 log record(s)"), "{stdout}");
+
     // What this build does not seal yet, it says.
-    let (code, _, stderr) = cli(&["snapshot", "create", "--tenant", "acme", "--case", "IR-1", "--scope", "eval"]);
+    let (code, _, stderr) =
+        cli(&["snapshot", "create", "--tenant", "acme", "--case", "IR-1", "--scope", "export", "--id", "x"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("not sealed by this build yet"), "{stderr}");
     server.stop();
