@@ -645,6 +645,20 @@ async fn a_rule_run_seals_with_its_timeline_events_and_their_proofs(backend: Bac
         let leaf: [u8; 32] = Sha256::digest([&[0u8][..], &file].concat()).into();
         assert_eq!(served["leaf_hash"], base64::Engine::encode(&base64::engine::general_purpose::STANDARD, leaf));
     }
+    // An implementation sharing no code with custos agrees (RFC 9162 in Python).
+    let unpacked = tempfile::tempdir().unwrap();
+    tar::Archive::new(flate2::read::GzDecoder::new(archive.as_slice())).unpack(unpacked.path()).unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../custos-ledger/tests/python/verify_inclusion.py");
+    let output = std::process::Command::new("python3")
+        .arg(script)
+        .arg(unpacked.path().join(&bundle))
+        .output()
+        .expect("running python3");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 3, "{stdout}");
+
     // The checkpoint is one the log serves.
     let size = custody["checkpoint"]["size"].as_u64().unwrap();
     let response = app.get(&token, &format!("/v1/tenants/acme/timeline/checkpoint?size={size}")).await;
