@@ -499,8 +499,8 @@ async fn finish(
     Ok(Sealed { bundle, attestation, custody_sha256, timestamp })
 }
 
-/// Most log records one bundle carries, each with its proof: the earliest in log order
-/// are kept, and `custody.json` says when more matched.
+/// Most log records one bundle carries, each with its proof: the newest are kept, and
+/// `custody.json` says when more matched.
 pub const MAX_BUNDLE_RECORDS: usize = 1000;
 
 /// A file of a bundle built in memory: path, media type, bytes.
@@ -525,12 +525,10 @@ pub(crate) async fn seal_evaluation(
     })?;
     let mut queries = vec![("resource_id", run_id.to_owned())];
     queries.extend(run.record.trace_id.clone().map(|trace| ("trace_id", trace)));
-    let mut records = related_records(state, tenant, &queries).await?;
+    let related = related_records(state, tenant, &queries).await?;
     // custos's own record of a failed run names the rule, not the run: found by its id.
     let failed = format!("custos-rule-run-failed-{run_id}");
-    if let Some(entry) = state.store.log_entry(tenant, LogName::Timeline, &failed).await? {
-        records.insert(entry.leaf_index, entry);
-    }
+    let anchors: Vec<_> = state.store.log_entry(tenant, LogName::Timeline, &failed).await?.into_iter().collect();
     let report = pretty(&run);
     let reported = serde_json::json!({
         "step": "reported",
@@ -542,6 +540,7 @@ pub(crate) async fn seal_evaluation(
     });
     let own = vec![("evaluation/rule_run.json".to_owned(), "application/json", report)];
     let draft = Draft::new(state, tenant, case, "evaluation", run_id.to_owned())?;
+    let records = Records { anchors, related };
     seal_with_records(state, tenant, objects, draft, own, reported, records, requester).await
 }
 
@@ -607,8 +606,8 @@ pub(crate) async fn seal_job(
         own.push(("job/transcript.txt".to_owned(), "text/plain; charset=utf-8", text));
     }
     let queries: Vec<(&str, String)> = capsule.trace_id.iter().map(|t| ("trace_id", t.clone())).collect();
-    let mut records = related_records(state, tenant, &queries).await?;
-    records.insert(reported.leaf_index, reported.clone());
+    let related = related_records(state, tenant, &queries).await?;
+    let records = Records { anchors: vec![reported.clone()], related };
     let first_step = serde_json::json!({
         "step": "reported",
         "what": "job_capsule",
@@ -649,7 +648,31 @@ async fn related_records(
     Ok(records)
 }
 
-/// Seals `own` files with timeline `records` (the earliest [`MAX_BUNDLE_RECORDS`]), each
+/// The timeline records a bundle proves.
+struct Records {
+    /// Always carried: the record the bundle is anchored by.
+    anchors: Vec<custos_store::LogEntry>,
+    /// Carried up to [`MAX_BUNDLE_RECORDS`] in all, the newest first, by leaf index.
+    related: std::collections::BTreeMap<u64, custos_store::LogEntry>,
+}
+
+impl Records {
+    /// The records to carry, in log order, and whether some related ones were left out.
+    fn carried(self) -> (Vec<custos_store::LogEntry>, bool) {
+        let mut all = self.related;
+        let room = MAX_BUNDLE_RECORDS.saturating_sub(self.anchors.len());
+        let anchored: std::collections::HashSet<u64> = self.anchors.iter().map(|e| e.leaf_index).collect();
+        all.retain(|index, _| !anchored.contains(index));
+        let truncated = all.len() > room;
+        let skip = all.len().saturating_sub(room);
+        let mut carried: Vec<_> = all.into_values().skip(skip).chain(self.anchors).collect();
+        carried.sort_by_key(|e| e.leaf_index);
+        (carried, truncated)
+    }
+}
+
+/// Seals `own` files with timeline `records` (the anchors, and the newest related ones
+/// up to [`MAX_BUNDLE_RECORDS`] in all), each
 /// as `timeline/<leaf index>.json` with its proof `proofs/timeline/<leaf index>.json` to
 /// `proofs/timeline.checkpoint`, signed now if the latest checkpoint does not cover the
 /// log's head with the current key. `custody.json` lists `first_step`, then each record.
@@ -661,15 +684,15 @@ async fn seal_with_records(
     draft: Draft<'_>,
     own: Vec<OwnFile>,
     first_step: serde_json::Value,
-    records: std::collections::BTreeMap<u64, custos_store::LogEntry>,
+    records: Records,
     requester: &Requester,
 ) -> Result<Sealed, ApiError> {
     let log = LogName::Timeline;
-    let truncated = records.len() > MAX_BUNDLE_RECORDS;
+    let (records, truncated) = records.carried();
     let checkpoint = crate::ledger::checkpoint(state, tenant, log).await?;
     let mut files_in_memory = own;
     let mut steps = vec![first_step];
-    for entry in records.into_values().take(MAX_BUNDLE_RECORDS) {
+    for entry in records {
         if entry.leaf_index >= checkpoint.size {
             // The checkpoint was signed after the records were read: it covers them.
             return Err(ApiError::new(
@@ -1134,5 +1157,36 @@ async fn delete_objects(objects: &Objects, prefix: &str) {
             }
             Err(error) => tracing::warn!(error = &error as &dyn std::error::Error, prefix, "listing a bundle failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64) -> custos_store::LogEntry {
+        custos_store::LogEntry {
+            leaf_index: index,
+            event_id: format!("e-{index}"),
+            ts: Timestamp::from_micros(0),
+            record: "{}".into(),
+            received_at: Timestamp::from_micros(0),
+        }
+    }
+
+    #[test]
+    fn a_bundle_carries_its_anchors_and_the_newest_related_records() {
+        let indexes = |records: &[custos_store::LogEntry]| records.iter().map(|e| e.leaf_index).collect::<Vec<_>>();
+        // Few: all, in log order, an anchor among the related counted once.
+        let related = [3, 9, 5].into_iter().map(|i| (i, entry(i))).collect();
+        let (carried, truncated) = Records { anchors: vec![entry(5), entry(1)], related }.carried();
+        assert_eq!((indexes(&carried), truncated), (vec![1, 3, 5, 9], false));
+        // Too many: the anchor, then the newest related up to the bound.
+        let related = (10..10 + MAX_BUNDLE_RECORDS as u64 + 5).map(|i| (i, entry(i))).collect();
+        let (carried, truncated) = Records { anchors: vec![entry(2)], related }.carried();
+        assert!(truncated);
+        assert_eq!(carried.len(), MAX_BUNDLE_RECORDS);
+        assert_eq!(indexes(&carried[..2]), [2, 16], "the oldest related records are the ones left out");
+        assert_eq!(carried.last().unwrap().leaf_index, 10 + MAX_BUNDLE_RECORDS as u64 + 4);
     }
 }
