@@ -488,7 +488,7 @@ pub enum SnapshotScope {
     Case,
     /// A rule run (--id: its id), with the timeline events about it and their proofs.
     Eval,
-    /// A job run's capsule (--id: <job>/<run_id>), with its report and proofs.
+    /// A job run's capsule (--id: JOB/RUN_ID), with its report and proofs.
     Job,
     /// An export (not sealed by this build yet).
     Export,
@@ -504,7 +504,7 @@ pub struct SnapshotCreateArgs {
     /// What to preserve.
     #[arg(long, value_enum, default_value = "case")]
     pub scope: SnapshotScope,
-    /// What the bundle is of: a rule run's id (eval), `<job>/<run_id>` (job); for
+    /// What the bundle is of: a rule run's id (eval), `JOB/RUN_ID` (job); for
     /// `case`, the case itself (the default).
     #[arg(long)]
     pub id: Option<String>,
