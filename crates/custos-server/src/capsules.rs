@@ -308,9 +308,7 @@ fn path(key: String) -> Result<ObjectPath, ApiError> {
 
 /// The capsule file's bytes (pretty JSON, a final newline).
 pub fn to_bytes(capsule: &Capsule) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec_pretty(capsule).expect("a capsule serializes");
-    bytes.push(b'\n');
-    bytes
+    crate::evidence::pretty(capsule)
 }
 
 /// Writes a capsule and its transcript, once: a second report of the run is a 409.

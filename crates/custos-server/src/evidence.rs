@@ -623,8 +623,8 @@ pub(crate) async fn seal_job(
     seal_with_records(state, tenant, objects, draft, own, first_step, records, requester).await
 }
 
-/// A value as pretty JSON with a final newline.
-fn pretty(value: &impl serde::Serialize) -> Vec<u8> {
+/// A value as pretty JSON with a final newline (the form of a bundle's JSON files).
+pub(crate) fn pretty(value: &impl serde::Serialize) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(value).expect("records serialize");
     bytes.push(b'\n');
     bytes
@@ -763,10 +763,7 @@ fn custody_json(case: &str, artifacts: &[ArtifactRecord]) -> Vec<u8> {
             event_id: &a.event_id,
         })
         .collect();
-    let mut bytes = serde_json::to_vec_pretty(&serde_json::json!({"case_id": case, "steps": steps}))
-        .expect("custody JSON serializes");
-    bytes.push(b'\n');
-    bytes
+    pretty(&serde_json::json!({"case_id": case, "steps": steps}))
 }
 
 /// The SLSA provenance of a bundle: its subject is the manifest (which names every
