@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 
 use custos_model::{FieldError, TenantId, Timestamp};
-use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 
@@ -212,6 +211,7 @@ pub fn build(
         Some(id) => {
             custos_model::error::check::identifier("run_id", &id, custos_model::jobs::MAX_RUN_ID_BYTES)
                 .map_err(ApiError::invalid)?;
+            check_segment("run_id", &id)?;
             id
         }
         None => uuid::Uuid::now_v7().to_string(),
@@ -302,10 +302,6 @@ pub fn check_segment(field: &str, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn path(key: String) -> Result<ObjectPath, ApiError> {
-    ObjectPath::parse(key).map_err(|e| ApiError::internal(&e))
-}
-
 /// The capsule file's bytes (pretty JSON, a final newline).
 pub fn to_bytes(capsule: &Capsule) -> Vec<u8> {
     crate::evidence::pretty(capsule)
@@ -320,8 +316,10 @@ pub async fn store(
 ) -> Result<Vec<u8>, ApiError> {
     let at = prefix(tenant, &capsule.job_id, &capsule.run_id);
     let bytes = to_bytes(capsule);
-    objects.put_new(&path(format!("{at}/{CAPSULE_FILE}"))?, PutPayload::from(bytes.clone())).await.map_err(
-        |e| match e {
+    objects
+        .put_new(&crate::evidence::object_path(&format!("{at}/{CAPSULE_FILE}"))?, PutPayload::from(bytes.clone()))
+        .await
+        .map_err(|e| match e {
             custos_store::StoreError::AlreadyExists { .. } => ApiError::new(
                 ErrorCode::Conflict,
                 format!(
@@ -331,11 +329,13 @@ pub async fn store(
             )
             .with_field("run_id".to_owned()),
             other => ApiError::from(other),
-        },
-    )?;
+        })?;
     if let Some(text) = transcript {
         objects
-            .put_new(&path(format!("{at}/{TRANSCRIPT_FILE}"))?, PutPayload::from(text.into_bytes()))
+            .put_new(
+                &crate::evidence::object_path(&format!("{at}/{TRANSCRIPT_FILE}"))?,
+                PutPayload::from(text.into_bytes()),
+            )
             .await
             .map_err(ApiError::from)?;
     }
@@ -344,7 +344,7 @@ pub async fn store(
 
 /// Reads a stored object whole (capsules and transcripts are bounded).
 pub async fn read(objects: &custos_store::Objects, key: String) -> Result<Option<Vec<u8>>, ApiError> {
-    match objects.store().get(&path(key.clone())?).await {
+    match objects.store().get(&crate::evidence::object_path(&key)?).await {
         Ok(found) => Ok(Some(
             found
                 .bytes()

@@ -142,7 +142,7 @@ pub(crate) fn case_prefix(tenant: &TenantId, case: &str) -> String {
     format!("tenants/{tenant}/evidence/{case}")
 }
 
-fn object_path(key: &str) -> Result<ObjectPath, ApiError> {
+pub(crate) fn object_path(key: &str) -> Result<ObjectPath, ApiError> {
     ObjectPath::parse(key).map_err(|e| ApiError::internal(&e))
 }
 
@@ -222,7 +222,8 @@ pub(crate) struct Requester {
 }
 
 impl Requester {
-    fn actor_text(&self) -> Option<String> {
+    /// Who acted, as a timeline event names them.
+    pub(crate) fn actor_text(&self) -> Option<String> {
         self.actor.name.clone().or_else(|| self.actor.id.clone())
     }
 

@@ -966,7 +966,6 @@ pub(crate) async fn report_capsule(
     let requester = requester(&caller, trace.as_ref());
     let reported_by = requester.actor.id.clone().unwrap_or_else(|| "custos".into());
     let (capsule, transcript) = capsules::build(&tenant, &job, input, reported_by, Timestamp::now())?;
-    capsules::check_segment("run_id", &capsule.run_id)?;
     let bytes = capsules::store(objects, &tenant, &capsule, transcript).await?;
     let capsule_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
     let transcript_sha256 = capsule.transcript.as_ref().map(|t| t.sha256.clone());
@@ -976,7 +975,7 @@ pub(crate) async fn report_capsule(
         tenant_id: tenant.clone(),
         project_id: None,
         kind: capsules::CAPSULE_EVENT.into(),
-        actor: requester.actor.name.clone().or_else(|| requester.actor.id.clone()),
+        actor: requester.actor_text(),
         resource_type: Some("job".into()),
         resource_id: Some(job.clone()),
         trace_id: capsule.trace_id.clone().or_else(|| requester.trace_id.clone()),
