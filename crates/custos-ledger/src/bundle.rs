@@ -553,7 +553,13 @@ impl Contents {
             files: manifest.files.len(),
             bytes,
             merkle_root: manifest.merkle_root,
-            signed_by: verified.signed_by,
+            // Only the keys that count: a signature by a key outside its window is not
+            // reported as a signer.
+            signed_by: signed_by
+                .iter()
+                .filter(|k| k.valid_at(manifest.created_at))
+                .map(|k| k.key.key_id().to_owned())
+                .collect(),
             signed_at: manifest.created_at,
             timestamp,
             timestamp_unchecked,

@@ -113,13 +113,34 @@ impl NoteSigner {
     /// Signs `text` (UTF-8 ending in `\n`, no control character but `\n`) into a note
     /// with this one signature.
     pub fn sign(&self, text: &str) -> Result<String, NoteError> {
-        check_text(text)?;
+        sign(text, &[self])
+    }
+
+    fn signature_line(&self, text: &str) -> String {
         let signature = self.key.sign(text.as_bytes());
         let mut blob = Vec::with_capacity(68);
         blob.extend_from_slice(&self.key_id.to_be_bytes());
         blob.extend_from_slice(&signature.to_bytes());
-        Ok(format!("{text}\n{SIGNATURE_PREFIX}{} {}\n", self.name, STANDARD.encode(blob)))
+        format!("{SIGNATURE_PREFIX}{} {}\n", self.name, STANDARD.encode(blob))
     }
+}
+
+/// Signs `text` into a note with one signature line per signer, in order (a key
+/// rotation's overlap signs with the new key and the old one).
+///
+/// # Errors
+///
+/// When the text is not a note's text, or no signer is given.
+pub fn sign(text: &str, signers: &[&NoteSigner]) -> Result<String, NoteError> {
+    check_text(text)?;
+    if signers.is_empty() {
+        return Err(NoteError::MalformedNote("a note needs at least one signature"));
+    }
+    let mut note = format!("{text}\n");
+    for signer in signers {
+        note.push_str(&signer.signature_line(text));
+    }
+    Ok(note)
 }
 
 /// An Ed25519 public key under a name, as a verifier key string names it.
@@ -313,10 +334,15 @@ impl Checkpoint {
 
     /// Signs the checkpoint with `signer`, which must be named as the origin.
     pub fn sign(&self, signer: &NoteSigner) -> Result<String, NoteError> {
-        if signer.name() != self.origin {
+        self.sign_all(&[signer])
+    }
+
+    /// Signs the checkpoint with every signer, each named as the origin.
+    pub fn sign_all(&self, signers: &[&NoteSigner]) -> Result<String, NoteError> {
+        if let Some(signer) = signers.iter().find(|s| s.name() != self.origin) {
             return Err(NoteError::WrongOrigin { expected: signer.name().to_owned(), found: self.origin.clone() });
         }
-        signer.sign(&self.to_text())
+        sign(&self.to_text(), signers)
     }
 
     /// Opens a signed checkpoint of the log `origin`: the note must carry a valid

@@ -50,13 +50,19 @@ fn go_note_and_tlog_verify_custos_checkpoints_and_proofs() {
                 .unwrap()
         })
         .collect();
+    // A rotation's overlap: signed by a new key Go was not given, then by the old one.
+    let stranger = NoteSigner::new(ORIGIN, &[10; 32]).unwrap();
+    checkpoints.push(
+        Checkpoint { origin: ORIGIN.into(), size: 8, root: log.root(8).unwrap(), extensions: vec![] }
+            .sign_all(&[&stranger, &signer])
+            .unwrap(),
+    );
     // Refused: a root that is not the log's, and a key Go was not given.
     checkpoints.push(
         Checkpoint { origin: ORIGIN.into(), size: 999, root: log.root(998).unwrap(), extensions: vec![] }
             .sign(&signer)
             .unwrap(),
     );
-    let stranger = NoteSigner::new(ORIGIN, &[10; 32]).unwrap();
     checkpoints.push(
         Checkpoint { origin: ORIGIN.into(), size: 5, root: log.root(5).unwrap(), extensions: vec![] }
             .sign(&stranger)
@@ -118,6 +124,7 @@ fn go_note_and_tlog_verify_custos_checkpoints_and_proofs() {
             "checkpoint 100 ok",
             "checkpoint 513 ok",
             "checkpoint 1000 ok",
+            "checkpoint 8 ok",
             "checkpoint 999 FAIL: root differs from tlog's",
             "checkpoint FAIL: note has no verifiable signatures",
             "inclusion 0/1 ok",

@@ -447,6 +447,12 @@ async fn finish(
     };
 
     let created_by = requester.actor.id.clone().unwrap_or_else(|| "custos".into());
+    let created_at = Timestamp::now();
+    // The current key, and the one it replaced while a rotation's overlap lasts.
+    let signing = key.signing_at(created_at);
+    let key_ids: Vec<String> = signing.iter().map(|k| k.key_id().to_owned()).collect();
+    let dsse_signers: Vec<_> = signing.iter().map(|k| k.dsse_signer()).collect();
+    let signers: Vec<&custos_ledger::dsse::DsseSigner> = dsse_signers.iter().collect();
     let manifest = Manifest {
         format: bundle::BUNDLE_FORMAT.into(),
         bundle_id: bundle_id.clone(),
@@ -454,7 +460,7 @@ async fn finish(
         case_id: case.to_owned(),
         kind: kind.into(),
         resource_id: resource_id.clone(),
-        created_at: Timestamp::now(),
+        created_at,
         created_by: created_by.clone(),
         custos_version: state.config.version.clone(),
         deployment: state.ledger.deployment().to_owned(),
@@ -463,8 +469,7 @@ async fn finish(
         files,
     };
     let manifest_bytes = manifest.to_bytes();
-    let signer = key.dsse_signer();
-    let envelope = Manifest::sign(&manifest_bytes, &[&signer]);
+    let envelope = Manifest::sign(&manifest_bytes, &signers);
     let manifest_sha256 = hex::encode(Sha256::digest(&manifest_bytes));
     for (name, bytes) in [
         (MANIFEST, manifest_bytes),
@@ -479,7 +484,7 @@ async fn finish(
 
     let bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
     let event_id = crate::ledger::own_event_id("evidence-bundle-sealed");
-    let attestation = attest_bundle(state, &manifest, &manifest_sha256, started, &signer);
+    let attestation = attest_bundle(state, &manifest, &manifest_sha256, started, &signers);
     let bundle = BundleRecord {
         bundle_id,
         case_id: case.to_owned(),
@@ -488,7 +493,7 @@ async fn finish(
         object_prefix: prefix,
         merkle_root: manifest.merkle_root.clone(),
         manifest_sha256,
-        key_ids: vec![key.key_id().to_owned()],
+        key_ids,
         files: manifest.files.len() as u64,
         bytes,
         created_by,
@@ -774,7 +779,7 @@ fn attest_bundle(
     manifest: &Manifest,
     manifest_sha256: &str,
     started: Timestamp,
-    signer: &custos_ledger::dsse::DsseSigner,
+    signers: &[&custos_ledger::dsse::DsseSigner],
 ) -> AttestationRecord {
     let subject_name = format!("{}/{MANIFEST}", manifest.bundle_id);
     let parameters = |pairs: &[(&str, &str)]| {
@@ -816,7 +821,7 @@ fn attest_bundle(
             },
         },
     );
-    let envelope = statement.sign(&[signer]);
+    let envelope = statement.sign(signers);
     AttestationRecord {
         attestation_id: format!("att_{}", uuid::Uuid::now_v7().simple()),
         subject_type: SUBJECT_BUNDLE.into(),

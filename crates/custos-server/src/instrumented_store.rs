@@ -13,10 +13,11 @@ use custos_model::status::ComponentStatus;
 use custos_model::{Component, FreshnessPolicy, TenantId, Timestamp};
 use custos_store::{
     AppendOutcome, ArtifactRecord, AttestationQuery, AttestationRecord, Backend, BucketRow, BundleRecord,
-    ConsoleSession, HourTotals, IncidentRecord, IngestSummary, JobEventOutcome, JobEventRequest, JobRecord, LastError,
-    LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, MaintenanceRecord, NewIncidentUpdate, Page,
-    PruneOutcome, PutOutcome, RecordQuery, RollupFamily, SchemaDescription, SeriesRow, SigningKeyRecord, StatusChange,
-    StatusScope, Store, StoreResult, Stored, StoredCheckpoint, StoredFlip, StoredPing, Tenant, TokenRecord,
+    ConsoleSession, HourTotals, IncidentRecord, IngestSummary, JobEventOutcome, JobEventRequest, JobRecord, KeyOverlap,
+    LastError, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, MaintenanceRecord,
+    NewIncidentUpdate, Page, PruneOutcome, PutOutcome, RecordQuery, RollupFamily, SchemaDescription, SeriesRow,
+    SigningKeyRecord, StatusChange, StatusScope, Store, StoreResult, Stored, StoredCheckpoint, StoredFlip, StoredPing,
+    Tenant, TokenRecord,
 };
 use custos_telemetry::Metrics;
 use tracing::Instrument;
@@ -146,7 +147,7 @@ instrument! {
     holds(tenant: &TenantId) -> StoreResult<Vec<LegalHold>>;
     put_signing_key(key: &SigningKeyRecord) -> StoreResult<()>;
     signing_keys() -> StoreResult<Vec<SigningKeyRecord>>;
-    retire_signing_keys_except(key_id: &str, at: Timestamp) -> StoreResult<Vec<SigningKeyRecord>>;
+    retire_signing_keys_except(key_id: &str, at: Timestamp, overlap: Option<&KeyOverlap>) -> StoreResult<Vec<SigningKeyRecord>>;
     put_artifact(tenant: &TenantId, artifact: &ArtifactRecord) -> StoreResult<()>;
     artifact(tenant: &TenantId, case_id: &str, name: &str) -> StoreResult<Option<ArtifactRecord>>;
     artifacts(tenant: &TenantId, case_id: &str) -> StoreResult<Vec<ArtifactRecord>>;

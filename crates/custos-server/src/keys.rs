@@ -9,6 +9,12 @@
 //!  "public_key":"<base64 32 bytes>"}
 //! ```
 //!
+//! After `custos keys rotate --overlap`, the file also holds the key it replaced,
+//! `"previous": {"key_id", "created_at", "private_key", "public_key", "until"}`, which
+//! signs beside the current key until `until` (the store's `not_after` for it): every
+//! envelope and checkpoint made in the window carries both signatures, so a verifier
+//! that knows only the old public key keeps verifying while it fetches the new one.
+//!
 //! One key signs every log's checkpoints. Signed notes name their key after the log
 //! (C2SP: the key name is the checkpoint's origin), so each log has its own verifier
 //! key string, `<origin>+<key id>+<base64(0x01 ‖ public key)>`, all from this one key.
@@ -45,11 +51,16 @@ pub struct SigningKey {
     secret: ed25519_dalek::SigningKey,
     public_key: [u8; 32],
     created_at: Timestamp,
+    /// The key this one replaced and the end of its overlap window.
+    previous: Option<(Box<SigningKey>, Timestamp)>,
 }
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("key_id", &self.key_id)
+            .field("previous", &self.previous.as_ref().map(|(key, until)| (key.key_id(), until)))
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,6 +73,37 @@ struct KeyFile {
     created_at: Timestamp,
     private_key: String,
     public_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous: Option<PreviousKeyFile>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviousKeyFile {
+    key_id: String,
+    created_at: Timestamp,
+    private_key: String,
+    public_key: String,
+    until: Timestamp,
+}
+
+/// Reads a base64 seed and checks that its public half and id are the ones stated.
+fn key_from_parts(
+    private_key: &str,
+    public_key: &str,
+    key_id: &str,
+    created_at: Timestamp,
+) -> Result<SigningKey, String> {
+    let seed: [u8; 32] = STANDARD
+        .decode(private_key)
+        .ok()
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| "private_key must be 32 bytes in standard base64".to_owned())?;
+    let key = SigningKey::from_seed(seed, created_at);
+    if STANDARD.encode(key.public_key) != public_key || key.key_id != key_id {
+        return Err("public_key or key_id does not belong to private_key".into());
+    }
+    Ok(key)
 }
 
 /// The id custos lists a key by: `ed25519:` and the first 16 hex digits of the
@@ -83,7 +125,40 @@ impl SigningKey {
     fn from_seed(seed: [u8; 32], created_at: Timestamp) -> Self {
         let secret = ed25519_dalek::SigningKey::from_bytes(&seed);
         let public_key = secret.verifying_key().to_bytes();
-        Self { key_id: fingerprint(&public_key), secret, public_key, created_at }
+        Self { key_id: fingerprint(&public_key), secret, public_key, created_at, previous: None }
+    }
+
+    /// This key, keeping `previous` signing beside it until `until` (a rotation's
+    /// overlap window). The previous key's own previous key is dropped: only one key
+    /// overlaps.
+    #[must_use]
+    pub fn with_previous(mut self, previous: SigningKey, until: Timestamp) -> Self {
+        self.previous = Some((Box::new(previous.without_previous()), until));
+        self
+    }
+
+    /// This key alone, its previous key dropped.
+    #[must_use]
+    pub fn without_previous(mut self) -> Self {
+        self.previous = None;
+        self
+    }
+
+    /// The key this one replaced and the end of its overlap window, if the file keeps it.
+    pub fn previous(&self) -> Option<(&SigningKey, Timestamp)> {
+        self.previous.as_ref().map(|(key, until)| (&**key, *until))
+    }
+
+    /// The keys that sign at `at`: this one, and the previous one inside its window
+    /// (`at` before its `until`, as a verifier reads `not_after`).
+    pub fn signing_at(&self, at: Timestamp) -> Vec<&SigningKey> {
+        let mut keys = vec![self];
+        if let Some((previous, until)) = self.previous()
+            && at < until
+        {
+            keys.push(previous);
+        }
+        keys
     }
 
     pub fn key_id(&self) -> &str {
@@ -98,7 +173,7 @@ impl SigningKey {
         self.created_at
     }
 
-    /// The signer for a log's checkpoints (named as the log's origin).
+    /// The signer for a log's checkpoints (named as the log's origin), by this key alone.
     ///
     /// # Errors
     ///
@@ -107,10 +182,25 @@ impl SigningKey {
         NoteSigner::new(origin, self.secret.as_bytes())
     }
 
-    /// The signer of DSSE envelopes (evidence manifests, attestations); its key id is
-    /// [`SigningKey::key_id`].
+    /// The signers of a log's checkpoints at `at`: see [`SigningKey::signing_at`].
+    ///
+    /// # Errors
+    ///
+    /// When `origin` is not a valid key name (it holds a space or `+`).
+    pub fn signers(&self, origin: &str, at: Timestamp) -> Result<Vec<NoteSigner>, custos_ledger::note::NoteError> {
+        self.signing_at(at).into_iter().map(|key| key.signer(origin)).collect()
+    }
+
+    /// The signer of DSSE envelopes (evidence manifests, attestations) by this key
+    /// alone; its key id is [`SigningKey::key_id`].
     pub fn dsse_signer(&self) -> custos_ledger::dsse::DsseSigner {
         custos_ledger::dsse::DsseSigner::new(self.secret.as_bytes())
+    }
+
+    /// The signers of DSSE envelopes made at `at`, current key first: see
+    /// [`SigningKey::signing_at`].
+    pub fn dsse_signers(&self, at: Timestamp) -> Vec<custos_ledger::dsse::DsseSigner> {
+        self.signing_at(at).into_iter().map(SigningKey::dsse_signer).collect()
     }
 
     /// The public record published in the store: valid from now, until rotated.
@@ -145,16 +235,17 @@ impl SigningKey {
         if file.algorithm != "ed25519" {
             return Err(invalid(format!("algorithm {:?} is not \"ed25519\"", file.algorithm)));
         }
-        let seed: [u8; 32] = STANDARD
-            .decode(&file.private_key)
-            .ok()
-            .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| invalid("private_key must be 32 bytes in standard base64".into()))?;
-        let key = Self::from_seed(seed, file.created_at);
-        if STANDARD.encode(key.public_key) != file.public_key || key.key_id != file.key_id {
-            return Err(invalid("public_key or key_id does not belong to private_key".into()));
+        let key =
+            key_from_parts(&file.private_key, &file.public_key, &file.key_id, file.created_at).map_err(invalid)?;
+        let Some(previous) = file.previous else {
+            return Ok(key);
+        };
+        let old = key_from_parts(&previous.private_key, &previous.public_key, &previous.key_id, previous.created_at)
+            .map_err(|message| invalid(format!("previous: {message}")))?;
+        if old.key_id == key.key_id {
+            return Err(invalid("previous is the current key".into()));
         }
-        Ok(key)
+        Ok(key.with_previous(old, previous.until))
     }
 
     fn file_bytes(&self) -> Vec<u8> {
@@ -165,6 +256,13 @@ impl SigningKey {
             created_at: self.created_at,
             private_key: STANDARD.encode(self.secret.as_bytes()),
             public_key: STANDARD.encode(self.public_key),
+            previous: self.previous().map(|(key, until)| PreviousKeyFile {
+                key_id: key.key_id.clone(),
+                created_at: key.created_at,
+                private_key: STANDARD.encode(key.secret.as_bytes()),
+                public_key: STANDARD.encode(key.public_key),
+                until,
+            }),
         };
         let mut bytes = serde_json::to_vec_pretty(&file).expect("a key file serializes");
         bytes.push(b'\n');
@@ -287,6 +385,60 @@ mod tests {
         next.replace(&path).unwrap();
         assert_eq!(SigningKey::load(&path).unwrap().key_id(), next.key_id());
         assert_ne!(next.key_id(), key.key_id());
+    }
+
+    #[test]
+    fn an_overlap_keeps_the_previous_key_signing_until_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        let (old, new) = (SigningKey::from_seed([1; 32], Timestamp::from_micros(0)), SigningKey::generate());
+        let (old_id, new_id) = (old.key_id().to_owned(), new.key_id().to_owned());
+        let until = Timestamp::from_micros(5_000_000);
+        // Only one key overlaps: the old key's own previous key is not carried on.
+        let old = old.with_previous(SigningKey::from_seed([9; 32], Timestamp::from_micros(0)), until);
+        new.with_previous(old, until).replace(&path).unwrap();
+
+        let loaded = SigningKey::load(&path).unwrap();
+        assert_eq!(loaded.key_id(), new_id);
+        let (previous, end) = loaded.previous().unwrap();
+        assert_eq!((previous.key_id(), end), (old_id.as_str(), until));
+        assert!(previous.previous().is_none());
+        let ids = |at: i64| -> Vec<String> {
+            loaded.signing_at(Timestamp::from_micros(at)).iter().map(|k| k.key_id().to_owned()).collect()
+        };
+        assert_eq!(ids(4_999_999), [new_id.clone(), old_id]);
+        // `until` is the store's `not_after`: a verifier counts the key strictly before it.
+        assert_eq!(ids(5_000_000), [new_id]);
+        assert_eq!(loaded.dsse_signers(Timestamp::from_micros(0)).len(), 2);
+        let origin = "custos.example/tenants/acme/timeline";
+        assert_eq!(loaded.signers(origin, Timestamp::from_micros(0)).unwrap().len(), 2);
+
+        // Dropping it writes a file with the current key alone.
+        loaded.without_previous().replace(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("previous"), "{text}");
+        assert!(SigningKey::load(&path).unwrap().previous().is_none());
+    }
+
+    #[test]
+    fn a_damaged_previous_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        let key = SigningKey::from_seed([1; 32], Timestamp::from_micros(0));
+        let same = SigningKey::from_seed([1; 32], Timestamp::from_micros(0));
+        key.with_previous(same, Timestamp::from_micros(1)).replace(&path).unwrap();
+        let error = SigningKey::load(&path).unwrap_err().to_string();
+        assert!(error.contains("previous is the current key"), "{error}");
+
+        let key = SigningKey::from_seed([1; 32], Timestamp::from_micros(0));
+        let old = SigningKey::from_seed([2; 32], Timestamp::from_micros(0));
+        let old_public = STANDARD.encode(old.public_key());
+        key.with_previous(old, Timestamp::from_micros(1)).replace(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let swapped = text.replace(&old_public, &STANDARD.encode([9u8; 32]));
+        std::fs::write(&path, swapped).unwrap();
+        let error = SigningKey::load(&path).unwrap_err().to_string();
+        assert!(error.contains("previous: public_key or key_id does not belong"), "{error}");
     }
 
     #[cfg(unix)]

@@ -83,6 +83,18 @@ impl Ledger {
             return Ok(loaded.key.clone());
         }
         let key = Arc::new(SigningKey::load(path).map_err(|e| unavailable(&e))?);
+        match key.previous() {
+            Some((previous, until)) if until <= Timestamp::now() => tracing::warn!(
+                previous = previous.key_id(),
+                until = %until,
+                "the key file still holds the previous signing key, whose overlap has ended: \
+                 `custos keys drop-previous` removes its private half"
+            ),
+            Some((previous, until)) => {
+                tracing::info!(previous = previous.key_id(), until = %until, "the previous key signs beside this one");
+            }
+            None => {}
+        }
         let mut slot = self.key.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(previous) = slot.as_ref()
             && previous.key.key_id() != key.key_id()
@@ -207,16 +219,21 @@ pub async fn record_key_rotation(
     tenants: &[custos_store::Tenant],
     previous: &str,
     key_id: &str,
+    overlap_until: Option<Timestamp>,
     actor: &str,
     reason: &str,
 ) {
     let ids: Vec<TenantId> = tenants.iter().map(|t| t.id.clone()).collect();
+    let mut details = serde_json::json!({"previous_key_id": previous, "key_id": key_id, "reason": reason});
+    if let Some(until) = overlap_until {
+        details["previous_signs_until"] = serde_json::json!(until);
+    }
     let action = AdminAction {
         kind: "custos.key.rotated",
         actor: custos_model::ledger::AuditActor { id: None, name: Some(actor.to_owned()) },
         resource_type: "signing_key",
         resource_id: key_id,
-        details: serde_json::json!({"previous_key_id": previous, "key_id": key_id, "reason": reason}),
+        details,
     };
     record_admin_action(store, &ids, &action).await;
 }
@@ -401,9 +418,10 @@ async fn sign_head(
         ));
     }
     let origin = state.ledger.origin(tenant, log);
-    let signer = key.signer(&origin).map_err(|e| ApiError::internal(&e))?;
+    // The current key, and the one it replaced while a rotation's overlap lasts.
+    let signers = key.signers(&origin, Timestamp::now()).map_err(|e| ApiError::internal(&e))?;
     let note = Checkpoint { origin, size: head.size, root: head.root, extensions: Vec::new() }
-        .sign(&signer)
+        .sign_all(&signers.iter().collect::<Vec<_>>())
         .map_err(|e| ApiError::internal(&e))?;
     let checkpoint = StoredCheckpoint {
         size: head.size,

@@ -281,8 +281,22 @@ pub struct SigningKeyRecord {
     pub public_key: [u8; 32],
     pub created_at: Timestamp,
     pub not_before: Timestamp,
-    /// When it stopped signing (rotated out); `None` while active.
+    /// When it stops (or stopped) signing: set by a rotation, to the rotation's time or
+    /// to the end of its overlap window; `None` while it is the current key.
     pub not_after: Option<Timestamp>,
+}
+
+/// Where a rotation ends a key's window, in SQL over the parameters `$2` (the rotation's
+/// time), `$3` (the overlapping key's id, or NULL) and `$4` (the overlap's end).
+pub(crate) const RETIRED_AT: &str = "(CASE WHEN key_id = $3 THEN $4 ELSE $2 END)";
+
+/// The key a rotation replaces, left signing beside the new one until `until` (the
+/// rotation's overlap window), so verifiers that hold only the old public key keep
+/// verifying new signatures while they fetch the new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOverlap {
+    pub key_id: String,
+    pub until: Timestamp,
 }
 
 impl SigningKeyRecord {

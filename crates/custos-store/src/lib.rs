@@ -32,7 +32,7 @@ pub use error::{StoreError, StoreResult};
 pub use evidence::{ArtifactRecord, AttestationQuery, AttestationRecord, BundleRecord, ExpiredEvidence};
 pub use jobs::{JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 pub use ledger::{
-    AppendOutcome, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
+    AppendOutcome, KeyOverlap, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
     SigningKeyRecord, StoredCheckpoint,
 };
 pub use objects::Objects;
@@ -401,9 +401,16 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn put_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<()>;
     /// Every published signing key, oldest first.
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
-    /// Ends every other key's validity at `at`, so `key_id` is the one active key; the
-    /// keys it retired, with their windows closed.
-    async fn retire_signing_keys_except(&self, key_id: &str, at: Timestamp) -> StoreResult<Vec<SigningKeyRecord>>;
+    /// Ends every other key's validity at `at`, so `key_id` is the one current key,
+    /// except `overlap`'s key, whose validity ends at `overlap.until`. A window is only
+    /// ever shortened: a key already ending before its new end keeps its end. Returns
+    /// the keys whose windows changed, as changed.
+    async fn retire_signing_keys_except(
+        &self,
+        key_id: &str,
+        at: Timestamp,
+        overlap: Option<&KeyOverlap>,
+    ) -> StoreResult<Vec<SigningKeyRecord>>;
 
     /// Records a case artifact whose bytes are stored (`AlreadyExists` when the case
     /// has one by this name).

@@ -23,7 +23,7 @@ use crate::error::{PostgresContext, StoreError, StoreResult};
 use crate::evidence::{self, ArtifactRecord, AttestationQuery, AttestationRecord, BundleRecord, ExpiredEvidence};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 use crate::ledger::{
-    AppendOutcome, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
+    AppendOutcome, KeyOverlap, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
     SigningKeyRecord, StoredCheckpoint,
 };
 use crate::postgres_ledger;
@@ -1733,9 +1733,14 @@ impl Store for PostgresStore {
         postgres_ledger::signing_keys(&mut conn).await
     }
 
-    async fn retire_signing_keys_except(&self, key_id: &str, at: Timestamp) -> StoreResult<Vec<SigningKeyRecord>> {
+    async fn retire_signing_keys_except(
+        &self,
+        key_id: &str,
+        at: Timestamp,
+        overlap: Option<&KeyOverlap>,
+    ) -> StoreResult<Vec<SigningKeyRecord>> {
         let mut conn = self.pool.acquire().await.ctx("connecting")?;
-        postgres_ledger::retire_signing_keys_except(&mut conn, key_id, at).await
+        postgres_ledger::retire_signing_keys_except(&mut conn, key_id, at, overlap).await
     }
 
     async fn put_artifact(&self, tenant: &TenantId, artifact: &ArtifactRecord) -> StoreResult<()> {

@@ -13,8 +13,8 @@ use sqlx::{PgConnection, Row};
 use crate::Page;
 use crate::error::{PostgresContext, StoreError, StoreResult};
 use crate::ledger::{
-    self, AppendOutcome, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
-    QueryValue, SigningKeyRecord, StoredCheckpoint, table,
+    self, AppendOutcome, KeyOverlap, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery,
+    PruneOutcome, QueryValue, RETIRED_AT, SigningKeyRecord, StoredCheckpoint, table,
 };
 
 const ENTRY_COLUMNS: &str = "leaf_index, event_id, ts_us, record, received_at_us";
@@ -353,12 +353,16 @@ pub(crate) async fn retire_signing_keys_except(
     conn: &mut PgConnection,
     key_id: &str,
     at: Timestamp,
+    overlap: Option<&KeyOverlap>,
 ) -> StoreResult<Vec<SigningKeyRecord>> {
     let rows = sqlx::query(sql(format!(
-        "UPDATE signing_keys SET not_after_us = $2 WHERE key_id <> $1 AND not_after_us IS NULL RETURNING {KEY_COLUMNS}"
+        "UPDATE signing_keys SET not_after_us = {RETIRED_AT} WHERE key_id <> $1 \
+         AND (not_after_us IS NULL OR not_after_us > {RETIRED_AT}) RETURNING {KEY_COLUMNS}"
     )))
     .bind(key_id)
     .bind(at.as_micros())
+    .bind(overlap.map(|o| o.key_id.as_str()))
+    .bind(overlap.map(|o| o.until.as_micros()))
     .fetch_all(&mut *conn)
     .await
     .ctx("retiring signing keys")?;

@@ -26,7 +26,7 @@ use crate::error::{SqliteContext, StoreError, StoreResult};
 use crate::evidence::{self, ArtifactRecord, AttestationQuery, AttestationRecord, BundleRecord, ExpiredEvidence};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 use crate::ledger::{
-    AppendOutcome, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
+    AppendOutcome, KeyOverlap, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
     SigningKeyRecord, StoredCheckpoint,
 };
 use crate::rollup::{self, BucketRow, HourTotals, LastError, Rollup, RollupFamily, RollupItem, SeriesRow};
@@ -1697,9 +1697,15 @@ impl Store for SqliteStore {
         self.read(sqlite_ledger::signing_keys).await
     }
 
-    async fn retire_signing_keys_except(&self, key_id: &str, at: Timestamp) -> StoreResult<Vec<SigningKeyRecord>> {
+    async fn retire_signing_keys_except(
+        &self,
+        key_id: &str,
+        at: Timestamp,
+        overlap: Option<&KeyOverlap>,
+    ) -> StoreResult<Vec<SigningKeyRecord>> {
         let key_id = key_id.to_owned();
-        self.write(move |conn| sqlite_ledger::retire_signing_keys_except(conn, &key_id, at)).await
+        let overlap = overlap.cloned();
+        self.write(move |conn| sqlite_ledger::retire_signing_keys_except(conn, &key_id, at, overlap.as_ref())).await
     }
 
     async fn put_artifact(&self, tenant: &TenantId, artifact: &ArtifactRecord) -> StoreResult<()> {

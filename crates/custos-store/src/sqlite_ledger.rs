@@ -12,8 +12,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, param
 use crate::Page;
 use crate::error::{SqliteContext, StoreResult};
 use crate::ledger::{
-    self, AppendOutcome, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
-    QueryValue, SigningKeyRecord, StoredCheckpoint, table,
+    self, AppendOutcome, KeyOverlap, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery,
+    PruneOutcome, QueryValue, RETIRED_AT, SigningKeyRecord, StoredCheckpoint, table,
 };
 
 const ENTRY_COLUMNS: &str = "leaf_index, event_id, ts_us, record, received_at_us";
@@ -434,14 +434,20 @@ pub(crate) fn retire_signing_keys_except(
     conn: &mut Connection,
     key_id: &str,
     at: Timestamp,
+    overlap: Option<&KeyOverlap>,
 ) -> StoreResult<Vec<SigningKeyRecord>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning a key rotation")?;
+    let retired_at = RETIRED_AT.replace('$', "?");
     let raw = tx
         .prepare_cached(&format!(
-            "UPDATE signing_keys SET not_after_us = ?2 WHERE key_id <> ?1 AND not_after_us IS NULL RETURNING {KEY_COLUMNS}"
+            "UPDATE signing_keys SET not_after_us = {retired_at} WHERE key_id <> ?1 \
+             AND (not_after_us IS NULL OR not_after_us > {retired_at}) RETURNING {KEY_COLUMNS}"
         ))
         .ctx("preparing the key retirement")?
-        .query_map(params![key_id, at.as_micros()], key_from_row)
+        .query_map(
+            params![key_id, at.as_micros(), overlap.map(|o| o.key_id.as_str()), overlap.map(|o| o.until.as_micros())],
+            key_from_row,
+        )
         .ctx("retiring signing keys")?
         .collect::<rusqlite::Result<Vec<_>>>()
         .ctx("retiring signing keys")?;

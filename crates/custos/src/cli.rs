@@ -210,6 +210,17 @@ fn parse_monitor_period(value: &str) -> Result<std::time::Duration, String> {
     Ok(period)
 }
 
+/// Longest overlap `custos keys rotate --overlap` accepts.
+pub const MAX_KEY_OVERLAP: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
+
+fn parse_key_overlap(value: &str) -> Result<std::time::Duration, String> {
+    let overlap = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+    if overlap.is_zero() || overlap > MAX_KEY_OVERLAP {
+        return Err("must be more than 0s and at most 90 days".into());
+    }
+    Ok(overlap)
+}
+
 fn parse_namespace(value: &str) -> Result<String, String> {
     let mut chars = value.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
@@ -370,9 +381,25 @@ pub enum KeysCommand {
     /// half stays published with its validity window; its private half is destroyed).
     /// Recorded in every tenant's timeline and audit log. Running servers switch at
     /// their next signature.
+    ///
+    /// With --overlap, the old key keeps signing beside the new one until the window
+    /// ends: envelopes and checkpoints carry both signatures, so verifiers that pinned
+    /// the old key keep working while they fetch the new one. Leave it out when the
+    /// old key may be compromised.
     Rotate {
         /// Why, for the audit record.
         #[arg(long, default_value = "scheduled rotation")]
+        reason: String,
+        /// How long the old key keeps signing beside the new one (`7d`, `12h`; at most
+        /// 90 days). Its private half stays in the key file until then.
+        #[arg(long, value_parser = parse_key_overlap)]
+        overlap: Option<std::time::Duration>,
+    },
+    /// End a rotation's overlap now: remove the previous key's private half from the
+    /// key file and close its window if it is still open.
+    DropPrevious {
+        /// Why, for the audit record.
+        #[arg(long, default_value = "overlap ended")]
         reason: String,
     },
     /// Published keys with their validity windows.

@@ -231,7 +231,22 @@ fn a_key_counts_only_inside_its_window() {
     let mut keys = trusted(Some(T0 - 10_000_000), Some(T0 - 1));
     keys.push(TrustedKey { key: next.public_key(), not_before: Some(Timestamp::from_micros(T0 - 1)), not_after: None });
     let report = Verifier::new(keys).verify_dir(rotated.path()).unwrap();
-    assert_eq!(report.signed_by, [signer().key_id(), next.key_id()]);
+    // Only a signature that counts is reported: the old key's was made outside its window.
+    assert_eq!(report.signed_by, [next.key_id()]);
+    // Inside an overlap window both count, and a verifier that knows only the old key
+    // (its keyring saved before the rotation) still verifies.
+    let mut overlap = trusted(Some(T0 - 10_000_000), Some(T0 + 1));
+    overlap.push(TrustedKey {
+        key: next.public_key(),
+        not_before: Some(Timestamp::from_micros(T0 - 1)),
+        not_after: None,
+    });
+    assert_eq!(
+        Verifier::new(overlap).verify_dir(rotated.path()).unwrap().signed_by,
+        [signer().key_id(), next.key_id()]
+    );
+    let old_only = Verifier::new(trusted(Some(T0 - 10_000_000), None));
+    assert_eq!(old_only.verify_dir(rotated.path()).unwrap().signed_by, [signer().key_id()]);
 }
 
 #[test]

@@ -152,3 +152,30 @@ fn verifier_keys_whose_base64_holds_a_plus_parse() {
     }
     assert!(with_plus > 0, "no key among 256 had a '+' in its base64");
 }
+
+/// A rotation's overlap: two signature lines, in order, each verifying on its own, so a
+/// verifier holding either key opens the note.
+#[test]
+fn a_note_signed_by_two_keys_opens_with_either() {
+    let second = NoteSigner::new("PeterNeumann", &[5; 32]).unwrap();
+    let note = sign(TEXT, &[&peter(), &second]).unwrap();
+    assert!(note.starts_with(PETER_SIGNED), "the first line is Go's vector: {note}");
+    assert_eq!(note.lines().filter(|l| l.starts_with(SIGNATURE_PREFIX)).count(), 2);
+    for verifier in [peter().verifier(), second.verifier()] {
+        let opened = open(note.as_bytes(), std::slice::from_ref(&verifier)).unwrap();
+        assert_eq!(opened.signed_by, vec![("PeterNeumann".to_owned(), verifier.key_id())]);
+    }
+    let both = open(note.as_bytes(), &[peter().verifier(), second.verifier()]).unwrap();
+    assert_eq!(both.signed_by.len(), 2);
+    assert!(matches!(sign(TEXT, &[]), Err(NoteError::MalformedNote(_))));
+
+    let origin = "custos.example/tenants/acme/timeline";
+    let (old, new) = (NoteSigner::new(origin, &[1; 32]).unwrap(), NoteSigner::new(origin, &[2; 32]).unwrap());
+    let checkpoint = Checkpoint { origin: origin.into(), size: 7, root: [3; 32], extensions: vec![] };
+    let note = checkpoint.sign_all(&[&new, &old]).unwrap();
+    for verifier in [old.verifier(), new.verifier()] {
+        assert_eq!(Checkpoint::open(note.as_bytes(), origin, &[verifier]).unwrap().0, checkpoint);
+    }
+    let stranger = NoteSigner::new("custos.example/tenants/acme/audit", &[1; 32]).unwrap();
+    assert!(matches!(checkpoint.sign_all(&[&new, &stranger]), Err(NoteError::WrongOrigin { .. })));
+}

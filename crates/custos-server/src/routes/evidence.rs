@@ -875,7 +875,8 @@ pub(crate) async fn create_attestation(
             },
         },
     );
-    let envelope = statement.sign(&[&key.dsse_signer()]);
+    let signers = key.dsse_signers(Timestamp::now());
+    let envelope = statement.sign(&signers.iter().collect::<Vec<_>>());
     let record = custos_store::AttestationRecord {
         attestation_id: format!("att_{}", uuid::Uuid::now_v7().simple()),
         subject_type: "artifact".into(),

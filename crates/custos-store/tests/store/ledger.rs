@@ -9,8 +9,8 @@ use custos_ledger::merkle::{self, MemoryLog, leaf_hash};
 use custos_model::ledger::{LogName, TimelineEvent};
 use custos_model::{TenantId, Timestamp};
 use custos_store::{
-    LegalHold, LogAppend, LogPrune, LogQuery, PruneOutcome, SigningKeyRecord, Store, StoreError, StoredCheckpoint,
-    Tenant,
+    KeyOverlap, LegalHold, LogAppend, LogPrune, LogQuery, PruneOutcome, SigningKeyRecord, Store, StoreError,
+    StoredCheckpoint, Tenant,
 };
 
 use crate::support::{postgres, sqlite};
@@ -260,12 +260,39 @@ async fn signing_keys_are_published_and_retired(store: Arc<dyn Store>) {
     let later = t0().saturating_add_micros(60_000_000);
     let second = key("ed25519:bbbb", 2, later);
     store.put_signing_key(&second).await.unwrap();
-    let retired = store.retire_signing_keys_except("ed25519:bbbb", later).await.unwrap();
+    let retired = store.retire_signing_keys_except("ed25519:bbbb", later, None).await.unwrap();
     assert_eq!(retired, vec![SigningKeyRecord { not_after: Some(later), ..first.clone() }]);
     // Retiring again changes nothing: the window, once closed, stays as it was.
-    assert!(store.retire_signing_keys_except("ed25519:bbbb", later.saturating_add_micros(1)).await.unwrap().is_empty());
+    let again = store.retire_signing_keys_except("ed25519:bbbb", later.saturating_add_micros(1), None).await.unwrap();
+    assert!(again.is_empty());
+    // Nor does an overlap reopen it.
+    let reopen = KeyOverlap { key_id: "ed25519:aaaa".into(), until: later.saturating_add_micros(3_600_000_000) };
+    assert!(store.retire_signing_keys_except("ed25519:bbbb", later, Some(&reopen)).await.unwrap().is_empty());
     let keys = store.signing_keys().await.unwrap();
-    assert_eq!(keys, vec![SigningKeyRecord { not_after: Some(later), ..first }, second]);
+    assert_eq!(keys, vec![SigningKeyRecord { not_after: Some(later), ..first.clone() }, second.clone()]);
+
+    // A rotation with an overlap: the replaced key signs on until the window's end.
+    let third_at = later.saturating_add_micros(60_000_000);
+    let until = third_at.saturating_add_micros(3_600_000_000);
+    let third = key("ed25519:cccc", 3, third_at);
+    store.put_signing_key(&third).await.unwrap();
+    let overlap = KeyOverlap { key_id: "ed25519:bbbb".into(), until };
+    let retired = store.retire_signing_keys_except("ed25519:cccc", third_at, Some(&overlap)).await.unwrap();
+    assert_eq!(retired, vec![SigningKeyRecord { not_after: Some(until), ..second.clone() }]);
+
+    // Rotating again inside the window ends it early: only the file's previous key
+    // may keep signing, and the key before it is no longer in the file.
+    let fourth_at = third_at.saturating_add_micros(60_000_000);
+    let fourth = key("ed25519:dddd", 4, fourth_at);
+    store.put_signing_key(&fourth).await.unwrap();
+    let overlap = KeyOverlap { key_id: "ed25519:cccc".into(), until: fourth_at.saturating_add_micros(7_200_000_000) };
+    let retired = store.retire_signing_keys_except("ed25519:dddd", fourth_at, Some(&overlap)).await.unwrap();
+    let mut retired: Vec<(String, Option<Timestamp>)> = retired.into_iter().map(|k| (k.key_id, k.not_after)).collect();
+    retired.sort();
+    assert_eq!(retired, vec![("ed25519:bbbb".into(), Some(fourth_at)), ("ed25519:cccc".into(), Some(overlap.until))]);
+    let windows: Vec<Option<Timestamp>> =
+        store.signing_keys().await.unwrap().into_iter().map(|k| k.not_after).collect();
+    assert_eq!(windows, vec![Some(later), Some(fourth_at), Some(overlap.until), None]);
 
     let tenant = setup(&*store, "keys").await;
     assert_eq!(store.log_pruned_before(&tenant, LogName::Timeline).await.unwrap(), 0);

@@ -459,6 +459,120 @@ async fn keys_rotate_and_both_verify_on_postgres() {
     keys_rotate_and_both_verify(Store::postgres().await).await;
 }
 
+/// `keys rotate --overlap`: during the window the old key signs beside the new one,
+/// so a verifier that pinned only the old key (its checkpoint key, its saved keyring)
+/// keeps verifying checkpoints and evidence bundles; `keys drop-previous` ends it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotation_overlap_signs_with_both_keys() {
+    let store = Store::sqlite();
+    store.ok(&["tenants", "create", "acme"]);
+    let first = store.ok(&["keys", "generate"]).trim().to_owned();
+    let token = create_token(&store, &["--tenant", "acme", "--scope", "admin"]);
+    let server = Server::start(&store);
+    let api = Api { client: reqwest::Client::new(), base: server.base.clone() };
+    api.post("/v1/tenants/acme/timeline/events", &token, "application/x-ndjson", events("acme", 0..3)).await;
+    let old_key = NoteVerifier::parse(store.ok(&["keys", "export-public", "--tenant", "acme"]).trim()).unwrap();
+    let old_keyring = store.dir.path().join("keys-before.json");
+    let published = reqwest::get(format!("{}/v1/keys", server.base)).await.unwrap().text().await.unwrap();
+    std::fs::write(&old_keyring, published).unwrap();
+
+    assert!(store.fails(&["keys", "rotate", "--overlap", "91d"]).contains("at most 90 days"));
+    assert!(store.fails(&["keys", "rotate", "--overlap", "0s"]).contains("more than 0s"));
+    let (ok, stdout, stderr) = store.run(&["keys", "rotate", "--overlap", "7d", "--reason", "quarterly"]);
+    assert!(ok, "{stderr}");
+    let second = stdout.trim().to_owned();
+    assert!(stderr.contains(&format!("{first} signs beside it until")), "{stderr}");
+
+    // The file keeps the old key until the window ends; the store says so too.
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(store.dir.path().join("keys/checkpoint-signing.key")).unwrap())
+            .unwrap();
+    assert_eq!((file["key_id"].as_str(), file["previous"]["key_id"].as_str()), (Some(&*second), Some(&*first)));
+    let listed: Value = serde_json::from_str(&store.ok(&["keys", "list", "--format", "json"])).unwrap();
+    let states: Vec<(&str, &str, bool, bool)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["key_id"].as_str().unwrap(),
+                k["state"].as_str().unwrap(),
+                k["signs_now"].as_bool().unwrap(),
+                k["in_key_file"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(states, [(&*first, "overlap", true, true), (&*second, "active", true, true)]);
+    assert_eq!(listed[0]["not_after"], file["previous"]["until"]);
+    assert_eq!(store.ok(&["keys", "export-public", "--tenant", "acme"]).lines().count(), 2);
+    let rotated = api.json("/v1/tenants/acme/audit?format=json&action=custos.key.rotated", &token).await;
+    assert_eq!(rotated["items"][0]["record"]["details"]["previous_signs_until"], file["previous"]["until"]);
+
+    // A checkpoint signed now carries both signatures: either key alone opens it.
+    api.post("/v1/tenants/acme/timeline/events", &token, "application/x-ndjson", events("acme", 3..5)).await;
+    let (_, note) = api.send(reqwest::Method::POST, "/v1/tenants/acme/timeline/checkpoint", &token, None).await;
+    let origin = "custos.local/tenants/acme/timeline";
+    let new_key = NoteVerifier::parse(
+        store
+            .ok(&["keys", "export-public", "--tenant", "acme"])
+            .lines()
+            .find(|l| !l.contains(&old_key.to_string()))
+            .unwrap(),
+    )
+    .unwrap();
+    for key in [&old_key, &new_key] {
+        let (_, verified) = Checkpoint::open(note.as_bytes(), origin, std::slice::from_ref(key)).unwrap();
+        assert_eq!(verified.signed_by.len(), 1);
+        assert_eq!(verified.unverified.len(), 1, "{note}");
+    }
+
+    // So does an evidence bundle: it verifies offline with the keyring saved before the
+    // rotation, which knows only the old key.
+    let notes = store.dir.path().join("notes.txt");
+    std::fs::write(&notes, b"seen at 03:12\n").unwrap();
+    let archive = store.dir.path().join("bundle.tar.gz");
+    let connection = ["--server", &server.base, "--token", &token];
+    let upload = ["forensic", "artifact", "upload", "--tenant", "acme", "--case", "IR-9", notes.to_str().unwrap()];
+    store.ok(&[&upload[..], &connection[..]].concat());
+    let seal =
+        ["forensic", "snapshot", "create", "--tenant", "acme", "--case", "IR-9", "--output", archive.to_str().unwrap()];
+    store.ok(&[&seal[..], &connection[..]].concat());
+    let verify = |keyring: &std::path::Path| {
+        let (ok, stdout, stderr) = store.run(&[
+            "forensic",
+            "verify",
+            archive.to_str().unwrap(),
+            "--keyring",
+            keyring.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(ok, "{stderr}");
+        serde_json::from_str::<Value>(&stdout).unwrap()["signed_by"].clone()
+    };
+    assert_eq!(verify(&old_keyring), json!([first]));
+    let new_keyring = store.dir.path().join("keys-after.json");
+    let published = reqwest::get(format!("{}/v1/keys", server.base)).await.unwrap().text().await.unwrap();
+    std::fs::write(&new_keyring, published).unwrap();
+    assert_eq!(verify(&new_keyring), json!([second, first]));
+
+    // Ending the overlap early: the old key's private half leaves the file, its window
+    // closes now, and the next checkpoint is the new key's alone.
+    let dropped = store.ok(&["keys", "drop-previous", "--reason", "all relying parties updated"]);
+    assert_eq!(dropped.trim(), first);
+    let file = std::fs::read_to_string(store.dir.path().join("keys/checkpoint-signing.key")).unwrap();
+    assert!(!file.contains("previous"), "{file}");
+    let listed: Value = serde_json::from_str(&store.ok(&["keys", "list", "--format", "json"])).unwrap();
+    assert_eq!((listed[0]["state"].as_str(), listed[0]["in_key_file"].as_bool()), (Some("retired"), Some(false)));
+    assert!(store.ok(&["keys", "drop-previous"]).is_empty());
+    api.post("/v1/tenants/acme/timeline/events", &token, "application/x-ndjson", events("acme", 5..6)).await;
+    let (_, note) = api.send(reqwest::Method::POST, "/v1/tenants/acme/timeline/checkpoint", &token, None).await;
+    assert!(Checkpoint::open(note.as_bytes(), origin, std::slice::from_ref(&new_key)).is_ok(), "{note}");
+    assert!(Checkpoint::open(note.as_bytes(), origin, std::slice::from_ref(&old_key)).is_err(), "{note}");
+    let audit = first_item(&api, "/v1/tenants/acme/audit?format=json&action=custos.key.previous_dropped", &token).await;
+    assert_eq!(audit["record"]["details"]["closed_early"], true, "{audit}");
+    drop(server);
+}
+
 /// Polls a log query until it returns at least one item (custos audits refusals in
 /// the background, after answering).
 async fn first_item(api: &Api, path: &str, token: &str) -> Value {
