@@ -80,7 +80,7 @@ if [ "$fuzz_seconds" -gt 0 ]; then
         echo "test.sh: installing cargo-fuzz" >&2
         cargo install cargo-fuzz --locked --quiet
     fi
-    for target in ingest_body cursor job_schedule console_input log_records log_export attestation bundle_archive; do
+    for target in ingest_body cursor job_schedule console_input log_records log_export attestation bundle_archive capsule_input; do
         echo "test.sh: fuzzing $target for ${fuzz_seconds}s" >&2
         corpus=$(mktemp -d)
         log=$(mktemp)

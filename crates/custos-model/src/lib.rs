@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod canonical;
+pub mod capsule;
 pub mod component;
 pub mod console;
 pub mod cursor;
