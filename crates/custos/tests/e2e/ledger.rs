@@ -554,6 +554,9 @@ async fn a_rotation_overlap_signs_with_both_keys() {
     let published = reqwest::get(format!("{}/v1/keys", server.base)).await.unwrap().text().await.unwrap();
     std::fs::write(&new_keyring, published).unwrap();
     assert_eq!(verify(&new_keyring), json!([second, first]));
+    let sealed =
+        first_item(&api, "/v1/tenants/acme/audit?format=json&action=custos.evidence.bundle.sealed", &token).await;
+    assert_eq!(sealed["record"]["details"]["signed_by"], json!([second, first]), "{sealed}");
 
     // Ending the overlap early: the old key's private half leaves the file, its window
     // closes now, and the next checkpoint is the new key's alone.
