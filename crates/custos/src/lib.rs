@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
+// `unsafe` is denied workspace-wide and allowed only in `allocator`.
 // Commands print their results on standard output; that is their job here, and only here.
 #![allow(clippy::print_stdout)]
 
+pub mod allocator;
 pub mod cli;
 pub mod commands;
 pub mod demo;

@@ -17,6 +17,7 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("setting up the checkpoint signing key {}", key_path.display()))?;
     tracing::info!(key_id = key.key_id(), deployment = global.deployment.as_str(), "checkpoint signing key ready");
+    log_allocator();
     let state = AppState::new(store, settings::server_config(global, args)?).with_objects(objects);
     custos_server::jobs::spawn_monitor(state.clone(), args.job_monitor_period);
     custos_server::ledger::spawn_checkpointer(state.clone(), args.checkpoint_period);
@@ -24,6 +25,24 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     custos_server::health::spawn_object_probe(state.clone(), args.object_store_probe_period);
     custos_server::status::spawn_evaluator(state.clone(), args.status_period);
     serve_until_signal(listener, args, state).await
+}
+
+/// Says how long freed memory stays resident ([`crate::allocator`]).
+fn log_allocator() {
+    use crate::allocator::{PURGE_DELAY_VARIABLE, PurgeDelay};
+    match crate::allocator::purge_delay() {
+        Some(PurgeDelay::Set(ms)) => tracing::info!(purge_delay_ms = ms, source = "custos", "allocator configured"),
+        Some(PurgeDelay::FromEnvironment(ms)) => {
+            tracing::info!(purge_delay_ms = ms, source = PURGE_DELAY_VARIABLE, "allocator configured");
+        }
+        Some(PurgeDelay::Unrecognised(ms)) => tracing::warn!(
+            purge_delay_ms = ms,
+            "the bundled allocator's options changed: its purge delay was left at its default, so the server may \
+             keep more freed memory resident (set MIMALLOC_PURGE_DELAY=50)"
+        ),
+        // Not started through `main` (a test harness): mimalloc's own settings hold.
+        None => {}
+    }
 }
 
 pub async fn bind(args: &ServeArgs) -> anyhow::Result<TcpListener> {

@@ -576,6 +576,30 @@ async fn a_rotation_overlap_signs_with_both_keys() {
     drop(server);
 }
 
+/// The server says how long its allocator keeps freed memory: custos's 50 ms, or what
+/// `MIMALLOC_PURGE_DELAY` set (which also proves custos reads the option it sets).
+#[test]
+fn the_server_logs_its_allocator_purge_delay() {
+    let store = Store::sqlite();
+    for (env, expected, source) in [(None, 50, "custos"), (Some("1234"), 1234, "MIMALLOC_PURGE_DELAY")] {
+        let env: Vec<(&str, &str)> = env.map(|v| ("MIMALLOC_PURGE_DELAY", v)).into_iter().collect();
+        let server = Server::start_with_env(&store, &[], &env);
+        let line = loop {
+            let line = server.stderr.recv_timeout(std::time::Duration::from_secs(30)).expect("the allocator line");
+            if line.contains("\"allocator configured\"") {
+                break line;
+            }
+        };
+        server.stop();
+        let json: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (json["purge_delay_ms"].as_i64(), json["source"].as_str()),
+            (Some(expected), Some(source)),
+            "{line}"
+        );
+    }
+}
+
 /// Polls a log query until it returns at least one item (custos audits refusals in
 /// the background, after answering).
 async fn first_item(api: &Api, path: &str, token: &str) -> Value {
