@@ -17,7 +17,6 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("setting up the checkpoint signing key {}", key_path.display()))?;
     tracing::info!(key_id = key.key_id(), deployment = global.deployment.as_str(), "checkpoint signing key ready");
-    log_allocator();
     let state = AppState::new(store, settings::server_config(global, args)?).with_objects(objects);
     custos_server::jobs::spawn_monitor(state.clone(), args.job_monitor_period);
     custos_server::ledger::spawn_checkpointer(state.clone(), args.checkpoint_period);
@@ -59,6 +58,7 @@ async fn bind_address(address: std::net::SocketAddr, what: &'static str) -> anyh
 /// Serves the API on `listener` (and `/metrics` on `--metrics-listen` when set) until
 /// SIGINT or SIGTERM, then drains both.
 pub async fn serve_until_signal(listener: TcpListener, args: &ServeArgs, state: AppState) -> anyhow::Result<()> {
+    log_allocator();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = move || {
         let mut stopped = stopped.clone();
