@@ -449,10 +449,9 @@ async fn finish(
     let created_by = requester.actor.id.clone().unwrap_or_else(|| "custos".into());
     let created_at = Timestamp::now();
     // The current key, and the one it replaced while a rotation's overlap lasts.
-    let signing = key.signing_at(created_at);
-    let key_ids: Vec<String> = signing.iter().map(|k| k.key_id().to_owned()).collect();
-    let dsse_signers: Vec<_> = signing.iter().map(|k| k.dsse_signer()).collect();
+    let dsse_signers = key.dsse_signers(created_at);
     let signers: Vec<&custos_ledger::dsse::DsseSigner> = dsse_signers.iter().collect();
+    let key_ids: Vec<String> = signers.iter().map(|s| s.key_id().to_owned()).collect();
     let manifest = Manifest {
         format: bundle::BUNDLE_FORMAT.into(),
         bundle_id: bundle_id.clone(),

@@ -276,12 +276,7 @@ async fn timestamps_from_a_real_tsa_verify_offline() {
     let notes = store.dir.path().join("notes.txt");
     std::fs::write(&notes, b"seen at 03:12\n").unwrap();
     let archive = store.dir.path().join("bundle.tar.gz");
-    let connection = ["--server", &server.base, "--token", &token];
-    let upload = ["forensic", "artifact", "upload", "--tenant", "acme", "--case", "IR-2", notes.to_str().unwrap()];
-    store.ok(&[&upload[..], &connection[..]].concat());
-    let seal =
-        ["forensic", "snapshot", "create", "--tenant", "acme", "--case", "IR-2", "--output", archive.to_str().unwrap()];
-    store.ok(&[&seal[..], &connection[..]].concat());
+    crate::common::upload_and_seal(&store, &server, &token, "IR-2", &notes, &archive);
 
     let keys = reqwest::get(format!("{}/v1/keys", server.base)).await.unwrap().text().await.unwrap();
     let keyring = store.dir.path().join("keys.json");

@@ -531,12 +531,7 @@ async fn a_rotation_overlap_signs_with_both_keys() {
     let notes = store.dir.path().join("notes.txt");
     std::fs::write(&notes, b"seen at 03:12\n").unwrap();
     let archive = store.dir.path().join("bundle.tar.gz");
-    let connection = ["--server", &server.base, "--token", &token];
-    let upload = ["forensic", "artifact", "upload", "--tenant", "acme", "--case", "IR-9", notes.to_str().unwrap()];
-    store.ok(&[&upload[..], &connection[..]].concat());
-    let seal =
-        ["forensic", "snapshot", "create", "--tenant", "acme", "--case", "IR-9", "--output", archive.to_str().unwrap()];
-    store.ok(&[&seal[..], &connection[..]].concat());
+    crate::common::upload_and_seal(&store, &server, &token, "IR-9", &notes, &archive);
     let verify = |keyring: &std::path::Path| {
         let (ok, stdout, stderr) = store.run(&[
             "forensic",

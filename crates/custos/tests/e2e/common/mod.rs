@@ -159,3 +159,21 @@ pub async fn post_rule_run(client: &reqwest::Client, base: &str, token: &str, id
         .unwrap();
     response.status().as_u16()
 }
+
+/// Uploads `file` to tenant acme's `case` and seals the case into `archive`, with the
+/// CLI against `server`.
+pub fn upload_and_seal(
+    store: &Store,
+    server: &Server,
+    token: &str,
+    case: &str,
+    file: &std::path::Path,
+    archive: &std::path::Path,
+) {
+    let connection = ["--server", &server.base, "--token", token];
+    let upload = ["forensic", "artifact", "upload", "--tenant", "acme", "--case", case, file.to_str().unwrap()];
+    store.ok(&[&upload[..], &connection[..]].concat());
+    let seal =
+        ["forensic", "snapshot", "create", "--tenant", "acme", "--case", case, "--output", archive.to_str().unwrap()];
+    store.ok(&[&seal[..], &connection[..]].concat());
+}
