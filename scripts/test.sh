@@ -56,12 +56,14 @@ fi
 
 # Independent readers of our formats (the OpenMetrics parser of prometheus_client, DSSE
 # and in-toto verifiers), from PyPI.
-if ! python3 -c 'import prometheus_client, yaml, jsonschema, cryptography, securesystemslib, in_toto_attestation' >/dev/null 2>&1; then
+if ! python3 -c 'import prometheus_client, yaml, jsonschema, cryptography, securesystemslib, in_toto_attestation, moto, flask' >/dev/null 2>&1; then
     echo "test.sh: installing the Python test readers (scripts/requirements-test.txt)" >&2
     pip_install=(python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-test.txt)
     # Debian's own python3 refuses system-wide installs (PEP 668); this is a throwaway machine.
     "${pip_install[@]}" 2>/dev/null || "${pip_install[@]}" --break-system-packages
 fi
+# moto's S3 emulator, for Object Lock (scripts/lib/s3.sh says why not s3s-fs).
+start_s3_lock
 
 if [ "${CUSTOS_TEST_SKIP_LINT:-0}" != 1 ]; then
     echo "test.sh: cargo fmt --check" >&2

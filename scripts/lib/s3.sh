@@ -31,7 +31,37 @@ start_s3() {
     echo "test.sh: s3s-fs $S3S_VERSION on 127.0.0.1:$S3_PORT ($S3_DIR)" >&2
 }
 
+# s3s-fs has no Object Lock. Object Lock is tested against moto's S3 server (PyPI,
+# installed with the other Python test tools): an emulator of AWS S3, not S3 itself. It
+# records per-object retention, answers GetObjectLockConfiguration and refuses to delete
+# a locked version, but it checks no signatures (s3s-fs does) and lets a compliance-mode
+# retention be shortened (AWS does not). Two buckets: one created with Object Lock
+# enabled, one without. Sets CUSTOS_TEST_S3_LOCK_ENDPOINT, CUSTOS_TEST_S3_LOCK_BUCKET and
+# CUSTOS_TEST_S3_NOLOCK_BUCKET.
+start_s3_lock() {
+    S3_LOCK_PORT=$(free_port)
+    S3_LOCK_LOG=$(mktemp /tmp/custos-moto.XXXXXX)
+    moto_server -H 127.0.0.1 -p "$S3_LOCK_PORT" >"$S3_LOCK_LOG" 2>&1 &
+    S3_LOCK_PID=$!
+    export CUSTOS_TEST_S3_LOCK_ENDPOINT="http://127.0.0.1:$S3_LOCK_PORT"
+    export CUSTOS_TEST_S3_LOCK_BUCKET=custos-lock CUSTOS_TEST_S3_NOLOCK_BUCKET=custos-nolock
+    for _ in $(seq 1 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$S3_LOCK_PORT") 2>/dev/null; then break; fi
+        kill -0 "$S3_LOCK_PID" 2>/dev/null || { cat "$S3_LOCK_LOG" >&2; exit 1; }
+        sleep 0.1
+    done
+    python3 - <<'PY' || { cat "$S3_LOCK_LOG" >&2; exit 1; }
+import os, boto3
+s3 = boto3.client("s3", endpoint_url=os.environ["CUSTOS_TEST_S3_LOCK_ENDPOINT"], region_name="us-east-1")
+s3.create_bucket(Bucket=os.environ["CUSTOS_TEST_S3_LOCK_BUCKET"], ObjectLockEnabledForBucket=True)
+s3.create_bucket(Bucket=os.environ["CUSTOS_TEST_S3_NOLOCK_BUCKET"])
+PY
+    echo "test.sh: moto S3 (Object Lock) on 127.0.0.1:$S3_LOCK_PORT" >&2
+}
+
 stop_s3() {
     if [ -n "${S3_PID:-}" ]; then kill "$S3_PID" 2>/dev/null || true; fi
     if [ -n "${S3_DIR:-}" ]; then rm -rf "$S3_DIR"; fi
+    if [ -n "${S3_LOCK_PID:-}" ]; then kill "$S3_LOCK_PID" 2>/dev/null || true; fi
+    if [ -n "${S3_LOCK_LOG:-}" ]; then rm -f "$S3_LOCK_LOG"; fi
 }

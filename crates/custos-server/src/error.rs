@@ -177,6 +177,13 @@ impl From<StoreError> for ApiError {
             }
             StoreError::AlreadyExists { .. } => ApiError::new(ErrorCode::Conflict, error.to_string()),
             StoreError::NotFound { .. } => ApiError::not_found(error.to_string()),
+            StoreError::Object { .. } | StoreError::ObjectLock { .. } => {
+                tracing::error!(error = &error as &dyn std::error::Error, "object store failed");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the object store failed (the request id identifies it in the server's logs); retry later",
+                )
+            }
             ref unavailable if unavailable.is_unavailable() => {
                 tracing::error!(error = unavailable as &dyn std::error::Error, "store unavailable");
                 ApiError::new(ErrorCode::Unavailable, "the database is unavailable; retry later")

@@ -198,10 +198,10 @@ pub(crate) async fn upload(objects: &Objects, key: &str, body: Body, max: u64) -
         }
         return Err(error);
     }
-    upload.finish().await.map_err(|e| {
+    let written = upload.finish().await.map_err(|e| {
         ApiError::from(custos_store::StoreError::Object { context: format!("finishing {key}"), source: e })
     })?;
-    objects.seal(&path).map_err(ApiError::from)?;
+    objects.seal(&path, &written).await.map_err(ApiError::from)?;
     Ok((size, hasher.finalize().into()))
 }
 

@@ -58,6 +58,9 @@ pub enum StoreError {
         #[source]
         source: object_store::Error,
     },
+    /// S3 refused (or did not answer) an Object Lock request.
+    #[error("object store: {context}: {detail}")]
+    ObjectLock { context: String, detail: String },
     #[error("a store task panicked or was cancelled")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -91,7 +94,7 @@ impl StoreError {
             StoreError::Corrupt { .. } => "corrupt",
             StoreError::Sqlite { .. } | StoreError::SqlitePool(_) => "sqlite",
             StoreError::Postgres { .. } => "postgres",
-            StoreError::Object { .. } => "object_store",
+            StoreError::Object { .. } | StoreError::ObjectLock { .. } => "object_store",
             StoreError::Task(_) => "task",
         }
     }

@@ -4,15 +4,19 @@
 //! standard `AWS_*` variables (`AWS_ENDPOINT_URL` among them) for credentials and
 //! endpoint. The location is chosen once at start-up, like the database.
 
+mod lock;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use object_store::aws::AmazonS3ConfigKey;
 use object_store::path::Path as ObjectPath;
 use object_store::{
     CopyMode, CopyOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
 };
 
 use crate::error::{StoreError, StoreResult};
+pub use lock::{LockMode, MAX_LOCK_PERIOD, ObjectLock};
 
 /// Where health probes write (and then delete) their object.
 const PROBE_PREFIX: &str = "_health";
@@ -26,6 +30,10 @@ pub struct Objects {
     kind: ObjectsKind,
     /// The local directory, for the local backend.
     root: Option<PathBuf>,
+    /// The bucket, for the S3 backend's requests `object_store` does not make.
+    s3: Option<lock::S3Location>,
+    /// Object Lock retention set on every object written, when configured.
+    locker: Option<Arc<lock::Locker>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +72,8 @@ pub fn open(url: Option<&str>, data_dir: &Path) -> StoreResult<Objects> {
                 location: dir.display().to_string(),
                 kind: ObjectsKind::Local,
                 root: Some(dir),
+                s3: None,
+                locker: None,
             })
         }
         Some(url) => open_s3(url, None),
@@ -101,17 +111,36 @@ pub fn open_s3(url: &str, endpoint: Option<&str>) -> StoreResult<Objects> {
         None => std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).ok(),
     };
     // A plain-HTTP endpoint (a local S3-compatible server) must be allowed explicitly.
-    if endpoint.as_deref().is_some_and(|e| e.starts_with("http://")) {
+    let allow_http = endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
+    if allow_http {
         builder = builder.with_allow_http(true);
     }
+    let bucket_url = bucket_url(&builder, bucket);
+    let region = builder.get_config_value(&AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_owned());
     let s3 = builder.build().map_err(object_error("configuring S3 from CUSTOS_OBJECT_STORE_URL and AWS_*"))?;
     let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
-        Arc::new(s3)
+        Arc::new(s3.clone())
     } else {
-        Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.as_str()))
+        Arc::new(object_store::prefix::PrefixStore::new(s3.clone(), prefix.as_str()))
     };
     let location = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
-    Ok(Objects { store, location, kind: ObjectsKind::S3, root: None })
+    let s3 = lock::S3Location { s3, bucket_url, region, prefix, allow_http };
+    Ok(Objects { store, location, kind: ObjectsKind::S3, root: None, s3: Some(s3), locker: None })
+}
+
+/// The bucket's URL as `object_store` addresses it: on the configured endpoint
+/// (path-style unless virtual-hosted requests are configured), else on AWS.
+fn bucket_url(builder: &object_store::aws::AmazonS3Builder, bucket: &str) -> String {
+    let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
+    let virtual_hosted =
+        builder.get_config_value(&AmazonS3ConfigKey::VirtualHostedStyleRequest).is_some_and(|v| v == "true");
+    let region = builder.get_config_value(&AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_owned());
+    match (endpoint, virtual_hosted) {
+        (Some(endpoint), true) => endpoint.trim_end_matches('/').to_owned(),
+        (Some(endpoint), false) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
+        (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
+    }
 }
 
 impl Objects {
@@ -124,6 +153,34 @@ impl Objects {
         self.kind
     }
 
+    /// Sets S3 Object Lock retention on every object written from now on: `lock.mode`
+    /// until `lock.period` after its write. Refused for the local directory, which has no
+    /// such thing. Makes no request: [`Objects::check_object_lock`] checks the bucket.
+    pub fn with_object_lock(mut self, lock: ObjectLock) -> StoreResult<Self> {
+        let Some(s3) = &self.s3 else {
+            return Err(StoreError::Config(
+                "Object Lock needs S3 objects (CUSTOS_OBJECT_STORE_URL=s3://…); a local directory has no Object Lock"
+                    .into(),
+            ));
+        };
+        self.locker = Some(Arc::new(lock::Locker::new(lock, s3.clone())?));
+        Ok(self)
+    }
+
+    /// The retention set on every object written, if any.
+    pub fn object_lock(&self) -> Option<ObjectLock> {
+        self.locker.as_ref().map(|locker| locker.lock())
+    }
+
+    /// When Object Lock is configured, checks that the bucket has it enabled (S3's
+    /// `GetObjectLockConfiguration`); nothing otherwise.
+    pub async fn check_object_lock(&self) -> StoreResult<()> {
+        match &self.locker {
+            Some(locker) => locker.check_bucket().await,
+            None => Ok(()),
+        }
+    }
+
     /// The underlying store, for the modules that keep objects.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
@@ -132,17 +189,19 @@ impl Objects {
     /// Writes an object that must not exist yet, and refuses one that does
     /// ([`StoreError::AlreadyExists`]): locally the file is published by a hard link,
     /// which fails on an existing name, then made read-only; on S3 the request carries
-    /// `If-None-Match: *`, which the server must honour (AWS S3 does).
+    /// `If-None-Match: *`, which the server must honour (AWS S3 does), and the new version
+    /// is then locked when Object Lock is configured.
     pub async fn put_new(&self, path: &ObjectPath, payload: PutPayload) -> StoreResult<()> {
         let options = PutOptions { mode: PutMode::Create, ..Default::default() };
-        self.store.put_opts(path, payload, options).await.map_err(|e| self.create_error(path, e))?;
-        self.seal(path)
+        let written = self.store.put_opts(path, payload, options).await.map_err(|e| self.create_error(path, e))?;
+        self.seal(path, &written).await
     }
 
     /// Starts a streamed write of a new object at a fresh `path` (a multipart upload:
     /// parts of `part_bytes`, at most two in flight). A multipart upload cannot be made
     /// conditional, so `path` is checked to be absent first and must be one no other
-    /// writer picks (a new id in it). [`Objects::seal`] it once finished.
+    /// writer picks (a new id in it). [`Objects::seal`] it once finished, with what its
+    /// `finish` returned.
     pub async fn upload_new(&self, path: &ObjectPath, part_bytes: usize) -> StoreResult<WriteMultipart> {
         self.refuse_existing(path).await?;
         let upload =
@@ -152,7 +211,8 @@ impl Objects {
 
     /// Copies an object to a new path, refusing one that exists: locally a hard link
     /// (no bytes copied; the file is read-only already), on S3 a server-side copy after
-    /// checking `to` is absent.
+    /// checking `to` is absent, then locked when Object Lock is configured (a copy does
+    /// not inherit its source's retention).
     pub async fn copy_new(&self, from: &ObjectPath, to: &ObjectPath) -> StoreResult<()> {
         match self.kind {
             ObjectsKind::Local => {
@@ -161,14 +221,22 @@ impl Objects {
             }
             ObjectsKind::S3 => {
                 self.refuse_existing(to).await?;
-                self.store.copy(from, to).await.map_err(object_error(format!("copying {from} to {to}")))
+                self.store.copy(from, to).await.map_err(object_error(format!("copying {from} to {to}")))?;
+                // The copy's version is not reported: the current one is the copy, as
+                // nothing else writes a fresh path.
+                self.lock(to, None).await
             }
         }
     }
 
-    /// Makes a local object read-only (0444); nothing on S3, where retention is the
-    /// bucket's Object Lock.
-    pub fn seal(&self, path: &ObjectPath) -> StoreResult<()> {
+    /// Protects an object just written (`written` is what its write returned): a local
+    /// file becomes read-only (0444); on S3, the version written is locked when Object
+    /// Lock is configured, and nothing is done otherwise (a bucket default retention
+    /// still applies).
+    pub async fn seal(&self, path: &ObjectPath, written: &object_store::PutResult) -> StoreResult<()> {
+        if self.kind == ObjectsKind::S3 {
+            return self.lock(path, written.version.as_deref()).await;
+        }
         let Some(root) = &self.root else { return Ok(()) };
         let file = root.join(path.as_ref());
         let mut permissions = std::fs::metadata(&file).map(|m| m.permissions());
@@ -196,6 +264,13 @@ impl Objects {
                 Box::new(StreamReader { runtime: runtime.clone(), stream, chunk: bytes::Bytes::new() })
             }
         })
+    }
+
+    async fn lock(&self, path: &ObjectPath, version: Option<&str>) -> StoreResult<()> {
+        match &self.locker {
+            Some(locker) => locker.retain(path, version).await.map(drop),
+            None => Ok(()),
+        }
     }
 
     async fn refuse_existing(&self, path: &ObjectPath) -> StoreResult<()> {
@@ -311,8 +386,8 @@ mod tests {
         let streamed = ObjectPath::from("tenants/acme/evidence/c/uploads/u1");
         let mut upload = objects.upload_new(&streamed, 5 * 1024 * 1024).await.unwrap();
         upload.write(b"streamed");
-        upload.finish().await.unwrap();
-        objects.seal(&streamed).unwrap();
+        let written = upload.finish().await.unwrap();
+        objects.seal(&streamed, &written).await.unwrap();
         let again = objects.upload_new(&streamed, 5 * 1024 * 1024).await.unwrap_err();
         assert!(matches!(again, StoreError::AlreadyExists { .. }), "{again}");
         let file = dir.path().join("objects").join(streamed.as_ref());

@@ -190,6 +190,13 @@ pub struct ServeArgs {
     /// read, only against them.
     #[arg(long, env = "CUSTOS_TSA_CERT", requires = "tsa_url")]
     pub tsa_cert: Option<PathBuf>,
+    /// S3 Object Lock retention on every object custos keeps (evidence uploads, bundle
+    /// files, job capsules), as MODE:PERIOD: `compliance:365d`, `governance:30d`. Each
+    /// write is followed by a PutObjectRetention for the version it created. Needs
+    /// CUSTOS_OBJECT_STORE_URL and a bucket created with Object Lock enabled: the server
+    /// refuses to start otherwise.
+    #[arg(long, env = "CUSTOS_EVIDENCE_OBJECT_LOCK")]
+    pub evidence_object_lock: Option<custos_store::objects::ObjectLock>,
 }
 
 fn parse_trace_template(value: &str) -> Result<String, String> {

@@ -657,7 +657,7 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     let listener = serve::bind(&args.serve).await?;
     let address = listener.local_addr().context("reading the bound address")?;
     let base = format!("http://{address}");
-    let objects = settings::open_objects(global)?;
+    let objects = settings::open_objects(global, &args.serve).await?;
     let key_path = global.signing_key_path();
     custos_server::keys::load_or_create(&*store, &key_path)
         .await

@@ -96,11 +96,24 @@ pub async fn open_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store)
 }
 
-/// Opens the configured object store (makes no request; `/health` probes it).
-pub fn open_objects(global: &GlobalArgs) -> anyhow::Result<custos_store::Objects> {
-    let objects = custos_store::objects::open(global.object_store_url.as_deref(), &global.data_dir)
+/// Opens the configured object store. Makes no request (`/health` probes it) unless
+/// Object Lock is configured: then the bucket must have it enabled.
+pub async fn open_objects(global: &GlobalArgs, serve: &ServeArgs) -> anyhow::Result<custos_store::Objects> {
+    let mut objects = custos_store::objects::open(global.object_store_url.as_deref(), &global.data_dir)
         .context("opening the object store named by CUSTOS_OBJECT_STORE_URL (or <data-dir>/objects)")?;
-    tracing::info!(kind = objects.kind().as_str(), location = objects.location(), "object store configured");
+    if let Some(lock) = serve.evidence_object_lock {
+        objects = objects.with_object_lock(lock).context("--evidence-object-lock (CUSTOS_EVIDENCE_OBJECT_LOCK)")?;
+        objects
+            .check_object_lock()
+            .await
+            .with_context(|| format!("--evidence-object-lock needs Object Lock on {}", objects.location()))?;
+    }
+    tracing::info!(
+        kind = objects.kind().as_str(),
+        location = objects.location(),
+        object_lock = objects.object_lock().map(|lock| lock.to_string()),
+        "object store configured"
+    );
     Ok(objects)
 }
 

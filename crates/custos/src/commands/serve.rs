@@ -11,7 +11,7 @@ use crate::settings;
 pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let store = settings::open_store(global).await?;
     let listener = bind(args).await?;
-    let objects = settings::open_objects(global)?;
+    let objects = settings::open_objects(global, args).await?;
     let key_path = global.signing_key_path();
     let key = custos_server::keys::load_or_create(&*store, &key_path)
         .await
