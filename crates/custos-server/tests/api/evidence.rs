@@ -811,3 +811,31 @@ async fn bad_capsules_name_the_field_and_write_nothing() {
     // Nothing was written by any refusal.
     assert!(!root.unwrap().join("tenants/acme/jobs").exists());
 }
+
+/// With Object Lock configured, a retention S3 refuses (here: a bucket of moto's S3
+/// emulator created without Object Lock) fails the upload with a 503, and the case
+/// records no artifact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_object_lock_fails_the_upload_and_records_nothing() {
+    let endpoint = std::env::var("CUSTOS_TEST_S3_LOCK_ENDPOINT").expect("scripts/test.sh starts moto's S3");
+    let bucket = std::env::var("CUSTOS_TEST_S3_NOLOCK_BUCKET").unwrap();
+    let url = format!("s3://{bucket}/evidence-{}", uuid::Uuid::new_v4().simple());
+    let objects = custos_store::objects::open_s3(&url, Some(&endpoint))
+        .unwrap()
+        .with_object_lock("compliance:1d".parse().unwrap())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("signing.key");
+    custos_server::keys::SigningKey::generate().create(&path).unwrap();
+    let config = ServerConfig { signing_key_file: Some(path.clone()), ..ServerConfig::default() };
+    let app =
+        TestApp::with_objects(Backend::Sqlite, config, Some((objects, std::time::Duration::from_secs(3600)))).await;
+    custos_server::keys::load_or_create(&*app.store, &path).await.unwrap();
+    let token = app.token(&["evidence:create#tenant/acme", "evidence:read#tenant/acme"]).await;
+
+    let response = put_artifact(&app, &token, "IR-7", "capture.pcap", b"packets".to_vec()).await;
+    let body = error(response, 503, "unavailable").await;
+    assert!(body["message"].as_str().unwrap().contains("object store"), "{body}");
+    let (_, case) = json(app.get(&token, "/v1/tenants/acme/evidence/cases/IR-7").await).await;
+    assert_eq!(case["artifacts"], json!([]), "nothing recorded: {case}");
+}

@@ -307,3 +307,68 @@ async fn timestamps_from_a_real_tsa_verify_offline() {
     assert_eq!(verdict["check"], "timestamp", "{verdict}");
     server.stop();
 }
+
+/// `serve --evidence-object-lock` on S3 (moto's emulator, the only server here with
+/// Object Lock): every object of an uploaded and sealed case is locked, as boto3 reads
+/// it; a bucket without Object Lock, or a local directory, keeps the server from starting.
+#[tokio::test(flavor = "multi_thread")]
+async fn object_lock_covers_every_object_of_a_sealed_bundle() {
+    let endpoint = std::env::var("CUSTOS_TEST_S3_LOCK_ENDPOINT")
+        .expect("CUSTOS_TEST_S3_LOCK_ENDPOINT is unset: run the tests with scripts/test.sh, which starts moto's S3");
+    let bucket = std::env::var("CUSTOS_TEST_S3_LOCK_BUCKET").unwrap();
+    let nolock = std::env::var("CUSTOS_TEST_S3_NOLOCK_BUCKET").unwrap();
+    let prefix = format!("e2e-{}", uuid::Uuid::new_v4());
+    let s3_env = |bucket: &str| {
+        vec![
+            ("CUSTOS_OBJECT_STORE_URL".to_owned(), format!("s3://{bucket}/{prefix}")),
+            ("AWS_ENDPOINT_URL".to_owned(), endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID".to_owned(), "custos-test-key".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), "custos-test-secret".to_owned()),
+            ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
+        ]
+    };
+    let store = Store::sqlite();
+    let lock = ["serve", "--listen", "127.0.0.1:0", "--evidence-object-lock", "compliance:2d"];
+
+    let output = store.command().args(lock).envs(s3_env(&nolock)).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("no Object Lock configuration"), "{stderr}");
+    let (ok, _, stderr) = store.run(&lock);
+    assert!(!ok && stderr.contains("needs S3 objects"), "a local directory: {stderr}");
+    let (ok, _, stderr) = store.run(&["serve", "--evidence-object-lock", "legal:2d"]);
+    assert!(!ok && stderr.contains("compliance or governance"), "{stderr}");
+
+    store.ok(&["tenants", "create", "acme"]);
+    let env = s3_env(&bucket);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let server = crate::common::Server::spawn(&store, &lock, &env);
+    let token = crate::common::create_token(
+        &store,
+        &["--tenant", "acme", "--scope", "evidence:create", "--scope", "evidence:export"],
+    );
+    let notes = store.dir.path().join("notes.txt");
+    std::fs::write(&notes, b"seen at 03:12\n").unwrap();
+    let archive = store.dir.path().join("bundle.tar.gz");
+    crate::common::upload_and_seal(&store, &server, &token, "IR-9", &notes, &archive);
+    let (ok, log) = server.stop();
+    assert!(ok, "{log:?}");
+
+    const SCRIPT: &str = r#"
+import json, sys, boto3
+endpoint, bucket, prefix = sys.argv[1:]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])]
+print(json.dumps({k[len(prefix) + 1:]: s3.head_object(Bucket=bucket, Key=k).get("ObjectLockMode") for k in keys}))
+"#;
+    let output =
+        std::process::Command::new("python3").args(["-c", SCRIPT, &endpoint, &bucket, &prefix]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let modes: serde_json::Map<String, Value> = serde_json::from_slice(&output.stdout).unwrap();
+    for file in ["manifest.json", "manifest.dsse.json", "root.merkle", "custody.json", "artifacts/notes.txt"] {
+        assert!(modes.keys().any(|k| k.ends_with(&format!("/{file}"))), "{file} was written: {modes:?}");
+    }
+    assert!(modes.keys().any(|k| k.contains("/uploads/")), "the upload was written: {modes:?}");
+    for (key, mode) in &modes {
+        assert_eq!(mode, "COMPLIANCE", "{key} is locked: {modes:?}");
+    }
+}
