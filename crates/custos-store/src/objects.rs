@@ -16,7 +16,7 @@ use object_store::{
 };
 
 use crate::error::{StoreError, StoreResult};
-pub use lock::{LockMode, MAX_LOCK_PERIOD, ObjectLock};
+pub use lock::{LockMode, MAX_LOCK_PERIOD, ObjectLock, Retention};
 
 /// Where health probes write (and then delete) their object.
 const PROBE_PREFIX: &str = "_health";
@@ -30,10 +30,10 @@ pub struct Objects {
     kind: ObjectsKind,
     /// The local directory, for the local backend.
     root: Option<PathBuf>,
-    /// The bucket, for the S3 backend's requests `object_store` does not make.
-    s3: Option<lock::S3Location>,
+    /// The bucket, for the S3 backend's Object Lock requests (`object_store` makes none).
+    bucket: Option<Arc<lock::Bucket>>,
     /// Object Lock retention set on every object written, when configured.
-    locker: Option<Arc<lock::Locker>>,
+    lock: Option<ObjectLock>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,8 +72,8 @@ pub fn open(url: Option<&str>, data_dir: &Path) -> StoreResult<Objects> {
                 location: dir.display().to_string(),
                 kind: ObjectsKind::Local,
                 root: Some(dir),
-                s3: None,
-                locker: None,
+                bucket: None,
+                lock: None,
             })
         }
         Some(url) => open_s3(url, None),
@@ -124,8 +124,8 @@ pub fn open_s3(url: &str, endpoint: Option<&str>) -> StoreResult<Objects> {
         Arc::new(object_store::prefix::PrefixStore::new(s3.clone(), prefix.as_str()))
     };
     let location = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
-    let s3 = lock::S3Location { s3, bucket_url, region, prefix, allow_http };
-    Ok(Objects { store, location, kind: ObjectsKind::S3, root: None, s3: Some(s3), locker: None })
+    let bucket = lock::Bucket::new(lock::S3Location { s3, bucket_url, region, prefix, allow_http })?;
+    Ok(Objects { store, location, kind: ObjectsKind::S3, root: None, bucket: Some(Arc::new(bucket)), lock: None })
 }
 
 /// The bucket's URL as `object_store` addresses it: on the configured endpoint
@@ -157,27 +157,37 @@ impl Objects {
     /// until `lock.period` after its write. Refused for the local directory, which has no
     /// such thing. Makes no request: [`Objects::check_object_lock`] checks the bucket.
     pub fn with_object_lock(mut self, lock: ObjectLock) -> StoreResult<Self> {
-        let Some(s3) = &self.s3 else {
+        if self.bucket.is_none() {
             return Err(StoreError::Config(
                 "Object Lock needs S3 objects (CUSTOS_OBJECT_STORE_URL=s3://…); a local directory has no Object Lock"
                     .into(),
             ));
-        };
-        self.locker = Some(Arc::new(lock::Locker::new(lock, s3.clone())?));
+        }
+        self.lock = Some(lock);
         Ok(self)
     }
 
     /// The retention set on every object written, if any.
     pub fn object_lock(&self) -> Option<ObjectLock> {
-        self.locker.as_ref().map(|locker| locker.lock())
+        self.lock
     }
 
     /// When Object Lock is configured, checks that the bucket has it enabled (S3's
     /// `GetObjectLockConfiguration`); nothing otherwise.
     pub async fn check_object_lock(&self) -> StoreResult<()> {
-        match &self.locker {
-            Some(locker) => locker.check_bucket().await,
-            None => Ok(()),
+        match (&self.bucket, self.lock) {
+            (Some(bucket), Some(_)) => bucket.check_lock().await,
+            _ => Ok(()),
+        }
+    }
+
+    /// The Object Lock retention S3 reports for `path`'s current version, whether
+    /// custos or a bucket default set it; `None` when it has none, and always on the
+    /// local directory.
+    pub async fn retention(&self, path: &ObjectPath) -> StoreResult<Option<Retention>> {
+        match &self.bucket {
+            Some(bucket) => bucket.retention(path).await,
+            None => Ok(None),
         }
     }
 
@@ -267,9 +277,9 @@ impl Objects {
     }
 
     async fn lock(&self, path: &ObjectPath, version: Option<&str>) -> StoreResult<()> {
-        match &self.locker {
-            Some(locker) => locker.retain(path, version).await.map(drop),
-            None => Ok(()),
+        match (&self.bucket, self.lock) {
+            (Some(bucket), Some(lock)) => bucket.retain(lock, path, version).await.map(drop),
+            _ => Ok(()),
         }
     }
 

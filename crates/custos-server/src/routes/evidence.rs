@@ -332,6 +332,19 @@ pub(crate) struct BundleOutput {
     #[schema(value_type = Option<Object>)]
     pub manifest: Option<serde_json::Value>,
     pub verification: Verification,
+    pub storage: Storage,
+}
+
+/// Where the bundle's bytes are and what protects them from change, read from the
+/// object store on every read.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Storage {
+    /// `local` (a directory; files read-only, no protection from its owner) or `s3`.
+    pub backend: &'static str,
+    /// The S3 Object Lock retention of the bundle's `manifest.json`, as S3 reports it
+    /// (set by `--evidence-object-lock` or the bucket's default retention); null when it
+    /// has none, and always on a local directory.
+    pub object_lock: Option<custos_store::objects::Retention>,
 }
 
 async fn bundle_record(state: &AppState, tenant: &TenantId, id: &str) -> Result<BundleRecord, ApiError> {
@@ -376,7 +389,15 @@ pub(crate) async fn get_bundle(
             "a stored evidence bundle failed verification"
         );
     }
-    Ok(Json(BundleOutput { bundle: BundleView::from(&record), manifest, verification }).into_response())
+    let manifest_path =
+        evidence::object_path(&format!("{}/{}", record.object_prefix, custos_ledger::bundle::MANIFEST))?;
+    // A manifest that cannot be read is already the verification's finding.
+    let object_lock = objects.retention(&manifest_path).await.unwrap_or_else(|error| {
+        tracing::warn!(error = &error as &dyn std::error::Error, "the bundle's Object Lock retention is unknown");
+        None
+    });
+    let storage = Storage { backend: objects.kind().as_str(), object_lock };
+    Ok(Json(BundleOutput { bundle: BundleView::from(&record), manifest, verification, storage }).into_response())
 }
 
 #[utoipa::path(

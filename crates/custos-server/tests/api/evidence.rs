@@ -107,6 +107,8 @@ async fn a_case_seals_into_a_bundle_that_verifies_offline(backend: Backend) {
     assert_eq!(read["verification"]["verified"], true, "{read}");
     assert_eq!(read["verification"]["signed_by"], json!([key.key_id()]));
     assert_eq!(read["bundle"]["merkle_root"], sealed["merkle_root"]);
+    let backend = if matches!(backend, Backend::Sqlite) { "local" } else { "s3" };
+    assert_eq!(read["storage"], json!({"backend": backend, "object_lock": null}), "no Object Lock here: {read}");
     let paths: Vec<&str> =
         read["manifest"]["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["artifacts/capture.pcap", "artifacts/notes.txt", "custody.json"]);

@@ -97,10 +97,19 @@ pub(crate) struct S3Location {
     pub(crate) allow_http: bool,
 }
 
-/// Sets retention on objects of one bucket.
+/// An object's retention as S3 reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Retention {
+    /// `compliance` or `governance`.
+    pub mode: String,
+    /// As S3 reports it, RFC 3339.
+    pub retain_until: String,
+}
+
+/// Object Lock requests on one bucket: retention set, read, and the bucket's
+/// configuration.
 #[derive(Debug)]
-pub(crate) struct Locker {
-    lock: ObjectLock,
+pub(crate) struct Bucket {
     location: S3Location,
     client: HttpClient,
 }
@@ -110,45 +119,62 @@ const PATH_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').r
 /// A query value: unreserved characters only (SigV4 canonical form).
 const QUERY_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
-impl Locker {
-    pub(crate) fn new(lock: ObjectLock, location: S3Location) -> StoreResult<Self> {
+impl Bucket {
+    pub(crate) fn new(location: S3Location) -> StoreResult<Self> {
         let options = ClientOptions::new().with_allow_http(location.allow_http);
         let client = ReqwestConnector::default().connect(&options).map_err(|source| StoreError::Object {
             context: "setting up the client for Object Lock requests".into(),
             source,
         })?;
-        Ok(Locker { lock, location, client })
+        Ok(Bucket { location, client })
     }
 
-    pub(crate) fn lock(&self) -> ObjectLock {
-        self.lock
-    }
-
-    /// Locks `path` (its version `version` when the write reported one) until the
-    /// configured period from now; returns the retain-until date as sent.
-    pub(crate) async fn retain(&self, path: &ObjectPath, version: Option<&str>) -> StoreResult<String> {
-        let until = retain_until(SystemTime::now(), self.lock.period);
-        let body = retention_xml(self.lock.mode, &until);
+    /// Locks `path` (its version `version` when the write reported one) as `lock` says,
+    /// from now; returns the retain-until date as sent.
+    pub(crate) async fn retain(
+        &self,
+        lock: ObjectLock,
+        path: &ObjectPath,
+        version: Option<&str>,
+    ) -> StoreResult<String> {
+        let until = retain_until(SystemTime::now(), lock.period);
+        let body = retention_xml(lock.mode, &until);
         let mut url = format!("{}/{}?retention=", self.location.bucket_url, self.key_path(path));
         if let Some(version) = version {
             url.push_str("&versionId=");
             url.extend(utf8_percent_encode(version, QUERY_ENCODE_SET));
         }
         let context = || format!("setting Object Lock retention on {path}");
-        let (status, answer) = self.send(http::Method::PUT, &url, Bytes::from(body), context).await?;
+        let (status, _, answer) = self.send(http::Method::PUT, &url, Bytes::from(body), context).await?;
         if !status.is_success() {
             return Err(StoreError::ObjectLock { context: context(), detail: refusal(status, &answer) });
         }
-        tracing::debug!(object = %path, mode = self.lock.mode.as_str(), retain_until = until.as_str(), "object locked");
+        tracing::debug!(object = %path, mode = lock.mode.as_str(), retain_until = until.as_str(), "object locked");
         Ok(until)
+    }
+
+    /// The retention of `path`'s current version (a signed `HEAD`), whoever set it: custos,
+    /// or the bucket's default retention. `None` when it has none.
+    pub(crate) async fn retention(&self, path: &ObjectPath) -> StoreResult<Option<Retention>> {
+        let url = format!("{}/{}", self.location.bucket_url, self.key_path(path));
+        let context = || format!("reading the Object Lock retention of {path}");
+        let (status, headers, answer) = self.send(http::Method::HEAD, &url, Bytes::new(), context).await?;
+        if !status.is_success() {
+            return Err(StoreError::ObjectLock { context: context(), detail: refusal(status, &answer) });
+        }
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Ok(match (header("x-amz-object-lock-mode"), header("x-amz-object-lock-retain-until-date")) {
+            (Some(mode), Some(retain_until)) => Some(Retention { mode: mode.to_ascii_lowercase(), retain_until }),
+            _ => None,
+        })
     }
 
     /// Checks that the bucket has Object Lock enabled (`GetObjectLockConfiguration`), so
     /// that a server refuses to start rather than fail every seal.
-    pub(crate) async fn check_bucket(&self) -> StoreResult<()> {
+    pub(crate) async fn check_lock(&self) -> StoreResult<()> {
         let url = format!("{}?object-lock=", self.location.bucket_url);
         let context = || "checking that the bucket has Object Lock enabled".to_owned();
-        let (status, answer) = self.send(http::Method::GET, &url, Bytes::new(), context).await?;
+        let (status, _, answer) = self.send(http::Method::GET, &url, Bytes::new(), context).await?;
         if status.is_success() && lock_enabled(&answer) {
             return Ok(());
         }
@@ -184,7 +210,7 @@ impl Locker {
         url: &str,
         body: Bytes,
         context: impl Fn() -> String,
-    ) -> StoreResult<(http::StatusCode, Bytes)> {
+    ) -> StoreResult<(http::StatusCode, http::HeaderMap, Bytes)> {
         let credential = self
             .location
             .s3
@@ -213,13 +239,12 @@ impl Locker {
             .execute(request)
             .await
             .map_err(|e| StoreError::ObjectLock { context: context(), detail: format!("no answer from S3: {e}") })?;
-        let status = response.status();
-        let answer = response
-            .into_body()
+        let (parts, body) = response.into_parts();
+        let answer = body
             .bytes()
             .await
             .map_err(|e| StoreError::ObjectLock { context: context(), detail: format!("reading S3's answer: {e}") })?;
-        Ok((status, answer))
+        Ok((parts.status, parts.headers, answer))
     }
 }
 

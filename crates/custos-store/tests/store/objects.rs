@@ -135,6 +135,19 @@ async fn object_lock_retains_every_version_custos_writes() {
     }
     let seen = &locks[&keys[3]];
     assert!(seen["mode"].is_null() && seen["delete"] == true, "an object written without a lock: {seen}");
+
+    // custos reads the retention back as S3 reports it.
+    let retention = objects.retention(&copied).await.unwrap().expect("the copy is locked");
+    assert_eq!(retention.mode, "compliance");
+    let until = time::OffsetDateTime::parse(&retention.retain_until, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{retention:?}: {e}"));
+    assert!((until.unix_timestamp() as f64 - (before + 86_400.0)).abs() < 120.0, "{retention:?}");
+    // Reading needs no lock configured: a store opened without one sees it too.
+    let seen = plain.retention(&put).await.unwrap().expect("the manifest is locked");
+    assert_eq!(seen.mode, "compliance", "{seen:?}");
+    // The unlocked object's only version was deleted above: S3 has nothing to report.
+    let error = plain.retention(&unlocked).await.unwrap_err().to_string();
+    assert!(error.contains("404"), "{error}");
 }
 
 /// A bucket created without Object Lock is found out before anything is written, and a
@@ -173,12 +186,18 @@ async fn object_lock_requests_are_signed_as_s3_expects() {
     let error = objects.put_new(&path, object_store::PutPayload::from_static(b"x")).await.unwrap_err().to_string();
     assert!(error.contains("setting Object Lock retention") && error.contains("501"), "{error}");
     assert!(!error.contains("Signature") && !error.contains("403"), "{error}");
+    // Reading a retention is a signed HEAD; s3s-fs reports none.
+    let source = object_store::path::Path::from(format!("plain-{}", uuid::Uuid::new_v4()));
+    use object_store::ObjectStoreExt;
+    objects.store().put(&source, object_store::PutPayload::from_static(b"x")).await.unwrap();
+    assert_eq!(objects.retention(&source).await.unwrap(), None);
 }
 
 #[tokio::test]
 async fn a_local_directory_has_no_object_lock() {
     let dir = tempfile::tempdir().unwrap();
     let objects = custos_store::objects::open(None, dir.path()).unwrap();
+    assert_eq!(objects.retention(&object_store::path::Path::from("any")).await.unwrap(), None);
     let error = objects.with_object_lock("compliance:1d".parse().unwrap()).unwrap_err().to_string();
     assert!(error.contains("needs S3 objects"), "{error}");
 }

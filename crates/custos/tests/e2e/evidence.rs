@@ -350,6 +350,20 @@ async fn object_lock_covers_every_object_of_a_sealed_bundle() {
     std::fs::write(&notes, b"seen at 03:12\n").unwrap();
     let archive = store.dir.path().join("bundle.tar.gz");
     crate::common::upload_and_seal(&store, &server, &token, "IR-9", &notes, &archive);
+    // The bundle's read reports the retention S3 holds for it.
+    let reader = crate::common::create_token(&store, &["--tenant", "acme", "--scope", "evidence:read"]);
+    let client = reqwest::Client::new();
+    let get = |path: String| client.get(format!("{}{path}", server.base)).bearer_auth(&reader).send();
+    let case: Value = get("/v1/tenants/acme/evidence/cases/IR-9".into()).await.unwrap().json().await.unwrap();
+    let bundle = case["bundles"][0]["bundle_id"].as_str().unwrap_or_else(|| panic!("{case}"));
+    let read: Value = get(format!("/v1/tenants/acme/evidence/{bundle}")).await.unwrap().json().await.unwrap();
+    assert_eq!(read["verification"]["verified"], true, "{read}");
+    assert_eq!(read["storage"]["backend"], "s3", "{read}");
+    assert_eq!(read["storage"]["object_lock"]["mode"], "compliance", "{read}");
+    let until = read["storage"]["object_lock"]["retain_until"].as_str().unwrap();
+    let until = time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339).unwrap();
+    let hours = (until - time::OffsetDateTime::now_utc()).whole_hours();
+    assert!((47..=48).contains(&hours), "compliance:2d is two days from the seal: {read}");
     let (ok, log) = server.stop();
     assert!(ok, "{log:?}");
 
