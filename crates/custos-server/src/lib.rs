@@ -192,8 +192,9 @@ impl AppState {
     ///
     /// When the state has already been cloned.
     pub fn with_objects(mut self, objects: custos_store::Objects) -> Self {
+        let observer = Arc::new(ObjectMetrics(self.metrics.clone()));
         Arc::get_mut(&mut self.0).expect("the object store is added before the state is shared").objects =
-            Some(objects);
+            Some(objects.observed(observer));
         self
     }
 
@@ -256,4 +257,15 @@ pub async fn serve_router(
 ) -> std::io::Result<()> {
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// Times every object store request into
+/// `custos_object_store_operation_duration_seconds{backend,operation,outcome}`.
+#[derive(Debug)]
+struct ObjectMetrics(Arc<custos_telemetry::Metrics>);
+
+impl custos_store::objects::ObjectsObserver for ObjectMetrics {
+    fn observe(&self, backend: &'static str, operation: &'static str, outcome: &'static str, seconds: f64) {
+        self.0.observe_object_operation(backend, operation, outcome, seconds);
+    }
 }

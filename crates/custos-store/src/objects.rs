@@ -5,6 +5,7 @@
 //! endpoint. The location is chosen once at start-up, like the database.
 
 mod lock;
+mod observed;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use object_store::{
 
 use crate::error::{StoreError, StoreResult};
 pub use lock::{LockMode, MAX_LOCK_PERIOD, ObjectLock, Retention};
+pub use observed::ObjectsObserver;
 
 /// Where health probes write (and then delete) their object.
 const PROBE_PREFIX: &str = "_health";
@@ -34,6 +36,8 @@ pub struct Objects {
     bucket: Option<Arc<lock::Bucket>>,
     /// Object Lock retention set on every object written, when configured.
     lock: Option<ObjectLock>,
+    /// Told of every request, when set ([`Objects::observed`]).
+    observer: Option<Arc<dyn ObjectsObserver>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +78,7 @@ pub fn open(url: Option<&str>, data_dir: &Path) -> StoreResult<Objects> {
                 root: Some(dir),
                 bucket: None,
                 lock: None,
+                observer: None,
             })
         }
         Some(url) => open_s3(url, None),
@@ -125,7 +130,15 @@ pub fn open_s3(url: &str, endpoint: Option<&str>) -> StoreResult<Objects> {
     };
     let location = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
     let bucket = lock::Bucket::new(lock::S3Location { s3, bucket_url, region, prefix, allow_http })?;
-    Ok(Objects { store, location, kind: ObjectsKind::S3, root: None, bucket: Some(Arc::new(bucket)), lock: None })
+    Ok(Objects {
+        store,
+        location,
+        kind: ObjectsKind::S3,
+        root: None,
+        bucket: Some(Arc::new(bucket)),
+        lock: None,
+        observer: None,
+    })
 }
 
 /// The bucket's URL as `object_store` addresses it: on the configured endpoint
@@ -153,6 +166,24 @@ impl Objects {
         self.kind
     }
 
+    /// Reports every request made from now on to `observer`, each in an
+    /// `object_store` span: those of the underlying store, and custos's own Object Lock
+    /// requests.
+    pub fn observed(mut self, observer: Arc<dyn ObjectsObserver>) -> Self {
+        let backend = self.kind.as_str();
+        self.store = Arc::new(observed::Observed { inner: self.store, observer: observer.clone(), backend });
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Times a request `object_store` does not make, as the wrapped store times its own.
+    async fn timed<T>(&self, operation: &'static str, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        match &self.observer {
+            Some(observer) => observed::timed(&**observer, self.kind.as_str(), operation, call).await,
+            None => call.await,
+        }
+    }
+
     /// Sets S3 Object Lock retention on every object written from now on: `lock.mode`
     /// until `lock.period` after its write. Refused for the local directory, which has no
     /// such thing. Makes no request: [`Objects::check_object_lock`] checks the bucket.
@@ -176,7 +207,7 @@ impl Objects {
     /// `GetObjectLockConfiguration`); nothing otherwise.
     pub async fn check_object_lock(&self) -> StoreResult<()> {
         match (&self.bucket, self.lock) {
-            (Some(bucket), Some(_)) => bucket.check_lock().await,
+            (Some(bucket), Some(_)) => self.timed("get_lock_configuration", bucket.check_lock()).await,
             _ => Ok(()),
         }
     }
@@ -186,7 +217,7 @@ impl Objects {
     /// local directory.
     pub async fn retention(&self, path: &ObjectPath) -> StoreResult<Option<Retention>> {
         match &self.bucket {
-            Some(bucket) => bucket.retention(path).await,
+            Some(bucket) => self.timed("get_retention", bucket.retention(path)).await,
             None => Ok(None),
         }
     }
@@ -278,7 +309,9 @@ impl Objects {
 
     async fn lock(&self, path: &ObjectPath, version: Option<&str>) -> StoreResult<()> {
         match (&self.bucket, self.lock) {
-            (Some(bucket), Some(lock)) => bucket.retain(lock, path, version).await.map(drop),
+            (Some(bucket), Some(lock)) => {
+                self.timed("put_retention", bucket.retain(lock, path, version)).await.map(drop)
+            }
             _ => Ok(()),
         }
     }
@@ -402,6 +435,51 @@ mod tests {
         assert!(matches!(again, StoreError::AlreadyExists { .. }), "{again}");
         let file = dir.path().join("objects").join(streamed.as_ref());
         assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o444);
+    }
+
+    #[derive(Debug, Default)]
+    struct Recorder(std::sync::Mutex<Vec<(&'static str, &'static str, &'static str)>>);
+
+    impl ObjectsObserver for Recorder {
+        fn observe(&self, backend: &'static str, operation: &'static str, outcome: &'static str, seconds: f64) {
+            assert!(seconds >= 0.0);
+            self.0.lock().unwrap().push((backend, operation, outcome));
+        }
+    }
+
+    #[tokio::test]
+    async fn every_request_is_reported_with_its_outcome() {
+        use futures::TryStreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let objects = open(None, dir.path()).unwrap().observed(recorder.clone());
+        let path = ObjectPath::from("tenants/acme/evidence/c/b/manifest.json");
+        objects.put_new(&path, PutPayload::from_static(b"first")).await.unwrap();
+        objects.put_new(&path, PutPayload::from_static(b"again")).await.unwrap_err();
+        objects.upload_new(&path, 5 * 1024 * 1024).await.unwrap_err();
+        objects.store().get(&path).await.unwrap().bytes().await.unwrap();
+        let listed: Vec<_> = objects.store().list(Some(&ObjectPath::from("tenants"))).try_collect().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        objects.probe("i-1").await.unwrap();
+        let seen = recorder.0.lock().unwrap().clone();
+        let expected = [
+            ("put", "ok"),
+            ("put", "exists"),
+            ("head", "ok"),
+            ("get", "ok"),
+            ("list", "ok"),
+            ("put", "ok"),
+            ("get", "ok"),
+            ("delete", "ok"),
+        ];
+        let seen: Vec<_> = seen
+            .iter()
+            .map(|(backend, operation, outcome)| {
+                assert_eq!(*backend, "local");
+                (*operation, *outcome)
+            })
+            .collect();
+        assert_eq!(seen, expected);
     }
 
     #[tokio::test]

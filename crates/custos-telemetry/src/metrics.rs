@@ -51,6 +51,15 @@ pub struct OperationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectOperationLabels {
+    /// `local` or `s3`.
+    pub backend: String,
+    pub operation: String,
+    /// `ok`, `not_found`, `exists` or `error`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InvocationLabels {
     /// The tenant named in the path; empty when the call was refused before the
     /// tenant was established (so refused calls cannot mint series).
@@ -111,6 +120,7 @@ pub struct Metrics {
     pub ingest_records: Family<IngestLabels, Counter>,
     pub auth_failures: Family<ReasonLabels, Counter>,
     pub store_operation_duration: Family<OperationLabels, Histogram>,
+    pub object_store_operation_duration: Family<ObjectOperationLabels, Histogram>,
     pub api_token_invocations: Family<InvocationLabels, Counter>,
     pub worker_loop_duration: Family<WorkerLabels, Histogram>,
     pub worker_last_run: Family<WorkerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -169,6 +179,13 @@ impl Metrics {
             "Time spent in store operations, by operation",
             store_operation_duration.clone(),
         );
+        let object_store_operation_duration =
+            Family::<ObjectOperationLabels, Histogram>::new_with_constructor(|| Histogram::new(duration_buckets()));
+        own.register(
+            "object_store_operation_duration_seconds",
+            "Time spent in object store requests, by backend, operation and outcome",
+            object_store_operation_duration.clone(),
+        );
 
         let api_token_invocations = Family::<InvocationLabels, Counter>::default();
         own.register(
@@ -216,6 +233,7 @@ impl Metrics {
             ingest_records,
             auth_failures,
             store_operation_duration,
+            object_store_operation_duration,
         }
     }
 
@@ -236,6 +254,16 @@ impl Metrics {
 
     pub fn count_auth_failure(&self, reason: &str) {
         self.auth_failures.get_or_create_owned(&ReasonLabels { reason: reason.into() }).inc();
+    }
+
+    /// Records one finished object store request.
+    pub fn observe_object_operation(&self, backend: &str, operation: &str, outcome: &str, seconds: f64) {
+        let labels = ObjectOperationLabels {
+            backend: backend.to_owned(),
+            operation: operation.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.object_store_operation_duration.get_or_create_owned(&labels).observe(seconds);
     }
 
     pub fn observe_store_operation(&self, operation: &str, seconds: f64) {

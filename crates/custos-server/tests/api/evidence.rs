@@ -840,4 +840,17 @@ async fn a_refused_object_lock_fails_the_upload_and_records_nothing() {
     assert!(body["message"].as_str().unwrap().contains("object store"), "{body}");
     let (_, case) = json(app.get(&token, "/v1/tenants/acme/evidence/cases/IR-7").await).await;
     assert_eq!(case["artifacts"], json!([]), "nothing recorded: {case}");
+
+    // Every object store request is timed, custos's own Object Lock requests among them.
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let count = |labels: &str| {
+        let series = format!("custos_object_store_operation_duration_seconds_count{{{labels}}} ");
+        metrics.lines().find_map(|line| line.strip_prefix(series.as_str())).map(|v| v.parse::<f64>().unwrap())
+    };
+    assert!(
+        count(r#"backend="s3",operation="head",outcome="not_found""#) >= Some(1.0),
+        "the path was checked: {metrics}"
+    );
+    assert!(count(r#"backend="s3",operation="put_multipart",outcome="ok""#) >= Some(1.0), "{metrics}");
+    assert_eq!(count(r#"backend="s3",operation="put_retention",outcome="error""#), Some(1.0), "{metrics}");
 }
