@@ -340,4 +340,17 @@ mod tests {
         assert!(lock_enabled(config));
         assert!(!lock_enabled(b"<ObjectLockConfiguration></ObjectLockConfiguration>"));
     }
+
+    proptest::proptest! {
+        /// S3's answers are read by hand: any bytes, valid XML or not, read without panicking.
+        #[test]
+        fn any_answer_is_read_without_panicking(answer in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+                                                 tail in "[<>/A-Za-z]{0,24}") {
+            let mut answer = answer;
+            answer.extend_from_slice(tail.as_bytes());
+            let _ = refusal(http::StatusCode::BAD_REQUEST, &answer);
+            let _ = lock_enabled(&answer);
+            let _ = xml_field(&answer, "Code");
+        }
+    }
 }
