@@ -120,8 +120,9 @@ pub fn open_s3(url: &str, endpoint: Option<&str>) -> StoreResult<Objects> {
     if allow_http {
         builder = builder.with_allow_http(true);
     }
-    let bucket_url = bucket_url(&builder, bucket);
+    // object_store's own default region, when AWS_REGION is unset.
     let region = builder.get_config_value(&AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_owned());
+    let bucket_url = bucket_url(&builder, bucket, &region);
     let s3 = builder.build().map_err(object_error("configuring S3 from CUSTOS_OBJECT_STORE_URL and AWS_*"))?;
     let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
         Arc::new(s3.clone())
@@ -143,11 +144,10 @@ pub fn open_s3(url: &str, endpoint: Option<&str>) -> StoreResult<Objects> {
 
 /// The bucket's URL as `object_store` addresses it: on the configured endpoint
 /// (path-style unless virtual-hosted requests are configured), else on AWS.
-fn bucket_url(builder: &object_store::aws::AmazonS3Builder, bucket: &str) -> String {
+fn bucket_url(builder: &object_store::aws::AmazonS3Builder, bucket: &str, region: &str) -> String {
     let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
     let virtual_hosted =
         builder.get_config_value(&AmazonS3ConfigKey::VirtualHostedStyleRequest).is_some_and(|v| v == "true");
-    let region = builder.get_config_value(&AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_owned());
     match (endpoint, virtual_hosted) {
         (Some(endpoint), true) => endpoint.trim_end_matches('/').to_owned(),
         (Some(endpoint), false) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
@@ -395,6 +395,18 @@ mod tests {
         assert!(err("not a url").contains("not a URL"));
         assert!(err("s3://key:secret@bucket/p").contains("must not carry credentials"));
         assert!(!err("s3://key:secret@bucket/p").contains("secret"));
+    }
+
+    /// Object Lock requests go where `object_store` sends its own (its builder's rules).
+    #[test]
+    fn lock_requests_address_the_bucket_as_object_store_does() {
+        use object_store::aws::AmazonS3Builder;
+        let aws = AmazonS3Builder::new().with_bucket_name("evidence");
+        assert_eq!(bucket_url(&aws, "evidence", "eu-west-1"), "https://s3.eu-west-1.amazonaws.com/evidence");
+        let hosted = AmazonS3Builder::new().with_virtual_hosted_style_request(true);
+        assert_eq!(bucket_url(&hosted, "evidence", "eu-west-1"), "https://evidence.s3.eu-west-1.amazonaws.com");
+        let minio = AmazonS3Builder::new().with_endpoint("http://127.0.0.1:9000/");
+        assert_eq!(bucket_url(&minio, "evidence", "us-east-1"), "http://127.0.0.1:9000/evidence");
     }
 
     #[tokio::test]
