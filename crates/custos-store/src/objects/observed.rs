@@ -18,7 +18,8 @@ use object_store::{
 use tracing::Instrument;
 
 /// Told of each finished object store request: what it was (`put`, `get`,
-/// `put_retention`, …), how it ended ([`Outcome`]), and how long it took.
+/// `put_retention`, …), how it ended (`ok`, `not_found`, `exists` or `error`), and how
+/// long it took.
 pub trait ObjectsObserver: fmt::Debug + Send + Sync {
     fn observe(&self, backend: &'static str, operation: &'static str, outcome: &'static str, seconds: f64);
 }
