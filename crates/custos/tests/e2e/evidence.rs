@@ -273,10 +273,7 @@ async fn timestamps_from_a_real_tsa_verify_offline() {
         &store,
         &["--tenant", "acme", "--scope", "evidence:create", "--scope", "evidence:export"],
     );
-    let notes = store.dir.path().join("notes.txt");
-    std::fs::write(&notes, b"seen at 03:12\n").unwrap();
-    let archive = store.dir.path().join("bundle.tar.gz");
-    crate::common::upload_and_seal(&store, &server, &token, "IR-2", &notes, &archive);
+    let archive = crate::common::upload_and_seal(&store, &server, &token, "IR-2");
 
     let keys = reqwest::get(format!("{}/v1/keys", server.base)).await.unwrap().text().await.unwrap();
     let keyring = store.dir.path().join("keys.json");
@@ -346,10 +343,12 @@ async fn object_lock_covers_every_object_of_a_sealed_bundle() {
         &store,
         &["--tenant", "acme", "--scope", "evidence:create", "--scope", "evidence:export"],
     );
-    let notes = store.dir.path().join("notes.txt");
-    std::fs::write(&notes, b"seen at 03:12\n").unwrap();
-    let archive = store.dir.path().join("bundle.tar.gz");
-    crate::common::upload_and_seal(&store, &server, &token, "IR-9", &notes, &archive);
+    let archive = crate::common::upload_and_seal(&store, &server, &token, "IR-9");
+    let keys = reqwest::get(format!("{}/v1/keys", server.base)).await.unwrap().text().await.unwrap();
+    let keyring = store.dir.path().join("keys.json");
+    std::fs::write(&keyring, &keys).unwrap();
+    let (code, _, stderr) = verify(&store, &[archive.to_str().unwrap(), "--keyring", keyring.to_str().unwrap()]);
+    assert_eq!(code, 0, "a locked bundle downloads and verifies offline like any other: {stderr}");
     // The bundle's read reports the retention S3 holds for it.
     let reader = crate::common::create_token(&store, &["--tenant", "acme", "--scope", "evidence:read"]);
     let client = reqwest::Client::new();

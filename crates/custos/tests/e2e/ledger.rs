@@ -528,10 +528,7 @@ async fn a_rotation_overlap_signs_with_both_keys() {
 
     // So does an evidence bundle: it verifies offline with the keyring saved before the
     // rotation, which knows only the old key.
-    let notes = store.dir.path().join("notes.txt");
-    std::fs::write(&notes, b"seen at 03:12\n").unwrap();
-    let archive = store.dir.path().join("bundle.tar.gz");
-    crate::common::upload_and_seal(&store, &server, &token, "IR-9", &notes, &archive);
+    let archive = crate::common::upload_and_seal(&store, &server, &token, "IR-9");
     let verify = |keyring: &std::path::Path| {
         let (ok, stdout, stderr) = store.run(&[
             "forensic",

@@ -160,20 +160,18 @@ pub async fn post_rule_run(client: &reqwest::Client, base: &str, token: &str, id
     response.status().as_u16()
 }
 
-/// Uploads `file` to tenant acme's `case` and seals the case into `archive`, with the
-/// CLI against `server`.
-pub fn upload_and_seal(
-    store: &Store,
-    server: &Server,
-    token: &str,
-    case: &str,
-    file: &std::path::Path,
-    archive: &std::path::Path,
-) {
+/// Writes a small `notes.txt` into the store's directory, uploads it to tenant acme's
+/// `case` and seals the case into `bundle.tar.gz` there, with the CLI against `server`;
+/// returns the archive's path.
+pub fn upload_and_seal(store: &Store, server: &Server, token: &str, case: &str) -> std::path::PathBuf {
+    let notes = store.dir.path().join("notes.txt");
+    std::fs::write(&notes, b"seen at 03:12\n").unwrap();
+    let archive = store.dir.path().join("bundle.tar.gz");
     let connection = ["--server", &server.base, "--token", token];
-    let upload = ["forensic", "artifact", "upload", "--tenant", "acme", "--case", case, file.to_str().unwrap()];
+    let upload = ["forensic", "artifact", "upload", "--tenant", "acme", "--case", case, notes.to_str().unwrap()];
     store.ok(&[&upload[..], &connection[..]].concat());
     let seal =
         ["forensic", "snapshot", "create", "--tenant", "acme", "--case", case, "--output", archive.to_str().unwrap()];
     store.ok(&[&seal[..], &connection[..]].concat());
+    archive
 }
