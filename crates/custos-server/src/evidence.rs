@@ -146,6 +146,65 @@ pub(crate) fn object_path(key: &str) -> Result<ObjectPath, ApiError> {
     ObjectPath::parse(key).map_err(|e| ApiError::internal(&e))
 }
 
+/// Brings S3's legal holds in line with custos's holds after one changed, when Object
+/// Lock is configured: on for every object of each held case, off for the others (all
+/// of the tenant's cases when `case` is `None`, for a tenant-wide hold). What it did,
+/// for the hold's audit record: `{"objects_on", "objects_off"}`, or `{"error"}` (the
+/// custos hold stands either way, and is what retention obeys). `None` without Object
+/// Lock.
+pub(crate) async fn mirror_holds(state: &AppState, tenant: &TenantId, case: Option<&str>) -> Option<serde_json::Value> {
+    let objects = state.objects.as_ref().filter(|objects| objects.mirrors_holds())?;
+    let mirrored = async {
+        let cases = match case {
+            Some(case) => vec![case.to_owned()],
+            None => objects.children(&ObjectPath::from(format!("tenants/{tenant}/evidence"))).await?,
+        };
+        let (mut on, mut off) = (0u64, 0u64);
+        for case in cases {
+            let held = state.store.case_held(tenant, &case).await?;
+            let set = objects.set_legal_holds_under(&ObjectPath::from(case_prefix(tenant, &case)), held).await?;
+            *(if held { &mut on } else { &mut off }) += set;
+        }
+        Ok::<_, custos_store::StoreError>(serde_json::json!({"objects_on": on, "objects_off": off}))
+    };
+    Some(mirrored.await.unwrap_or_else(|error| {
+        tracing::error!(
+            tenant_id = tenant.as_str(),
+            error = &error as &dyn std::error::Error,
+            "S3 legal holds could not be brought in line with custos's holds"
+        );
+        serde_json::json!({"error": error.to_string()})
+    }))
+}
+
+/// After objects were written into `case` (`path`: one object, or with `prefix` a
+/// bundle's directory): puts them under S3 legal hold when the case is held and Object
+/// Lock is configured. The hold is checked after the write, so a hold placed meanwhile,
+/// which lists the case's objects once it is recorded, cannot miss them. A failure is
+/// logged, not returned: the write is recorded already, and custos's hold, which is what
+/// retention obeys, covers it.
+pub(crate) async fn hold_written(state: &AppState, tenant: &TenantId, case: &str, path: &ObjectPath, prefix: bool) {
+    let Some(objects) = state.objects.as_ref().filter(|objects| objects.mirrors_holds()) else { return };
+    let held = async {
+        if !state.store.case_held(tenant, case).await? {
+            return Ok(());
+        }
+        match prefix {
+            true => objects.set_legal_holds_under(path, true).await.map(drop),
+            false => objects.set_legal_hold(path, true).await,
+        }
+    };
+    if let Err(error) = held.await {
+        tracing::error!(
+            tenant_id = tenant.as_str(),
+            case_id = case,
+            object = %path,
+            error = &error as &dyn std::error::Error,
+            "an object written into a held case could not be put under S3 legal hold"
+        );
+    }
+}
+
 /// The published signing keys, with their validity windows.
 pub(crate) async fn trusted_keys(state: &AppState) -> Result<Vec<TrustedKey>, ApiError> {
     Ok(state

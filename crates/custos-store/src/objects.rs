@@ -307,6 +307,46 @@ impl Objects {
         })
     }
 
+    /// Whether custos mirrors its holds into S3 legal holds: when Object Lock is
+    /// configured (a bucket without it has no legal holds).
+    pub fn mirrors_holds(&self) -> bool {
+        self.bucket.is_some() && self.lock.is_some()
+    }
+
+    /// Sets (`on`) or clears the S3 legal hold of the object at `path`; nothing unless
+    /// [`Objects::mirrors_holds`].
+    pub async fn set_legal_hold(&self, path: &ObjectPath, on: bool) -> StoreResult<()> {
+        match &self.bucket {
+            Some(bucket) if self.lock.is_some() => self.timed("put_legal_hold", bucket.legal_hold(path, on)).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Sets or clears the legal hold of every object under `prefix`; how many.
+    pub async fn set_legal_holds_under(&self, prefix: &ObjectPath, on: bool) -> StoreResult<u64> {
+        use futures::TryStreamExt;
+        if !self.mirrors_holds() {
+            return Ok(0);
+        }
+        let mut listing = self.store.list(Some(prefix));
+        let mut count = 0;
+        while let Some(object) = listing.try_next().await.map_err(object_error(format!("listing {prefix}")))? {
+            self.set_legal_hold(&object.location, on).await?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// The names directly under `prefix` (its "directories"), sorted.
+    pub async fn children(&self, prefix: &ObjectPath) -> StoreResult<Vec<String>> {
+        let listed =
+            self.store.list_with_delimiter(Some(prefix)).await.map_err(object_error(format!("listing {prefix}")))?;
+        let mut names: Vec<String> =
+            listed.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_owned)).collect();
+        names.sort();
+        Ok(names)
+    }
+
     async fn lock(&self, path: &ObjectPath, version: Option<&str>) -> StoreResult<()> {
         match (&self.bucket, self.lock) {
             (Some(bucket), Some(lock)) => {

@@ -101,6 +101,7 @@ pub(crate) async fn upload_artifact(
             return Err(other.into());
         }
     }
+    evidence::hold_written(&state, &tenant, &case, &evidence::object_path(&key)?, false).await;
     let audit = requester.audit(&tenant, "custos.evidence.artifact.uploaded", ("evidence_case", &case), details);
     record(&state, &tenant, Some(LogAppend::timeline(&event)), LogAppend::audit(&audit)).await?;
     Ok((StatusCode::CREATED, Json(artifact)).into_response())
@@ -296,6 +297,8 @@ pub(crate) async fn create_snapshot(
         }
     };
     let bundle = &sealed.bundle;
+    let prefix = evidence::object_path(&bundle.object_prefix)?;
+    evidence::hold_written(&state, &tenant, &bundle.case_id, &prefix, true).await;
     let details = serde_json::json!({
         "bundle_id": bundle.bundle_id,
         "case_id": bundle.case_id,
@@ -543,12 +546,16 @@ pub(crate) async fn place_case_hold(
         released_at: None,
     };
     state.store.create_case_hold(&tenant, &hold).await?;
+    let mut details = serde_json::json!({"case_id": case, "reason": hold.reason});
+    if let Some(storage) = evidence::mirror_holds(&state, &tenant, Some(&case)).await {
+        details["s3_legal_hold"] = storage;
+    }
     let action = AdminAction {
         kind: "custos.evidence.hold.placed",
         actor: super::holds::actor(&caller),
         resource_type: "evidence_case",
         resource_id: &case,
-        details: serde_json::json!({"case_id": case, "reason": hold.reason}),
+        details,
     };
     record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
     Ok((StatusCode::CREATED, Json(hold)).into_response())
@@ -573,12 +580,16 @@ pub(crate) async fn release_case_hold(
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant_access(&state, &tenant, Permission::EvidenceHold).await?;
     let hold = state.store.release_case_hold(&tenant, &case, Timestamp::now()).await?;
+    let mut details = serde_json::json!({"case_id": case, "reason": hold.reason, "placed_at": hold.created_at});
+    if let Some(storage) = evidence::mirror_holds(&state, &tenant, Some(&case)).await {
+        details["s3_legal_hold"] = storage;
+    }
     let action = AdminAction {
         kind: "custos.evidence.hold.released",
         actor: super::holds::actor(&caller),
         resource_type: "evidence_case",
         resource_id: &case,
-        details: serde_json::json!({"case_id": case, "reason": hold.reason, "placed_at": hold.created_at}),
+        details,
     };
     record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
     Ok(Json(hold).into_response())

@@ -69,12 +69,16 @@ pub(crate) async fn place_hold(
     let hold =
         LegalHold { id, reason, created_by: caller.token.id.clone(), created_at: Timestamp::now(), released_at: None };
     state.store.create_hold(&tenant, &hold).await?;
+    let mut details = serde_json::json!({"reason": hold.reason});
+    if let Some(storage) = crate::evidence::mirror_holds(&state, &tenant, None).await {
+        details["s3_legal_hold"] = storage;
+    }
     let action = AdminAction {
         kind: "custos.hold.placed",
         actor: actor(&caller),
         resource_type: "legal_hold",
         resource_id: &hold.id,
-        details: serde_json::json!({"reason": hold.reason}),
+        details,
     };
     record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
     Ok((StatusCode::CREATED, Json(hold)).into_response())
@@ -120,12 +124,16 @@ pub(crate) async fn release_hold(
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant_access(&state, &tenant, Permission::Admin).await?;
     let hold = state.store.release_hold(&tenant, &id, Timestamp::now()).await?;
+    let mut details = serde_json::json!({"reason": hold.reason, "placed_at": hold.created_at});
+    if let Some(storage) = crate::evidence::mirror_holds(&state, &tenant, None).await {
+        details["s3_legal_hold"] = storage;
+    }
     let action = AdminAction {
         kind: "custos.hold.released",
         actor: actor(&caller),
         resource_type: "legal_hold",
         resource_id: &hold.id,
-        details: serde_json::json!({"reason": hold.reason, "placed_at": hold.created_at}),
+        details,
     };
     record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
     Ok(Json(hold).into_response())

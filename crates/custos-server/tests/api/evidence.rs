@@ -854,3 +854,87 @@ async fn a_refused_object_lock_fails_the_upload_and_records_nothing() {
     assert!(count(r#"backend="s3",operation="put_multipart",outcome="ok""#) >= Some(1.0), "{metrics}");
     assert_eq!(count(r#"backend="s3",operation="put_retention",outcome="error""#), Some(1.0), "{metrics}");
 }
+
+/// Each object's S3 legal hold under `prefix` of moto's lock bucket, as boto3 (an
+/// independent client) reads it: key (without the prefix) to `ON`/`OFF`/null.
+fn legal_holds(endpoint: &str, bucket: &str, prefix: &str) -> std::collections::BTreeMap<String, Value> {
+    const SCRIPT: &str = r#"
+import json, sys, boto3
+endpoint, bucket, prefix = sys.argv[1:]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])]
+print(json.dumps({k[len(prefix) + 1:]: s3.head_object(Bucket=bucket, Key=k).get("ObjectLockLegalHoldStatus") for k in keys}))
+"#;
+    let output = std::process::Command::new("python3").args(["-c", SCRIPT, endpoint, bucket, prefix]).output().unwrap();
+    assert!(output.status.success(), "boto3: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// With Object Lock configured, custos's holds reach S3: a case hold puts the case's
+/// objects under legal hold, objects written into a held case are held as they land, a
+/// tenant-wide hold holds every case, and releasing turns off only what no other hold
+/// covers. Each hold's audit record says what was set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_become_s3_legal_holds_under_object_lock() {
+    let endpoint = std::env::var("CUSTOS_TEST_S3_LOCK_ENDPOINT").expect("scripts/test.sh starts moto's S3");
+    let bucket = std::env::var("CUSTOS_TEST_S3_LOCK_BUCKET").unwrap();
+    let prefix = format!("holds-{}", uuid::Uuid::new_v4().simple());
+    let objects = custos_store::objects::open_s3(&format!("s3://{bucket}/{prefix}"), Some(&endpoint))
+        .unwrap()
+        .with_object_lock("governance:1h".parse().unwrap())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("signing.key");
+    custos_server::keys::SigningKey::generate().create(&path).unwrap();
+    let config = ServerConfig { signing_key_file: Some(path.clone()), ..ServerConfig::default() };
+    let app =
+        TestApp::with_objects(Backend::Sqlite, config, Some((objects, std::time::Duration::from_secs(3600)))).await;
+    custos_server::keys::load_or_create(&*app.store, &path).await.unwrap();
+    let token = app
+        .token(&[
+            "evidence:create#tenant/acme",
+            "evidence:hold#tenant/acme",
+            "admin#tenant/acme",
+            "audit:read#tenant/acme",
+        ])
+        .await;
+    let holds = || legal_holds(&endpoint, &bucket, &prefix);
+    let of_case = |holds: &std::collections::BTreeMap<String, Value>, case: &str| -> Vec<Value> {
+        holds.iter().filter(|(key, _)| key.contains(&format!("/evidence/{case}/"))).map(|(_, v)| v.clone()).collect()
+    };
+    let post = |path: &str, body: Value| app.client.post(app.url(path)).bearer_auth(&token).json(&body).send();
+    let delete = |path: &str| app.client.delete(app.url(path)).bearer_auth(&token).send();
+
+    assert_eq!(put_artifact(&app, &token, "IR-1", "a.pcap", b"a".to_vec()).await.status(), 201);
+    assert_eq!(of_case(&holds(), "IR-1"), [Value::Null], "no hold yet");
+
+    let response = post("/v1/tenants/acme/evidence/holds/IR-1", json!({"reason": "matter 7"})).await.unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(of_case(&holds(), "IR-1"), ["ON"], "the case hold reaches S3");
+    let audit = log_kinds(&app, &token, "audit").await;
+    let placed = audit.iter().find(|r| r["action"] == "custos.evidence.hold.placed").unwrap();
+    assert_eq!(placed["details"]["s3_legal_hold"], json!({"objects_on": 1, "objects_off": 0}), "{placed}");
+
+    // Written into a held case: held as it lands, bundle files included.
+    assert_eq!(put_artifact(&app, &token, "IR-1", "b.pcap", b"b".to_vec()).await.status(), 201);
+    assert_eq!(seal(&app, &token, "IR-1").await.status(), 201);
+    let now = holds();
+    assert_eq!(of_case(&now, "IR-1").len(), 2 + 6, "two uploads, six bundle files: {now:?}");
+    assert!(of_case(&now, "IR-1").iter().all(|v| v == "ON"), "{now:?}");
+
+    // A tenant-wide hold holds every case; releasing the case's own hold then changes nothing.
+    assert_eq!(put_artifact(&app, &token, "IR-2", "c.pcap", b"c".to_vec()).await.status(), 201);
+    assert_eq!(of_case(&holds(), "IR-2"), [Value::Null]);
+    let response = post("/v1/tenants/acme/holds", json!({"id": "litigation", "reason": "all of it"})).await.unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(of_case(&holds(), "IR-2"), ["ON"]);
+    assert_eq!(delete("/v1/tenants/acme/evidence/holds/IR-1").await.unwrap().status(), 200);
+    assert!(holds().values().all(|v| v == "ON"), "the tenant hold still covers IR-1: {:?}", holds());
+
+    // Released everywhere: nothing is held in S3 any more.
+    assert_eq!(delete("/v1/tenants/acme/holds/litigation").await.unwrap().status(), 200);
+    assert!(holds().values().all(|v| v == "OFF"), "{:?}", holds());
+    let audit = log_kinds(&app, &token, "audit").await;
+    let released = audit.iter().find(|r| r["action"] == "custos.hold.released").unwrap();
+    assert_eq!(released["details"]["s3_legal_hold"], json!({"objects_on": 0, "objects_off": 9}), "{released}");
+}

@@ -97,13 +97,16 @@ pub(crate) struct S3Location {
     pub(crate) allow_http: bool,
 }
 
-/// An object's retention as S3 reports it.
+/// An object's Object Lock state as S3 reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Retention {
-    /// `compliance` or `governance`.
-    pub mode: String,
-    /// As S3 reports it, RFC 3339.
-    pub retain_until: String,
+    /// `compliance` or `governance`; null without a retention period.
+    pub mode: Option<String>,
+    /// As S3 reports it, RFC 3339; null without a retention period.
+    pub retain_until: Option<String>,
+    /// Whether a legal hold is on: S3 then deletes the version for nobody, whatever its
+    /// retention.
+    pub legal_hold: bool,
 }
 
 /// Object Lock requests on one bucket: retention set, read, and the bucket's
@@ -153,8 +156,26 @@ impl Bucket {
         Ok(until)
     }
 
-    /// The retention of `path`'s current version (a signed `HEAD`), whoever set it: custos,
-    /// or the bucket's default retention. `None` when it has none.
+    /// Sets or clears the legal hold of `path`'s current version (`PutObjectLegalHold`):
+    /// while it is on, S3 deletes that version for nobody, whatever its retention.
+    pub(crate) async fn legal_hold(&self, path: &ObjectPath, on: bool) -> StoreResult<()> {
+        let status = if on { "ON" } else { "OFF" };
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LegalHold xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <Status>{status}</Status></LegalHold>"
+        );
+        let url = format!("{}/{}?legal-hold=", self.location.bucket_url, self.key_path(path));
+        let context = || format!("setting the Object Lock legal hold of {path} {status}");
+        let (answer_status, _, answer) = self.send(http::Method::PUT, &url, Bytes::from(body), context).await?;
+        if !answer_status.is_success() {
+            return Err(StoreError::ObjectLock { context: context(), detail: refusal(answer_status, &answer) });
+        }
+        Ok(())
+    }
+
+    /// The Object Lock state of `path`'s current version (a signed `HEAD`), whoever set
+    /// it: custos, or the bucket's default retention. `None` when it has neither a
+    /// retention nor a legal hold.
     pub(crate) async fn retention(&self, path: &ObjectPath) -> StoreResult<Option<Retention>> {
         let url = format!("{}/{}", self.location.bucket_url, self.key_path(path));
         let context = || format!("reading the Object Lock retention of {path}");
@@ -163,8 +184,12 @@ impl Bucket {
             return Err(StoreError::ObjectLock { context: context(), detail: refusal(status, &answer) });
         }
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let legal_hold = header("x-amz-object-lock-legal-hold").is_some_and(|status| status == "ON");
         Ok(match (header("x-amz-object-lock-mode"), header("x-amz-object-lock-retain-until-date")) {
-            (Some(mode), Some(retain_until)) => Some(Retention { mode: mode.to_ascii_lowercase(), retain_until }),
+            (Some(mode), Some(retain_until)) => {
+                Some(Retention { mode: Some(mode.to_ascii_lowercase()), retain_until: Some(retain_until), legal_hold })
+            }
+            _ if legal_hold => Some(Retention { mode: None, retain_until: None, legal_hold }),
             _ => None,
         })
     }

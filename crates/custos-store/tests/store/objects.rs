@@ -138,13 +138,24 @@ async fn object_lock_retains_every_version_custos_writes() {
 
     // custos reads the retention back as S3 reports it.
     let retention = objects.retention(&copied).await.unwrap().expect("the copy is locked");
-    assert_eq!(retention.mode, "compliance");
-    let until = time::OffsetDateTime::parse(&retention.retain_until, &time::format_description::well_known::Rfc3339)
+    assert_eq!(retention.mode.as_deref(), Some("compliance"));
+    assert!(!retention.legal_hold, "{retention:?}");
+    let until = retention.retain_until.as_deref().unwrap();
+    let until = time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|e| panic!("{retention:?}: {e}"));
     assert!((until.unix_timestamp() as f64 - (before + 86_400.0)).abs() < 120.0, "{retention:?}");
     // Reading needs no lock configured: a store opened without one sees it too.
     let seen = plain.retention(&put).await.unwrap().expect("the manifest is locked");
-    assert_eq!(seen.mode, "compliance", "{seen:?}");
+    assert_eq!(seen.mode.as_deref(), Some("compliance"), "{seen:?}");
+
+    // A legal hold, on and off; only a store with Object Lock configured sets one.
+    objects.set_legal_hold(&put, true).await.unwrap();
+    assert!(objects.retention(&put).await.unwrap().unwrap().legal_hold);
+    plain.set_legal_hold(&put, false).await.unwrap();
+    assert!(objects.retention(&put).await.unwrap().unwrap().legal_hold, "plain sets nothing");
+    assert_eq!(objects.set_legal_holds_under(&Path::from("evidence/c"), false).await.unwrap(), 3);
+    assert!(!objects.retention(&put).await.unwrap().unwrap().legal_hold);
+    assert_eq!(objects.children(&Path::from("evidence/c")).await.unwrap(), ["b1", "uploads"]);
     // The unlocked object's only version was deleted above: S3 has nothing to report.
     let error = plain.retention(&unlocked).await.unwrap_err().to_string();
     assert!(error.contains("404"), "{error}");
