@@ -146,35 +146,85 @@ pub(crate) fn object_path(key: &str) -> Result<ObjectPath, ApiError> {
     ObjectPath::parse(key).map_err(|e| ApiError::internal(&e))
 }
 
-/// Brings S3's legal holds in line with custos's holds after one changed, when Object
-/// Lock is configured: on for every object of each held case, off for the others (all
-/// of the tenant's cases when `case` is `None`, for a tenant-wide hold). What it did,
-/// for the hold's audit record: `{"objects_on", "objects_off"}`, or `{"error"}` (the
-/// custos hold stands either way, and is what retention obeys). `None` without Object
-/// Lock.
-pub(crate) async fn mirror_holds(state: &AppState, tenant: &TenantId, case: Option<&str>) -> Option<serde_json::Value> {
-    let objects = state.objects.as_ref().filter(|objects| objects.mirrors_holds())?;
-    let mirrored = async {
-        let cases = match case {
-            Some(case) => vec![case.to_owned()],
-            None => objects.children(&ObjectPath::from(format!("tenants/{tenant}/evidence"))).await?,
-        };
-        let (mut on, mut off) = (0u64, 0u64);
-        for case in cases {
-            let held = state.store.case_held(tenant, &case).await?;
-            let set = objects.set_legal_holds_under(&ObjectPath::from(case_prefix(tenant, &case)), held).await?;
-            *(if held { &mut on } else { &mut off }) += set;
+/// After a hold changed, brings S3's legal holds in line with custos's holds, when
+/// Object Lock is configured: on for every object of each held case, off for the others
+/// (of `case`, or of all the tenant's cases for a tenant-wide hold). It runs on its own
+/// task, so a large tenant does not hold the request up and a client that goes away does
+/// not cut it short, and records what it did as `custos.evidence.s3_legal_holds.synced`
+/// (`objects_on`, `objects_off`, or `error`). custos's own hold stands either way, and is
+/// what its retention obeys.
+pub(crate) fn spawn_mirror_holds(
+    state: &AppState,
+    tenant: &TenantId,
+    case: Option<&str>,
+    actor: AuditActor,
+    cause: &'static str,
+) {
+    if !state.objects.as_ref().is_some_and(|objects| objects.mirrors_holds()) {
+        return;
+    }
+    let (state, tenant, case) = (state.clone(), tenant.clone(), case.map(str::to_owned));
+    let task = async move {
+        let mut details = serde_json::json!({"cause": cause});
+        if let Some(case) = &case {
+            details["case_id"] = serde_json::json!(case);
         }
-        Ok::<_, custos_store::StoreError>(serde_json::json!({"objects_on": on, "objects_off": off}))
+        match mirror_holds(&state, &tenant, case.as_deref()).await {
+            Ok((on, off)) => {
+                details["objects_on"] = serde_json::json!(on);
+                details["objects_off"] = serde_json::json!(off);
+            }
+            Err(error) => {
+                tracing::error!(
+                    tenant_id = tenant.as_str(),
+                    error = &error as &dyn std::error::Error,
+                    "S3 legal holds could not be brought in line with custos's holds"
+                );
+                details["error"] = serde_json::json!(error.to_string());
+            }
+        }
+        let action = crate::ledger::AdminAction {
+            kind: "custos.evidence.s3_legal_holds.synced",
+            actor,
+            resource_type: if case.is_some() { "evidence_case" } else { "tenant" },
+            resource_id: case.as_deref().unwrap_or(tenant.as_str()),
+            details,
+        };
+        crate::ledger::record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
     };
-    Some(mirrored.await.unwrap_or_else(|error| {
-        tracing::error!(
-            tenant_id = tenant.as_str(),
-            error = &error as &dyn std::error::Error,
-            "S3 legal holds could not be brought in line with custos's holds"
-        );
-        serde_json::json!({"error": error.to_string()})
-    }))
+    tokio::spawn(tracing::Instrument::instrument(task, tracing::Span::current()));
+}
+
+/// Sets each case's objects' legal holds to whether the case is held; how many were
+/// set on and off. A case found unheld is checked again after its objects were turned
+/// off: a hold placed meanwhile (perhaps on another replica) then turns them back on
+/// here, and one placed after that check runs its own pass after these requests, so
+/// an object is never left off while its case is held.
+async fn mirror_holds(
+    state: &AppState,
+    tenant: &TenantId,
+    case: Option<&str>,
+) -> Result<(u64, u64), custos_store::StoreError> {
+    let Some(objects) = state.objects.as_ref() else { return Ok((0, 0)) };
+    let cases = match case {
+        Some(case) => vec![case.to_owned()],
+        None => objects.children(&ObjectPath::from(format!("tenants/{tenant}/evidence"))).await?,
+    };
+    let (mut on, mut off) = (0u64, 0u64);
+    for case in cases {
+        let prefix = ObjectPath::from(case_prefix(tenant, &case));
+        if state.store.case_held(tenant, &case).await? {
+            on += objects.set_legal_holds_under(&prefix, true).await?;
+            continue;
+        }
+        let cleared = objects.set_legal_holds_under(&prefix, false).await?;
+        if state.store.case_held(tenant, &case).await? {
+            on += objects.set_legal_holds_under(&prefix, true).await?;
+        } else {
+            off += cleared;
+        }
+    }
+    Ok((on, off))
 }
 
 /// After objects were written into `case` (`path`: one object, or with `prefix` a

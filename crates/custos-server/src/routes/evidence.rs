@@ -546,18 +546,15 @@ pub(crate) async fn place_case_hold(
         released_at: None,
     };
     state.store.create_case_hold(&tenant, &hold).await?;
-    let mut details = serde_json::json!({"case_id": case, "reason": hold.reason});
-    if let Some(storage) = evidence::mirror_holds(&state, &tenant, Some(&case)).await {
-        details["s3_legal_hold"] = storage;
-    }
     let action = AdminAction {
         kind: "custos.evidence.hold.placed",
         actor: super::holds::actor(&caller),
         resource_type: "evidence_case",
         resource_id: &case,
-        details,
+        details: serde_json::json!({"case_id": case, "reason": hold.reason}),
     };
     record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
+    evidence::spawn_mirror_holds(&state, &tenant, Some(&case), action.actor, "custos.evidence.hold.placed");
     Ok((StatusCode::CREATED, Json(hold)).into_response())
 }
 
@@ -580,18 +577,15 @@ pub(crate) async fn release_case_hold(
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant_access(&state, &tenant, Permission::EvidenceHold).await?;
     let hold = state.store.release_case_hold(&tenant, &case, Timestamp::now()).await?;
-    let mut details = serde_json::json!({"case_id": case, "reason": hold.reason, "placed_at": hold.created_at});
-    if let Some(storage) = evidence::mirror_holds(&state, &tenant, Some(&case)).await {
-        details["s3_legal_hold"] = storage;
-    }
     let action = AdminAction {
         kind: "custos.evidence.hold.released",
         actor: super::holds::actor(&caller),
         resource_type: "evidence_case",
         resource_id: &case,
-        details,
+        details: serde_json::json!({"case_id": case, "reason": hold.reason, "placed_at": hold.created_at}),
     };
     record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
+    evidence::spawn_mirror_holds(&state, &tenant, Some(&case), action.actor, "custos.evidence.hold.released");
     Ok(Json(hold).into_response())
 }
 

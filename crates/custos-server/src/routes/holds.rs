@@ -69,18 +69,15 @@ pub(crate) async fn place_hold(
     let hold =
         LegalHold { id, reason, created_by: caller.token.id.clone(), created_at: Timestamp::now(), released_at: None };
     state.store.create_hold(&tenant, &hold).await?;
-    let mut details = serde_json::json!({"reason": hold.reason});
-    if let Some(storage) = crate::evidence::mirror_holds(&state, &tenant, None).await {
-        details["s3_legal_hold"] = storage;
-    }
     let action = AdminAction {
         kind: "custos.hold.placed",
         actor: actor(&caller),
         resource_type: "legal_hold",
         resource_id: &hold.id,
-        details,
+        details: serde_json::json!({"reason": hold.reason}),
     };
     record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
+    crate::evidence::spawn_mirror_holds(&state, &tenant, None, action.actor, "custos.hold.placed");
     Ok((StatusCode::CREATED, Json(hold)).into_response())
 }
 
@@ -124,17 +121,14 @@ pub(crate) async fn release_hold(
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant_access(&state, &tenant, Permission::Admin).await?;
     let hold = state.store.release_hold(&tenant, &id, Timestamp::now()).await?;
-    let mut details = serde_json::json!({"reason": hold.reason, "placed_at": hold.created_at});
-    if let Some(storage) = crate::evidence::mirror_holds(&state, &tenant, None).await {
-        details["s3_legal_hold"] = storage;
-    }
     let action = AdminAction {
         kind: "custos.hold.released",
         actor: actor(&caller),
         resource_type: "legal_hold",
         resource_id: &hold.id,
-        details,
+        details: serde_json::json!({"reason": hold.reason, "placed_at": hold.created_at}),
     };
     record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
+    crate::evidence::spawn_mirror_holds(&state, &tenant, None, action.actor, "custos.hold.released");
     Ok(Json(hold).into_response())
 }
