@@ -90,3 +90,28 @@ pub async fn run_sql(database_url: Option<&str>, data_dir: &std::path::Path, sql
         }
     }
 }
+
+/// What boto3, an independent S3 client, reads of every object under `prefix` of
+/// `bucket` at `endpoint` (moto's S3 in the suite): key (without the prefix) to the
+/// `head_object` answer's `field` (`ObjectLockMode`, `ObjectLockLegalHoldStatus`, …),
+/// null when absent.
+pub fn s3_head_field(
+    endpoint: &str,
+    bucket: &str,
+    prefix: &str,
+    field: &str,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    const SCRIPT: &str = r#"
+import json, sys, boto3
+endpoint, bucket, prefix, field = sys.argv[1:]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])]
+print(json.dumps({k[len(prefix) + 1:]: s3.head_object(Bucket=bucket, Key=k).get(field) for k in keys}))
+"#;
+    let output = std::process::Command::new("python3")
+        .args(["-c", SCRIPT, endpoint, bucket, prefix, field])
+        .output()
+        .expect("python3 runs");
+    assert!(output.status.success(), "boto3: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("boto3 printed JSON")
+}

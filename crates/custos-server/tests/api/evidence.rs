@@ -819,20 +819,8 @@ async fn bad_capsules_name_the_field_and_write_nothing() {
 /// records no artifact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_object_lock_fails_the_upload_and_records_nothing() {
-    let endpoint = std::env::var("CUSTOS_TEST_S3_LOCK_ENDPOINT").expect("scripts/test.sh starts moto's S3");
-    let bucket = std::env::var("CUSTOS_TEST_S3_NOLOCK_BUCKET").unwrap();
-    let url = format!("s3://{bucket}/evidence-{}", uuid::Uuid::new_v4().simple());
-    let objects = custos_store::objects::open_s3(&url, Some(&endpoint))
-        .unwrap()
-        .with_object_lock("compliance:1d".parse().unwrap())
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("signing.key");
-    custos_server::keys::SigningKey::generate().create(&path).unwrap();
-    let config = ServerConfig { signing_key_file: Some(path.clone()), ..ServerConfig::default() };
-    let app =
-        TestApp::with_objects(Backend::Sqlite, config, Some((objects, std::time::Duration::from_secs(3600)))).await;
-    custos_server::keys::load_or_create(&*app.store, &path).await.unwrap();
+    let prefix = format!("evidence-{}", uuid::Uuid::new_v4().simple());
+    let app = locked_app("CUSTOS_TEST_S3_NOLOCK_BUCKET", &prefix, "compliance:1d").await;
     let token = app.token(&["evidence:create#tenant/acme", "evidence:read#tenant/acme"]).await;
 
     let response = put_artifact(&app, &token, "IR-7", "capture.pcap", b"packets".to_vec()).await;
@@ -855,19 +843,23 @@ async fn a_refused_object_lock_fails_the_upload_and_records_nothing() {
     assert_eq!(count(r#"backend="s3",operation="put_retention",outcome="error""#), Some(1.0), "{metrics}");
 }
 
-/// Each object's S3 legal hold under `prefix` of moto's lock bucket, as boto3 (an
-/// independent client) reads it: key (without the prefix) to `ON`/`OFF`/null.
-fn legal_holds(endpoint: &str, bucket: &str, prefix: &str) -> std::collections::BTreeMap<String, Value> {
-    const SCRIPT: &str = r#"
-import json, sys, boto3
-endpoint, bucket, prefix = sys.argv[1:]
-s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])]
-print(json.dumps({k[len(prefix) + 1:]: s3.head_object(Bucket=bucket, Key=k).get("ObjectLockLegalHoldStatus") for k in keys}))
-"#;
-    let output = std::process::Command::new("python3").args(["-c", SCRIPT, endpoint, bucket, prefix]).output().unwrap();
-    assert!(output.status.success(), "boto3: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap()
+/// An app whose objects are in moto's S3, in the bucket `bucket_variable` names, under
+/// `prefix`, with Object Lock `lock` configured.
+async fn locked_app(bucket_variable: &str, prefix: &str, lock: &str) -> TestApp {
+    let endpoint = std::env::var("CUSTOS_TEST_S3_LOCK_ENDPOINT").expect("scripts/test.sh starts moto's S3");
+    let bucket = std::env::var(bucket_variable).unwrap();
+    let objects = custos_store::objects::open_s3(&format!("s3://{bucket}/{prefix}"), Some(&endpoint))
+        .unwrap()
+        .with_object_lock(lock.parse().unwrap())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap().keep();
+    let path = dir.join("signing.key");
+    custos_server::keys::SigningKey::generate().create(&path).unwrap();
+    let config = ServerConfig { signing_key_file: Some(path.clone()), ..ServerConfig::default() };
+    let app =
+        TestApp::with_objects(Backend::Sqlite, config, Some((objects, std::time::Duration::from_secs(3600)))).await;
+    custos_server::keys::load_or_create(&*app.store, &path).await.unwrap();
+    app
 }
 
 /// Waits for the `n`th `custos.evidence.s3_legal_holds.synced` record (holds are
@@ -891,20 +883,10 @@ async fn synced(app: &TestApp, token: &str, n: usize) -> Value {
 /// covers. Each pass is recorded in the audit log with what it set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holds_become_s3_legal_holds_under_object_lock() {
-    let endpoint = std::env::var("CUSTOS_TEST_S3_LOCK_ENDPOINT").expect("scripts/test.sh starts moto's S3");
+    let endpoint = std::env::var("CUSTOS_TEST_S3_LOCK_ENDPOINT").unwrap();
     let bucket = std::env::var("CUSTOS_TEST_S3_LOCK_BUCKET").unwrap();
     let prefix = format!("holds-{}", uuid::Uuid::new_v4().simple());
-    let objects = custos_store::objects::open_s3(&format!("s3://{bucket}/{prefix}"), Some(&endpoint))
-        .unwrap()
-        .with_object_lock("governance:1h".parse().unwrap())
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("signing.key");
-    custos_server::keys::SigningKey::generate().create(&path).unwrap();
-    let config = ServerConfig { signing_key_file: Some(path.clone()), ..ServerConfig::default() };
-    let app =
-        TestApp::with_objects(Backend::Sqlite, config, Some((objects, std::time::Duration::from_secs(3600)))).await;
-    custos_server::keys::load_or_create(&*app.store, &path).await.unwrap();
+    let app = locked_app("CUSTOS_TEST_S3_LOCK_BUCKET", &prefix, "governance:1h").await;
     let token = app
         .token(&[
             "evidence:create#tenant/acme",
@@ -913,7 +895,7 @@ async fn holds_become_s3_legal_holds_under_object_lock() {
             "audit:read#tenant/acme",
         ])
         .await;
-    let holds = || legal_holds(&endpoint, &bucket, &prefix);
+    let holds = || custos_store::testing::s3_head_field(&endpoint, &bucket, &prefix, "ObjectLockLegalHoldStatus");
     let of_case = |holds: &std::collections::BTreeMap<String, Value>, case: &str| -> Vec<Value> {
         holds.iter().filter(|(key, _)| key.contains(&format!("/evidence/{case}/"))).map(|(_, v)| v.clone()).collect()
     };

@@ -366,17 +366,7 @@ async fn object_lock_covers_every_object_of_a_sealed_bundle() {
     let (ok, log) = server.stop();
     assert!(ok, "{log:?}");
 
-    const SCRIPT: &str = r#"
-import json, sys, boto3
-endpoint, bucket, prefix = sys.argv[1:]
-s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])]
-print(json.dumps({k[len(prefix) + 1:]: s3.head_object(Bucket=bucket, Key=k).get("ObjectLockMode") for k in keys}))
-"#;
-    let output =
-        std::process::Command::new("python3").args(["-c", SCRIPT, &endpoint, &bucket, &prefix]).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let modes: serde_json::Map<String, Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let modes = custos_store::testing::s3_head_field(&endpoint, &bucket, &prefix, "ObjectLockMode");
     for file in ["manifest.json", "manifest.dsse.json", "root.merkle", "custody.json", "artifacts/notes.txt"] {
         assert!(modes.keys().any(|k| k.ends_with(&format!("/{file}"))), "{file} was written: {modes:?}");
     }
