@@ -55,8 +55,9 @@ if ! command -v openssl >/dev/null 2>&1; then
 fi
 
 # Independent readers of our formats (the OpenMetrics parser of prometheus_client, DSSE
-# and in-toto verifiers), from PyPI.
-if ! python3 -c 'import prometheus_client, yaml, jsonschema, cryptography, securesystemslib, in_toto_attestation, moto, flask' >/dev/null 2>&1; then
+# and in-toto verifiers, moto's S3 emulator), from PyPI: installed unless every pin of
+# scripts/requirements-test.txt is installed at its version.
+if ! python3 scripts/lib/requirements_met.py scripts/requirements-test.txt; then
     echo "test.sh: installing the Python test readers (scripts/requirements-test.txt)" >&2
     pip_install=(python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-test.txt)
     # Debian's own python3 refuses system-wide installs (PEP 668); this is a throwaway machine.
@@ -82,7 +83,10 @@ if [ "$fuzz_seconds" -gt 0 ]; then
         echo "test.sh: installing cargo-fuzz" >&2
         cargo install cargo-fuzz --locked --quiet
     fi
-    for target in ingest_body cursor job_schedule console_input log_records log_export attestation bundle_archive capsule_input; do
+    # Every target cargo fuzz knows, so a new one cannot be left out.
+    targets=$(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz list)
+    [ -n "$targets" ] || { echo "test.sh: cargo fuzz list found no fuzz target" >&2; exit 1; }
+    for target in $targets; do
         echo "test.sh: fuzzing $target for ${fuzz_seconds}s" >&2
         corpus=$(mktemp -d)
         log=$(mktemp)
@@ -103,6 +107,10 @@ else
 fi
 
 [ "${1:-}" = "--" ] && shift
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "test.sh: installing cargo-nextest" >&2
+    cargo install cargo-nextest --locked --quiet
+fi
 echo "test.sh: cargo nextest run" >&2
 status=0
 cargo nextest run --workspace --locked --no-fail-fast --failure-output final "$@" || status=$?

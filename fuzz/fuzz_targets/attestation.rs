@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(verified.signed_by, [key.key_id()]);
         assert_eq!(Some(verified.payload), decode_base64(&envelope.payload));
     }
-    if let Ok(verified) = verify_provenance(&envelope, std::slice::from_ref(&key), DIGEST) {
+    if let Ok(verified) = verify_provenance(&envelope, std::slice::from_ref(&key), DIGEST, None) {
         assert_eq!(verified.statement.predicate_type, SLSA_PROVENANCE);
         assert_eq!(verified.subject.digest.get("sha256").map(String::as_str), Some(DIGEST));
     }

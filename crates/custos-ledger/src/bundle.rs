@@ -391,6 +391,8 @@ pub fn parse_keyring(json: &[u8]) -> Result<Vec<TrustedKey>, String> {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BundleReport {
     pub bundle_id: String,
+    /// SHA-256 of `manifest.json`: the subject of the bundle's provenance attestation.
+    pub manifest_sha256: String,
     pub tenant_id: String,
     pub case_id: String,
     pub kind: String,
@@ -545,8 +547,10 @@ impl Contents {
                 (Some(crate::tsa::verify_token(token, &root, None, tsa).map_err(BundleError::Timestamp)?), false)
             }
         };
+        let manifest_sha256 = hex::encode(Sha256::digest(manifest_bytes));
         Ok(BundleReport {
             bundle_id: manifest.bundle_id,
+            manifest_sha256,
             tenant_id: manifest.tenant_id,
             case_id: manifest.case_id,
             kind: manifest.kind,
@@ -1028,6 +1032,47 @@ impl<R: Read, F: Fn() -> bool> Read for Guarded<R, F> {
         }
         Ok(n)
     }
+}
+
+/// Checks that `envelope` is this verified bundle's provenance: a SLSA provenance by one
+/// of `keys` about the bundle's `manifest.json`, custos's own (not a platform's report about
+/// the same digest), of the bundle's tenant, and naming the bundle as its invocation.
+pub fn check_bundle_attestation(
+    report: &BundleReport,
+    envelope: &Envelope,
+    keys: &[TrustedKey],
+) -> Result<crate::intoto::VerifiedAttestation, crate::intoto::AttestationError> {
+    use crate::intoto::{AttestationError, Origin, OriginField};
+    let dsse_keys: Vec<DsseKey> = keys.iter().map(|k| k.key.clone()).collect();
+    let verified =
+        crate::intoto::verify_provenance(envelope, &dsse_keys, &report.manifest_sha256, Some(&report.tenant_id))?;
+    if verified.origin != Origin::Custos {
+        return Err(AttestationError::Origin {
+            field: OriginField::BuildType,
+            message: format!(
+                "the statement is a platform's report (build type {:?}), not custos's provenance of the bundle",
+                verified.statement.predicate.build_definition.build_type
+            ),
+        });
+    }
+    let invocation =
+        verified.statement.predicate.run_details.metadata.as_ref().and_then(|m| m.invocation_id.as_deref());
+    if invocation != Some(report.bundle_id.as_str()) {
+        return Err(AttestationError::Predicate {
+            predicate_type: crate::intoto::SLSA_PROVENANCE.into(),
+            message: format!("the invocation is {invocation:?}, not the bundle {:?}", report.bundle_id),
+        });
+    }
+    // As for the manifest, a signature counts only from a key valid when the bundle was made.
+    let in_window =
+        verified.signed_by.iter().any(|id| keys.iter().any(|k| k.key.key_id() == id && k.valid_at(report.signed_at)));
+    if !in_window {
+        return Err(AttestationError::KeyWindow {
+            signed_by: verified.signed_by.join(", "),
+            at: report.signed_at.to_string(),
+        });
+    }
+    Ok(verified)
 }
 
 #[cfg(test)]

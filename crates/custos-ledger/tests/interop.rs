@@ -157,13 +157,16 @@ fn provenance(digest: &str) -> Statement<Provenance> {
         Provenance {
             build_definition: BuildDefinition {
                 build_type: "https://custos.dev/evidence-bundle/v1".into(),
-                external_parameters: serde_json::json!({"case_id": "IR-7"}).as_object().unwrap().clone(),
+                external_parameters: serde_json::json!({"tenant_id": "acme", "case_id": "IR-7"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
                 internal_parameters: None,
                 resolved_dependencies: vec![],
             },
             run_details: RunDetails {
                 builder: Builder {
-                    id: "https://custos.test".into(),
+                    id: "https://custos.test/custos".into(),
                     version: Default::default(),
                     builder_dependencies: vec![],
                 },
@@ -238,7 +241,7 @@ fn securesystemslib_and_in_toto_read_custos_attestations() {
     let envelope = Envelope::parse(&std::fs::read(&python_out).unwrap()).unwrap();
     assert_eq!(envelope.payload_type, PAYLOAD_TYPE_IN_TOTO);
     let keys = [DsseKey::from_bytes(&python_signer.public_key().to_bytes()).unwrap()];
-    let verified = verify_provenance(&envelope, &keys, &"ef".repeat(32)).unwrap();
+    let verified = verify_provenance(&envelope, &keys, &"ef".repeat(32), Some("acme")).unwrap();
     assert_eq!(verified.signed_by, [python_signer.key_id()]);
-    assert!(verify_provenance(&envelope, &keys, &digest).is_err());
+    assert!(verify_provenance(&envelope, &keys, &digest, None).is_err());
 }

@@ -32,6 +32,10 @@ pub const MAX_RESOURCE_ID_CHARS: usize = 256;
 pub const CUSTOS_NAMESPACE: &str = "custos.";
 /// Event ids that would read as the log's own routes (`GET …/timeline/checkpoint`).
 pub const RESERVED_EVENT_IDS: &[&str] = &["checkpoint", "export", "proof"];
+/// The prefix of the ids of records custos writes itself (a failed run's record, a
+/// capsule's, a retention tombstone): reserved, so that a client cannot take an id
+/// custos will need later and make custos's own record fail as a duplicate.
+pub const CUSTOS_EVENT_ID_PREFIX: &str = "custos-";
 
 /// Which of a tenant's logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -306,6 +310,14 @@ fn check_common(
         return Err(FieldError::new(
             "event_id",
             format!("{event_id:?} is reserved (it names a route under the log: {})", RESERVED_EVENT_IDS.join(", ")),
+        ));
+    }
+    if !by_custos
+        && event_id.get(..CUSTOS_EVENT_ID_PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(CUSTOS_EVENT_ID_PREFIX))
+    {
+        return Err(FieldError::new(
+            "event_id",
+            format!("ids starting with {CUSTOS_EVENT_ID_PREFIX:?} are reserved for records custos writes itself"),
         ));
     }
     check_kind(kind, by_custos)?;

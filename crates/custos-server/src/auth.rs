@@ -171,7 +171,7 @@ pub(crate) struct TokenCache {
 }
 
 impl TokenCache {
-    async fn lookup(&self, state: &AppState, secret_hash: &str) -> Result<Option<TokenRecord>, ApiError> {
+    pub(crate) async fn lookup(&self, state: &AppState, secret_hash: &str) -> Result<Option<TokenRecord>, ApiError> {
         {
             let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some((record, fetched)) = entries.get(secret_hash)

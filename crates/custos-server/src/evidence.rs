@@ -42,7 +42,6 @@ const UPLOAD_PARTS_IN_FLIGHT: usize = 2;
 /// Archive bytes buffered between the archive writer and the response.
 const DOWNLOAD_CHUNK_BYTES: usize = 256 * 1024;
 /// The build type of a bundle's provenance.
-pub const BUNDLE_BUILD_TYPE: &str = "https://custos.dev/evidence-bundle/v1";
 /// The subject type of a bundle's attestation.
 pub const SUBJECT_BUNDLE: &str = "evidence_bundle";
 /// The file in a case bundle recording each artifact's upload (the chain of custody).
@@ -897,7 +896,7 @@ fn attest_bundle(
         vec![ResourceDescriptor::sha256(subject_name.clone(), manifest_sha256)],
         Provenance {
             build_definition: BuildDefinition {
-                build_type: BUNDLE_BUILD_TYPE.into(),
+                build_type: custos_ledger::intoto::BUNDLE_BUILD_TYPE.into(),
                 external_parameters: parameters(&[
                     ("tenant_id", &manifest.tenant_id),
                     ("case_id", &manifest.case_id),
@@ -905,6 +904,7 @@ fn attest_bundle(
                     ("resource_id", &manifest.resource_id),
                 ]),
                 internal_parameters: Some(parameters(&[
+                    ("tenant_id", &manifest.tenant_id),
                     ("merkle_root", &manifest.merkle_root),
                     ("signed_at", &manifest.created_at.to_string()),
                 ])),
@@ -916,7 +916,7 @@ fn attest_bundle(
             },
             run_details: RunDetails {
                 builder: Builder {
-                    id: format!("https://{}/custos", state.ledger.deployment()),
+                    id: custos_ledger::intoto::Origin::Custos.builder_id(state.ledger.deployment()),
                     version: [("custos".to_owned(), state.config.version.clone())].into(),
                     builder_dependencies: vec![],
                 },

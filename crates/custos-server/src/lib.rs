@@ -82,6 +82,9 @@ pub struct ServerConfig {
     pub evidence_max_artifact_bytes: u64,
     /// An RFC 3161 time-stamping authority that stamps every bundle's Merkle root.
     pub tsa: Option<evidence::TsaConfig>,
+    /// Requests made with these tokens (ids) log their end at debug, not info: the demo's
+    /// simulator, whose traffic would otherwise bury the terminal.
+    pub quiet_token_ids: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +109,7 @@ impl Default for ServerConfig {
             trace_url_template: None,
             evidence_max_artifact_bytes: evidence::DEFAULT_MAX_ARTIFACT_BYTES,
             tsa: None,
+            quiet_token_ids: Vec::new(),
         }
     }
 }
@@ -138,9 +142,10 @@ pub struct Shared {
     /// Tenants known to exist. Tenants are never deleted, so a positive answer can be
     /// kept; a miss always asks the store (a tenant created by the CLI appears at once).
     known_tenants: RwLock<HashSet<TenantId>>,
-    /// One scrape at a time derives the platform families, so concurrent scrapers
-    /// cannot multiply the load on the store.
-    pub(crate) platform_scrape: tokio::sync::Mutex<()>,
+    /// The platform families of the latest scrape and when they were derived. One scrape
+    /// at a time derives them, and a scrape within a second of the last reuses them, so
+    /// a scrape flood reads the store at most once a second.
+    pub(crate) platform_scrape: tokio::sync::Mutex<Option<(std::time::Instant, custos_telemetry::ConstFamilies)>>,
     /// This process's background workers and their heartbeats (read by `/health`).
     pub workers: Workers,
     /// Set when shutdown begins: readiness answers 503 so load balancers stop sending.
@@ -233,7 +238,7 @@ pub fn router(state: AppState) -> Router {
 /// without exposing the API.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
-        .route("/metrics", axum::routing::get(routes::platform::metrics))
+        .route("/metrics", axum::routing::get(routes::platform::metrics_on_own_port))
         .fallback(routes::platform::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
         .with_state(state)

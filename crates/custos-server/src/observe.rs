@@ -132,8 +132,11 @@ pub(crate) async fn observe(State(state): State<AppState>, mut request: Request,
             span.record("error_code", error.code.as_str());
             span.record("error_message", error.message.as_str());
         }
+        let quiet = invocation.actor.as_ref().is_some_and(|(id, _)| state.config.quiet_token_ids.contains(id));
         if status.is_server_error() {
             tracing::error!("request finished");
+        } else if quiet {
+            tracing::debug!("request finished");
         } else {
             tracing::info!("request finished");
         }

@@ -10,5 +10,5 @@ pub mod trace_context;
 
 pub use families::{ConstFamilies, ConstFamily, FamilyKind, SampleValue};
 pub use logging::{CaptureWriter, LogFormat, LogGuard, LogSettings, init_subscriber, json_layer};
-pub use metrics::{ExpositionFormat, HttpLabels, Metrics};
+pub use metrics::{ExpositionFormat, Exposure, HttpLabels, Metrics};
 pub use trace_context::TraceContext;

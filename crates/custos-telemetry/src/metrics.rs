@@ -127,7 +127,22 @@ pub struct Metrics {
     /// Time the latest scrape spent deriving the platform families from the store.
     pub platform_collection_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub platform_collection_errors: Counter,
+    /// Families labelled by tenant, served only to scrapers allowed to see every tenant.
+    tenant_registry: Registry,
+    /// What a scrape that may not see them gets instead: a gauge saying so.
+    withheld_registry: Registry,
     namespace: String,
+}
+
+/// What one scrape may see.
+#[derive(Debug)]
+pub enum Exposure {
+    /// custos's own golden signals only: nothing names a tenant. A gauge
+    /// `<namespace>_metrics_tenant_families_withheld` says what is missing and why.
+    OwnOnly,
+    /// Everything: custos's own families, the tenant-labelled ones, and these families
+    /// derived at scrape time.
+    Everything(ConstFamilies),
 }
 
 impl Metrics {
@@ -187,8 +202,18 @@ impl Metrics {
             object_store_operation_duration.clone(),
         );
 
+        let mut withheld_registry = Registry::with_prefix(namespace);
+        let withheld = Gauge::<i64>::default();
+        withheld.set(1);
+        withheld_registry.register(
+            "metrics_tenant_families_withheld",
+            "1: this scrape carries custos's own signals only; the families labelled by tenant need the metrics \
+             token (--metrics-token), a token reading every tenant, or the --metrics-listen port",
+            withheld,
+        );
+        let mut tenant_registry = Registry::with_prefix(namespace);
         let api_token_invocations = Family::<InvocationLabels, Counter>::default();
-        own.register(
+        tenant_registry.register(
             "api_token_invocations",
             "Tenant API calls made with a token, by tenant, required scope and response status",
             api_token_invocations.clone(),
@@ -221,6 +246,8 @@ impl Metrics {
 
         Self {
             registry,
+            tenant_registry,
+            withheld_registry,
             api_token_invocations,
             worker_loop_duration,
             worker_last_run,
@@ -284,25 +311,33 @@ impl Metrics {
         self.api_token_invocations.get_or_create_owned(labels).inc();
     }
 
-    /// The registry's current values in `format`.
+    /// Every current value, tenant-labelled families included, in `format`.
     pub fn render(&self, format: ExpositionFormat) -> String {
-        self.render_with(format, ConstFamilies::default())
+        self.render_with(format, Exposure::Everything(ConstFamilies::default()))
     }
 
-    /// The registry's current values plus `extra` families (named under the same
-    /// namespace), in `format`.
-    pub fn render_with(&self, format: ExpositionFormat, extra: ConstFamilies) -> String {
+    /// The registry's current values as `exposure` allows, in `format`.
+    pub fn render_with(&self, format: ExpositionFormat, exposure: Exposure) -> String {
         let mut openmetrics = String::with_capacity(16 * 1024);
         prometheus_client::encoding::text::encode(&mut openmetrics, &self.registry)
             .expect("writing to a String cannot fail");
-        if !extra.0.is_empty() {
-            let mut registry = Registry::with_prefix(&self.namespace);
-            registry.register_collector(Box::new(extra));
+        let mut append = |registry: &Registry| {
             let mut more = String::new();
-            prometheus_client::encoding::text::encode(&mut more, &registry).expect("writing to a String cannot fail");
+            prometheus_client::encoding::text::encode(&mut more, registry).expect("writing to a String cannot fail");
             // Both end with the single `# EOF` OpenMetrics allows.
             openmetrics.truncate(openmetrics.len() - EOF.len());
             openmetrics.push_str(&more);
+        };
+        match exposure {
+            Exposure::OwnOnly => append(&self.withheld_registry),
+            Exposure::Everything(extra) => {
+                append(&self.tenant_registry);
+                if !extra.0.is_empty() {
+                    let mut registry = Registry::with_prefix(&self.namespace);
+                    registry.register_collector(Box::new(extra));
+                    append(&registry);
+                }
+            }
         }
         match format {
             ExpositionFormat::OpenMetrics => openmetrics,

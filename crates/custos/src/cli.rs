@@ -35,8 +35,9 @@ pub struct GlobalArgs {
     /// --data-dir when unset.
     #[arg(long, env = "CUSTOS_OBJECT_STORE_URL", global = true)]
     pub object_store_url: Option<String>,
-    /// Log line format on standard error.
-    #[arg(long, env = "CUSTOS_LOG_FORMAT", value_enum, default_value = "json", global = true)]
+    /// Log line format on standard error: `auto` is human-readable text when standard
+    /// error is a terminal, JSON lines otherwise.
+    #[arg(long, env = "CUSTOS_LOG_FORMAT", value_enum, default_value = "auto", global = true)]
     pub log_format: LogFormatArg,
     /// Log filter: a level (info, debug) or directives (custos=debug,sqlx=warn).
     #[arg(long, env = "CUSTOS_LOG", default_value = "info", global = true)]
@@ -77,6 +78,7 @@ fn parse_secret(value: &str) -> Result<SecretString, String> {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormatArg {
+    Auto,
     Json,
     Text,
 }
@@ -127,7 +129,8 @@ pub struct ServeArgs {
     /// Largest rule-run `context` kept whole, in bytes; larger ones are truncated with a marker.
     #[arg(long, env = "CUSTOS_MAX_CONTEXT_BYTES", default_value_t = 16 * 1024)]
     pub max_context_bytes: usize,
-    /// Also serve /metrics (only) on this address, e.g. 0.0.0.0:9090.
+    /// Also serve /metrics (only) on this address, e.g. 0.0.0.0:9464, with every family
+    /// (on the API port, the families labelled by tenant need the metrics token).
     #[arg(long, env = "CUSTOS_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// Require `Authorization: Bearer <token>` on /metrics.
@@ -603,7 +606,8 @@ pub struct AttestShowArgs {
     /// The attestation (a DSSE envelope as JSON), to check offline.
     #[arg(long)]
     pub envelope: Option<PathBuf>,
-    /// The tenant to look attestations up in, on the server (without --envelope).
+    /// The tenant to look attestations up in, on the server (without --envelope); with
+    /// --envelope, the tenant the statement must belong to.
     #[arg(long)]
     pub tenant: Option<String>,
     /// A trusted public key, as for `forensic verify`; repeat for several. Without
@@ -634,6 +638,11 @@ pub struct VerifyBundleArgs {
     /// is then verified (without it, a timestamp is reported present but unchecked).
     #[arg(long)]
     pub tsa_cert: Option<PathBuf>,
+    /// The bundle's provenance attestation (its DSSE envelope as JSON, from `GET
+    /// …/attestations?subject_id=<bundle>`): verified too, and refused unless it is
+    /// custos's own provenance of this bundle, of the bundle's tenant.
+    #[arg(long)]
+    pub attestation: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -307,7 +307,8 @@ async fn put(client: &reqwest::Client, base: &str, token: &str, path: &str, body
     Ok(())
 }
 
-async fn new_token(store: &dyn Store, name: &str, scope: &str) -> anyhow::Result<String> {
+/// A new token: its secret and its id.
+async fn new_token(store: &dyn Store, name: &str, scope: &str) -> anyhow::Result<(String, String)> {
     let generated = token::generate();
     let scope: Scope = scope.parse().map_err(|e: custos_model::FieldError| anyhow::anyhow!(e.message))?;
     let record = TokenRecord {
@@ -322,7 +323,7 @@ async fn new_token(store: &dyn Store, name: &str, scope: &str) -> anyhow::Result
     store.create_token(&record).await?;
     let details = crate::commands::admin::created_details(&record);
     crate::commands::admin::record_token_action(store, &record, "custos.token.created", details).await?;
-    Ok(generated.secret)
+    Ok((generated.secret, record.id))
 }
 
 /// Registers the world's components and backfills a few hours of history.
@@ -649,10 +650,10 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
                 .await?;
         }
     }
-    let admin =
+    let (admin, _) =
         new_token(&*store, "demo-admin", &Scope::new(custos_model::Permission::Admin, TenantSelector::All).to_string())
             .await?;
-    let simulator = new_token(&*store, "demo-simulator", "admin#tenant/*").await?;
+    let (simulator, simulator_id) = new_token(&*store, "demo-simulator", "admin#tenant/*").await?;
 
     let listener = serve::bind(&args.serve).await?;
     let address = listener.local_addr().context("reading the bound address")?;
@@ -662,7 +663,11 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     custos_server::keys::load_or_create(&*store, &key_path)
         .await
         .with_context(|| format!("setting up the checkpoint signing key {}", key_path.display()))?;
-    let state = custos_server::AppState::new(store.clone(), demo_config(global, &args.serve)?).with_objects(objects);
+    let mut config = demo_config(global, &args.serve)?;
+    // The simulator's requests are logged at debug: at info they would scroll the banner
+    // and the admin token off a newcomer's terminal.
+    config.quiet_token_ids.push(simulator_id);
+    let state = custos_server::AppState::new(store.clone(), config).with_objects(objects);
     let workers = state.workers.clone();
     custos_server::ledger::spawn_checkpointer(state.clone(), args.serve.checkpoint_period);
     custos_server::ledger::spawn_retention(state.clone(), args.serve.retention_period);

@@ -52,7 +52,8 @@ pub fn init_telemetry(
         env: global.env.clone(),
         instance_id: instance_id().into(),
         format: match global.log_format {
-            LogFormatArg::Json => LogFormat::Json,
+            LogFormatArg::Auto if std::io::IsTerminal::is_terminal(&std::io::stderr()) => LogFormat::Text,
+            LogFormatArg::Auto | LogFormatArg::Json => LogFormat::Json,
             LogFormatArg::Text => LogFormat::Text,
         },
         filter: global.log_level.clone(),
@@ -183,5 +184,6 @@ pub fn server_config(global: &GlobalArgs, serve: &ServeArgs) -> anyhow::Result<S
         .into_iter()
         .map(|(name, on)| (name.to_owned(), on))
         .collect(),
+        quiet_token_ids: Vec::new(),
     })
 }

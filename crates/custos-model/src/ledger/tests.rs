@@ -55,6 +55,10 @@ fn bad_events_name_the_field() {
         ("event_id", r#""has space""#, "event_id"),
         ("event_id", r#""checkpoint""#, "event_id"),
         ("event_id", r#""export""#, "event_id"),
+        // custos's own ids: a client taking one would make custos's record a duplicate.
+        ("event_id", r#""custos-rule-run-failed-run-7""#, "event_id"),
+        ("event_id", r#""custos-job-capsule-0123456789abcdef0123456789abcdef""#, "event_id"),
+        ("event_id", r#""CUSTOS-retention-timeline-5""#, "event_id"),
         ("event_id", r#""""#, "event_id"),
         ("ts", r#""yesterday""#, "ts"),
         ("tenant_id", r#""globex""#, "tenant_id"),
@@ -75,8 +79,9 @@ fn bad_events_name_the_field() {
     assert_eq!(invalid_field(&big), "details");
     assert_eq!(invalid_field(r#"{"ts":"2026-11-23T10:00:00Z","kind":"a.b"}"#), "event_id");
     assert_eq!(invalid_field(r#"{"event_id":"e","kind":"a.b"}"#), "ts");
-    // The URL's tenant, when given, passes.
+    // The URL's tenant, when given, passes; an id merely containing custos too.
     assert!(timeline(&with("tenant_id", r#""acme""#)).is_ok());
+    assert!(timeline(&with("event_id", r#""my-custos-1""#)).is_ok());
 }
 
 #[test]
@@ -112,6 +117,7 @@ fn audit_records_validate_and_hash() {
     assert_eq!(field(&body.replace("platform.user.login", "custos.token.created")), "action");
     assert_eq!(field(&body.replace("2001:db8::1", "10.0.0.300")), "actor_ip");
     assert_eq!(field(&body.replace("denied", "maybe")), "outcome");
+    assert_eq!(field(&body.replace(r#""event_id":"a-1""#, r#""event_id":"custos-token-1""#)), "event_id");
     assert_eq!(field(&body.replace(r#""name":"alice""#, r#""name":"","x":1"#)), "actor.x");
     assert_eq!(field(&body.replace(r#""name":"alice""#, r#""name":"""#)), "actor.name");
 }

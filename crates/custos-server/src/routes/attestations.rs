@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use custos_ledger::dsse::{DsseKey, Envelope};
-use custos_ledger::intoto::{AttestationError, ResourceDescriptor, verify_provenance};
+use custos_ledger::intoto::{Origin, ResourceDescriptor, verify_provenance};
 use custos_model::{FieldError, Timestamp};
 
 use crate::AppState;
@@ -25,6 +25,9 @@ pub(crate) struct VerifyInput {
     pub envelope: serde_json::Value,
     /// The SHA-256 of the artifact the statement must be about: 64 hex digits.
     pub subject_sha256: String,
+    /// The tenant the statement must belong to (optional; the verdict names the tenant
+    /// either way).
+    pub tenant: Option<String>,
 }
 
 /// The verdict.
@@ -32,7 +35,8 @@ pub(crate) struct VerifyInput {
 pub(crate) struct VerifyOutput {
     pub verified: bool,
     /// When not verified: the check that failed (`signature`, `payload_type`,
-    /// `statement_type`, `predicate_type`, `subject_digest`, `predicate`, `key_window`).
+    /// `statement_type`, `predicate_type`, `subject_digest`, `predicate`, `build_type`,
+    /// `builder`, `tenant`, `key_window`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,6 +47,14 @@ pub(crate) struct VerifyOutput {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub subject: Option<ResourceDescriptor>,
+    /// Whose statement it is: `custos` (an evidence bundle's provenance) or `platform`
+    /// (a platform's report of its own artifact, which custos countersigned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub origin: Option<Origin>,
+    /// The tenant the statement belongs to, as signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
     /// The verified statement.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -56,19 +68,9 @@ fn refused(check: &'static str, error: String) -> VerifyOutput {
         error: Some(error),
         signed_by: vec![],
         subject: None,
+        origin: None,
+        tenant_id: None,
         statement: None,
-    }
-}
-
-fn check_name(error: &AttestationError) -> &'static str {
-    use custos_ledger::dsse::DsseError;
-    match error {
-        AttestationError::Envelope(DsseError::PayloadType { .. }) => "payload_type",
-        AttestationError::Envelope(_) => "signature",
-        AttestationError::Malformed(_) | AttestationError::StatementType { .. } => "statement_type",
-        AttestationError::PredicateType { .. } => "predicate_type",
-        AttestationError::SubjectDigest { .. } => "subject_digest",
-        AttestationError::Predicate { .. } => "predicate",
     }
 }
 
@@ -79,7 +81,10 @@ fn check_name(error: &AttestationError) -> &'static str {
         inside its validity window when the statement states when it was signed: `internalParameters.signed_at`, \
         else `runDetails.metadata.finishedOn`), the payload \
         type `application/vnd.in-toto+json`, the statement type `https://in-toto.io/Statement/v1`, the \
-        predicate type `https://slsa.dev/provenance/v1` and that a subject has the given SHA-256. A verdict is \
+        predicate type `https://slsa.dev/provenance/v1`, that a subject has the given SHA-256, and whose \
+        statement it is: a build type under `https://custos.dev/` is custos's own and must be built by \
+        `https://<deployment>/custos` with one tenant throughout, any other is a platform's report built by \
+        `https://<deployment>/custos/platform`, and the tenant must be `tenant` when given. A verdict is \
         a 200 either way; `verified: false` names the failed check.",
     request_body(content((VerifyInput = "application/json"))),
     responses(
@@ -102,9 +107,12 @@ pub(crate) async fn verify_attestation(
         .map_err(|e| ApiError::invalid(FieldError::new("envelope", format!("not a DSSE envelope: {e}"))))?;
     let trusted = crate::evidence::trusted_keys(&state).await?;
     let keys: Vec<DsseKey> = trusted.iter().map(|k| k.key.clone()).collect();
-    let verified = match verify_provenance(&envelope, &keys, &digest) {
+    if let Some(tenant) = &input.tenant {
+        custos_model::TenantId::parse(tenant).map_err(ApiError::invalid)?;
+    }
+    let verified = match verify_provenance(&envelope, &keys, &digest, input.tenant.as_deref()) {
         Ok(verified) => verified,
-        Err(error) => return Ok(Json(refused(check_name(&error), error.to_string())).into_response()),
+        Err(error) => return Ok(Json(refused(error.check(), error.to_string())).into_response()),
     };
     // When the statement says when it was signed (custos's `internalParameters.signed_at`),
     // or else when its build finished, a signature counts only from a key that was
@@ -137,6 +145,8 @@ pub(crate) async fn verify_attestation(
         error: None,
         signed_by: verified.signed_by,
         subject: Some(verified.subject),
+        origin: Some(verified.origin),
+        tenant_id: Some(verified.tenant_id),
         statement: Some(statement),
     })
     .into_response())

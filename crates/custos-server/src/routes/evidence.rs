@@ -641,9 +641,16 @@ pub(crate) struct AttestationOutput {
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct AttestationVerification {
     pub verified: bool,
+    /// When not verified: the check that failed, as `POST /v1/attestations/verify` names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub signed_by: Vec<String>,
+    /// Whose statement it is: `custos` (a bundle's provenance) or `platform` (a report).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub origin: Option<custos_ledger::intoto::Origin>,
 }
 
 #[utoipa::path(
@@ -686,12 +693,22 @@ pub(crate) async fn list_attestations(
         .map(|a| {
             let verification = match Envelope::parse(a.envelope.as_bytes())
                 .map_err(custos_ledger::intoto::AttestationError::Envelope)
-                .and_then(|envelope| verify_provenance(&envelope, &keys, &a.subject_sha256))
+                .and_then(|envelope| verify_provenance(&envelope, &keys, &a.subject_sha256, Some(tenant.as_str())))
             {
-                Ok(verified) => AttestationVerification { verified: true, error: None, signed_by: verified.signed_by },
-                Err(error) => {
-                    AttestationVerification { verified: false, error: Some(error.to_string()), signed_by: vec![] }
-                }
+                Ok(verified) => AttestationVerification {
+                    verified: true,
+                    check: None,
+                    error: None,
+                    signed_by: verified.signed_by,
+                    origin: Some(verified.origin),
+                },
+                Err(error) => AttestationVerification {
+                    verified: false,
+                    check: Some(error.check()),
+                    error: Some(error.to_string()),
+                    signed_by: vec![],
+                    origin: None,
+                },
             };
             AttestationOutput {
                 envelope: serde_json::from_str(&a.envelope).unwrap_or(serde_json::Value::Null),
@@ -791,7 +808,8 @@ pub(crate) struct AttestInput {
     /// Its SHA-256, 64 hex digits.
     pub subject_sha256: String,
     /// What made it: a URI naming the job's kind (default
-    /// `https://custos.dev/platform-artifact/v1`).
+    /// `https://custos.dev/platform-artifact/v1`). Other `https://custos.dev/` types are
+    /// custos's own and refused.
     pub build_type: Option<String>,
     /// The job's inputs as it reports them (a JSON object, at most 16 KiB).
     #[schema(value_type = Option<Object>)]
@@ -812,8 +830,6 @@ pub(crate) struct AttestOutput {
     pub envelope: serde_json::Value,
 }
 
-/// The build type of an attestation a platform asks for without naming one.
-pub const PLATFORM_BUILD_TYPE: &str = "https://custos.dev/platform-artifact/v1";
 const MAX_PARAMETERS_BYTES: usize = 16 * 1024;
 
 #[utoipa::path(
@@ -821,7 +837,9 @@ const MAX_PARAMETERS_BYTES: usize = 16 * 1024;
     summary = "Attest an artifact a platform job produced",
     description = "custos signs an in-toto Statement v1 with a SLSA Provenance v1 predicate about the artifact \
         (its name and SHA-256), carrying what the job reported (`buildType`, `externalParameters`, the run's id \
-        and times) and who reported it (`internalParameters.reported_by`: the token's id). custos vouches that \
+        and times) and who reported it (`internalParameters.tenant_id` and `reported_by`: the tenant and the \
+        token's id), built by `https://<deployment>/custos/platform`. Build types under `https://custos.dev/` \
+        other than the default are custos's own and refused (422 naming `build_type`). custos vouches that \
         the platform reported this, with this token, at this time; not that the job did what it says. \
         Recorded in the timeline (`custos.attestation.created`).",
     params(("tenant" = String, Path)),
@@ -854,12 +872,23 @@ pub(crate) async fn create_attestation(
     if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::invalid(FieldError::new("subject_sha256", "must be 64 hex digits")));
     }
-    let build_type = input.build_type.unwrap_or_else(|| PLATFORM_BUILD_TYPE.to_owned());
+    let build_type = input.build_type.unwrap_or_else(|| custos_ledger::intoto::PLATFORM_BUILD_TYPE.to_owned());
     let uri = build_type.split_once("://").is_some_and(|(scheme, rest)| {
         !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphabetic()) && !rest.is_empty()
     });
     if !uri || build_type.len() > 256 || build_type.chars().any(char::is_whitespace) {
         return Err(ApiError::invalid(FieldError::new("build_type", "must be an absolute URI of at most 256 bytes")));
+    }
+    // custos's own build types say custos made the thing; a platform's report must not
+    // read as one (a tenant could otherwise get custos to sign another tenant's bundle).
+    if custos_ledger::intoto::is_reserved_build_type(&build_type) {
+        return Err(ApiError::invalid(FieldError::new(
+            "build_type",
+            format!(
+                "build types under https://custos.dev/ are custos's own; name your platform's, or omit it for {}",
+                custos_ledger::intoto::PLATFORM_BUILD_TYPE
+            ),
+        )));
     }
     let parameters = input.external_parameters.unwrap_or_default();
     if serde_json::to_vec(&parameters).map_or(0, |b| b.len()) > MAX_PARAMETERS_BYTES {
@@ -892,7 +921,7 @@ pub(crate) async fn create_attestation(
             },
             run_details: RunDetails {
                 builder: Builder {
-                    id: format!("https://{}/custos", state.ledger.deployment()),
+                    id: custos_ledger::intoto::Origin::Platform.builder_id(state.ledger.deployment()),
                     version: [("custos".to_owned(), state.config.version.clone())].into(),
                     builder_dependencies: vec![],
                 },

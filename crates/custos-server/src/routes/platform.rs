@@ -116,8 +116,12 @@ pub(crate) async fn openapi_json() -> Response {
     get, path = "/metrics", tag = "platform",
     summary = "Prometheus metrics",
     description = "The classic Prometheus text format, or OpenMetrics with exemplars when `Accept` asks for \
-        `application/openmetrics-text`. Requires `Authorization: Bearer <metrics token>` when custos runs with \
-        `--metrics-token`.",
+        `application/openmetrics-text`. The families labelled by tenant (the platforms' connectors, rules, \
+        queues, jobs; token invocations) are served only to `Authorization: Bearer <metrics token>` \
+        (`--metrics-token`), to an API token holding `obs:read` (or `admin`) on every tenant, or on the \
+        `--metrics-listen` port; otherwise this carries custos's own signals only, and \
+        `custos_metrics_tenant_families_withheld` says so. With `--metrics-token`, a scrape without a \
+        token or with a wrong one is a 401. The derived families are read from the store at most once a second.",
     responses(
         (status = 200, content((String = "text/plain"), (String = "application/openmetrics-text"))),
         (status = 401, body = crate::error::ErrorResponse),
@@ -127,43 +131,99 @@ pub(crate) async fn metrics(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
+    let exposure = metrics_access(&state, &headers, false).await?;
+    Ok(render_metrics(&state, &headers, exposure).await)
+}
+
+/// `/metrics` on the `--metrics-listen` port: every family, behind the metrics token
+/// when one is set (a port an operator exposes only to their scraper).
+pub(crate) async fn metrics_on_own_port(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let exposure = metrics_access(&state, &headers, true).await?;
+    Ok(render_metrics(&state, &headers, exposure).await)
+}
+
+/// What a scrape may see: everything with the metrics token, a token that reads every
+/// tenant, or on the metrics port; custos's own signals otherwise (or a 401 when a
+/// metrics token is configured and not presented).
+async fn metrics_access(state: &AppState, headers: &axum::http::HeaderMap, own_port: bool) -> Result<bool, ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let refused = || {
+        state.metrics.count_auth_failure("metrics_token");
+        ApiError::new(crate::ErrorCode::Unauthorized, "this endpoint needs the metrics token")
+    };
     if let Some(expected) = &state.config.metrics_token {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
-            state.metrics.count_auth_failure("metrics_token");
-            return Err(ApiError::new(crate::ErrorCode::Unauthorized, "this endpoint needs the metrics token"));
+        if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), expected.as_bytes())) {
+            return Ok(true);
         }
+        if own_port || presented.is_none() {
+            return Err(refused());
+        }
+    } else if own_port {
+        return Ok(true);
     }
+    let Some(secret) = presented.filter(|p| !p.is_empty()) else { return Ok(false) };
+    let token = state.tokens.lookup(state, &custos_model::token::hash_secret(secret)).await?;
+    match token {
+        Some(token)
+            if token.is_active(custos_model::Timestamp::now())
+                && token.scopes.iter().any(|s| s.grants_all(custos_model::Permission::ObsRead)) =>
+        {
+            Ok(true)
+        }
+        // A bearer that is not allowed to see every tenant is refused rather than
+        // silently given less, so a misconfigured scraper notices.
+        _ => Err(refused()),
+    }
+}
+
+async fn render_metrics(state: &AppState, headers: &axum::http::HeaderMap, everything: bool) -> Response {
     let format =
         custos_telemetry::ExpositionFormat::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let platform = {
-        let _one_at_a_time = state.platform_scrape.lock().await;
-        let started = std::time::Instant::now();
-        let loaded = crate::platform_metrics::load(&*state.store).await;
-        let mut families = match loaded {
-            Ok(data) => crate::platform_metrics::derive(&data, custos_model::Timestamp::now()),
-            Err(error) => {
-                tracing::error!(
-                    error = &error as &dyn std::error::Error,
-                    "reading platform metrics from the store failed"
-                );
-                state.metrics.platform_collection_errors.inc();
-                custos_telemetry::ConstFamilies::default()
-            }
-        };
-        state.metrics.platform_collection_seconds.set(started.elapsed().as_secs_f64());
+    let exposure = if everything {
+        let mut families = platform_families(state).await;
         families
             .0
             .extend(crate::platform_metrics::pool_families(state.store.pool_stats(), state.store.backend().as_str()));
-        families
+        custos_telemetry::Exposure::Everything(families)
+    } else {
+        custos_telemetry::Exposure::OwnOnly
     };
-    let body = state.metrics.render_with(format, platform);
-    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+    let body = state.metrics.render_with(format, exposure);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
+
+/// The families derived from the store: at most one derivation a second, one at a time.
+async fn platform_families(state: &AppState) -> custos_telemetry::ConstFamilies {
+    let mut latest = state.platform_scrape.lock().await;
+    if let Some((at, families)) = latest.as_ref()
+        && at.elapsed() < PLATFORM_FAMILIES_TTL
+    {
+        return families.clone();
+    }
+    let started = std::time::Instant::now();
+    let families = match crate::platform_metrics::load(&*state.store).await {
+        Ok(data) => crate::platform_metrics::derive(&data, custos_model::Timestamp::now()),
+        Err(error) => {
+            tracing::error!(error = &error as &dyn std::error::Error, "reading platform metrics from the store failed");
+            state.metrics.platform_collection_errors.inc();
+            custos_telemetry::ConstFamilies::default()
+        }
+    };
+    state.metrics.platform_collection_seconds.set(started.elapsed().as_secs_f64());
+    *latest = Some((std::time::Instant::now(), families.clone()));
+    families
+}
+
+/// How long derived families are reused: scrapers poll every 15 s or more, so a second
+/// costs nothing in freshness and bounds a flood to one store read a second.
+const PLATFORM_FAMILIES_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Compares secrets without leaking where they differ through timing.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

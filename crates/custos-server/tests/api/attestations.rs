@@ -14,14 +14,14 @@ fn provenance(digest: &str, finished_on: Option<&str>) -> Statement<Provenance> 
         vec![ResourceDescriptor::sha256("export-2026-11.parquet", digest)],
         Provenance {
             build_definition: BuildDefinition {
-                build_type: "https://custos.dev/export/v1".into(),
+                build_type: "https://platform.example/export/v1".into(),
                 external_parameters: json!({"table": "rule_runs"}).as_object().unwrap().clone(),
-                internal_parameters: None,
+                internal_parameters: Some(json!({"tenant_id": "acme"}).as_object().unwrap().clone()),
                 resolved_dependencies: vec![],
             },
             run_details: RunDetails {
                 builder: Builder {
-                    id: "https://custos.local".into(),
+                    id: "https://custos.local/custos/platform".into(),
                     version: Default::default(),
                     builder_dependencies: vec![],
                 },
@@ -54,6 +54,7 @@ async fn attestations_verify_against_published_keys(backend: Backend) {
     assert_eq!(verdict["signed_by"], json!([key.key_id()]));
     assert_eq!(verdict["subject"]["name"], "export-2026-11.parquet");
     assert_eq!(verdict["statement"]["predicateType"], "https://slsa.dev/provenance/v1");
+    assert_eq!((verdict["origin"].as_str(), verdict["tenant_id"].as_str()), (Some("platform"), Some("acme")));
 
     // Each refusal names its check.
     let refusals = [

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::metrics::{Prometheus, scrape};
+use crate::metrics::{Prometheus, scrape_all};
 use crate::support::{Backend, JSON, NDJSON, TestApp, ndjson, rule_run, run_checker};
 
 fn deploy_dir() -> PathBuf {
@@ -135,7 +135,7 @@ fn dashboard_exprs() -> Vec<(String, String)> {
 async fn dashboards_query_only_what_custos_exposes() {
     let app = TestApp::start(Backend::Sqlite).await;
     seed_every_family(&app).await;
-    let (_, text) = scrape(&app, None).await;
+    let (_, text) = scrape_all(&app, None).await;
     let exposed: std::collections::HashSet<&str> = text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
@@ -152,7 +152,8 @@ async fn dashboards_query_only_what_custos_exposes() {
 
     // Every expression, with Grafana's variables filled in, is valid PromQL to a real
     // Prometheus that scrapes this custos.
-    let prometheus = Prometheus::start(app.base.trim_start_matches("http://"));
+    let scraper = app.token(&["obs:read#tenant/*"]).await;
+    let prometheus = Prometheus::start(app.base.trim_start_matches("http://"), Some(&scraper));
     let client = reqwest::Client::new();
     prometheus.query_until(&client, r#"up{job="custos"}"#, 1.0).await;
     for (panel, expr) in &exprs {

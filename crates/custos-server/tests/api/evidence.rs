@@ -554,6 +554,122 @@ async fn platforms_attest_their_own_artifacts_on_postgres() {
     platforms_attest_their_own_artifacts(Backend::Postgres).await;
 }
 
+/// The forgery of issue 21: tenant globex asks custos to sign a statement that reads as
+/// custos's own provenance of acme's bundle. The API refuses custos's build types; a
+/// statement of the shape the API signed before (custos's builder, the bundle build type,
+/// acme in `externalParameters`), signed with the deployment's key, fails every verifier
+/// naming what disagrees; globex's own report about acme's manifest verifies only as
+/// globex's report.
+async fn a_tenant_cannot_forge_another_tenants_provenance(backend: Backend) {
+    let (app, key, _) = evidence_app(backend, ServerConfig::default()).await;
+    let acme = app.token(&["evidence:create#tenant/acme", "evidence:read#tenant/acme"]).await;
+    let globex = app.token(&["evidence:create#tenant/globex", "evidence:read#tenant/globex"]).await;
+    assert_eq!(put_artifact(&app, &acme, "IR-7", "notes.txt", b"seen at 10:02".to_vec()).await.status(), 201);
+    let (status, sealed) = json(seal(&app, &acme, "IR-7").await).await;
+    assert_eq!(status, 201, "{sealed}");
+    let manifest_sha256 = sealed["manifest_sha256"].as_str().unwrap().to_owned();
+    let attest_url = app.url("/v1/tenants/globex/attestations");
+    let attest = |body: Value| app.client.post(&attest_url).bearer_auth(&globex).json(&body).send();
+
+    // custos's build types are refused, in any spelling.
+    for build_type in [
+        "https://custos.dev/evidence-bundle/v1",
+        "HTTPS://Custos.Dev/evidence-bundle/v1",
+        "https://custos.dev./evidence-bundle/v1",
+        "https://custos.dev/export/v1",
+    ] {
+        let body = json!({"subject_name": "evb/manifest.json", "subject_sha256": manifest_sha256,
+            "build_type": build_type, "external_parameters": {"tenant_id": "acme", "case_id": "IR-7"}});
+        let refused = error(attest(body).await.unwrap(), 422, "invalid_field").await;
+        assert_eq!(refused["field"], "build_type", "{build_type}: {refused}");
+    }
+
+    // The verifier names what disagrees in statements of the old shape, signed by the key.
+    let verify = |envelope: Value, tenant: Option<&str>| {
+        let body = json!({"envelope": envelope, "subject_sha256": manifest_sha256, "tenant": tenant});
+        app.client.post(app.url("/v1/attestations/verify")).json(&body).send()
+    };
+    let forged = |builder: &str, internal: Value| {
+        let statement = json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "evb/manifest.json", "digest": {"sha256": manifest_sha256}}],
+            "predicateType": "https://slsa.dev/provenance/v1",
+            "predicate": {
+                "buildDefinition": {"buildType": "https://custos.dev/evidence-bundle/v1",
+                    "externalParameters": {"tenant_id": "acme", "case_id": "IR-7"}, "internalParameters": internal},
+                "runDetails": {"builder": {"id": builder}},
+            },
+        });
+        let envelope = custos_ledger::dsse::Envelope::sign(
+            custos_ledger::dsse::PAYLOAD_TYPE_IN_TOTO,
+            &serde_json::to_vec(&statement).unwrap(),
+            &[&key.dsse_signer()],
+        );
+        serde_json::to_value(envelope).unwrap()
+    };
+    let deployment = "https://custos.local/custos";
+    for (builder, internal, check) in [
+        (deployment, json!({"tenant_id": "globex", "reported_by": "tok_x"}), "build_type"),
+        (deployment, json!({"tenant_id": "globex"}), "tenant"),
+        ("https://custos.local/custos/platform", json!({"tenant_id": "globex"}), "builder"),
+    ] {
+        let (status, verdict) = json(verify(forged(builder, internal), None).await.unwrap()).await;
+        assert_eq!(status, 200);
+        assert_eq!((verdict["verified"].as_bool(), verdict["check"].as_str()), (Some(false), Some(check)), "{verdict}");
+    }
+
+    // globex may report an artifact that happens to be acme's manifest: it verifies as
+    // globex's report, never as acme's provenance.
+    let body = json!({"subject_name": "evb/manifest.json", "subject_sha256": manifest_sha256,
+        "external_parameters": {"tenant_id": "acme"}});
+    let (status, made) = json(attest(body).await.unwrap()).await;
+    assert_eq!(status, 201, "{made}");
+    let (_, verdict) = json(verify(made["envelope"].clone(), None).await.unwrap()).await;
+    assert_eq!(
+        (verdict["verified"].as_bool(), verdict["origin"].as_str()),
+        (Some(true), Some("platform")),
+        "{verdict}"
+    );
+    assert_eq!(verdict["tenant_id"], "globex");
+    assert!(
+        verdict["statement"]["predicate"]["runDetails"]["builder"]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("/custos/platform")
+    );
+    let (_, verdict) = json(verify(made["envelope"].clone(), Some("acme")).await.unwrap()).await;
+    assert_eq!((verdict["verified"].as_bool(), verdict["check"].as_str()), (Some(false), Some("tenant")), "{verdict}");
+
+    // acme's own provenance: custos's, acme's, with the tenant signed in twice.
+    let (_, listed) =
+        json(app.get(&acme, &format!("/v1/tenants/acme/attestations?subject_sha256={manifest_sha256}")).await).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "globex's report is not listed as acme's: {listed}");
+    assert_eq!(listed[0]["verification"]["origin"], "custos", "{listed}");
+    let (_, verdict) = json(verify(listed[0]["envelope"].clone(), Some("acme")).await.unwrap()).await;
+    assert_eq!((verdict["verified"].as_bool(), verdict["origin"].as_str()), (Some(true), Some("custos")), "{verdict}");
+    let definition = &verdict["statement"]["predicate"]["buildDefinition"];
+    assert_eq!(
+        (
+            definition["externalParameters"]["tenant_id"].as_str(),
+            definition["internalParameters"]["tenant_id"].as_str()
+        ),
+        (Some("acme"), Some("acme"))
+    );
+    let (_, verdict) = json(verify(listed[0]["envelope"].clone(), Some("globex")).await.unwrap()).await;
+    assert_eq!(verdict["check"], "tenant", "{verdict}");
+    error(verify(listed[0]["envelope"].clone(), Some("Not A Tenant")).await.unwrap(), 422, "invalid_field").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cannot_forge_another_tenants_provenance_on_sqlite() {
+    a_tenant_cannot_forge_another_tenants_provenance(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cannot_forge_another_tenants_provenance_on_postgres() {
+    a_tenant_cannot_forge_another_tenants_provenance(Backend::Postgres).await;
+}
+
 /// A file of a downloaded bundle archive, by its path inside the bundle.
 fn archived_file(archive: &[u8], path: &str) -> Vec<u8> {
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));

@@ -91,7 +91,7 @@ async fn the_monitor_turns_a_silent_job_down(app: TestApp) {
     assert_eq!(back["status"], "up");
 
     // The metrics show the job's status and its last success, from the store.
-    let (_, text) = crate::metrics::scrape(&app, None).await;
+    let (_, text) = crate::metrics::scrape_all(&app, None).await;
     let series = |name: &str, extra: &str| format!("custos_{name}{{tenant=\"acme\",job=\"heartbeat\"{extra}}}");
     let value = |name: &str, extra: &str| crate::metrics::value(&text, &series(name, extra));
     assert_eq!(value("scheduled_job_status", ",status=\"up\""), Some(1.0), "{text}");

@@ -42,9 +42,25 @@ async fn request_lines_carry_the_fixed_fields_and_no_secrets() {
         })
         .await
         .unwrap();
+    // The demo's simulator: a token whose requests log their end at debug.
+    let simulator = token::generate();
+    store
+        .create_token(&TokenRecord {
+            id: simulator.id.clone(),
+            name: "demo-simulator".into(),
+            secret_hash: simulator.secret_hash.clone(),
+            scopes: vec!["ingest:write#tenant/acme".parse().unwrap()],
+            created_at: Timestamp::now(),
+            expires_at: None,
+            revoked_at: None,
+        })
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = AppState::new(store, ServerConfig { env: "ci".into(), ..ServerConfig::default() });
+    let config =
+        ServerConfig { env: "ci".into(), quiet_token_ids: vec![simulator.id.clone()], ..ServerConfig::default() };
+    let state = AppState::new(store, config);
     tokio::spawn(custos_server::serve(listener, state, std::future::pending()));
 
     let client = reqwest::Client::new();
@@ -71,13 +87,24 @@ async fn request_lines_carry_the_fixed_fields_and_no_secrets() {
         .await
         .unwrap();
     assert_eq!(response.status(), 415);
+    let response = client
+        .post(format!("{base}/v1/tenants/acme/rule-runs"))
+        .bearer_auth(&simulator.secret)
+        .header("content-type", "application/json")
+        .body(body.replace("r1", "r2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
 
     let text = buffer.contents();
     assert!(!text.contains(&generated.secret), "the token leaked into the logs");
     assert!(!text.contains("jane.doe@example.com"), "an e-mail address leaked into the logs");
     let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let finished: Vec<&serde_json::Value> = lines.iter().filter(|l| l["message"] == "request finished").collect();
-    assert_eq!(finished.len(), 2, "{text}");
+    assert_eq!(finished.len(), 3, "{text}");
+    assert_eq!(finished.iter().map(|l| l["level"].as_str().unwrap()).collect::<Vec<_>>(), ["info", "info", "debug"]);
+    assert_eq!(finished[2]["actor"], simulator.id.as_str());
     let ok = finished[0];
     assert_eq!(ok["service"], "custos");
     assert_eq!(ok["env"], "ci");

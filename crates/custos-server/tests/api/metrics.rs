@@ -2,8 +2,22 @@ use custos_server::ServerConfig;
 
 use crate::support::{Backend, JSON, NDJSON, TestApp, error, ndjson, rule_run, run_checker};
 
+/// `/metrics` without a token: custos's own signals only.
 pub(crate) async fn scrape(app: &TestApp, accept: Option<&str>) -> (String, String) {
+    scrape_with(app, accept, None).await
+}
+
+/// `/metrics` with a token that reads every tenant: the tenant families too.
+pub(crate) async fn scrape_all(app: &TestApp, accept: Option<&str>) -> (String, String) {
+    let token = app.token(&["obs:read#tenant/*"]).await;
+    scrape_with(app, accept, Some(&token)).await
+}
+
+async fn scrape_with(app: &TestApp, accept: Option<&str>, token: Option<&str>) -> (String, String) {
     let mut request = app.client.get(app.url("/metrics"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
     if let Some(accept) = accept {
         request = request.header("accept", accept);
     }
@@ -129,7 +143,73 @@ async fn the_metrics_token_gates_the_endpoint() {
     error(app.client.get(app.url("/metrics")).bearer_auth("wrong").send().await.unwrap(), 401, "unauthorized").await;
     let response = app.client.get(app.url("/metrics")).bearer_auth("s3cret-metrics").send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.text().await.unwrap().contains(r#"custos_auth_failures_total{reason="metrics_token"} 2"#));
+    let text = response.text().await.unwrap();
+    assert!(text.contains(r#"custos_auth_failures_total{reason="metrics_token"} 2"#));
+    assert!(!text.contains("tenant_families_withheld"), "the metrics token sees everything");
+}
+
+/// A network peer without a token sees custos's own signals and nothing that names a
+/// tenant; the tenant families need the metrics token, a token reading every tenant,
+/// or the metrics port. A scrape flood reads the store at most once a second.
+#[tokio::test]
+async fn tenant_families_are_withheld_from_an_open_scrape() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let token = app.token(&["ingest:write#tenant/acme"]).await;
+    assert_eq!(app.post(&token, "/v1/tenants/acme/rule-runs", JSON, rule_run("r1", 1).to_string()).await.status(), 201);
+    app.get(&token, "/v1/tenants/acme/components").await;
+
+    let (_, open) = scrape(&app, None).await;
+    assert!(!open.contains("tenant="), "an open scrape names no tenant:\n{open}");
+    assert!(!open.contains("acme"), "{open}");
+    assert_eq!(value(&open, "custos_metrics_tenant_families_withheld"), Some(1.0), "{open}");
+    assert!(
+        open.contains(
+            "# HELP custos_metrics_tenant_families_withheld 1: this scrape carries custos's own signals only"
+        )
+    );
+    assert!(value(&open, r#"custos_ingest_records_total{kind="rule_run",outcome="inserted"}"#) == Some(1.0));
+    promtool_check(&open);
+
+    let (_, all) = scrape_all(&app, None).await;
+    assert!(all.contains(r#"custos_rule_execution_duration_seconds_count{tenant="acme""#), "{all}");
+    assert!(all.contains(r#"custos_api_token_invocations_total{tenant="acme""#), "{all}");
+    assert!(!all.contains("tenant_families_withheld"));
+
+    // One tenant's token is not enough, nor is a wrong one: a 401, not a silent subset.
+    let reader = app.token(&["obs:read#tenant/acme"]).await;
+    for bearer in [reader.as_str(), "cst_unknown"] {
+        let response = app.client.get(app.url("/metrics")).bearer_auth(bearer).send().await.unwrap();
+        error(response, 401, "unauthorized").await;
+    }
+
+    // The metrics port serves everything without a token.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = format!("http://{}/metrics", listener.local_addr().unwrap());
+    let router = custos_server::metrics_router(app.state.clone());
+    tokio::spawn(custos_server::serve_router(listener, router, std::future::pending()));
+    let text = app.client.get(&port).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains(r#"tenant="acme""#), "{text}");
+
+    // Twenty scrapes at once read each tenant's series once, or once more for each
+    // second they took.
+    let loads = |text: &str| {
+        value(text, r#"custos_store_operation_duration_seconds_count{operation="metric_series"}"#).unwrap_or(0.0)
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let before = loads(&app.client.get(&port).send().await.unwrap().text().await.unwrap());
+    let started = std::time::Instant::now();
+    let flood: Vec<_> = (0..20).map(|_| app.client.get(&port).send()).collect();
+    for response in futures::future::join_all(flood).await {
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    let seconds = started.elapsed().as_secs_f64().ceil();
+    let after = loads(&app.client.get(&port).send().await.unwrap().text().await.unwrap());
+    let tenants = 2.0;
+    assert!(
+        after - before <= tenants * (seconds + 1.0),
+        "{} store reads for 20 scrapes in {seconds} s",
+        after - before
+    );
 }
 
 /// A Prometheus server scraping one target every second, stopped on drop.
@@ -140,10 +220,14 @@ pub(crate) struct Prometheus {
 }
 
 impl Prometheus {
-    pub(crate) fn start(target: &str) -> Self {
+    /// Scraping `target` with `token` as its bearer, when given (as
+    /// `deploy/prometheus/prometheus.yml` shows).
+    pub(crate) fn start(target: &str, token: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let authorization =
+            token.map(|t| format!("    authorization: {{type: Bearer, credentials: \"{t}\"}}\n")).unwrap_or_default();
         let config = format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: custos\n    static_configs: [{{targets: [\"{target}\"]}}]\n"
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: custos\n    static_configs: [{{targets: [\"{target}\"]}}]\n{authorization}"
         );
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -194,7 +278,7 @@ async fn a_real_prometheus_scrapes_custos() {
     let token = app.token(&["ingest:write#tenant/acme"]).await;
     let runs: Vec<_> = (0..7).map(|i| rule_run(&format!("r{i}"), i)).collect();
     assert_eq!(app.post(&token, "/v1/tenants/acme/rule-runs", NDJSON, ndjson(&runs)).await.status(), 200);
-    let prometheus = Prometheus::start(app.base.trim_start_matches("http://"));
+    let prometheus = Prometheus::start(app.base.trim_start_matches("http://"), None);
     let client = reqwest::Client::new();
     assert_eq!(prometheus.query_until(&client, r#"up{job="custos"}"#, 1.0).await, 1.0, "the scrape succeeded");
     let inserted = r#"custos_ingest_records_total{job="custos",kind="rule_run",outcome="inserted"}"#;

@@ -5,7 +5,7 @@ use custos_model::Timestamp;
 use custos_server::ServerConfig;
 use serde_json::json;
 
-use crate::metrics::{openmetrics_check, promtool_check, scrape, value};
+use crate::metrics::{openmetrics_check, promtool_check, scrape_all, value};
 use crate::on_both_backends;
 use crate::support::{Backend, JSON, NDJSON, TestApp, ndjson};
 
@@ -58,7 +58,7 @@ async fn platform_families_follow_what_tenants_report(app: TestApp) {
         assert_eq!(app.post(&token, &path, JSON, snapshot.to_string()).await.status(), 201);
     }
 
-    let (_, text) = scrape(&app, None).await;
+    let (_, text) = scrape_all(&app, None).await;
     let t = r#"tenant="acme""#;
     let okta = format!(r#"{t},provider="okta",integration_id="okta-prod""#);
     let expected_last = Timestamp::parse("t", &last_success).unwrap().as_micros() as f64 / 1e6;
@@ -171,12 +171,14 @@ async fn platform_families_follow_what_tenants_report(app: TestApp) {
         + value(&text, &format!(r#"custos_db_pool_connections{{backend="{backend}",state="in_use"}}"#)).unwrap();
     assert!((1.0..=max).contains(&open), "{open} connections open");
     promtool_check(&text);
-    let (_, openmetrics) = scrape(&app, Some("application/openmetrics-text;version=1.0.0")).await;
+    let (_, openmetrics) = scrape_all(&app, Some("application/openmetrics-text;version=1.0.0")).await;
     openmetrics_check(&openmetrics);
 
     // A restarted process (or another replica) serves the same platform values.
     let other = app.another_server(ServerConfig::default()).await;
-    let again = app.client.get(format!("{other}/metrics")).send().await.unwrap().text().await.unwrap();
+    let scraper = app.token(&["obs:read#tenant/*"]).await;
+    let again =
+        app.client.get(format!("{other}/metrics")).bearer_auth(&scraper).send().await.unwrap().text().await.unwrap();
     let platform = |text: &str| -> Vec<String> {
         text.lines()
             .filter(|l| l.contains(r#"tenant="acme""#) && !l.contains("_last_sync_seconds") && !l.contains("api_token"))
@@ -204,7 +206,7 @@ async fn the_series_cap_holds_under_100_000_rule_keys() {
             .collect();
         assert_eq!(app.post(&token, "/v1/tenants/acme/rule-runs", NDJSON, body).await.status(), 200);
     }
-    let (_, text) = scrape(&app, None).await;
+    let (_, text) = scrape_all(&app, None).await;
     let counts: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with(r#"custos_rule_execution_duration_seconds_count{tenant="acme""#))

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use custos_ledger::bundle::{MANIFEST, TrustedKey};
 use custos_ledger::dsse::{DsseKey, Envelope};
-use custos_ledger::intoto::verify_provenance;
+use custos_ledger::intoto::{Origin, VerifiedAttestation, verify_provenance};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use sha2::Digest as _;
@@ -211,6 +211,8 @@ struct Subject {
     digest: Option<String>,
     /// The bundle id, when the target is one.
     bundle_id: Option<String>,
+    /// The tenant a bundle's manifest names: its provenance must be that tenant's.
+    tenant: Option<String>,
     described: String,
 }
 
@@ -247,22 +249,51 @@ fn subject(target: &str) -> anyhow::Result<Subject> {
         if target.contains('/') || target.contains('.') {
             return Err(usage(format!("{target}: no such file, and not a bundle id")));
         }
-        return Ok(Subject { digest: None, bundle_id: Some(target.to_owned()), described: format!("bundle {target}") });
+        return Ok(Subject {
+            digest: None,
+            bundle_id: Some(target.to_owned()),
+            tenant: None,
+            described: format!("bundle {target}"),
+        });
     }
     if let Some(manifest) = manifest_of(path)? {
         let digest = hex::encode(sha2::Sha256::digest(&manifest));
-        let id =
-            serde_json::from_slice::<Value>(&manifest).ok().and_then(|m| m["bundle_id"].as_str().map(str::to_owned));
+        let manifest = serde_json::from_slice::<Value>(&manifest).unwrap_or_default();
+        let text = |field: &str| manifest[field].as_str().map(str::to_owned);
         return Ok(Subject {
             digest: Some(digest),
-            bundle_id: id,
+            bundle_id: text("bundle_id"),
+            tenant: text("tenant_id"),
             described: format!("bundle {} (its {MANIFEST})", path.display()),
         });
     }
     let mut file = std::fs::File::open(path).map_err(|e| usage(format!("cannot read {target}: {e}")))?;
     let (_, digest) =
         custos_ledger::bundle::hash_reader(&mut file).map_err(|e| usage(format!("reading {target}: {e}")))?;
-    Ok(Subject { digest: Some(hex::encode(digest)), bundle_id: None, described: format!("file {target}") })
+    Ok(Subject {
+        digest: Some(hex::encode(digest)),
+        bundle_id: None,
+        tenant: None,
+        described: format!("file {target}"),
+    })
+}
+
+/// A bundle's provenance is custos's own, of the tenant its manifest names: a platform's
+/// report about the same digest, or another tenant's statement, is not.
+fn bundle_provenance(subject: &Subject, verified: VerifiedAttestation) -> Result<VerifiedAttestation, String> {
+    if subject.bundle_id.is_none() {
+        return Ok(verified);
+    }
+    if verified.origin != Origin::Custos {
+        return Err("a platform's report about the bundle, not custos's provenance of it (build_type)".to_owned());
+    }
+    match &subject.tenant {
+        Some(tenant) if *tenant != verified.tenant_id => Err(format!(
+            "the statement is tenant {:?}'s, but the bundle's manifest names {tenant:?} (tenant)",
+            verified.tenant_id
+        )),
+        _ => Ok(verified),
+    }
 }
 
 pub async fn attest_show(connection: &ServerConnection, args: &AttestShowArgs) -> anyhow::Result<()> {
@@ -331,9 +362,9 @@ pub async fn attest_show(connection: &ServerConnection, args: &AttestShowArgs) -
         let verdict = match (parsed, statement_digest) {
             (Err(e), _) => Err(format!("not a DSSE envelope: {e}")),
             (Ok(_), None) => Err("the statement names no sha256 subject".to_owned()),
-            (Ok(envelope), Some(digest)) => {
-                verify_provenance(&envelope, &dsse_keys, &digest).map_err(|e| e.to_string())
-            }
+            (Ok(envelope), Some(digest)) => verify_provenance(&envelope, &dsse_keys, &digest, args.tenant.as_deref())
+                .map_err(|e| format!("{} ({})", e, e.check()))
+                .and_then(|verified| bundle_provenance(&subject, verified)),
         };
         results.push((id.clone(), verdict));
     }
@@ -342,9 +373,8 @@ pub async fn attest_show(connection: &ServerConnection, args: &AttestShowArgs) -
         let items: Vec<Value> = results
             .iter()
             .map(|(id, verdict)| match verdict {
-                Ok(v) => {
-                    json!({"attestation_id": id, "verified": true, "signed_by": v.signed_by, "statement": v.statement})
-                }
+                Ok(v) => json!({"attestation_id": id, "verified": true, "signed_by": v.signed_by,
+                    "origin": v.origin, "tenant_id": v.tenant_id, "statement": v.statement}),
                 Err(e) => json!({"attestation_id": id, "verified": false, "error": e}),
             })
             .collect();
@@ -361,7 +391,15 @@ pub async fn attest_show(connection: &ServerConnection, args: &AttestShowArgs) -
             let name = id.as_deref().unwrap_or("the envelope");
             match verdict {
                 Ok(v) => {
-                    println!("\nverified {name}, signed by {}", v.signed_by.join(", "));
+                    let origin = match v.origin {
+                        Origin::Custos => "custos's own provenance",
+                        Origin::Platform => "a platform's report, countersigned",
+                    };
+                    println!(
+                        "\nverified {name}, signed by {}: {origin}, tenant {}",
+                        v.signed_by.join(", "),
+                        v.tenant_id
+                    );
                     println!("{}", serde_json::to_string_pretty(&v.statement).unwrap_or_default());
                 }
                 Err(e) => println!("\nNOT verified {name}: {e}"),

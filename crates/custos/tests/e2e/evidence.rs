@@ -254,6 +254,144 @@ async fn the_cli_uploads_seals_downloads_and_shows_provenance() {
     server.stop();
 }
 
+/// Every offline verifier of a bundle's provenance (`forensic verify --attestation`,
+/// `forensic attest show --envelope`, and the documented securesystemslib script) takes
+/// custos's own provenance of the bundle, and refuses another tenant's report about the
+/// same manifest, naming the field that disagrees.
+#[tokio::test(flavor = "multi_thread")]
+async fn offline_verifiers_refuse_another_tenants_statement_about_a_bundle() {
+    let store = Store::sqlite();
+    store.ok(&["tenants", "create", "acme"]);
+    store.ok(&["tenants", "create", "evil"]);
+    let server = crate::common::Server::start(&store);
+    let acme = crate::common::create_token(
+        &store,
+        &["--tenant", "acme", "--scope", "evidence:create", "--scope", "evidence:read", "--scope", "evidence:export"],
+    );
+    let evil = crate::common::create_token(&store, &["--tenant", "evil", "--scope", "evidence:create"]);
+    let dir = store.dir.path();
+    let client = reqwest::Client::new();
+    let response = client
+        .put(format!("{}/v1/tenants/acme/evidence/cases/IR-7/artifacts/notes.txt", server.base))
+        .bearer_auth(&acme)
+        .body("seen at 10:02")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let sealed: Value = client
+        .post(format!("{}/v1/tenants/acme/evidence/snapshots", server.base))
+        .bearer_auth(&acme)
+        .json(&serde_json::json!({"kind": "case", "case_id": "IR-7"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bundle_id = sealed["bundle_id"].as_str().unwrap();
+    let archive = dir.join("bundle.tar.gz");
+    let download = client
+        .get(format!("{}/v1/tenants/acme/evidence/{bundle_id}/download", server.base))
+        .bearer_auth(&acme)
+        .send()
+        .await
+        .unwrap();
+    std::fs::write(&archive, download.bytes().await.unwrap()).unwrap();
+    let keyring = dir.join("keys.json");
+    std::fs::write(&keyring, reqwest::get(format!("{}/v1/keys", server.base)).await.unwrap().text().await.unwrap())
+        .unwrap();
+    let listed: Value = client
+        .get(format!("{}/v1/tenants/acme/attestations?subject_id={bundle_id}", server.base))
+        .bearer_auth(&acme)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let own = dir.join("own.intoto.json");
+    std::fs::write(&own, listed[0]["envelope"].to_string()).unwrap();
+    // evil's report about acme's manifest, claiming acme in the parameters it chooses.
+    let made: Value = client
+        .post(format!("{}/v1/tenants/evil/attestations", server.base))
+        .bearer_auth(&evil)
+        .json(&serde_json::json!({"subject_name": format!("{bundle_id}/manifest.json"),
+            "subject_sha256": sealed["manifest_sha256"], "external_parameters": {"tenant_id": "acme"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let forged = dir.join("evil.intoto.json");
+    std::fs::write(&forged, made["envelope"].to_string()).unwrap();
+    server.stop();
+
+    let with = |attestation: &Path| {
+        verify(
+            &store,
+            &[
+                archive.to_str().unwrap(),
+                "--keyring",
+                keyring.to_str().unwrap(),
+                "--attestation",
+                attestation.to_str().unwrap(),
+            ],
+        )
+    };
+    let (code, stdout, stderr) = with(&own);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("provenance   custos's own, tenant acme, built by https://"), "{stdout}");
+    let (code, _, stderr) = with(&forged);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("its attestation does not (tenant)"), "{stderr}");
+
+    let show = |envelope: &Path| {
+        let output = store
+            .command()
+            .args(["forensic", "attest", "show", archive.to_str().unwrap(), "--envelope"])
+            .arg(envelope)
+            .args(["--keyring", keyring.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (output.status.code().unwrap(), String::from_utf8(output.stdout).unwrap())
+    };
+    let (code, stdout) = show(&own);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("custos's own provenance, tenant acme"), "{stdout}");
+    let (code, stdout) = show(&forged);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("NOT verified the envelope: a platform's report about the bundle"), "{stdout}");
+
+    // The script docs/forensics/provenance-attestation.md shows, run as printed there.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/forensics/verify_bundle_attestation.py");
+    let page = std::fs::read_to_string(script.with_file_name("provenance-attestation.md")).unwrap();
+    assert!(page.contains(&std::fs::read_to_string(&script).unwrap()), "the page shows the script as it is");
+    let unpacked = dir.join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    let status = std::process::Command::new("tar").arg("xzf").arg(&archive).arg("-C").arg(&unpacked).status().unwrap();
+    assert!(status.success());
+    let manifest = unpacked.join(bundle_id).join("manifest.json");
+    let python = |envelope: &Path| {
+        let output = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(envelope)
+            .arg(&keyring)
+            .arg(&manifest)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
+    };
+    let (ok, out) = python(&own);
+    assert!(ok, "{out}");
+    assert!(out.contains("tenant acme"), "{out}");
+    let (ok, out) = python(&forged);
+    assert!(!ok, "{out}");
+    assert!(out.contains("AssertionError: build_type"), "{out}");
+}
+
 /// `serve --tsa-url --tsa-cert` stamps bundles with a real TSA; `forensic verify
 /// --tsa-cert` checks the stamp offline, and without it says it was not checked.
 #[tokio::test(flavor = "multi_thread")]
