@@ -18,6 +18,13 @@
 //! [`Verifier`] checks an export against the checkpoint's signature and a pinned key,
 //! recomputes every leaf hash and the root, checks consistency with an earlier
 //! checkpoint, and on failure names the first leaf that does not match.
+//!
+//! A record may be missing (blank) only where retention removed it, and retention proves
+//! it: each prune is itself a leaf of the log (`custos.retention.pruned`, naming the
+//! leaves below `before_index`, the cutoff and the retention that allowed it), so the
+//! checkpoint signs it. A blank record is accepted only under such a leaf that comes
+//! after it, and a prune leaf is accepted only if its cutoff is at least its retention
+//! before its own time. The header's `pruned_before` is not signed and is not trusted.
 
 use std::io::BufRead;
 
@@ -41,7 +48,8 @@ pub struct ExportHeader {
     /// Leaves that follow: the checkpoint's size.
     pub size: u64,
     /// Leaves below this index had their records removed by retention (their hashes
-    /// remain); a missing record at or above it is a missing record.
+    /// remain). Informational: not signed, so verification does not rely on it (the
+    /// signed prune leaves say what was removed).
     pub pruned_before: u64,
     /// The signed checkpoint (a C2SP signed note) the export is taken at.
     pub checkpoint: String,
@@ -84,8 +92,16 @@ pub enum VerifyError {
          the record was altered or replaced (event {event_id})"
     )]
     RecordAltered { index: u64, event_id: String },
-    #[error("leaf {index}: the record is missing, and no retention tombstone covers it")]
+    #[error(
+        "leaf {index}: the record is missing, and no retention record (custos.retention.pruned) after it covers it"
+    )]
     RecordMissing { index: u64 },
+    #[error("leaf {index}: the retention record is not valid: {message}")]
+    BadPrune { index: u64, message: String },
+    #[error(
+        "more than {MAX_BLANK_RUNS} separate runs of missing records, the first at leaf {first}: not what retention leaves"
+    )]
+    TooManyGaps { first: u64 },
     #[error("leaf {index} is missing from the log: it holds {found} of the checkpoint's {size} leaves")]
     Truncated { index: u64, found: u64, size: u64 },
     #[error("line {line}: expected leaf {expected}, found leaf {found}: leaves are missing or out of order")]
@@ -126,12 +142,124 @@ pub struct VerifyReport {
     pub records: u64,
     /// Leaves whose records retention removed (their hashes still verify).
     pub pruned: u64,
+    /// The retention records covering them: the newest, and the least retention any of
+    /// them states (an auditor compares it with the retention the tenant was promised).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSummary>,
     /// Key ids (8 hex digits) of the pinned keys whose signatures verified.
     pub signed_by: Vec<String>,
     /// The earlier checkpoint's size, when consistency with one was checked.
     pub consistent_with: Option<u64>,
     /// Bytes of leaf lines read.
     pub bytes: u64,
+}
+
+/// What the retention records of a verified export say.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionSummary {
+    /// Retention records (`custos.retention.pruned` leaves) present in the log.
+    pub records: u64,
+    /// The newest one's leaf, and the leaves below which it removed records.
+    pub newest_leaf: u64,
+    pub newest_before_index: u64,
+    /// The least retention, in days, a retention record states; `None` when one
+    /// (written before custos recorded it) states none.
+    pub min_retention_days: Option<u64>,
+}
+
+/// Most separate runs of blank records an export may have (an honest log has one, the
+/// oldest leaves, or none).
+pub const MAX_BLANK_RUNS: usize = 100_000;
+
+/// The `kind` (timeline) or `action` (audit) of a retention record.
+pub const PRUNE_KIND: &str = "custos.retention.pruned";
+
+/// A retention record as read from its leaf.
+#[derive(Debug, Clone, Copy)]
+struct PruneLeaf {
+    index: u64,
+    before_index: u64,
+    retention_days: Option<u64>,
+}
+
+/// Reads `record` as a retention record, if it is one: `Ok(None)` for any other record,
+/// an error naming what is wrong with one that claims to be.
+fn prune_leaf(index: u64, record: &[u8]) -> Result<Option<PruneLeaf>, VerifyError> {
+    if memchr::memmem::find(record, PRUNE_KIND.as_bytes()).is_none() {
+        return Ok(None);
+    }
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        kind: Option<String>,
+        action: Option<String>,
+        ts: Option<String>,
+        details: Option<serde_json::Value>,
+    }
+    let Ok(probe) = serde_json::from_slice::<Probe>(record) else { return Ok(None) };
+    if probe.kind.as_deref() != Some(PRUNE_KIND) && probe.action.as_deref() != Some(PRUNE_KIND) {
+        return Ok(None);
+    }
+    let bad = |message: String| VerifyError::BadPrune { index, message };
+    let details = probe.details.unwrap_or_default();
+    let before_index =
+        details["before_index"].as_u64().ok_or_else(|| bad("details.before_index must be a leaf index".into()))?;
+    if before_index > index {
+        return Err(bad(format!("it removes records up to leaf {before_index}, after itself")));
+    }
+    let retention_days = match &details["retention_days"] {
+        serde_json::Value::Null => None,
+        days => Some(
+            days.as_u64()
+                .filter(|d| *d > 0)
+                .ok_or_else(|| bad("details.retention_days must be a positive number".into()))?,
+        ),
+    };
+    if let Some(days) = retention_days {
+        let time = |field: &str, value: Option<&str>| {
+            value
+                .and_then(|v| custos_model::Timestamp::parse(field, v).ok())
+                .ok_or_else(|| bad(format!("{field} must be an RFC 3339 time")))
+        };
+        let at = time("ts", probe.ts.as_deref())?;
+        let cutoff = time("details.received_before", details["received_before"].as_str())?;
+        let retention_micros = i64::try_from(days).unwrap_or(i64::MAX).saturating_mul(86_400_000_000);
+        if cutoff.as_micros() > at.as_micros().saturating_sub(retention_micros) {
+            return Err(bad(format!(
+                "its cutoff {cutoff} is less than its retention of {days} days before its time {at}"
+            )));
+        }
+    }
+    Ok(Some(PruneLeaf { index, before_index, retention_days }))
+}
+
+/// Checks that every run of blank records is covered by a retention record after it:
+/// leaf `i` is covered when some retention record at a leaf `p > i` removed records below
+/// `before > i`. Returns the first leaf that is not.
+fn first_uncovered(runs: &[(u64, u64)], prunes: &[PruneLeaf]) -> Option<u64> {
+    // `reach[k]`: the greatest `before_index` of the retention records from the k-th on
+    // (by leaf). The cover of leaf i, M(i) = max before over records after i, falls as i
+    // grows, so within a run the covered leaves come first: search for the first that
+    // is not.
+    let mut reach: Vec<u64> = prunes.iter().map(|p| p.before_index).collect();
+    for k in (0..reach.len().saturating_sub(1)).rev() {
+        reach[k] = reach[k].max(reach[k + 1]);
+    }
+    let cover = |leaf: u64| {
+        let after = prunes.partition_point(|p| p.index <= leaf);
+        reach.get(after).copied().unwrap_or(0)
+    };
+    for &(start, end) in runs {
+        if cover(end - 1) > end - 1 {
+            continue;
+        }
+        let (mut low, mut high) = (start, end - 1);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if cover(middle) > middle { low = middle + 1 } else { high = middle }
+        }
+        return Some(low);
+    }
+    None
 }
 
 /// Verifies exports against pinned keys (signed-note verifier keys, whose names are
@@ -194,7 +322,9 @@ impl Verifier {
         // The tree of recomputed hashes, once it departs from the stored one.
         let mut recomputed: Option<RootBuilder> = None;
         let mut first_altered: Option<(u64, String)> = None;
-        let mut first_missing: Option<u64> = None;
+        // Blank records as runs of leaves `[start, end)`, and the retention records seen.
+        let mut blank_runs: Vec<(u64, u64)> = Vec::new();
+        let mut prunes: Vec<PruneLeaf> = Vec::new();
         let mut earlier_roots: Option<(Hash, Hash)> = None;
         let (mut records, mut pruned, mut bytes) = (0u64, 0u64, 0u64);
         for index in 0..header.size {
@@ -214,10 +344,15 @@ impl Verifier {
                 return Err(VerifyError::OutOfOrder { line: line_number, expected: index, found });
             }
             let computed = if record.is_empty() {
-                if index < header.pruned_before {
-                    pruned += 1;
+                pruned += 1;
+                if let Some((_, end)) = blank_runs.last_mut()
+                    && *end == index
+                {
+                    *end += 1;
+                } else if blank_runs.len() >= MAX_BLANK_RUNS {
+                    return Err(VerifyError::TooManyGaps { first: blank_runs[0].0 });
                 } else {
-                    first_missing.get_or_insert(index);
+                    blank_runs.push((index, index + 1));
                 }
                 stored_hash
             } else {
@@ -226,6 +361,11 @@ impl Verifier {
                 if computed != stored_hash && first_altered.is_none() {
                     first_altered = Some((index, event_id_of(record)));
                     recomputed.get_or_insert_with(|| stored.clone());
+                }
+                if computed == stored_hash
+                    && let Some(prune) = prune_leaf(index, record)?
+                {
+                    prunes.push(prune);
                 }
                 computed
             };
@@ -253,7 +393,7 @@ impl Verifier {
             if let Some((index, event_id)) = first_altered {
                 return Err(VerifyError::RecordAltered { index, event_id });
             }
-            if let Some(index) = first_missing {
+            if let Some(index) = first_uncovered(&blank_runs, &prunes) {
                 return Err(VerifyError::RecordMissing { index });
             }
         } else {
@@ -268,12 +408,19 @@ impl Verifier {
         {
             return Err(VerifyError::Inconsistent { size: earlier.size });
         }
+        let retention = prunes.last().map(|newest| RetentionSummary {
+            records: prunes.len() as u64,
+            newest_leaf: newest.index,
+            newest_before_index: newest.before_index,
+            min_retention_days: prunes.iter().map(|p| p.retention_days).min().flatten(),
+        });
         Ok(VerifyReport {
             origin: header.origin,
             size: header.size,
             root: STANDARD.encode(checkpoint.root),
             records,
             pruned,
+            retention,
             signed_by: verified.signed_by.iter().map(|(_, id)| format!("{id:08x}")).collect(),
             consistent_with: earlier.map(|e| e.size),
             bytes,

@@ -12,12 +12,12 @@ use custos_model::records::{ConnectorSync, Delivery, QueueSnapshot, RuleRun};
 use custos_model::status::ComponentStatus;
 use custos_model::{Component, FreshnessPolicy, TenantId, Timestamp};
 use custos_store::{
-    AppendOutcome, ArtifactRecord, AttestationQuery, AttestationRecord, Backend, BucketRow, BundleRecord,
-    ConsoleSession, HourTotals, IncidentRecord, IngestSummary, JobEventOutcome, JobEventRequest, JobRecord, KeyOverlap,
-    LastError, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, MaintenanceRecord,
-    NewIncidentUpdate, Page, PruneOutcome, PutOutcome, RecordQuery, RollupFamily, SchemaDescription, SeriesRow,
-    SigningKeyRecord, StatusChange, StatusScope, Store, StoreResult, Stored, StoredCheckpoint, StoredFlip, StoredPing,
-    Tenant, TokenRecord,
+    ActionRecords, AppendOutcome, ArtifactRecord, AttestationQuery, AttestationRecord, Backend, BucketRow,
+    BundleRecord, ConsoleSession, HourTotals, IncidentRecord, IngestSummary, JobEventOutcome, JobEventRequest,
+    JobRecord, KeyOverlap, LastError, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery,
+    MaintenanceRecord, NewIncidentUpdate, Page, PruneOutcome, PutOutcome, RecordQuery, RollupFamily, SchemaDescription,
+    SeriesRow, SigningKeyRecord, StatusChange, StatusScope, Store, StoreResult, Stored, StoredCheckpoint, StoredFlip,
+    StoredPing, Tenant, TokenRecord,
 };
 use custos_telemetry::Metrics;
 use tracing::Instrument;
@@ -142,8 +142,8 @@ instrument! {
     log_pruned_before(tenant: &TenantId, log: LogName) -> StoreResult<u64>;
     log_first_received(tenant: &TenantId, log: LogName, from: u64) -> StoreResult<Option<(u64, Timestamp)>>;
     prune_log(tenant: &TenantId, log: LogName, prune: &LogPrune) -> StoreResult<PruneOutcome>;
-    create_hold(tenant: &TenantId, hold: &LegalHold) -> StoreResult<()>;
-    release_hold(tenant: &TenantId, id: &str, at: Timestamp) -> StoreResult<LegalHold>;
+    create_hold(tenant: &TenantId, hold: &LegalHold, records: &ActionRecords) -> StoreResult<()>;
+    release_hold(tenant: &TenantId, id: &str, at: Timestamp, records: &ActionRecords) -> StoreResult<LegalHold>;
     holds(tenant: &TenantId) -> StoreResult<Vec<LegalHold>>;
     put_signing_key(key: &SigningKeyRecord) -> StoreResult<()>;
     signing_keys() -> StoreResult<Vec<SigningKeyRecord>>;

@@ -178,38 +178,53 @@ pub struct AdminAction<'a> {
 
 /// Records `action` as a timeline event and an audit record in each of `tenants`.
 pub async fn record_admin_action(store: &dyn Store, tenants: &[TenantId], action: &AdminAction<'_>) {
-    let slug = action.kind.trim_start_matches("custos.").replace(['.', '_'], "-");
     for tenant in tenants {
-        let now = Timestamp::now();
-        let actor_text = action.actor.name.clone().or_else(|| action.actor.id.clone());
-        let event = TimelineEvent {
-            event_id: own_event_id(&slug),
-            ts: now,
-            tenant_id: tenant.clone(),
-            project_id: None,
-            kind: action.kind.to_owned(),
-            actor: actor_text,
-            resource_type: Some(action.resource_type.to_owned()),
-            resource_id: Some(action.resource_id.to_owned()),
-            trace_id: None,
-            details: action.details.clone(),
-        };
-        let audit = AuditRecord {
-            event_id: own_event_id(&slug),
-            ts: now,
-            tenant_id: tenant.clone(),
-            actor: action.actor.clone(),
-            actor_ip: None,
-            action: action.kind.to_owned(),
-            outcome: custos_model::ledger::AuditOutcome::Success,
-            resource_type: Some(action.resource_type.to_owned()),
-            resource_id: Some(action.resource_id.to_owned()),
-            request_id: None,
-            trace_id: None,
-            details: action.details.clone(),
-        };
+        let (event, audit) = admin_action_records(tenant, action, Timestamp::now());
         record_own(store, tenant, vec![OwnRecord::Timeline(event), OwnRecord::Audit(audit)]).await;
     }
+}
+
+/// The records of `action` in `tenant`'s logs, for a store operation that appends them
+/// in the change's own transaction (the change and its record commit together).
+pub fn action_records(tenant: &TenantId, action: &AdminAction<'_>) -> Result<custos_store::ActionRecords, ApiError> {
+    let (event, audit) = admin_action_records(tenant, action, Timestamp::now());
+    let built = |e: custos_model::FieldError| ApiError::internal(&e);
+    Ok(custos_store::ActionRecords {
+        audit: LogAppend::audit(&audit.checked().map_err(built)?),
+        timeline: LogAppend::timeline(&event.checked().map_err(built)?),
+    })
+}
+
+fn admin_action_records(tenant: &TenantId, action: &AdminAction<'_>, now: Timestamp) -> (TimelineEvent, AuditRecord) {
+    let slug = action.kind.trim_start_matches("custos.").replace(['.', '_'], "-");
+    let actor_text = action.actor.name.clone().or_else(|| action.actor.id.clone());
+    let event = TimelineEvent {
+        event_id: own_event_id(&slug),
+        ts: now,
+        tenant_id: tenant.clone(),
+        project_id: None,
+        kind: action.kind.to_owned(),
+        actor: actor_text,
+        resource_type: Some(action.resource_type.to_owned()),
+        resource_id: Some(action.resource_id.to_owned()),
+        trace_id: None,
+        details: action.details.clone(),
+    };
+    let audit = AuditRecord {
+        event_id: own_event_id(&slug),
+        ts: now,
+        tenant_id: tenant.clone(),
+        actor: action.actor.clone(),
+        actor_ip: None,
+        action: action.kind.to_owned(),
+        outcome: custos_model::ledger::AuditOutcome::Success,
+        resource_type: Some(action.resource_type.to_owned()),
+        resource_id: Some(action.resource_id.to_owned()),
+        request_id: None,
+        trace_id: None,
+        details: action.details.clone(),
+    };
+    (event, audit)
 }
 
 /// Records a signing key rotation in every tenant's timeline and audit log: each
@@ -627,9 +642,12 @@ async fn prune_one(
     let prune = custos_store::LogPrune {
         before_index: before,
         received_before: cutoff,
+        retention_days: days,
         policy: policy.clone(),
         pruned_at: now,
     };
+    // The store appends the retention record (custos.retention.pruned) in the prune's
+    // transaction, before removing anything: the signed leaf that accounts for them.
     let removed = match state.store.prune_log(tenant, log, &prune).await? {
         custos_store::PruneOutcome::Held => {
             tracing::info!(
@@ -648,42 +666,8 @@ async fn prune_one(
         log = log.as_str(),
         removed,
         before_index = before,
+        retention_days = days,
         "retention removed records"
     );
-    let details = serde_json::json!({
-        "log": log.as_str(), "before_index": before, "records_removed": removed,
-        "received_before": cutoff, "policy": policy,
-    });
-    let event_id = format!("custos-retention-{log}-{before}");
-    let actor = "custos retention";
-    let tombstone = match log {
-        LogName::Timeline => OwnRecord::Timeline(TimelineEvent {
-            event_id,
-            ts: now,
-            tenant_id: tenant.clone(),
-            project_id: None,
-            kind: "custos.retention.pruned".into(),
-            actor: Some(actor.into()),
-            resource_type: Some("log".into()),
-            resource_id: Some(log.as_str().into()),
-            trace_id: None,
-            details,
-        }),
-        LogName::Audit => OwnRecord::Audit(AuditRecord {
-            event_id,
-            ts: now,
-            tenant_id: tenant.clone(),
-            actor: custos_model::ledger::AuditActor { id: None, name: Some(actor.into()) },
-            actor_ip: None,
-            action: "custos.retention.pruned".into(),
-            outcome: custos_model::ledger::AuditOutcome::Success,
-            resource_type: Some("log".into()),
-            resource_id: Some(log.as_str().into()),
-            request_id: None,
-            trace_id: None,
-            details,
-        }),
-    };
-    record_own_at(&*state.store, tenant, vec![tombstone], now).await;
     Ok(usize::try_from(removed).unwrap_or(usize::MAX))
 }

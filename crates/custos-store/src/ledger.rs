@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use custos_ledger::merkle::Hash;
 use custos_model::ledger::{AuditRecord, LogName, TimelineEvent};
-use custos_model::{Cursor, FieldError, Timestamp};
+use custos_model::{Cursor, FieldError, TenantId, Timestamp};
 
 use crate::error::{StoreError, StoreResult};
 
@@ -360,15 +360,79 @@ pub(crate) fn index_from(value: i64) -> StoreResult<u64> {
 }
 
 /// A retention pass's removal from one log: the records of leaves below `before_index`
-/// (their hashes stay), under a tombstone row saying when, why and up to which time.
+/// (their hashes stay), under a tombstone row saying when, why and up to which time, and
+/// after a retention record in the log itself ([`LogPrune::record`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogPrune {
     pub before_index: u64,
-    /// The records removed were received before this instant.
+    /// The records removed were received before this instant: at least `retention_days`
+    /// before `pruned_at` (the database checks it against its own clock too).
     pub received_before: Timestamp,
+    /// The retention that allowed the prune, in days.
+    pub retention_days: u32,
     /// The policy that removed them, in words (`timeline: 180 days (tenant retention_days)`).
     pub policy: String,
     pub pruned_at: Timestamp,
+}
+
+/// The kind (timeline) and action (audit) of a retention record.
+pub const PRUNE_KIND: &str = custos_ledger::export::PRUNE_KIND;
+
+impl LogPrune {
+    /// The id of the retention record: one prune of a log per `before_index`.
+    pub fn event_id(&self, log: LogName) -> String {
+        format!("custos-retention-{}-{}", log.as_str(), self.before_index)
+    }
+
+    /// The retention record a prune appends to the log it prunes, in the same
+    /// transaction and before removing anything: the signed leaf an offline verifier
+    /// accepts a removed record under. `removed`: the records it removes.
+    pub fn record(&self, tenant: &TenantId, log: LogName, removed: u64) -> LogAppend {
+        let details = serde_json::json!({
+            "log": log.as_str(), "before_index": self.before_index, "records_removed": removed,
+            "received_before": self.received_before, "retention_days": self.retention_days, "policy": self.policy,
+        });
+        let event_id = self.event_id(log);
+        let actor = "custos retention";
+        match log {
+            LogName::Timeline => LogAppend::timeline(&TimelineEvent {
+                event_id,
+                ts: self.pruned_at,
+                tenant_id: tenant.clone(),
+                project_id: None,
+                kind: PRUNE_KIND.into(),
+                actor: Some(actor.into()),
+                resource_type: Some("log".into()),
+                resource_id: Some(log.as_str().into()),
+                trace_id: None,
+                details,
+            }),
+            LogName::Audit => LogAppend::audit(&AuditRecord {
+                event_id,
+                ts: self.pruned_at,
+                tenant_id: tenant.clone(),
+                actor: custos_model::ledger::AuditActor { id: None, name: Some(actor.into()) },
+                actor_ip: None,
+                action: PRUNE_KIND.into(),
+                outcome: custos_model::ledger::AuditOutcome::Success,
+                resource_type: Some("log".into()),
+                resource_id: Some(log.as_str().into()),
+                request_id: None,
+                trace_id: None,
+                details,
+            }),
+        }
+    }
+}
+
+/// The records of an administrative change, appended in the change's own transaction:
+/// the change and its record commit together, or neither does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRecords {
+    /// The audit log's record of it (appended first: a change may name its leaf).
+    pub audit: LogAppend,
+    /// The timeline's.
+    pub timeline: LogAppend,
 }
 
 /// What a prune did.

@@ -33,8 +33,8 @@ pub use error::{StoreError, StoreResult};
 pub use evidence::{ArtifactRecord, AttestationQuery, AttestationRecord, BundleRecord, ExpiredEvidence};
 pub use jobs::{JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 pub use ledger::{
-    AppendOutcome, KeyOverlap, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
-    SigningKeyRecord, StoredCheckpoint,
+    ActionRecords, AppendOutcome, KeyOverlap, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery,
+    PruneOutcome, SigningKeyRecord, StoredCheckpoint,
 };
 pub use objects::Objects;
 pub use postgres::{APP_ROLE, PostgresStore};
@@ -390,10 +390,20 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Removes the records of leaves below `prune.before_index` under a tombstone row,
     /// atomically; nothing while a legal hold of the tenant is active.
     async fn prune_log(&self, tenant: &TenantId, log: LogName, prune: &LogPrune) -> StoreResult<PruneOutcome>;
-    /// Places a legal hold (`AlreadyExists` for an id in use).
-    async fn create_hold(&self, tenant: &TenantId, hold: &LegalHold) -> StoreResult<()>;
-    /// Releases an active hold; `NotFound` when none has the id or it was released.
-    async fn release_hold(&self, tenant: &TenantId, id: &str, at: Timestamp) -> StoreResult<LegalHold>;
+    /// Places a legal hold with `records` of it, in one transaction (`AlreadyExists` for
+    /// an id in use, and nothing recorded).
+    async fn create_hold(&self, tenant: &TenantId, hold: &LegalHold, records: &ActionRecords) -> StoreResult<()>;
+    /// Releases an active hold with `records` of the release, in one transaction;
+    /// `NotFound` when none has the id or it was released. The database refuses a
+    /// release whose audit record (`custos.hold.released`, resource the hold's id) is not
+    /// in the log, so the release that enables a prune is on the record before it.
+    async fn release_hold(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        at: Timestamp,
+        records: &ActionRecords,
+    ) -> StoreResult<LegalHold>;
     /// Every hold of the tenant, newest first.
     async fn holds(&self, tenant: &TenantId) -> StoreResult<Vec<LegalHold>>;
 

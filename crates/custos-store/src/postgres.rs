@@ -23,8 +23,8 @@ use crate::error::{PostgresContext, StoreError, StoreResult};
 use crate::evidence::{self, ArtifactRecord, AttestationQuery, AttestationRecord, BundleRecord, ExpiredEvidence};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 use crate::ledger::{
-    AppendOutcome, KeyOverlap, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
-    SigningKeyRecord, StoredCheckpoint,
+    ActionRecords, AppendOutcome, KeyOverlap, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery,
+    PruneOutcome, SigningKeyRecord, StoredCheckpoint,
 };
 use crate::postgres_ledger;
 use crate::rollup::{
@@ -58,6 +58,11 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 7, name: "ledger", sql: include_str!("../migrations/postgres/0007_ledger.sql") },
     Migration { version: 8, name: "trace_keys", sql: include_str!("../migrations/postgres/0008_trace_keys.sql") },
     Migration { version: 9, name: "evidence", sql: include_str!("../migrations/postgres/0009_evidence.sql") },
+    Migration {
+        version: 10,
+        name: "provable_retention",
+        sql: include_str!("../migrations/postgres/0010_provable_retention.sql"),
+    },
 ];
 
 /// Arbitrary constant naming custos's migration lock among the database's advisory locks.
@@ -1705,15 +1710,21 @@ impl Store for PostgresStore {
         Ok(outcome)
     }
 
-    async fn create_hold(&self, tenant: &TenantId, hold: &LegalHold) -> StoreResult<()> {
+    async fn create_hold(&self, tenant: &TenantId, hold: &LegalHold, records: &ActionRecords) -> StoreResult<()> {
         let mut tx = self.tenant_tx(tenant).await?;
-        postgres_ledger::create_hold(&mut tx, tenant, hold).await?;
+        postgres_ledger::create_hold(&mut tx, tenant, hold, records).await?;
         tx.commit().await.ctx("committing a legal hold")
     }
 
-    async fn release_hold(&self, tenant: &TenantId, id: &str, at: Timestamp) -> StoreResult<LegalHold> {
+    async fn release_hold(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        at: Timestamp,
+        records: &ActionRecords,
+    ) -> StoreResult<LegalHold> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let hold = postgres_ledger::release_hold(&mut tx, tenant, id, at).await?;
+        let hold = postgres_ledger::release_hold(&mut tx, tenant, id, at, records).await?;
         tx.commit().await.ctx("committing a hold release")?;
         Ok(hold)
     }

@@ -13,8 +13,8 @@ use sqlx::{PgConnection, Row};
 use crate::Page;
 use crate::error::{PostgresContext, StoreError, StoreResult};
 use crate::ledger::{
-    self, AppendOutcome, KeyOverlap, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery,
-    PruneOutcome, QueryValue, RETIRED_AT, SigningKeyRecord, StoredCheckpoint, table,
+    self, ActionRecords, AppendOutcome, KeyOverlap, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune,
+    LogQuery, PruneOutcome, QueryValue, RETIRED_AT, SigningKeyRecord, StoredCheckpoint, table,
 };
 
 const ENTRY_COLUMNS: &str = "leaf_index, event_id, ts_us, record, received_at_us";
@@ -390,6 +390,10 @@ pub(crate) async fn first_received(
 
 /// In the caller's tenant transaction: the tombstone, then `custos_prune_log` (the one
 /// way the service's role can delete).
+/// Prunes inside the caller's transaction: the retention record first (the next leaf),
+/// then the tombstone naming it, then the removal through `custos_prune_log`, whose
+/// trigger checks it against the tombstone, the tenant's retention and the database's
+/// clock.
 pub(crate) async fn prune(
     tx: &mut PgConnection,
     tenant: &TenantId,
@@ -408,9 +412,23 @@ pub(crate) async fn prune(
     if pruned_before(tx, tenant, log).await? >= prune.before_index {
         return Ok(PruneOutcome::Removed(0));
     }
+    let removing: i64 = sqlx::query_scalar(sql(format!(
+        "SELECT COUNT(*) FROM {} WHERE tenant_id = $1 AND leaf_index < $2",
+        table(log)
+    )))
+    .bind(tenant.as_str())
+    .bind(prune.before_index as i64)
+    .fetch_one(&mut *tx)
+    .await
+    .ctx("counting records under the tombstone")?;
+    let record = prune.record(tenant, log, u64::try_from(removing).unwrap_or(0));
+    let appended = append(tx, tenant, log, vec![record], prune.pruned_at).await?;
+    if appended.inserted != 1 {
+        return Err(StoreError::LogConflict { log: log.as_str(), id: prune.event_id(log) });
+    }
     sqlx::query(
-        "INSERT INTO ledger_prunes (tenant_id, log, before_index, received_before_us, policy, pruned_at_us) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO ledger_prunes (tenant_id, log, before_index, received_before_us, policy, pruned_at_us, \
+         retention_days, leaf_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(tenant.as_str())
     .bind(log.as_str())
@@ -418,6 +436,8 @@ pub(crate) async fn prune(
     .bind(prune.received_before.as_micros())
     .bind(&prune.policy)
     .bind(prune.pruned_at.as_micros())
+    .bind(i64::from(prune.retention_days))
+    .bind(appended.size as i64 - 1)
     .execute(&mut *tx)
     .await
     .ctx("writing the tombstone")?;
@@ -442,7 +462,30 @@ fn hold_from_row(row: &sqlx::postgres::PgRow) -> LegalHold {
     }
 }
 
-pub(crate) async fn create_hold(tx: &mut PgConnection, tenant: &TenantId, hold: &LegalHold) -> StoreResult<()> {
+/// Appends an action's records: the audit record first; returns its leaf index.
+async fn record_action(
+    tx: &mut PgConnection,
+    tenant: &TenantId,
+    records: &ActionRecords,
+    at: Timestamp,
+) -> StoreResult<u64> {
+    let audit = append(tx, tenant, LogName::Audit, vec![records.audit.clone()], at).await?;
+    if audit.inserted != 1 {
+        return Err(StoreError::LogConflict { log: LogName::Audit.as_str(), id: records.audit.event_id.clone() });
+    }
+    let timeline = append(tx, tenant, LogName::Timeline, vec![records.timeline.clone()], at).await?;
+    if timeline.inserted != 1 {
+        return Err(StoreError::LogConflict { log: LogName::Timeline.as_str(), id: records.timeline.event_id.clone() });
+    }
+    Ok(audit.size - 1)
+}
+
+pub(crate) async fn create_hold(
+    tx: &mut PgConnection,
+    tenant: &TenantId,
+    hold: &LegalHold,
+    records: &ActionRecords,
+) -> StoreResult<()> {
     let inserted = sqlx::query(sql(format!(
         "INSERT INTO legal_holds (tenant_id, {HOLD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
     )))
@@ -458,6 +501,7 @@ pub(crate) async fn create_hold(tx: &mut PgConnection, tenant: &TenantId, hold: 
     if inserted.rows_affected() == 0 {
         return Err(StoreError::AlreadyExists { what: "legal hold", id: hold.id.clone() });
     }
+    record_action(tx, tenant, records, hold.created_at).await?;
     Ok(())
 }
 
@@ -466,14 +510,28 @@ pub(crate) async fn release_hold(
     tenant: &TenantId,
     id: &str,
     at: Timestamp,
+    records: &ActionRecords,
 ) -> StoreResult<LegalHold> {
+    let active: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM legal_holds WHERE tenant_id = $1 AND id = $2 AND released_at_us IS NULL)",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await
+    .ctx("finding the hold to release")?;
+    if !active {
+        return Err(StoreError::NotFound { what: "active legal hold", id: id.to_owned() });
+    }
+    let release_leaf = record_action(tx, tenant, records, at).await?;
     let row = sqlx::query(sql(format!(
-        "UPDATE legal_holds SET released_at_us = $3 WHERE tenant_id = $1 AND id = $2 AND released_at_us IS NULL \
-         RETURNING {HOLD_COLUMNS}"
+        "UPDATE legal_holds SET released_at_us = $3, release_leaf = $4 WHERE tenant_id = $1 AND id = $2 \
+         AND released_at_us IS NULL RETURNING {HOLD_COLUMNS}"
     )))
     .bind(tenant.as_str())
     .bind(id)
     .bind(at.as_micros())
+    .bind(release_leaf as i64)
     .fetch_optional(&mut *tx)
     .await
     .ctx("releasing a legal hold")?;

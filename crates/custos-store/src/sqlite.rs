@@ -26,8 +26,8 @@ use crate::error::{SqliteContext, StoreError, StoreResult};
 use crate::evidence::{self, ArtifactRecord, AttestationQuery, AttestationRecord, BundleRecord, ExpiredEvidence};
 use crate::jobs::{self, JobEventOutcome, JobEventRequest, JobRecord, StoredFlip, StoredPing};
 use crate::ledger::{
-    AppendOutcome, KeyOverlap, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery, PruneOutcome,
-    SigningKeyRecord, StoredCheckpoint,
+    ActionRecords, AppendOutcome, KeyOverlap, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery,
+    PruneOutcome, SigningKeyRecord, StoredCheckpoint,
 };
 use crate::rollup::{self, BucketRow, HourTotals, LastError, Rollup, RollupFamily, RollupItem, SeriesRow};
 use crate::schema::{Migration, SchemaDescription, TableDescription};
@@ -51,6 +51,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration { version: 7, name: "ledger", sql: include_str!("../migrations/sqlite/0007_ledger.sql") },
     Migration { version: 8, name: "trace_keys", sql: include_str!("../migrations/sqlite/0008_trace_keys.sql") },
     Migration { version: 9, name: "evidence", sql: include_str!("../migrations/sqlite/0009_evidence.sql") },
+    Migration {
+        version: 10,
+        name: "provable_retention",
+        sql: include_str!("../migrations/sqlite/0010_provable_retention.sql"),
+    },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -1673,14 +1678,20 @@ impl Store for SqliteStore {
         self.write(move |conn| sqlite_ledger::prune(conn, &tenant, log, &prune)).await
     }
 
-    async fn create_hold(&self, tenant: &TenantId, hold: &LegalHold) -> StoreResult<()> {
-        let (tenant, hold) = (tenant.clone(), hold.clone());
-        self.write(move |conn| sqlite_ledger::create_hold(conn, &tenant, &hold)).await
+    async fn create_hold(&self, tenant: &TenantId, hold: &LegalHold, records: &ActionRecords) -> StoreResult<()> {
+        let (tenant, hold, records) = (tenant.clone(), hold.clone(), records.clone());
+        self.write(move |conn| sqlite_ledger::create_hold(conn, &tenant, &hold, records)).await
     }
 
-    async fn release_hold(&self, tenant: &TenantId, id: &str, at: Timestamp) -> StoreResult<LegalHold> {
-        let (tenant, id) = (tenant.clone(), id.to_owned());
-        self.write(move |conn| sqlite_ledger::release_hold(conn, &tenant, &id, at)).await
+    async fn release_hold(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        at: Timestamp,
+        records: &ActionRecords,
+    ) -> StoreResult<LegalHold> {
+        let (tenant, id, records) = (tenant.clone(), id.to_owned(), records.clone());
+        self.write(move |conn| sqlite_ledger::release_hold(conn, &tenant, &id, at, records)).await
     }
 
     async fn holds(&self, tenant: &TenantId) -> StoreResult<Vec<LegalHold>> {

@@ -12,8 +12,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, param
 use crate::Page;
 use crate::error::{SqliteContext, StoreResult};
 use crate::ledger::{
-    self, AppendOutcome, KeyOverlap, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune, LogQuery,
-    PruneOutcome, QueryValue, RETIRED_AT, SigningKeyRecord, StoredCheckpoint, table,
+    self, ActionRecords, AppendOutcome, KeyOverlap, LeafRow, LegalHold, LogAppend, LogEntry, LogHead, LogPrune,
+    LogQuery, PruneOutcome, QueryValue, RETIRED_AT, SigningKeyRecord, StoredCheckpoint, table,
 };
 
 const ENTRY_COLUMNS: &str = "leaf_index, event_id, ts_us, record, received_at_us";
@@ -69,10 +69,23 @@ pub(crate) fn append(
     received_at: Timestamp,
 ) -> StoreResult<AppendOutcome> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning an append")?;
+    let outcome = append_in(&tx, tenant, log, records, received_at)?;
+    tx.commit().ctx("committing an append")?;
+    Ok(outcome)
+}
+
+/// [`append`]'s work inside a transaction the caller commits (or drops, writing nothing).
+pub(crate) fn append_in(
+    tx: &Connection,
+    tenant: &TenantId,
+    log: LogName,
+    records: Vec<LogAppend>,
+    received_at: Timestamp,
+) -> StoreResult<AppendOutcome> {
     let t = table(log);
     // Repeats within the batch first (the same id twice: a duplicate or a conflict).
     let (fresh, mut duplicates) = ledger::fresh_records(log, records, &HashMap::new())?;
-    let mut frontier = read_frontier(&tx, tenant, log)?;
+    let mut frontier = read_frontier(tx, tenant, log)?;
     let mut inserted = 0;
     if !fresh.is_empty() {
         let mut insert_record = tx.prepare_cached(&insert_sql(log, true)).ctx("preparing the record insert")?;
@@ -97,9 +110,9 @@ pub(crate) fn append(
             completed.clear();
             frontier.push(leaf_hash(record.record.as_bytes()), &mut completed);
             inserted += 1;
-            nodes.extend(&tx, &completed)?;
+            nodes.extend(tx, &completed)?;
         }
-        nodes.flush(&tx)?;
+        nodes.flush(tx)?;
     }
     if inserted > 0 {
         tx.execute(
@@ -116,7 +129,6 @@ pub(crate) fn append(
         )
         .ctx("moving the log head")?;
     }
-    tx.commit().ctx("committing an append")?;
     Ok(AppendOutcome { inserted, duplicates, size: frontier.size(), root: frontier.root() })
 }
 
@@ -481,6 +493,9 @@ fn active_hold(conn: &Connection, tenant: &TenantId) -> StoreResult<bool> {
         .ctx("checking legal holds")
 }
 
+/// Prunes in one immediate transaction: the retention record first (the next leaf),
+/// then the tombstone naming it, then the removal, which the database's trigger checks
+/// against the tombstone, the tenant's retention and its own clock.
 pub(crate) fn prune(
     conn: &mut Connection,
     tenant: &TenantId,
@@ -494,16 +509,30 @@ pub(crate) fn prune(
     if pruned_before(&tx, tenant, log)? >= prune.before_index {
         return Ok(PruneOutcome::Removed(0));
     }
+    let removing: i64 = tx
+        .query_row(
+            &format!("SELECT COUNT(*) FROM {} WHERE tenant_id = ?1 AND leaf_index < ?2", table(log)),
+            params![tenant.as_str(), prune.before_index as i64],
+            |row| row.get(0),
+        )
+        .ctx("counting records under the tombstone")?;
+    let record = prune.record(tenant, log, u64::try_from(removing).unwrap_or(0));
+    let appended = append_in(&tx, tenant, log, vec![record], prune.pruned_at)?;
+    if appended.inserted != 1 {
+        return Err(crate::StoreError::LogConflict { log: log.as_str(), id: prune.event_id(log) });
+    }
     tx.execute(
-        "INSERT INTO ledger_prunes (tenant_id, log, before_index, received_before_us, policy, pruned_at_us) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO ledger_prunes (tenant_id, log, before_index, received_before_us, policy, pruned_at_us, \
+         retention_days, leaf_index) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             tenant.as_str(),
             log.as_str(),
             prune.before_index as i64,
             prune.received_before.as_micros(),
             prune.policy,
-            prune.pruned_at.as_micros()
+            prune.pruned_at.as_micros(),
+            i64::from(prune.retention_days),
+            appended.size as i64 - 1
         ],
     )
     .ctx("writing the tombstone")?;
@@ -529,8 +558,27 @@ fn hold_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LegalHold> {
     })
 }
 
-pub(crate) fn create_hold(conn: &Connection, tenant: &TenantId, hold: &LegalHold) -> StoreResult<()> {
-    let inserted = conn
+/// Appends an action's records: the audit record first; returns its leaf index.
+fn record_action(tx: &Connection, tenant: &TenantId, records: ActionRecords, at: Timestamp) -> StoreResult<u64> {
+    let (audit_id, timeline_id) = (records.audit.event_id.clone(), records.timeline.event_id.clone());
+    let audit = append_in(tx, tenant, LogName::Audit, vec![records.audit], at)?;
+    if audit.inserted != 1 {
+        return Err(crate::StoreError::LogConflict { log: LogName::Audit.as_str(), id: audit_id });
+    }
+    if append_in(tx, tenant, LogName::Timeline, vec![records.timeline], at)?.inserted != 1 {
+        return Err(crate::StoreError::LogConflict { log: LogName::Timeline.as_str(), id: timeline_id });
+    }
+    Ok(audit.size - 1)
+}
+
+pub(crate) fn create_hold(
+    conn: &mut Connection,
+    tenant: &TenantId,
+    hold: &LegalHold,
+    records: ActionRecords,
+) -> StoreResult<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning a legal hold")?;
+    let inserted = tx
         .execute(
             &format!(
                 "INSERT INTO legal_holds (tenant_id, {HOLD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
@@ -548,19 +596,39 @@ pub(crate) fn create_hold(conn: &Connection, tenant: &TenantId, hold: &LegalHold
     if inserted == 0 {
         return Err(crate::StoreError::AlreadyExists { what: "legal hold", id: hold.id.clone() });
     }
-    Ok(())
+    record_action(&tx, tenant, records, hold.created_at)?;
+    tx.commit().ctx("committing a legal hold")
 }
 
-pub(crate) fn release_hold(conn: &Connection, tenant: &TenantId, id: &str, at: Timestamp) -> StoreResult<LegalHold> {
-    conn.prepare_cached(&format!(
-        "UPDATE legal_holds SET released_at_us = ?3 WHERE tenant_id = ?1 AND id = ?2 AND released_at_us IS NULL \
-         RETURNING {HOLD_COLUMNS}"
-    ))
-    .ctx("preparing a hold release")?
-    .query_row(params![tenant.as_str(), id, at.as_micros()], hold_from_row)
-    .optional()
-    .ctx("releasing a legal hold")?
-    .ok_or_else(|| crate::StoreError::NotFound { what: "active legal hold", id: id.to_owned() })
+pub(crate) fn release_hold(
+    conn: &mut Connection,
+    tenant: &TenantId,
+    id: &str,
+    at: Timestamp,
+    records: ActionRecords,
+) -> StoreResult<LegalHold> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning a hold release")?;
+    let active: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM legal_holds WHERE tenant_id = ?1 AND id = ?2 AND released_at_us IS NULL)",
+            params![tenant.as_str(), id],
+            |row| row.get(0),
+        )
+        .ctx("finding the hold to release")?;
+    if !active {
+        return Err(crate::StoreError::NotFound { what: "active legal hold", id: id.to_owned() });
+    }
+    let release_leaf = record_action(&tx, tenant, records, at)?;
+    let hold = tx
+        .prepare_cached(&format!(
+            "UPDATE legal_holds SET released_at_us = ?3, release_leaf = ?4 WHERE tenant_id = ?1 AND id = ?2 \
+             AND released_at_us IS NULL RETURNING {HOLD_COLUMNS}"
+        ))
+        .ctx("preparing a hold release")?
+        .query_row(params![tenant.as_str(), id, at.as_micros(), release_leaf as i64], hold_from_row)
+        .ctx("releasing a legal hold")?;
+    tx.commit().ctx("committing a hold release")?;
+    Ok(hold)
 }
 
 pub(crate) fn holds(conn: &Connection, tenant: &TenantId) -> StoreResult<Vec<LegalHold>> {

@@ -115,3 +115,38 @@ print(json.dumps({k[len(prefix) + 1:]: s3.head_object(Bucket=bucket, Key=k).get(
     assert!(output.status.success(), "boto3: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("boto3 printed JSON")
 }
+
+/// The records of an administrative change as the server builds them (an audit record of
+/// `kind` about `resource_id`, and its timeline twin), with fresh ids.
+pub fn action_records(tenant: &custos_model::TenantId, kind: &str, resource_id: &str) -> crate::ActionRecords {
+    use custos_model::ledger::{AuditActor, AuditOutcome, AuditRecord, TimelineEvent};
+    let now = custos_model::Timestamp::now();
+    let id = || format!("custos-test-{}", uuid::Uuid::new_v4().simple());
+    let timeline = crate::LogAppend::timeline(&TimelineEvent {
+        event_id: id(),
+        ts: now,
+        tenant_id: tenant.clone(),
+        project_id: None,
+        kind: kind.into(),
+        actor: Some("cli:test".into()),
+        resource_type: Some("legal_hold".into()),
+        resource_id: Some(resource_id.into()),
+        trace_id: None,
+        details: serde_json::json!({}),
+    });
+    let audit = crate::LogAppend::audit(&AuditRecord {
+        event_id: id(),
+        ts: now,
+        tenant_id: tenant.clone(),
+        actor: AuditActor { id: None, name: Some("cli:test".into()) },
+        actor_ip: None,
+        action: kind.into(),
+        outcome: AuditOutcome::Success,
+        resource_type: Some("legal_hold".into()),
+        resource_id: Some(resource_id.into()),
+        request_id: None,
+        trace_id: None,
+        details: serde_json::json!({}),
+    });
+    crate::ActionRecords { audit, timeline }
+}

@@ -673,6 +673,11 @@ pub struct VerifyLogArgs {
     /// must extend it.
     #[arg(long)]
     pub from_checkpoint: Option<PathBuf>,
+    /// Fail unless every retention record in the log states at least this many days
+    /// (the retention the tenant was promised): a prune under a shorter one, or one that
+    /// states none, is reported as a failure.
+    #[arg(long)]
+    pub min_retention_days: Option<u64>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -21,7 +21,10 @@ struct Fixture {
 
 impl Fixture {
     fn new(n: u64) -> Self {
-        let records = records(n);
+        Self::of(records(n))
+    }
+
+    fn of(records: Vec<String>) -> Self {
         let mut log = MemoryLog::new();
         let hashes: Vec<Hash> = records.iter().map(|r| leaf_hash(r.as_bytes())).collect();
         for hash in &hashes {
@@ -100,13 +103,139 @@ fn a_deleted_record_is_pinpointed_unless_a_tombstone_covers_it() {
     let error = verifier().verify(&fixture.export_with(20, 0, &leaves)[..]).unwrap_err();
     assert_eq!(error, VerifyError::RecordMissing { index: 4 });
 
-    // Retention removed leaves 0..5: their hashes still verify.
+    // Retention removed leaves 0..5 and said so at leaf 8: their hashes still verify.
+    let fixture = Fixture::of(with_prune(20, 8, 5, 30));
     let mut pruned = fixture.leaves();
     for leaf in &mut pruned[..5] {
         leaf.2 = None;
     }
     let report = verifier().verify(&fixture.export_with(20, 5, &pruned)[..]).unwrap();
     assert_eq!((report.records, report.pruned), (15, 5));
+    let retention = report.retention.unwrap();
+    assert_eq!((retention.records, retention.newest_leaf, retention.newest_before_index), (1, 8, 5));
+    assert_eq!(retention.min_retention_days, Some(30));
+}
+
+/// `records(n)` with a retention record at `at` that removed the leaves below `before`
+/// under a retention of `days`, its cutoff exactly `days` before its time.
+fn with_prune(n: u64, at: usize, before: u64, days: u64) -> Vec<String> {
+    let mut records = records(n);
+    records[at] = prune_record(at, before, "2026-12-01T00:00:00.000000Z", &cutoff(days), Some(days));
+    records
+}
+
+fn cutoff(days: u64) -> String {
+    let at = custos_model::Timestamp::parse("ts", "2026-12-01T00:00:00Z").unwrap();
+    custos_model::Timestamp::from_micros(at.as_micros() - days as i64 * 86_400_000_000).to_string()
+}
+
+fn prune_record(at: usize, before: u64, ts: &str, cutoff: &str, days: Option<u64>) -> String {
+    let days = days.map_or(String::new(), |d| format!(r#","retention_days":{d}"#));
+    format!(
+        r#"{{"details":{{"before_index":{before},"log":"timeline","received_before":"{cutoff}"{days}}},"event_id":"custos-retention-{at}","kind":"custos.retention.pruned","ts":"{ts}"}}"#
+    )
+}
+
+/// The attack of issue 21: whoever edits a saved export blanks recent records and raises
+/// the header's `pruned_before` over them. The header is not signed, so it buys nothing:
+/// only a retention record in the log covers a blank record.
+#[test]
+fn an_unsigned_pruned_before_covers_nothing() {
+    let fixture = Fixture::of(with_prune(20, 8, 5, 30));
+    let mut leaves = fixture.leaves();
+    for leaf in &mut leaves[..5] {
+        leaf.2 = None;
+    }
+    leaves[12].2 = None;
+    leaves[13].2 = None;
+    let error = verifier().verify(&fixture.export_with(20, 14, &leaves)[..]).unwrap_err();
+    assert_eq!(error, VerifyError::RecordMissing { index: 12 });
+    // Blanking the retention record too takes away what covered the old ones.
+    let mut leaves = fixture.leaves();
+    for leaf in &mut leaves[..9] {
+        leaf.2 = None;
+    }
+    let error = verifier().verify(&fixture.export_with(20, 9, &leaves)[..]).unwrap_err();
+    assert_eq!(error, VerifyError::RecordMissing { index: 0 });
+    // A record after the retention record but below its before_index cannot exist;
+    // one the record does not reach is missing.
+    let fixture = Fixture::of(with_prune(20, 8, 5, 30));
+    let mut leaves = fixture.leaves();
+    for leaf in &mut leaves[..6] {
+        leaf.2 = None;
+    }
+    assert_eq!(
+        verifier().verify(&fixture.export_with(20, 6, &leaves)[..]).unwrap_err(),
+        VerifyError::RecordMissing { index: 5 }
+    );
+}
+
+/// A later retention record covers what an earlier, itself removed, one did.
+#[test]
+fn the_newest_retention_record_covers_the_older_ones() {
+    let mut records = with_prune(30, 8, 5, 30);
+    records[20] = prune_record(20, 15, "2026-12-01T00:00:00.000000Z", &cutoff(30), Some(30));
+    let fixture = Fixture::of(records);
+    let mut leaves = fixture.leaves();
+    for leaf in &mut leaves[..15] {
+        leaf.2 = None;
+    }
+    let report = verifier().verify(&fixture.export_with(30, 15, &leaves)[..]).unwrap();
+    assert_eq!(report.pruned, 15);
+    assert_eq!(report.retention.unwrap().records, 1, "the older record is among those removed");
+}
+
+/// A retention record is itself checked: its cutoff is at least its retention before its
+/// own time, and it removes only records before it.
+#[test]
+fn a_retention_record_must_be_consistent() {
+    let bad = [
+        prune_record(8, 5, "2026-12-01T00:00:00.000000Z", &cutoff(29), Some(30)),
+        prune_record(8, 9, "2026-12-01T00:00:00.000000Z", &cutoff(30), Some(30)),
+        prune_record(8, 5, "2026-12-01T00:00:00.000000Z", &cutoff(30), Some(0)),
+        prune_record(8, 5, "yesterday", &cutoff(30), Some(30)),
+    ];
+    for record in bad {
+        let mut log = records(20);
+        log[8] = record.clone();
+        let fixture = Fixture::of(log);
+        let error = verifier().verify(&fixture.export()[..]).unwrap_err();
+        assert!(matches!(error, VerifyError::BadPrune { index: 8, .. }), "{record}: {error}");
+    }
+    // One written before custos recorded the retention is read, and says so.
+    let mut log = records(20);
+    log[8] = prune_record(8, 5, "2026-12-01T00:00:00.000000Z", &cutoff(30), None);
+    let fixture = Fixture::of(log);
+    let mut leaves = fixture.leaves();
+    leaves[0].2 = None;
+    let report = verifier().verify(&fixture.export_with(20, 1, &leaves)[..]).unwrap();
+    assert_eq!(report.retention.unwrap().min_retention_days, None);
+    // A client's record mentioning the kind in its details is not a retention record.
+    let mut log = records(20);
+    log[8] = r#"{"details":{"note":"custos.retention.pruned","before_index":9},"event_id":"x","kind":"platform.a.b"}"#
+        .into();
+    let fixture = Fixture::of(log);
+    let mut leaves = fixture.leaves();
+    leaves[0].2 = None;
+    assert_eq!(
+        verifier().verify(&fixture.export_with(20, 1, &leaves)[..]).unwrap_err(),
+        VerifyError::RecordMissing { index: 0 }
+    );
+}
+
+/// Gaps everywhere are refused before they cost memory.
+#[test]
+fn too_many_separate_gaps_are_refused() {
+    let n = (MAX_BLANK_RUNS as u64 + 1) * 2;
+    let fixture = Fixture::new(n);
+    let mut leaves = fixture.leaves();
+    for leaf in leaves.iter_mut().step_by(2) {
+        leaf.2 = None;
+    }
+    assert_eq!(
+        verifier().verify(&fixture.export_with(n, 0, &leaves)[..]).unwrap_err(),
+        VerifyError::TooManyGaps { first: 0 }
+    );
 }
 
 #[test]

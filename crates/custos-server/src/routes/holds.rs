@@ -13,7 +13,7 @@ use custos_store::LegalHold;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::ledger::{AdminAction, record_admin_action};
+use crate::ledger::{AdminAction, action_records};
 
 /// Longest hold reason, in characters.
 pub const MAX_REASON_CHARS: usize = 1024;
@@ -68,7 +68,6 @@ pub(crate) async fn place_hold(
     custos_model::check::text("reason", &reason, MAX_REASON_CHARS).map_err(ApiError::invalid)?;
     let hold =
         LegalHold { id, reason, created_by: caller.token.id.clone(), created_at: Timestamp::now(), released_at: None };
-    state.store.create_hold(&tenant, &hold).await?;
     let action = AdminAction {
         kind: "custos.hold.placed",
         actor: actor(&caller),
@@ -76,7 +75,8 @@ pub(crate) async fn place_hold(
         resource_id: &hold.id,
         details: serde_json::json!({"reason": hold.reason}),
     };
-    record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
+    // The hold and its records commit together, or the request fails and nothing changed.
+    state.store.create_hold(&tenant, &hold, &action_records(&tenant, &action)?).await?;
     crate::evidence::spawn_mirror_holds(&state, &tenant, None, action.actor, "custos.hold.placed");
     Ok((StatusCode::CREATED, Json(hold)).into_response())
 }
@@ -120,7 +120,8 @@ pub(crate) async fn release_hold(
     Path((tenant, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant_access(&state, &tenant, Permission::Admin).await?;
-    let hold = state.store.release_hold(&tenant, &id, Timestamp::now()).await?;
+    let active = state.store.holds(&tenant).await?.into_iter().find(|h| h.id == id && h.released_at.is_none());
+    let hold = active.ok_or_else(|| ApiError::not_found(format!("no active legal hold {id:?}")))?;
     let action = AdminAction {
         kind: "custos.hold.released",
         actor: actor(&caller),
@@ -128,7 +129,10 @@ pub(crate) async fn release_hold(
         resource_id: &hold.id,
         details: serde_json::json!({"reason": hold.reason, "placed_at": hold.created_at}),
     };
-    record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
+    // The release is on the record before it can enable a prune: the store appends the
+    // audit record in the release's transaction, and the database refuses a release
+    // that does not name it.
+    let hold = state.store.release_hold(&tenant, &id, Timestamp::now(), &action_records(&tenant, &action)?).await?;
     crate::evidence::spawn_mirror_holds(&state, &tenant, None, action.actor, "custos.hold.released");
     Ok(Json(hold).into_response())
 }

@@ -9,7 +9,7 @@ use custos_model::Timestamp;
 use custos_server::ServerConfig;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, JSON, NDJSON, TestApp, error, json, ndjson};
+use crate::support::{Backend, JSON, TestApp, error, json, ndjson};
 
 macro_rules! with_a_signing_key {
     ($($name:ident),* $(,)?) => {
@@ -63,15 +63,41 @@ async fn text(response: reqwest::Response) -> String {
     response.text().await.unwrap()
 }
 
+/// Records as if reported `days` ago, parsed as the API parses them: retention is
+/// checked by the database's own clock, so a test cannot age records by moving custos's.
+async fn received_days_ago(app: &TestApp, log: custos_model::ledger::LogName, body: &str, days: i64) {
+    use custos_model::ledger::{AuditRecord, LogName, TimelineEvent};
+    use custos_model::parse::{BodyFormat, parse_records};
+    let tenant = custos_model::TenantId::parse("acme").unwrap();
+    let ctx = custos_model::records::ValidationContext {
+        path_tenant: Some(tenant.clone()),
+        ..custos_model::records::ValidationContext::new(Timestamp::now())
+    };
+    let records: Vec<custos_store::LogAppend> = match log {
+        LogName::Timeline => parse_records::<TimelineEvent>(body.as_bytes(), BodyFormat::Ndjson, &ctx, 100)
+            .unwrap()
+            .iter()
+            .map(custos_store::LogAppend::timeline)
+            .collect(),
+        LogName::Audit => parse_records::<AuditRecord>(body.as_bytes(), BodyFormat::Ndjson, &ctx, 100)
+            .unwrap()
+            .iter()
+            .map(custos_store::LogAppend::audit)
+            .collect(),
+    };
+    let at = Timestamp::now().saturating_add_micros(-days * DAY_US);
+    app.store.append_log(&tenant, log, records, at).await.unwrap();
+}
+
 async fn retention_keeps_the_proof_and_holds_block_it(app: TestApp) {
-    let writer = app.token(&["timeline:write#tenant/acme", "audit:write#tenant/acme"]).await;
+    use custos_model::ledger::LogName;
     let reader = app.token(&["timeline:read#tenant/acme", "audit:read#tenant/acme"]).await;
     let admin = app.token(&["admin#tenant/acme"]).await;
-    let (status, _) = json(app.post(&writer, "/v1/tenants/acme/timeline/events", NDJSON, events(0..6)).await).await;
-    assert_eq!(status, 200);
-    let audit =
-        json!({"event_id": "a-1", "ts": "2026-11-23T10:00:00Z", "action": "platform.user.login", "outcome": "success"});
-    app.post(&writer, "/v1/tenants/acme/audit/events", JSON, audit.to_string()).await;
+    // Six events reported 40 days ago (the tenant keeps 30), an audit record 400 days ago.
+    received_days_ago(&app, LogName::Timeline, &events(0..6), 40).await;
+    let audit = json!({"event_id": "a-1", "ts": "2026-11-23T10:00:00Z", "action": "platform.user.login",
+        "outcome": "success"});
+    received_days_ago(&app, LogName::Audit, &format!("{audit}\n"), 400).await;
     let before = text(app.get(&reader, "/v1/tenants/acme/timeline/checkpoint").await).await;
 
     // Under a hold, nothing goes, however old.
@@ -81,46 +107,66 @@ async fn retention_keeps_the_proof_and_holds_block_it(app: TestApp) {
     )
     .await;
     assert_eq!(status, 201, "{hold}");
-    let later = Timestamp::now().saturating_add_micros(40 * DAY_US);
-    assert_eq!(custos_server::ledger::retention_pass(&app.state, later).await, 0);
+    assert_eq!(custos_server::ledger::retention_pass(&app.state, Timestamp::now()).await, 0);
     assert_eq!(json(app.get(&reader, "/v1/tenants/acme/timeline/e-1").await).await.0, 200);
 
-    // Released, the timeline's records older than the tenant's 30 days go.
+    // Released (and the release on the record first), the records older than the
+    // tenant's retention go: the six events and the audit record; the hold's placing and
+    // release, recorded now, stay.
     let response =
         app.client.delete(app.url("/v1/tenants/acme/holds/case-7")).bearer_auth(&admin).send().await.unwrap();
     let (status, released) = json(response).await;
     assert_eq!(status, 200);
     assert!(released["released_at"].is_string(), "{released}");
-    let removed = custos_server::ledger::retention_pass(&app.state, later).await;
-    // The six events, and the hold's placing and release on the timeline.
-    assert_eq!(removed, 8);
-    assert_eq!(custos_server::ledger::retention_pass(&app.state, later).await, 0, "nothing twice");
+    assert_eq!(custos_server::ledger::retention_pass(&app.state, Timestamp::now()).await, 7);
+    assert_eq!(custos_server::ledger::retention_pass(&app.state, Timestamp::now()).await, 0, "nothing twice");
+    // custos's own clock running ahead does not age records the database has not.
+    let later = Timestamp::now().saturating_add_micros(40 * DAY_US);
+    assert_eq!(custos_server::ledger::retention_pass(&app.state, later).await, 0, "refused by the database");
     error(app.get(&reader, "/v1/tenants/acme/timeline/e-1").await, 404, "not_found").await;
     let (_, page) = json(app.get(&reader, "/v1/tenants/acme/timeline").await).await;
-    let items = page["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1, "only the tombstone is left: {page}");
-    let tombstone = &items[0]["record"];
-    assert_eq!(tombstone["kind"], "custos.retention.pruned");
-    assert_eq!(tombstone["details"]["records_removed"], 8);
-    assert_eq!(tombstone["details"]["before_index"], 8);
+    let kinds: Vec<&str> =
+        page["items"].as_array().unwrap().iter().map(|i| i["record"]["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.len(), 3, "{page}");
+    assert!(kinds.contains(&"custos.hold.placed") && kinds.contains(&"custos.hold.released"), "{kinds:?}");
+    let tombstone = &page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["record"]["kind"] == "custos.retention.pruned")
+        .unwrap()["record"];
+    assert_eq!(tombstone["details"]["records_removed"], 6);
+    assert_eq!(tombstone["details"]["before_index"], 6);
+    assert_eq!(tombstone["details"]["retention_days"], 30);
     assert_eq!(tombstone["details"]["policy"], "timeline: 30 days (the tenant's retention_days)");
 
-    // The log still verifies: hashes of removed records stay, and it extends the
-    // checkpoint signed before retention.
+    // The log still verifies: hashes of removed records stay, the retention record
+    // accounts for them, and it extends the checkpoint signed before retention.
     let export = text(app.get(&reader, "/v1/tenants/acme/timeline/export").await).await;
     let report = verifier(&app, "timeline").await.with_earlier(before.into_bytes()).verify(export.as_bytes()).unwrap();
-    assert_eq!((report.size, report.pruned, report.records), (9, 8, 1));
+    assert_eq!((report.size, report.pruned, report.records), (9, 6, 3));
+    let retention = report.retention.unwrap();
+    assert_eq!((retention.newest_leaf, retention.newest_before_index, retention.min_retention_days), (8, 6, Some(30)));
 
-    // Audit records are kept a year at least.
-    assert_eq!(json(app.get(&reader, "/v1/tenants/acme/audit/a-1").await).await.0, 200);
-    let much_later = Timestamp::now().saturating_add_micros(400 * DAY_US);
-    assert!(custos_server::ledger::retention_pass(&app.state, much_later).await > 0);
+    // The attack: blank a recent record in the saved export and raise the unsigned
+    // pruned_before over it. The retention record does not reach it: verify names it.
+    let mut lines: Vec<String> = export.lines().map(str::to_owned).collect();
+    let mut header: Value = serde_json::from_str(&lines[0]).unwrap();
+    header["pruned_before"] = json!(8);
+    lines[0] = header.to_string();
+    let recent = lines[8].rsplit_once('\t').unwrap().0.to_owned();
+    lines[8] = format!("{recent}\t");
+    let forged = lines.join("\n") + "\n";
+    let refused = verifier(&app, "timeline").await.verify(forged.as_bytes()).unwrap_err();
+    assert_eq!(refused, custos_ledger::export::VerifyError::RecordMissing { index: 7 });
+
+    // The audit log: the year-old record went under its own retention record.
     error(app.get(&reader, "/v1/tenants/acme/audit/a-1").await, 404, "not_found").await;
     let (_, page) = json(app.get(&reader, "/v1/tenants/acme/audit?action=custos.retention.pruned").await).await;
     assert_eq!(page["items"][0]["record"]["details"]["policy"], "audit: 365 days (--audit-retention-days)");
     let export = text(app.get(&reader, "/v1/tenants/acme/audit/export").await).await;
     let report = verifier(&app, "audit").await.verify(export.as_bytes()).unwrap();
-    assert!(report.pruned > 0 && report.records >= 1, "{report:?}");
+    assert_eq!((report.pruned, report.retention.as_ref().unwrap().min_retention_days), (1, Some(365)), "{report:?}");
 }
 
 async fn holds_are_admin_operations_with_clear_errors(app: TestApp) {

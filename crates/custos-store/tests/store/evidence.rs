@@ -191,7 +191,8 @@ async fn case_holds_come_and_go(store: Arc<dyn Store>) {
     assert_eq!(store.case_holds(&tenant, None).await.unwrap().len(), 3);
 
     // A tenant-wide legal hold holds every case.
-    store.create_hold(&tenant, &LegalHold { id: "all".into(), ..hold("x", 9) }).await.unwrap();
+    let records = custos_store::testing::action_records(&tenant, "custos.hold.placed", "all");
+    store.create_hold(&tenant, &LegalHold { id: "all".into(), ..hold("x", 9) }, &records).await.unwrap();
     assert!(store.case_held(&tenant, "case-9").await.unwrap());
 }
 
@@ -243,7 +244,8 @@ async fn retention_finds_only_expired_unheld_evidence(store: Arc<dyn Store>) {
     assert!(store.delete_bundle(&tenant, "b-held").await.is_err());
     assert!(store.bundle(&tenant, "b-held").await.unwrap().is_some());
     // A tenant-wide legal hold keeps everything.
-    store.create_hold(&tenant, &LegalHold { id: "all".into(), ..hold("x", 9) }).await.unwrap();
+    let records = custos_store::testing::action_records(&tenant, "custos.hold.placed", "all");
+    store.create_hold(&tenant, &LegalHold { id: "all".into(), ..hold("x", 9) }, &records).await.unwrap();
     assert_eq!(store.expired_evidence(&tenant, t(100)).await.unwrap(), Default::default());
 }
 
@@ -280,7 +282,7 @@ async fn sqlite_triggers_guard_evidence() {
     store.release_case_hold(&tenant, "case-1", t(2)).await.unwrap();
     assert_eq!(conn.execute("DELETE FROM evidence_bundles", []).unwrap(), 1);
     // A tenant-wide legal hold guards them as well.
-    conn.execute("INSERT INTO legal_holds VALUES ('acme', 'h1', 'all', 'test', 0, NULL)", []).unwrap();
+    conn.execute("INSERT INTO legal_holds VALUES ('acme', 'h1', 'all', 'test', 0, NULL, NULL)", []).unwrap();
     assert!(conn.execute("DELETE FROM evidence_artifacts", []).unwrap_err().to_string().contains("under hold"));
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use custos_ledger::merkle::{self, MemoryLog, leaf_hash};
 use custos_model::ledger::{LogName, TimelineEvent};
 use custos_model::{TenantId, Timestamp};
+use custos_store::testing::action_records;
 use custos_store::{
     KeyOverlap, LegalHold, LogAppend, LogPrune, LogQuery, PruneOutcome, SigningKeyRecord, Store, StoreError,
     StoredCheckpoint, Tenant,
@@ -301,19 +302,22 @@ async fn signing_keys_are_published_and_retired(store: Arc<dyn Store>) {
 async fn retention_prunes_under_a_tombstone_unless_held(store: Arc<dyn Store>) {
     let tenant = setup(&*store, "acme").await;
     let records: Vec<LogAppend> = (0..10).map(|n| event(&tenant, n, "platform.a.b")).collect();
-    let second = t0().saturating_add_micros(1_000_000);
-    store.append_log(&tenant, LogName::Timeline, records[..4].to_vec(), t0()).await.unwrap();
+    // Received long enough ago for the tenant's 30 days, by the database's clock too.
+    let first = Timestamp::now().saturating_add_micros(-40 * 86_400_000_000);
+    let second = first.saturating_add_micros(1_000_000);
+    store.append_log(&tenant, LogName::Timeline, records[..4].to_vec(), first).await.unwrap();
     store.append_log(&tenant, LogName::Timeline, records[4..].to_vec(), second).await.unwrap();
-    let head = store.log_head(&tenant, LogName::Timeline).await.unwrap();
-    assert_eq!(store.log_first_received(&tenant, LogName::Timeline, 0).await.unwrap(), Some((0, t0())));
+    assert_eq!(store.log_first_received(&tenant, LogName::Timeline, 0).await.unwrap(), Some((0, first)));
     assert_eq!(store.log_first_received(&tenant, LogName::Timeline, 5).await.unwrap(), Some((5, second)));
     assert_eq!(store.log_first_received(&tenant, LogName::Timeline, 10).await.unwrap(), None);
 
+    let now = Timestamp::now();
     let prune = |before| LogPrune {
         before_index: before,
         received_before: second,
-        policy: "test: 1 day".into(),
-        pruned_at: second,
+        retention_days: 30,
+        policy: "test: 30 days".into(),
+        pruned_at: now,
     };
     let hold = LegalHold {
         id: "case-7".into(),
@@ -322,22 +326,50 @@ async fn retention_prunes_under_a_tombstone_unless_held(store: Arc<dyn Store>) {
         created_at: t0(),
         released_at: None,
     };
-    store.create_hold(&tenant, &hold).await.unwrap();
-    assert!(matches!(store.create_hold(&tenant, &hold).await, Err(StoreError::AlreadyExists { .. })));
+    let placed = action_records(&tenant, "custos.hold.placed", "case-7");
+    store.create_hold(&tenant, &hold, &placed).await.unwrap();
+    // A second placing fails whole: its records are not appended either.
+    let again = action_records(&tenant, "custos.hold.placed", "case-7");
+    assert!(matches!(store.create_hold(&tenant, &hold, &again).await, Err(StoreError::AlreadyExists { .. })));
+    assert!(store.log_entry(&tenant, LogName::Audit, &again.audit.event_id).await.unwrap().is_none());
+    assert!(store.log_entry(&tenant, LogName::Audit, &placed.audit.event_id).await.unwrap().is_some());
     assert_eq!(store.prune_log(&tenant, LogName::Timeline, &prune(4)).await.unwrap(), PruneOutcome::Held);
     assert_eq!(store.log_pruned_before(&tenant, LogName::Timeline).await.unwrap(), 0);
-    let released = store.release_hold(&tenant, "case-7", second).await.unwrap();
+    // The release is on the record in its own transaction: the audit record the database
+    // requires comes first.
+    let release = action_records(&tenant, "custos.hold.released", "case-7");
+    let released = store.release_hold(&tenant, "case-7", second, &release).await.unwrap();
     assert_eq!(released.released_at, Some(second));
-    assert!(matches!(store.release_hold(&tenant, "case-7", second).await, Err(StoreError::NotFound { .. })));
-    assert_eq!(store.holds(&tenant).await.unwrap(), vec![released]);
+    let recorded = store.log_entry(&tenant, LogName::Audit, &release.audit.event_id).await.unwrap().unwrap();
+    assert_eq!(recorded.record, release.audit.record);
+    let twice = action_records(&tenant, "custos.hold.released", "case-7");
+    assert!(matches!(store.release_hold(&tenant, "case-7", second, &twice).await, Err(StoreError::NotFound { .. })));
+    assert!(store.log_entry(&tenant, LogName::Audit, &twice.audit.event_id).await.unwrap().is_none());
+    // A release whose audit record is not the hold's is refused by the database.
+    let other = LegalHold { id: "case-8".into(), ..hold.clone() };
+    store.create_hold(&tenant, &other, &action_records(&tenant, "custos.hold.placed", "case-8")).await.unwrap();
+    let wrong = action_records(&tenant, "custos.hold.released", "case-7");
+    assert!(store.release_hold(&tenant, "case-8", second, &wrong).await.is_err());
+    assert!(store.log_entry(&tenant, LogName::Audit, &wrong.audit.event_id).await.unwrap().is_none());
+    let right = action_records(&tenant, "custos.hold.released", "case-8");
+    let other = store.release_hold(&tenant, "case-8", second, &right).await.unwrap();
+    assert_eq!(store.holds(&tenant).await.unwrap(), vec![released, other]);
 
+    let size = store.log_head(&tenant, LogName::Timeline).await.unwrap().size;
     assert_eq!(store.prune_log(&tenant, LogName::Timeline, &prune(4)).await.unwrap(), PruneOutcome::Removed(4));
     assert_eq!(store.prune_log(&tenant, LogName::Timeline, &prune(2)).await.unwrap(), PruneOutcome::Removed(0));
     assert_eq!(store.log_pruned_before(&tenant, LogName::Timeline).await.unwrap(), 4);
     assert_eq!(store.log_first_received(&tenant, LogName::Timeline, 0).await.unwrap(), Some((4, second)));
     assert!(store.log_entry(&tenant, LogName::Timeline, "e-1").await.unwrap().is_none());
-    // The hashes stay: the head, every leaf hash and every proof are as before.
-    assert_eq!(store.log_head(&tenant, LogName::Timeline).await.unwrap(), head);
+    // The prune is a leaf of the log itself, appended before the removal.
+    let retention = store.log_entry(&tenant, LogName::Timeline, "custos-retention-timeline-4").await.unwrap().unwrap();
+    assert_eq!(retention.leaf_index, size);
+    let details: serde_json::Value = serde_json::from_str(&retention.record).unwrap();
+    assert_eq!(details["kind"], "custos.retention.pruned");
+    assert_eq!(details["details"]["records_removed"], 4);
+    assert_eq!(details["details"]["retention_days"], 30);
+    assert_eq!(details["details"]["before_index"], 4);
+    // The hashes stay: every leaf hash and every proof are as before.
     let leaves = store.log_leaves(&tenant, LogName::Timeline, 0, 10).await.unwrap();
     assert_eq!(leaves.len(), 10);
     for leaf in &leaves {

@@ -127,6 +127,20 @@ async fn verify_log(global: &GlobalArgs, connection: &ServerConnection, args: &V
         .await
         .context("the verifier stopped")?;
     let elapsed = started.elapsed();
+    // A retention shorter than promised is a failure like any other.
+    let result = result.and_then(|report| match (args.min_retention_days, &report.retention) {
+        (Some(promised), Some(retention)) if retention.min_retention_days.is_none_or(|days| days < promised) => {
+            Err(custos_ledger::export::VerifyError::BadPrune {
+                index: retention.newest_leaf,
+                message: format!(
+                    "the log's retention records state {} where at least {promised} days were promised \
+                     (--min-retention-days)",
+                    retention.min_retention_days.map_or("no retention".to_owned(), |d| format!("{d} days"))
+                ),
+            })
+        }
+        _ => Ok(report),
+    });
     match result {
         Ok(report) => {
             if let (Some(note), Some(tenant), None) = (&earlier, &args.tenant, &args.export) {
@@ -161,7 +175,19 @@ fn print_report(report: &VerifyReport, json: bool, elapsed: std::time::Duration,
     writeln!(out, "  size         {} leaves", report.size)?;
     writeln!(out, "  root         {}", report.root)?;
     writeln!(out, "  records      {} recomputed and matching", report.records)?;
-    writeln!(out, "  pruned       {} (removed by retention; their leaf hashes verify)", report.pruned)?;
+    match &report.retention {
+        Some(retention) => writeln!(
+            out,
+            "  pruned       {} (removed by retention: their leaf hashes verify, and {} retention record(s) in the \
+             log account for them; the newest, leaf {}, removed those below leaf {}; the least retention stated: {})",
+            report.pruned,
+            retention.records,
+            retention.newest_leaf,
+            retention.newest_before_index,
+            retention.min_retention_days.map_or("none".to_owned(), |d| format!("{d} days"))
+        )?,
+        None => writeln!(out, "  pruned       {} (removed by retention; their leaf hashes verify)", report.pruned)?,
+    }
     writeln!(out, "  signed by    key id {}", report.signed_by.join(", "))?;
     if let Some(size) = report.consistent_with {
         writeln!(out, "  consistent   with the earlier checkpoint of {size} leaves")?;

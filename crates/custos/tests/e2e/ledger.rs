@@ -91,6 +91,11 @@ impl Api {
 
 /// Runs the Python verifier printed in docs/forensics/verification.md on an export.
 fn python_verifies(store: &Store, export: &str, vkey: &str, expect_ok: bool) {
+    python_says(store, export, vkey, if expect_ok { Ok(()) } else { Err("altered") });
+}
+
+/// Runs the documented Python verifier; `Err(text)`: it must fail saying `text`.
+fn python_says(store: &Store, export: &str, vkey: &str, expected: Result<(), &str>) {
     let docs =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/forensics/verification.md")).unwrap();
     let script =
@@ -107,12 +112,66 @@ fn python_verifies(store: &Store, export: &str, vkey: &str, expect_ok: bool) {
         .output()
         .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert_eq!(output.status.success(), expect_ok, "{stdout}{stderr}");
-    if expect_ok {
-        assert!(stdout.starts_with("verified custos.local/tenants/acme/timeline"), "{stdout}");
-    } else {
-        assert!(stderr.contains("altered"), "{stderr}");
+    assert_eq!(output.status.success(), expected.is_ok(), "{stdout}{stderr}");
+    match expected {
+        Ok(()) => assert!(stdout.starts_with("verified custos.local/tenants/acme/timeline"), "{stdout}"),
+        Err(text) => assert!(stderr.contains(text), "{stderr}"),
     }
+}
+
+/// The documented Python verifier and custos's agree on removed records: accepted under
+/// a retention record after them, refused when a saved export is edited to blank a
+/// recent record (its unsigned `pruned_before` raised), or when a retention record's
+/// cutoff is closer than its retention.
+#[test]
+fn the_documented_verifier_accepts_removed_records_only_under_a_retention_record() {
+    use custos_ledger::export::{EXPORT_FORMAT, ExportHeader, leaf_line};
+    use custos_ledger::merkle::MemoryLog;
+    use custos_ledger::note::NoteSigner;
+    let origin = "custos.local/tenants/acme/timeline";
+    let signer = NoteSigner::new(origin, &[5; 32]).unwrap();
+    let retention = |cutoff: &str| {
+        format!(
+            r#"{{"details":{{"before_index":4,"log":"timeline","policy":"test","received_before":"{cutoff}","records_removed":4,"retention_days":30}},"event_id":"custos-retention-timeline-4","kind":"custos.retention.pruned","tenant_id":"acme","ts":"2026-12-07T10:00:00.000000Z"}}"#
+        )
+    };
+    let export = |prune: String, blank: &[usize], pruned_before: u64| {
+        let mut records: Vec<String> = (0..10)
+            .map(|i| format!(r#"{{"event_id":"e-{i}","kind":"platform.a.b","tenant_id":"acme","ts":"2026-11-01T00:00:00.000000Z"}}"#))
+            .collect();
+        records[6] = prune;
+        let mut log = MemoryLog::new();
+        let hashes: Vec<Hash> = records.iter().map(|r| leaf_hash(r.as_bytes())).collect();
+        for hash in &hashes {
+            log.push(*hash);
+        }
+        let checkpoint =
+            Checkpoint { origin: origin.into(), size: 10, root: log.root(10).unwrap(), extensions: vec![] };
+        let header = ExportHeader {
+            format: EXPORT_FORMAT.into(),
+            origin: origin.into(),
+            size: 10,
+            pruned_before,
+            checkpoint: checkpoint.sign(&signer).unwrap(),
+        };
+        let mut out = header.to_line().into_bytes();
+        for (i, (record, hash)) in records.iter().zip(&hashes).enumerate() {
+            leaf_line(i as u64, hash, (!blank.contains(&i)).then_some(record.as_str()), &mut out);
+        }
+        String::from_utf8(out).unwrap()
+    };
+    let store = Store::sqlite();
+    let vkey = signer.verifier().to_string();
+    let rust = |text: &str| Verifier::new(vec![signer.verifier()]).verify(text.as_bytes());
+    let honest = export(retention("2026-11-07T10:00:00.000000Z"), &[0, 1, 2, 3], 4);
+    assert_eq!(rust(&honest).unwrap().pruned, 4);
+    python_says(&store, &honest, &vkey, Ok(()));
+    let forged = export(retention("2026-11-07T10:00:00.000000Z"), &[0, 1, 2, 3, 8], 9);
+    assert!(rust(&forged).unwrap_err().to_string().starts_with("leaf 8: the record is missing"));
+    python_says(&store, &forged, &vkey, Err("leaves 8..8 deleted"));
+    let too_close = export(retention("2026-11-08T10:00:00.000000Z"), &[0, 1, 2, 3], 4);
+    assert!(rust(&too_close).unwrap_err().to_string().contains("less than its retention"));
+    python_says(&store, &too_close, &vkey, Err("cutoff closer than its retention"));
 }
 
 async fn logs_over_http(store: Store) {
@@ -289,7 +348,7 @@ async fn tampering_is_pinpointed(store: Store) {
         (
             "t-delete",
             "DELETE FROM timeline_events WHERE tenant_id = 't-delete' AND leaf_index = 5;".into(),
-            "leaf 5: the record is missing, and no retention tombstone covers it",
+            "leaf 5: the record is missing, and no retention record (custos.retention.pruned) after it covers it",
         ),
         (
             "t-reorder",
