@@ -169,6 +169,27 @@ fn the_documented_verifier_accepts_removed_records_only_under_a_retention_record
     let forged = export(retention("2026-11-07T10:00:00.000000Z"), &[0, 1, 2, 3, 8], 9);
     assert!(rust(&forged).unwrap_err().to_string().starts_with("leaf 8: the record is missing"));
     python_says(&store, &forged, &vkey, Err("leaves 8..8 deleted"));
+    // The CLI reports the retention, and holds it to what was promised.
+    std::fs::write(store.dir.path().join("pruned.export"), &honest).unwrap();
+    let verify_log = |extra: &[&str]| {
+        let output = store
+            .command()
+            .args(["forensic", "verify-log", "--export"])
+            .arg(store.dir.path().join("pruned.export"))
+            .args(["--key", &vkey])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.code(), text)
+    };
+    let (code, out) = verify_log(&["--min-retention-days", "30"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("pruned       4 (removed by retention"), "{out}");
+    assert!(out.contains("the least retention stated: 30 days"), "{out}");
+    let (code, out) = verify_log(&["--min-retention-days", "365"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("state 30 days where at least 365 days were promised"), "{out}");
     let too_close = export(retention("2026-11-08T10:00:00.000000Z"), &[0, 1, 2, 3], 4);
     assert!(rust(&too_close).unwrap_err().to_string().contains("less than its retention"));
     python_says(&store, &too_close, &vkey, Err("cutoff closer than its retention"));
