@@ -184,6 +184,13 @@ impl From<StoreError> for ApiError {
                     "the object store failed (the request id identifies it in the server's logs); retry later",
                 )
             }
+            StoreError::RecordNotWritten { .. } => {
+                tracing::error!(error = &error as &dyn std::error::Error, "custos's own record could not be written");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "custos could not write its audit record of this request, so nothing was changed; retry later",
+                )
+            }
             ref unavailable if unavailable.is_unavailable() => {
                 tracing::error!(error = unavailable as &dyn std::error::Error, "store unavailable");
                 ApiError::new(ErrorCode::Unavailable, "the database is unavailable; retry later")

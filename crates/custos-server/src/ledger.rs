@@ -253,44 +253,6 @@ pub async fn record_key_rotation(
     record_admin_action(store, &ids, &action).await;
 }
 
-/// The timeline event custos records for a reported rule run or connector sync that
-/// failed. Its id and time derive from the record, so a re-sent record records nothing
-/// twice.
-pub(crate) fn failure_event(kind: &str, tenant: &TenantId, record: &serde_json::Value) -> Option<TimelineEvent> {
-    if record.get("status").and_then(serde_json::Value::as_str) != Some("failed") {
-        return None;
-    }
-    let (event_kind, resource_type, resource_field) = match kind {
-        "rule_run" => ("custos.rule_run.failed", "rule", "rule_key"),
-        "connector_sync" => ("custos.connector_sync.failed", "integration", "integration_id"),
-        _ => return None,
-    };
-    let text = |field: &str| record.get(field).and_then(serde_json::Value::as_str).map(str::to_owned);
-    let id = text("id")?;
-    let ts = text("finished_at").or_else(|| text("started_at"))?;
-    let mut error = text("error_message").unwrap_or_default();
-    if error.len() > 1024 {
-        let mut cut = 1024;
-        while !error.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        error.truncate(cut);
-    }
-    let event = TimelineEvent {
-        event_id: format!("custos-{}-failed-{id}", kind.replace('_', "-")),
-        ts: Timestamp::parse("ts", &ts).ok()?,
-        tenant_id: tenant.clone(),
-        project_id: None,
-        kind: event_kind.to_owned(),
-        actor: None,
-        resource_type: Some(resource_type.to_owned()),
-        resource_id: text(resource_field),
-        trace_id: text("trace_id"),
-        details: serde_json::json!({ "record_id": id, "error_message": error }),
-    };
-    event.checked().ok()
-}
-
 /// Most refusals (401, 403) audited per tenant per minute; the rest are counted in the
 /// log, so a flood of bad requests cannot flood the audit log.
 pub const MAX_AUDITED_REFUSALS_PER_MINUTE: u32 = 60;

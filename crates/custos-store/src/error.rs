@@ -63,6 +63,21 @@ pub enum StoreError {
     ObjectLock { context: String, detail: String },
     #[error("a store task panicked or was cancelled")]
     Task(#[from] tokio::task::JoinError),
+    /// custos's own record of an operation (an administrative action's audit record, a
+    /// failed run's timeline event) could not be written, so the operation was not done
+    /// either: the two commit together or not at all.
+    #[error("custos could not write its own record of the operation, so nothing was changed")]
+    RecordNotWritten {
+        #[source]
+        source: Box<StoreError>,
+    },
+}
+
+impl StoreError {
+    /// Wraps the failure to append custos's own record of an operation.
+    pub(crate) fn record_not_written(source: StoreError) -> Self {
+        StoreError::RecordNotWritten { source: Box::new(source) }
+    }
 }
 
 impl StoreError {
@@ -96,6 +111,7 @@ impl StoreError {
             StoreError::Postgres { .. } => "postgres",
             StoreError::Object { .. } | StoreError::ObjectLock { .. } => "object_store",
             StoreError::Task(_) => "task",
+            StoreError::RecordNotWritten { .. } => "record_not_written",
         }
     }
 }

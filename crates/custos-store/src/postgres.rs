@@ -176,6 +176,14 @@ impl PostgresStore {
         }
         let cap = self.series_cap.load(Ordering::Relaxed);
         apply_rollups(&mut tx, tenant, R::FAMILY, rollups, cap, received_at).await?;
+        // A failed run and its timeline event commit together (a re-sent one is a
+        // duplicate of both).
+        let failures = crate::ledger::failure_events(tenant, &records);
+        if !failures.is_empty() {
+            postgres_ledger::append(&mut tx, tenant, LogName::Timeline, failures, received_at)
+                .await
+                .map_err(StoreError::record_not_written)?;
+        }
         tx.commit().await.ctx("committing an ingest transaction")?;
         Ok(summary)
     }

@@ -469,13 +469,17 @@ async fn record_action(
     records: &ActionRecords,
     at: Timestamp,
 ) -> StoreResult<u64> {
-    let audit = append(tx, tenant, LogName::Audit, vec![records.audit.clone()], at).await?;
+    let not_written = StoreError::record_not_written;
+    let audit = append(tx, tenant, LogName::Audit, vec![records.audit.clone()], at).await.map_err(not_written)?;
     if audit.inserted != 1 {
-        return Err(StoreError::LogConflict { log: LogName::Audit.as_str(), id: records.audit.event_id.clone() });
+        let id = records.audit.event_id.clone();
+        return Err(not_written(StoreError::LogConflict { log: LogName::Audit.as_str(), id }));
     }
-    let timeline = append(tx, tenant, LogName::Timeline, vec![records.timeline.clone()], at).await?;
+    let timeline =
+        append(tx, tenant, LogName::Timeline, vec![records.timeline.clone()], at).await.map_err(not_written)?;
     if timeline.inserted != 1 {
-        return Err(StoreError::LogConflict { log: LogName::Timeline.as_str(), id: records.timeline.event_id.clone() });
+        let id = records.timeline.event_id.clone();
+        return Err(not_written(StoreError::LogConflict { log: LogName::Timeline.as_str(), id }));
     }
     Ok(audit.size - 1)
 }

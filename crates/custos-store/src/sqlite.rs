@@ -256,9 +256,15 @@ impl SqliteStore {
         let spec = table::spec_of::<R>();
         let tenant = tenant.clone();
         let cap = self.inner.series_cap.load(Ordering::Relaxed);
-        let prepare =
-            move || table::dedupe_batch(R::KIND, records.iter().map(|r| table::encode_for_insert(spec, r)).collect());
-        self.prepare_then_write(prepare, move |conn, (unique, duplicates)| {
+        let prepare = {
+            let tenant = tenant.clone();
+            move || {
+                let (unique, duplicates) =
+                    table::dedupe_batch(R::KIND, records.iter().map(|r| table::encode_for_insert(spec, r)).collect())?;
+                Ok((unique, duplicates, crate::ledger::failure_events(&tenant, &records)))
+            }
+        };
+        self.prepare_then_write(prepare, move |conn, (unique, duplicates, failures)| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .ctx("beginning an ingest transaction")?;
@@ -290,6 +296,12 @@ impl SqliteStore {
             }
             let items = unique.into_iter().zip(inserted).filter_map(|(record, new)| new.then_some(record.rollup?));
             apply_rollups(&tx, tenant.as_str(), R::FAMILY, items, cap, received_at)?;
+            // A failed run and its timeline event commit together (a re-sent one is a
+            // duplicate of both).
+            if !failures.is_empty() {
+                sqlite_ledger::append_in(&tx, &tenant, LogName::Timeline, failures, received_at)
+                    .map_err(StoreError::record_not_written)?;
+            }
             tx.commit().ctx("committing an ingest transaction")?;
             Ok(summary)
         })

@@ -561,12 +561,14 @@ fn hold_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LegalHold> {
 /// Appends an action's records: the audit record first; returns its leaf index.
 fn record_action(tx: &Connection, tenant: &TenantId, records: ActionRecords, at: Timestamp) -> StoreResult<u64> {
     let (audit_id, timeline_id) = (records.audit.event_id.clone(), records.timeline.event_id.clone());
-    let audit = append_in(tx, tenant, LogName::Audit, vec![records.audit], at)?;
+    let not_written = crate::StoreError::record_not_written;
+    let audit = append_in(tx, tenant, LogName::Audit, vec![records.audit], at).map_err(not_written)?;
     if audit.inserted != 1 {
-        return Err(crate::StoreError::LogConflict { log: LogName::Audit.as_str(), id: audit_id });
+        return Err(not_written(crate::StoreError::LogConflict { log: LogName::Audit.as_str(), id: audit_id }));
     }
-    if append_in(tx, tenant, LogName::Timeline, vec![records.timeline], at)?.inserted != 1 {
-        return Err(crate::StoreError::LogConflict { log: LogName::Timeline.as_str(), id: timeline_id });
+    let timeline = append_in(tx, tenant, LogName::Timeline, vec![records.timeline], at).map_err(not_written)?;
+    if timeline.inserted != 1 {
+        return Err(not_written(crate::StoreError::LogConflict { log: LogName::Timeline.as_str(), id: timeline_id }));
     }
     Ok(audit.size - 1)
 }

@@ -85,19 +85,11 @@ pub(crate) async fn ingest<R: StoredRecord>(
     let received = records.len();
     tracing::Span::current().record("records", received);
     let single_id = (format == custos_model::BodyFormat::Json).then(|| records[0].id().to_owned());
-    let failures: Vec<crate::ledger::OwnRecord> = records
-        .iter()
-        .filter(|record| record.is_failure())
-        .filter_map(|record| crate::ledger::failure_event(R::KIND.as_str(), &tenant, &record.to_json()))
-        .map(crate::ledger::OwnRecord::Timeline)
-        .collect();
+    // The store appends each failure's timeline event in the records' own transaction.
     let summary =
         R::record(&*state.store, &tenant, records, now).await.map_err(|e| reject(e.into(), received as u64))?;
     state.metrics.count_records(R::KIND.as_str(), "inserted", summary.inserted as u64);
     state.metrics.count_records(R::KIND.as_str(), "duplicate", summary.duplicates as u64);
-    if !failures.is_empty() {
-        crate::ledger::record_own(&*state.store, &tenant, failures).await;
-    }
     let status = if single_id.is_some() && summary.inserted == 1 { StatusCode::CREATED } else { StatusCode::OK };
     let response =
         IngestResponse { id: single_id, received, inserted: summary.inserted, duplicates: summary.duplicates };

@@ -24,7 +24,11 @@ macro_rules! with_a_signing_key {
     };
 }
 
-with_a_signing_key!(retention_keeps_the_proof_and_holds_block_it, holds_are_admin_operations_with_clear_errors);
+with_a_signing_key!(
+    retention_keeps_the_proof_and_holds_block_it,
+    holds_are_admin_operations_with_clear_errors,
+    an_action_fails_whole_when_its_record_cannot_be_written
+);
 
 pub(crate) async fn app(backend: Backend) -> TestApp {
     app_and_key(backend).await.0
@@ -167,6 +171,51 @@ async fn retention_keeps_the_proof_and_holds_block_it(app: TestApp) {
     let export = text(app.get(&reader, "/v1/tenants/acme/audit/export").await).await;
     let report = verifier(&app, "audit").await.verify(export.as_bytes()).unwrap();
     assert_eq!((report.pruned, report.retention.as_ref().unwrap().min_retention_days), (1, Some(365)), "{report:?}");
+}
+
+/// A trigger that makes every append to `table` fail, as a broken disk or a full
+/// database would.
+async fn refuse_appends(app: &TestApp, table: &str) {
+    let sqlite = format!(
+        "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, '{table} is down'); END;"
+    );
+    let postgres = format!(
+        "CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{table} is \
+         down'; END $$; CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION \
+         refuse_{table}();"
+    );
+    app.sql(&sqlite, &postgres).await;
+}
+
+/// An action and custos's record of it commit together: when the audit log cannot be
+/// written, a hold is neither placed nor released (503, nothing changed); when the
+/// timeline cannot be written, a failed run is not stored without its event.
+async fn an_action_fails_whole_when_its_record_cannot_be_written(app: TestApp) {
+    let admin = app.token(&["admin#tenant/acme"]).await;
+    let writer = app.token(&["ingest:write#tenant/acme", "obs:read#tenant/acme"]).await;
+    let place =
+        |id: &str| app.post(&admin, "/v1/tenants/acme/holds", JSON, json!({"id": id, "reason": "x"}).to_string());
+    assert_eq!(place("kept").await.status(), 201);
+    let holds = || async { json(app.get(&admin, "/v1/tenants/acme/holds").await).await.1 };
+    let before = holds().await;
+
+    refuse_appends(&app, "audit_records").await;
+    let refused = error(place("new").await, 503, "unavailable").await;
+    assert!(refused["message"].as_str().unwrap().contains("nothing was changed"), "{refused}");
+    let release = app.client.delete(app.url("/v1/tenants/acme/holds/kept")).bearer_auth(&admin).send().await.unwrap();
+    error(release, 503, "unavailable").await;
+    assert_eq!(holds().await, before, "no hold placed, none released");
+
+    refuse_appends(&app, "timeline_events").await;
+    let failed = json!({"id": "run-1", "rule_key": "k", "status": "failed", "error_message": "boom",
+        "started_at": "2026-11-23T10:00:00Z"});
+    error(app.post(&writer, "/v1/tenants/acme/rule-runs", JSON, failed.to_string()).await, 503, "unavailable").await;
+    let (_, runs) = json(app.get(&writer, "/v1/tenants/acme/rule-runs").await).await;
+    assert_eq!(runs["items"], json!([]), "the run is not stored without its event");
+    // A run that succeeded has no event to write, and is stored.
+    let succeeded =
+        json!({"id": "run-2", "rule_key": "k", "status": "succeeded", "started_at": "2026-11-23T10:00:00Z"});
+    assert_eq!(app.post(&writer, "/v1/tenants/acme/rule-runs", JSON, succeeded.to_string()).await.status(), 201);
 }
 
 async fn holds_are_admin_operations_with_clear_errors(app: TestApp) {

@@ -109,6 +109,13 @@ impl TestApp {
         base
     }
 
+    /// Runs SQL as the database's owner: `sqlite` on that backend, `postgres` on the other.
+    pub async fn sql(&self, sqlite: &str, postgres: &str) {
+        let dir = self._dir.as_ref().map_or_else(|| std::path::PathBuf::from("/nonexistent"), |d| d.path().to_owned());
+        let sql = if self.database_url.is_some() { postgres } else { sqlite };
+        custos_store::testing::run_sql(self.database_url.as_deref(), &dir, sql).await;
+    }
+
     /// A new token with `scopes` (full scope strings), created in the store.
     pub async fn token(&self, scopes: &[&str]) -> String {
         self.token_with(scopes, None).await

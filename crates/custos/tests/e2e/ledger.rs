@@ -815,3 +815,92 @@ async fn the_demo_platform_posts_timeline_events_and_audit_records() {
     let refused: Vec<&String> = lines.iter().filter(|l| l.contains("demo batch refused")).collect();
     assert!(refused.is_empty(), "{refused:?}");
 }
+
+/// A failed run and its timeline event commit together: `custos serve` killed with
+/// SIGKILL while failed runs stream in, then started again, holds an event for every
+/// failed run it stored (there is no moment between the two to be killed in).
+async fn a_killed_server_never_keeps_a_failed_run_without_its_event(store: Store) {
+    store.ok(&["tenants", "create", "acme"]);
+    let token = create_token(
+        &store,
+        &["--tenant", "acme", "--scope", "ingest:write", "--scope", "obs:read", "--scope", "timeline:read"],
+    );
+    let mut server = Server::start(&store);
+    let base = server.base.clone();
+    let sender = {
+        let token = token.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut accepted = 0usize;
+            for batch in 0..1000 {
+                let body: String = (0..20)
+                    .map(|i| {
+                        let status = if i % 2 == 0 { "failed" } else { "succeeded" };
+                        format!(
+                            "{{\"id\":\"r-{batch}-{i}\",\"rule_key\":\"k-{i}\",\"status\":\"{status}\",\"error_message\":\"e\",\"started_at\":\"2026-11-23T10:00:00Z\"}}\n"
+                        )
+                    })
+                    .collect();
+                let sent = client
+                    .post(format!("{base}/v1/tenants/acme/rule-runs"))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status().is_success() => accepted += 1,
+                    _ => break,
+                }
+            }
+            accepted
+        })
+    };
+    // Let some batches land, then kill mid-stream.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let accepted = sender.await.unwrap();
+    assert!(accepted > 0, "no batch landed before the kill");
+
+    let server = Server::start(&store);
+    let client = reqwest::Client::new();
+    let all = |path: String| {
+        let (client, token, base) = (&client, &token, &server.base);
+        async move {
+            let mut ids = std::collections::BTreeSet::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut url = format!("{base}{path}&limit=1000");
+                if let Some(cursor) = &cursor {
+                    url.push_str(&format!("&cursor={cursor}"));
+                }
+                let page: Value = client.get(&url).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+                for item in page["items"].as_array().unwrap() {
+                    ids.insert(
+                        item["id"].as_str().or(item["record"]["details"]["record_id"].as_str()).unwrap().to_owned(),
+                    );
+                }
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break ids,
+                }
+            }
+        }
+    };
+    let failed = all("/v1/tenants/acme/rule-runs?status=failed".into()).await;
+    let events = all("/v1/tenants/acme/timeline?kind=custos.rule_run.failed".into()).await;
+    assert!(failed.len() >= accepted * 10, "every accepted batch's failures are stored");
+    assert_eq!(failed, events, "every stored failed run has its event, and no event lacks its run");
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_server_never_keeps_a_failed_run_without_its_event_on_sqlite() {
+    a_killed_server_never_keeps_a_failed_run_without_its_event(Store::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_server_never_keeps_a_failed_run_without_its_event_on_postgres() {
+    a_killed_server_never_keeps_a_failed_run_without_its_event(Store::postgres().await).await;
+}
