@@ -156,11 +156,11 @@ instrument! {
     case_bundles(tenant: &TenantId, case_id: &str) -> StoreResult<Vec<BundleRecord>>;
     put_attestation(tenant: &TenantId, attestation: &AttestationRecord) -> StoreResult<()>;
     attestations(tenant: &TenantId, query: &AttestationQuery) -> StoreResult<Vec<AttestationRecord>>;
-    create_case_hold(tenant: &TenantId, hold: &LegalHold) -> StoreResult<()>;
-    release_case_hold(tenant: &TenantId, case_id: &str, at: Timestamp) -> StoreResult<LegalHold>;
+    create_case_hold(tenant: &TenantId, hold: &LegalHold, records: &ActionRecords) -> StoreResult<()>;
+    release_case_hold(tenant: &TenantId, case_id: &str, at: Timestamp, records: &ActionRecords) -> StoreResult<LegalHold>;
     case_holds(tenant: &TenantId, case_id: Option<&str>) -> StoreResult<Vec<LegalHold>>;
     case_held(tenant: &TenantId, case_id: &str) -> StoreResult<bool>;
-    set_evidence_retention(tenant: &TenantId, days: Option<u32>, by: &str, at: Timestamp) -> StoreResult<()>;
+    set_evidence_retention(tenant: &TenantId, days: Option<u32>, by: &str, at: Timestamp, records: &ActionRecords) -> StoreResult<()>;
     evidence_retention(tenant: &TenantId) -> StoreResult<Option<u32>>;
     expired_evidence(tenant: &TenantId, before: Timestamp) -> StoreResult<custos_store::ExpiredEvidence>;
     delete_bundle(tenant: &TenantId, bundle_id: &str) -> StoreResult<()>;

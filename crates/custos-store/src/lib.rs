@@ -446,9 +446,15 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn attestations(&self, tenant: &TenantId, query: &AttestationQuery) -> StoreResult<Vec<AttestationRecord>>;
     /// Places a hold on a case's evidence, its id the case's (`AlreadyExists` while one
     /// is active).
-    async fn create_case_hold(&self, tenant: &TenantId, hold: &LegalHold) -> StoreResult<()>;
+    async fn create_case_hold(&self, tenant: &TenantId, hold: &LegalHold, records: &ActionRecords) -> StoreResult<()>;
     /// Releases the case's active hold; `NotFound` when there is none.
-    async fn release_case_hold(&self, tenant: &TenantId, case_id: &str, at: Timestamp) -> StoreResult<LegalHold>;
+    async fn release_case_hold(
+        &self,
+        tenant: &TenantId,
+        case_id: &str,
+        at: Timestamp,
+        records: &ActionRecords,
+    ) -> StoreResult<LegalHold>;
     /// Case holds, newest first, of one case or of all.
     async fn case_holds(&self, tenant: &TenantId, case_id: Option<&str>) -> StoreResult<Vec<LegalHold>>;
     /// Whether a case's evidence is held: by a hold on the case or a tenant-wide legal hold.
@@ -460,6 +466,7 @@ pub trait Store: Send + Sync + Debug + 'static {
         days: Option<u32>,
         by: &str,
         at: Timestamp,
+        records: &ActionRecords,
     ) -> StoreResult<()>;
     /// The tenant's evidence retention in days; `None`: forever.
     async fn evidence_retention(&self, tenant: &TenantId) -> StoreResult<Option<u32>>;

@@ -1828,22 +1828,30 @@ impl Store for PostgresStore {
         fetch(&mut tx, &sql, &values, evidence::attestation_from_row).await
     }
 
-    async fn create_case_hold(&self, tenant: &TenantId, hold: &LegalHold) -> StoreResult<()> {
+    async fn create_case_hold(&self, tenant: &TenantId, hold: &LegalHold, records: &ActionRecords) -> StoreResult<()> {
         let mut tx = self.tenant_tx(tenant).await?;
         let values = evidence::hold_values(tenant.as_str(), hold);
         if exec(&mut tx, evidence::INSERT_HOLD_SQL, &values, "placing a case hold").await? == 0 {
             return Err(StoreError::AlreadyExists { what: "active hold on case", id: hold.id.clone() });
         }
+        postgres_ledger::record_action(&mut tx, tenant, records, hold.created_at).await?;
         tx.commit().await.ctx("committing a case hold")
     }
 
-    async fn release_case_hold(&self, tenant: &TenantId, case_id: &str, at: Timestamp) -> StoreResult<LegalHold> {
+    async fn release_case_hold(
+        &self,
+        tenant: &TenantId,
+        case_id: &str,
+        at: Timestamp,
+        records: &ActionRecords,
+    ) -> StoreResult<LegalHold> {
         let mut tx = self.tenant_tx(tenant).await?;
         let values = [Value::Text(tenant.to_string()), Value::Text(case_id.into()), Value::Int(at.as_micros())];
         let hold = fetch(&mut tx, &evidence::release_hold_sql(), &values, evidence::hold_from_row)
             .await?
             .pop()
             .ok_or_else(|| StoreError::NotFound { what: "active hold on case", id: case_id.to_owned() })?;
+        postgres_ledger::record_action(&mut tx, tenant, records, at).await?;
         tx.commit().await.ctx("committing a hold release")?;
         Ok(hold)
     }
@@ -1869,6 +1877,7 @@ impl Store for PostgresStore {
         days: Option<u32>,
         by: &str,
         at: Timestamp,
+        records: &ActionRecords,
     ) -> StoreResult<()> {
         let mut tx = self.tenant_tx(tenant).await?;
         let values = [
@@ -1878,6 +1887,7 @@ impl Store for PostgresStore {
             Value::Int(at.as_micros()),
         ];
         exec(&mut tx, evidence::SET_RETENTION_SQL, &values, "setting evidence retention").await?;
+        postgres_ledger::record_action(&mut tx, tenant, records, at).await?;
         tx.commit().await.ctx("committing evidence retention")
     }
 

@@ -463,7 +463,7 @@ fn hold_from_row(row: &sqlx::postgres::PgRow) -> LegalHold {
 }
 
 /// Appends an action's records: the audit record first; returns its leaf index.
-async fn record_action(
+pub(crate) async fn record_action(
     tx: &mut PgConnection,
     tenant: &TenantId,
     records: &ActionRecords,

@@ -1808,25 +1808,37 @@ impl Store for SqliteStore {
         self.read(move |conn| rows(conn, &lite(&sql), &values, |r| evidence::attestation_from_row(r))).await
     }
 
-    async fn create_case_hold(&self, tenant: &TenantId, hold: &LegalHold) -> StoreResult<()> {
+    async fn create_case_hold(&self, tenant: &TenantId, hold: &LegalHold, records: &ActionRecords) -> StoreResult<()> {
         let values = evidence::hold_values(tenant.as_str(), hold);
-        let id = hold.id.clone();
+        let (id, at, tenant, records) = (hold.id.clone(), hold.created_at, tenant.clone(), records.clone());
         self.write(move |conn| {
-            if exec(conn, evidence::INSERT_HOLD_SQL, &values, "placing a case hold")? == 0 {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning a case hold")?;
+            if exec(&tx, evidence::INSERT_HOLD_SQL, &values, "placing a case hold")? == 0 {
                 return Err(StoreError::AlreadyExists { what: "active hold on case", id });
             }
-            Ok(())
+            sqlite_ledger::record_action(&tx, &tenant, records, at)?;
+            tx.commit().ctx("committing a case hold")
         })
         .await
     }
 
-    async fn release_case_hold(&self, tenant: &TenantId, case_id: &str, at: Timestamp) -> StoreResult<LegalHold> {
+    async fn release_case_hold(
+        &self,
+        tenant: &TenantId,
+        case_id: &str,
+        at: Timestamp,
+        records: &ActionRecords,
+    ) -> StoreResult<LegalHold> {
         let values = vec![Value::Text(tenant.to_string()), Value::Text(case_id.into()), Value::Int(at.as_micros())];
-        let id = case_id.to_owned();
+        let (id, tenant, records) = (case_id.to_owned(), tenant.clone(), records.clone());
         self.write(move |conn| {
-            rows(conn, &lite(&evidence::release_hold_sql()), &values, |r| evidence::hold_from_row(r))?
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning a hold release")?;
+            let hold = rows(&tx, &lite(&evidence::release_hold_sql()), &values, |r| evidence::hold_from_row(r))?
                 .pop()
-                .ok_or(StoreError::NotFound { what: "active hold on case", id })
+                .ok_or(StoreError::NotFound { what: "active hold on case", id })?;
+            sqlite_ledger::record_action(&tx, &tenant, records, at)?;
+            tx.commit().ctx("committing a hold release")?;
+            Ok(hold)
         })
         .await
     }
@@ -1853,6 +1865,7 @@ impl Store for SqliteStore {
         days: Option<u32>,
         by: &str,
         at: Timestamp,
+        records: &ActionRecords,
     ) -> StoreResult<()> {
         let values = vec![
             Value::Text(tenant.to_string()),
@@ -1860,8 +1873,15 @@ impl Store for SqliteStore {
             Value::Text(by.to_owned()),
             Value::Int(at.as_micros()),
         ];
-        self.write(move |conn| exec(conn, evidence::SET_RETENTION_SQL, &values, "setting evidence retention").map(drop))
-            .await
+        let (tenant, records) = (tenant.clone(), records.clone());
+        self.write(move |conn| {
+            let tx =
+                conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning a retention change")?;
+            exec(&tx, evidence::SET_RETENTION_SQL, &values, "setting evidence retention")?;
+            sqlite_ledger::record_action(&tx, &tenant, records, at)?;
+            tx.commit().ctx("committing a retention change")
+        })
+        .await
     }
 
     async fn evidence_retention(&self, tenant: &TenantId) -> StoreResult<Option<u32>> {

@@ -559,7 +559,12 @@ fn hold_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LegalHold> {
 }
 
 /// Appends an action's records: the audit record first; returns its leaf index.
-fn record_action(tx: &Connection, tenant: &TenantId, records: ActionRecords, at: Timestamp) -> StoreResult<u64> {
+pub(crate) fn record_action(
+    tx: &Connection,
+    tenant: &TenantId,
+    records: ActionRecords,
+    at: Timestamp,
+) -> StoreResult<u64> {
     let (audit_id, timeline_id) = (records.audit.event_id.clone(), records.timeline.event_id.clone());
     let not_written = crate::StoreError::record_not_written;
     let audit = append_in(tx, tenant, LogName::Audit, vec![records.audit], at).map_err(not_written)?;

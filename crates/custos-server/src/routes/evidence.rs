@@ -17,7 +17,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::evidence::{self, Requester, Verification};
-use crate::ledger::{AdminAction, record_admin_action};
+use crate::ledger::{AdminAction, action_records};
 
 fn requester(caller: &Caller, trace: Option<&axum::Extension<TraceContext>>) -> Requester {
     Requester { actor: super::holds::actor(caller), trace_id: trace.map(|t| t.trace_id_hex()) }
@@ -545,7 +545,6 @@ pub(crate) async fn place_case_hold(
         created_at: Timestamp::now(),
         released_at: None,
     };
-    state.store.create_case_hold(&tenant, &hold).await?;
     let action = AdminAction {
         kind: "custos.evidence.hold.placed",
         actor: super::holds::actor(&caller),
@@ -553,7 +552,8 @@ pub(crate) async fn place_case_hold(
         resource_id: &case,
         details: serde_json::json!({"case_id": case, "reason": hold.reason}),
     };
-    record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
+    // The hold and its records commit together, or the request fails and nothing changed.
+    state.store.create_case_hold(&tenant, &hold, &action_records(&tenant, &action)?).await?;
     evidence::spawn_mirror_holds(&state, &tenant, Some(&case), action.actor, "custos.evidence.hold.placed");
     Ok((StatusCode::CREATED, Json(hold)).into_response())
 }
@@ -576,7 +576,8 @@ pub(crate) async fn release_case_hold(
     Path((tenant, case)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant_access(&state, &tenant, Permission::EvidenceHold).await?;
-    let hold = state.store.release_case_hold(&tenant, &case, Timestamp::now()).await?;
+    let active = state.store.case_holds(&tenant, Some(&case)).await?.into_iter().find(|h| h.released_at.is_none());
+    let hold = active.ok_or_else(|| ApiError::not_found(format!("case {case:?} has no active hold")))?;
     let action = AdminAction {
         kind: "custos.evidence.hold.released",
         actor: super::holds::actor(&caller),
@@ -584,7 +585,8 @@ pub(crate) async fn release_case_hold(
         resource_id: &case,
         details: serde_json::json!({"case_id": case, "reason": hold.reason, "placed_at": hold.created_at}),
     };
-    record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
+    let records = action_records(&tenant, &action)?;
+    let hold = state.store.release_case_hold(&tenant, &case, Timestamp::now(), &records).await?;
     evidence::spawn_mirror_holds(&state, &tenant, Some(&case), action.actor, "custos.evidence.hold.released");
     Ok(Json(hold).into_response())
 }
@@ -787,7 +789,6 @@ pub(crate) async fn put_retention(
     if input.days.is_some_and(|d| !(1..=MAX_RETENTION_DAYS).contains(&d)) {
         return Err(ApiError::invalid(FieldError::new("days", "must be 1 to 36500, or null for forever")));
     }
-    state.store.set_evidence_retention(&tenant, input.days, &caller.token.id, Timestamp::now()).await?;
     let action = AdminAction {
         kind: "custos.evidence.retention.set",
         actor: super::holds::actor(&caller),
@@ -795,7 +796,8 @@ pub(crate) async fn put_retention(
         resource_id: tenant.as_str(),
         details: serde_json::json!({"days": input.days}),
     };
-    record_admin_action(&*state.store, std::slice::from_ref(&tenant), &action).await;
+    let records = action_records(&tenant, &action)?;
+    state.store.set_evidence_retention(&tenant, input.days, &caller.token.id, Timestamp::now(), &records).await?;
     Ok(Json(input).into_response())
 }
 

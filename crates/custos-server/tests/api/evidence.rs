@@ -670,6 +670,42 @@ async fn a_tenant_cannot_forge_another_tenants_provenance_on_postgres() {
     a_tenant_cannot_forge_another_tenants_provenance(Backend::Postgres).await;
 }
 
+/// A case hold's placing and release, and an evidence retention change, commit with
+/// their audit records: when the audit log cannot be written, each is a 503 and nothing
+/// changed.
+async fn evidence_actions_fail_whole_when_their_record_cannot_be_written(backend: Backend) {
+    let (app, _, _) = evidence_app(backend, ServerConfig::default()).await;
+    let admin = app.token(&["admin#tenant/acme"]).await;
+    let hold_url = app.url("/v1/tenants/acme/evidence/holds/IR-2");
+    let place = |url: String| app.client.post(url).bearer_auth(&admin).json(&json!({"reason": "matter 7"})).send();
+    assert_eq!(place(app.url("/v1/tenants/acme/evidence/holds/IR-1")).await.unwrap().status(), 201);
+    let retention_url = app.url("/v1/tenants/acme/evidence/retention");
+    let set = |days: u32| app.client.put(&retention_url).bearer_auth(&admin).json(&json!({"days": days})).send();
+    assert_eq!(set(30).await.unwrap().status(), 200);
+
+    crate::ledger::refuse_appends(&app, "audit_records").await;
+    error(place(hold_url.clone()).await.unwrap(), 503, "unavailable").await;
+    let release = app.client.delete(app.url("/v1/tenants/acme/evidence/holds/IR-1")).bearer_auth(&admin).send();
+    error(release.await.unwrap(), 503, "unavailable").await;
+    error(set(7).await.unwrap(), 503, "unavailable").await;
+    let (_, holds) = json(app.get(&admin, "/v1/tenants/acme/evidence/holds").await).await;
+    let holds: Vec<(&str, bool)> =
+        holds.as_array().unwrap().iter().map(|h| (h["id"].as_str().unwrap(), h["released_at"].is_null())).collect();
+    assert_eq!(holds, [("IR-1", true)], "IR-2 not placed, IR-1 not released");
+    let (_, retention) = json(app.get(&admin, "/v1/tenants/acme/evidence/retention").await).await;
+    assert_eq!(retention["days"], 30, "unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_actions_fail_whole_when_their_record_cannot_be_written_on_sqlite() {
+    evidence_actions_fail_whole_when_their_record_cannot_be_written(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_actions_fail_whole_when_their_record_cannot_be_written_on_postgres() {
+    evidence_actions_fail_whole_when_their_record_cannot_be_written(Backend::Postgres).await;
+}
+
 /// A file of a downloaded bundle archive, by its path inside the bundle.
 fn archived_file(archive: &[u8], path: &str) -> Vec<u8> {
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));

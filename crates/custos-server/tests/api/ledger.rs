@@ -175,7 +175,7 @@ async fn retention_keeps_the_proof_and_holds_block_it(app: TestApp) {
 
 /// A trigger that makes every append to `table` fail, as a broken disk or a full
 /// database would.
-async fn refuse_appends(app: &TestApp, table: &str) {
+pub(crate) async fn refuse_appends(app: &TestApp, table: &str) {
     let sqlite = format!(
         "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, '{table} is down'); END;"
     );

@@ -171,21 +171,63 @@ async fn attestations_are_found_by_subject_and_digest(store: Arc<dyn Store>) {
 async fn case_holds_come_and_go(store: Arc<dyn Store>) {
     let tenant = setup(&*store, "acme").await;
     assert!(!store.case_held(&tenant, "case-1").await.unwrap());
-    store.create_case_hold(&tenant, &hold("case-1", 1)).await.unwrap();
-    let twice = store.create_case_hold(&tenant, &hold("case-1", 2)).await;
+    store
+        .create_case_hold(
+            &tenant,
+            &hold("case-1", 1),
+            &custos_store::testing::action_records(&tenant, "custos.evidence.hold.placed", "case-1"),
+        )
+        .await
+        .unwrap();
+    let twice = store
+        .create_case_hold(
+            &tenant,
+            &hold("case-1", 2),
+            &custos_store::testing::action_records(&tenant, "custos.evidence.hold.placed", "case-1"),
+        )
+        .await;
     assert!(matches!(twice, Err(StoreError::AlreadyExists { .. })), "one active hold per case: {twice:?}");
     assert!(store.case_held(&tenant, "case-1").await.unwrap());
     assert!(!store.case_held(&tenant, "case-2").await.unwrap(), "a hold covers its own case only");
 
-    let released = store.release_case_hold(&tenant, "case-1", t(5)).await.unwrap();
+    let released = store
+        .release_case_hold(
+            &tenant,
+            "case-1",
+            t(5),
+            &custos_store::testing::action_records(&tenant, "custos.evidence.hold.released", "case-1"),
+        )
+        .await
+        .unwrap();
     assert_eq!(released, LegalHold { released_at: Some(t(5)), ..hold("case-1", 1) });
     assert!(!store.case_held(&tenant, "case-1").await.unwrap());
-    let again = store.release_case_hold(&tenant, "case-1", t(6)).await;
+    let again = store
+        .release_case_hold(
+            &tenant,
+            "case-1",
+            t(6),
+            &custos_store::testing::action_records(&tenant, "custos.evidence.hold.released", "case-1"),
+        )
+        .await;
     assert!(matches!(again, Err(StoreError::NotFound { .. })), "{again:?}");
 
     // Placed again after release: a new hold, the old one kept.
-    store.create_case_hold(&tenant, &hold("case-1", 7)).await.unwrap();
-    store.create_case_hold(&tenant, &hold("case-2", 8)).await.unwrap();
+    store
+        .create_case_hold(
+            &tenant,
+            &hold("case-1", 7),
+            &custos_store::testing::action_records(&tenant, "custos.evidence.hold.placed", "case-1"),
+        )
+        .await
+        .unwrap();
+    store
+        .create_case_hold(
+            &tenant,
+            &hold("case-2", 8),
+            &custos_store::testing::action_records(&tenant, "custos.evidence.hold.placed", "case-2"),
+        )
+        .await
+        .unwrap();
     let history = store.case_holds(&tenant, Some("case-1")).await.unwrap();
     assert_eq!(history, [hold("case-1", 7), LegalHold { released_at: Some(t(5)), ..hold("case-1", 1) }]);
     assert_eq!(store.case_holds(&tenant, None).await.unwrap().len(), 3);
@@ -201,7 +243,14 @@ async fn tenants_see_only_their_own_evidence(store: Arc<dyn Store>) {
     let globex = setup(&*store, "globex").await;
     store.put_artifact(&acme, &artifact("case-1", "a.log", 1)).await.unwrap();
     store.put_bundle(&acme, &bundle("b-1", "case-1", 1), &attestation("att-1", "b-1", 5, 1)).await.unwrap();
-    store.create_case_hold(&acme, &hold("case-1", 1)).await.unwrap();
+    store
+        .create_case_hold(
+            &acme,
+            &hold("case-1", 1),
+            &custos_store::testing::action_records(&acme, "custos.evidence.hold.placed", "case-1"),
+        )
+        .await
+        .unwrap();
 
     assert!(store.artifacts(&globex, "case-1").await.unwrap().is_empty());
     assert_eq!(store.bundle(&globex, "b-1").await.unwrap(), None);
@@ -219,9 +268,27 @@ async fn tenants_see_only_their_own_evidence(store: Arc<dyn Store>) {
 async fn retention_finds_only_expired_unheld_evidence(store: Arc<dyn Store>) {
     let tenant = setup(&*store, "acme").await;
     assert_eq!(store.evidence_retention(&tenant).await.unwrap(), None, "forever by default");
-    store.set_evidence_retention(&tenant, Some(30), "tok_1", t(0)).await.unwrap();
+    store
+        .set_evidence_retention(
+            &tenant,
+            Some(30),
+            "tok_1",
+            t(0),
+            &custos_store::testing::action_records(&tenant, "custos.evidence.retention.set", "evidence"),
+        )
+        .await
+        .unwrap();
     assert_eq!(store.evidence_retention(&tenant).await.unwrap(), Some(30));
-    store.set_evidence_retention(&tenant, None, "tok_1", t(1)).await.unwrap();
+    store
+        .set_evidence_retention(
+            &tenant,
+            None,
+            "tok_1",
+            t(1),
+            &custos_store::testing::action_records(&tenant, "custos.evidence.retention.set", "evidence"),
+        )
+        .await
+        .unwrap();
     assert_eq!(store.evidence_retention(&tenant).await.unwrap(), None);
 
     for (case, name, byte) in [("old", "a.log", 1), ("old", "b.log", 2), ("held", "c.log", 3), ("new", "d.log", 50)] {
@@ -230,7 +297,14 @@ async fn retention_finds_only_expired_unheld_evidence(store: Arc<dyn Store>) {
     store.put_bundle(&tenant, &bundle("b-old", "old", 5), &attestation("a1", "b-old", 1, 5)).await.unwrap();
     store.put_bundle(&tenant, &bundle("b-held", "held", 5), &attestation("a2", "b-held", 2, 5)).await.unwrap();
     store.put_bundle(&tenant, &bundle("b-new", "new", 60), &attestation("a3", "b-new", 3, 60)).await.unwrap();
-    store.create_case_hold(&tenant, &hold("held", 1)).await.unwrap();
+    store
+        .create_case_hold(
+            &tenant,
+            &hold("held", 1),
+            &custos_store::testing::action_records(&tenant, "custos.evidence.hold.placed", "held"),
+        )
+        .await
+        .unwrap();
 
     let expired = store.expired_evidence(&tenant, t(10)).await.unwrap();
     let bundles: Vec<&str> = expired.bundles.iter().map(|b| b.bundle_id.as_str()).collect();
@@ -264,7 +338,14 @@ async fn seed_evidence(store: &dyn Store) -> TenantId {
     let tenant = setup(store, "acme").await;
     store.put_artifact(&tenant, &artifact("case-1", "a.log", 1)).await.unwrap();
     store.put_bundle(&tenant, &bundle("b-1", "case-1", 1), &attestation("att-1", "b-1", 5, 1)).await.unwrap();
-    store.create_case_hold(&tenant, &hold("case-1", 1)).await.unwrap();
+    store
+        .create_case_hold(
+            &tenant,
+            &hold("case-1", 1),
+            &custos_store::testing::action_records(&tenant, "custos.evidence.hold.placed", "case-1"),
+        )
+        .await
+        .unwrap();
     tenant
 }
 
@@ -279,7 +360,15 @@ async fn sqlite_triggers_guard_evidence() {
         assert!(err.contains(word), "{sql}: {err}");
     }
     // Released, the case's rows may go (retention's business); attestations never.
-    store.release_case_hold(&tenant, "case-1", t(2)).await.unwrap();
+    store
+        .release_case_hold(
+            &tenant,
+            "case-1",
+            t(2),
+            &custos_store::testing::action_records(&tenant, "custos.evidence.hold.released", "case-1"),
+        )
+        .await
+        .unwrap();
     assert_eq!(conn.execute("DELETE FROM evidence_bundles", []).unwrap(), 1);
     // A tenant-wide legal hold guards them as well.
     conn.execute("INSERT INTO legal_holds VALUES ('acme', 'h1', 'all', 'test', 0, NULL, NULL)", []).unwrap();
@@ -322,7 +411,15 @@ async fn postgres_guards_evidence_by_privilege_and_by_trigger() {
     let err = owner.execute("TRUNCATE attestations").await.unwrap_err().to_string();
     assert!(err.contains("append-only"), "{err}");
 
-    store.release_case_hold(&tenant, "case-1", t(2)).await.unwrap();
+    store
+        .release_case_hold(
+            &tenant,
+            "case-1",
+            t(2),
+            &custos_store::testing::action_records(&tenant, "custos.evidence.hold.released", "case-1"),
+        )
+        .await
+        .unwrap();
     let mut tx = app.begin().await.unwrap();
     tx.execute("SELECT set_config('custos.tenant_id', 'acme', true)").await.unwrap();
     assert_eq!(tx.execute("DELETE FROM evidence_bundles").await.unwrap().rows_affected(), 1);
