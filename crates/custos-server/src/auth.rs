@@ -22,6 +22,9 @@ pub(crate) struct Invocation {
     pub permission: Option<Permission>,
     /// The token's id and name, once authenticated (for the audit record of a denial).
     pub actor: Option<(String, String)>,
+    /// On a denial: whether the token's scopes name the path's tenant (or every tenant).
+    /// A token of another tenant is not named in the victim's audit log.
+    pub actor_of_tenant: bool,
 }
 
 pub(crate) type InvocationSlot = std::sync::Arc<std::sync::Mutex<Invocation>>;
@@ -141,6 +144,8 @@ impl Caller {
         note_invocation(|i| i.permission = Some(permission));
         let tenant = TenantId::parse(raw_tenant).map_err(|_| ApiError::not_found("tenant not found"))?;
         if !self.has(permission, &tenant) {
+            let own = self.token.scopes.iter().any(|scope| scope.tenant.matches(&tenant));
+            note_invocation(|i| i.actor_of_tenant = own);
             state.metrics.count_auth_failure("missing_scope");
             tracing::Span::current().record("custos.auth.outcome", "forbidden");
             let missing = Scope::new(permission, TenantSelector::One(tenant));

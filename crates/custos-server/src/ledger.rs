@@ -253,36 +253,49 @@ pub async fn record_key_rotation(
     record_admin_action(store, &ids, &action).await;
 }
 
-/// Most refusals (401, 403) audited per tenant per minute; the rest are counted in the
-/// log, so a flood of bad requests cannot flood the audit log.
-pub const MAX_AUDITED_REFUSALS_PER_MINUTE: u32 = 60;
+/// Counts per key per minute, for budgets: how many of something happened this minute.
+#[derive(Debug)]
+pub(crate) struct MinuteCounts<K>(std::sync::Mutex<std::collections::HashMap<K, (i64, u32)>>);
 
-/// Refusals audited in the current minute, per tenant.
-#[derive(Debug, Default)]
-pub(crate) struct RefusalBudget(std::sync::Mutex<std::collections::HashMap<TenantId, (i64, u32)>>);
+impl<K> Default for MinuteCounts<K> {
+    fn default() -> Self {
+        Self(std::sync::Mutex::default())
+    }
+}
 
-impl RefusalBudget {
-    /// Whether one more refusal of `tenant` may be audited now.
-    fn take(&self, tenant: &TenantId) -> bool {
+impl<K: std::hash::Hash + Eq + Clone> MinuteCounts<K> {
+    /// Counts one more for `key` this minute; returns the count so far. Keeps at most
+    /// 10,000 keys (older minutes go first), so a flood of keys cannot grow it.
+    fn count(&self, key: &K) -> u32 {
         let minute = Timestamp::now().as_micros() / 60_000_000;
-        let mut budget = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if budget.len() > 10_000 {
-            budget.retain(|_, (at, _)| *at == minute);
+        let mut counts = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if counts.len() >= 10_000 && !counts.contains_key(key) {
+            counts.retain(|_, (at, _)| *at == minute);
+            if counts.len() >= 10_000 {
+                counts.clear();
+            }
         }
-        let slot = budget.entry(tenant.clone()).or_insert((minute, 0));
+        let slot = counts.entry(key.clone()).or_insert((minute, 0));
         if slot.0 != minute {
             *slot = (minute, 0);
         }
         slot.1 += 1;
-        if slot.1 == MAX_AUDITED_REFUSALS_PER_MINUTE + 1 {
-            tracing::warn!(
-                tenant_id = tenant.as_str(),
-                limit = MAX_AUDITED_REFUSALS_PER_MINUTE,
-                "more refused requests than are audited per minute; the rest this minute are only logged"
-            );
-        }
-        slot.1 <= MAX_AUDITED_REFUSALS_PER_MINUTE
+        slot.1
     }
+}
+
+/// Most denials (a valid token lacking the scope, 403) audited per tenant per minute.
+pub const MAX_AUDITED_DENIALS_PER_MINUTE: u32 = 60;
+/// Most refusals without a valid token (401) logged per source address per minute; the
+/// rest are only counted (`custos_auth_failures_total`).
+pub const MAX_LOGGED_REFUSALS_PER_SOURCE_PER_MINUTE: u32 = 10;
+
+/// The budgets of refused requests: denials audited per tenant, unauthenticated
+/// refusals logged per source.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalBudget {
+    denials: MinuteCounts<TenantId>,
+    sources: MinuteCounts<String>,
 }
 
 /// A refused request to a tenant's route.
@@ -294,36 +307,76 @@ pub(crate) struct Refusal<'a> {
     pub route: &'a str,
     /// The token's id and name (a 403); none for a 401.
     pub actor: Option<(String, String)>,
+    /// Whether the token's scopes name the path's tenant (or every tenant): a 403 by a
+    /// token of another tenant is that other tenant's business, not the victim's.
+    pub actor_of_tenant: bool,
     pub client_address: Option<String>,
     pub request_id: &'a str,
     pub trace_id: String,
     pub message: String,
 }
 
-/// Audits a refused request (`custos.auth.failed` for a 401, `custos.auth.denied` for
-/// a 403) in the tenant named by its path, when that tenant exists; in the background,
-/// so the answer is not delayed.
+/// Records a refused request to a tenant's route.
+///
+/// - Without a valid token (401), the named tenant's append-only log is not touched:
+///   anyone can send such requests, and they would fill a victim's log. They go to the
+///   server's own log, the first few a minute from each source address, and are all
+///   counted in `custos_auth_failures_total`.
+/// - A valid token lacking the scope (403) is audited in the tenant's log as
+///   `custos.auth.denied`, up to [`MAX_AUDITED_DENIALS_PER_MINUTE`] a minute. A token of
+///   another tenant is recorded there only as "a token of another tenant"; its id and
+///   name go to the server's log.
+///
+/// In the background, so the answer is not delayed.
 pub(crate) fn audit_refusal(state: &AppState, refusal: Refusal<'_>) {
     let Some(raw) = refusal.path.strip_prefix("/v1/tenants/").and_then(|rest| rest.split('/').next()) else {
         return;
     };
     let Ok(tenant) = TenantId::parse(raw) else { return };
-    let (action, outcome) = if refusal.status == 401 {
-        ("custos.auth.failed", custos_model::ledger::AuditOutcome::Failure)
+    let source = refusal.client_address.clone().unwrap_or_else(|| "unknown".into());
+    if refusal.status == 401 {
+        let seen = state.refusals.sources.count(&source);
+        if seen <= MAX_LOGGED_REFUSALS_PER_SOURCE_PER_MINUTE {
+            tracing::warn!(
+                source = source.as_str(),
+                tenant_id = tenant.as_str(),
+                route = refusal.route,
+                reason = refusal.message.as_str(),
+                "request refused without a valid token"
+            );
+        }
+        if seen == MAX_LOGGED_REFUSALS_PER_SOURCE_PER_MINUTE {
+            tracing::warn!(
+                source = source.as_str(),
+                limit = MAX_LOGGED_REFUSALS_PER_SOURCE_PER_MINUTE,
+                "more refusals from this source this minute: counted (custos_auth_failures_total), not logged"
+            );
+        }
+        return;
+    }
+    let actor = if refusal.actor_of_tenant {
+        custos_model::ledger::AuditActor {
+            id: refusal.actor.as_ref().map(|(id, _)| id.clone()),
+            name: refusal.actor.as_ref().map(|(_, name)| name.clone()),
+        }
     } else {
-        ("custos.auth.denied", custos_model::ledger::AuditOutcome::Denied)
+        tracing::warn!(
+            tenant_id = tenant.as_str(),
+            token_id = refusal.actor.as_ref().map(|(id, _)| id.as_str()),
+            token_name = refusal.actor.as_ref().map(|(_, name)| name.as_str()),
+            route = refusal.route,
+            "a token of another tenant was refused"
+        );
+        custos_model::ledger::AuditActor { id: None, name: Some("a token of another tenant".into()) }
     };
     let record = AuditRecord {
-        event_id: own_event_id(if refusal.status == 401 { "auth-failed" } else { "auth-denied" }),
+        event_id: own_event_id("auth-denied"),
         ts: Timestamp::now(),
         tenant_id: tenant.clone(),
-        actor: custos_model::ledger::AuditActor {
-            id: refusal.actor.as_ref().map(|(id, _)| id.clone()),
-            name: refusal.actor.map(|(_, name)| name),
-        },
+        actor,
         actor_ip: refusal.client_address,
-        action: action.to_owned(),
-        outcome,
+        action: "custos.auth.denied".to_owned(),
+        outcome: custos_model::ledger::AuditOutcome::Denied,
         resource_type: Some("route".into()),
         resource_id: Some(format!("{} {}", refusal.method, refusal.route)),
         request_id: Some(refusal.request_id.to_owned()),
@@ -334,7 +387,18 @@ pub(crate) fn audit_refusal(state: &AppState, refusal: Refusal<'_>) {
     tokio::spawn(
         async move {
             // Only a known tenant has a log; asking does not reveal anything to the caller.
-            if matches!(state.tenant_exists(&tenant).await, Ok(true)) && state.refusals.take(&tenant) {
+            if !matches!(state.tenant_exists(&tenant).await, Ok(true)) {
+                return;
+            }
+            let seen = state.refusals.denials.count(&tenant);
+            if seen == MAX_AUDITED_DENIALS_PER_MINUTE + 1 {
+                tracing::warn!(
+                    tenant_id = tenant.as_str(),
+                    limit = MAX_AUDITED_DENIALS_PER_MINUTE,
+                    "more denied requests than are audited per minute; the rest this minute are only logged"
+                );
+            }
+            if seen <= MAX_AUDITED_DENIALS_PER_MINUTE {
                 record_own(&*state.store, &tenant, vec![OwnRecord::Audit(record)]).await;
             }
         }

@@ -27,7 +27,8 @@ macro_rules! with_a_signing_key {
 with_a_signing_key!(
     retention_keeps_the_proof_and_holds_block_it,
     holds_are_admin_operations_with_clear_errors,
-    an_action_fails_whole_when_its_record_cannot_be_written
+    an_action_fails_whole_when_its_record_cannot_be_written,
+    refusals_cannot_flood_or_name_strangers_in_a_tenants_audit_log
 );
 
 pub(crate) async fn app(backend: Backend) -> TestApp {
@@ -216,6 +217,44 @@ async fn an_action_fails_whole_when_its_record_cannot_be_written(app: TestApp) {
     let succeeded =
         json!({"id": "run-2", "rule_key": "k", "status": "succeeded", "started_at": "2026-11-23T10:00:00Z"});
     assert_eq!(app.post(&writer, "/v1/tenants/acme/rule-runs", JSON, succeeded.to_string()).await.status(), 201);
+}
+
+/// The audit log's `custos.auth.denied` records, waiting for the background writer
+/// until `expected` are there (or 10 s have passed).
+async fn denials(app: &TestApp, reader: &str, expected: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, page) =
+            json(app.get(reader, "/v1/tenants/acme/audit?action=custos.auth.denied&limit=1000").await).await;
+        let items: Vec<Value> = page["items"].as_array().unwrap().iter().map(|i| i["record"].clone()).collect();
+        if items.len() >= expected || std::time::Instant::now() > deadline {
+            return items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 21: unauthenticated refusals no longer land in the named tenant's append-only
+/// log (anyone could fill it); a token of another tenant is recorded there only as such
+/// (its id and name go to the server's log); the tenant's own denials keep their budget.
+async fn refusals_cannot_flood_or_name_strangers_in_a_tenants_audit_log(app: TestApp) {
+    let reader = app.token(&["audit:read#tenant/acme"]).await;
+    let stranger = app.token_named("globex-importer", &["ingest:write#tenant/globex"]).await;
+    for _ in 0..100 {
+        let response = app.client.get(app.url("/v1/tenants/acme/timeline")).bearer_auth("cst_nope").send().await;
+        assert_eq!(response.unwrap().status(), 401);
+    }
+    assert_eq!(app.get(&stranger, "/v1/tenants/acme/rule-runs").await.status(), 403);
+    assert_eq!(app.get(&reader, "/v1/tenants/acme/rule-runs").await.status(), 403);
+    let records = denials(&app, &reader, 2).await;
+    assert_eq!(records.len(), 2, "the 401s are not in acme's log: {records:?}");
+    let stranger_record = records.iter().find(|r| r["actor"]["id"].is_null()).expect("the stranger's denial");
+    assert_eq!(stranger_record["actor"]["name"], "a token of another tenant");
+    assert!(!stranger_record.to_string().contains("globex-importer"), "{stranger_record}");
+    let own = records.iter().find(|r| r["actor"]["id"].is_string()).expect("acme's own token's denial");
+    assert!(own["actor"]["id"].as_str().unwrap().starts_with("tok_"));
+    let (_, log) = json(app.get(&reader, "/v1/tenants/acme/audit?action=custos.auth.failed").await).await;
+    assert_eq!(log["items"], json!([]));
 }
 
 async fn holds_are_admin_operations_with_clear_errors(app: TestApp) {

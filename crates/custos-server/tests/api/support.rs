@@ -122,12 +122,21 @@ impl TestApp {
     }
 
     pub async fn token_with(&self, scopes: &[&str], expires_at: Option<Timestamp>) -> String {
+        self.token_record("test", scopes, expires_at).await
+    }
+
+    /// A new token named `name`.
+    pub async fn token_named(&self, name: &str, scopes: &[&str]) -> String {
+        self.token_record(name, scopes, None).await
+    }
+
+    async fn token_record(&self, name: &str, scopes: &[&str], expires_at: Option<Timestamp>) -> String {
         let generated = token::generate();
         let scopes: Vec<Scope> = scopes.iter().map(|s| s.parse().unwrap()).collect();
         self.store
             .create_token(&TokenRecord {
                 id: generated.id,
-                name: "test".into(),
+                name: name.into(),
                 secret_hash: generated.secret_hash,
                 scopes,
                 created_at: Timestamp::now(),
