@@ -70,10 +70,15 @@ impl Permission {
     }
 }
 
+/// Another name a permission is known by: `attest:read`, the name the product's mission
+/// gives reading attestations, is `evidence:read` (which reads them).
+pub const ALIASES: [(&str, Permission); 1] = [("attest:read", Permission::EvidenceRead)];
+
 impl FromStr for Permission {
     type Err = FieldError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Permission::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
+        let alias = ALIASES.iter().find(|(name, _)| *name == s).map(|(_, p)| *p);
+        alias.or_else(|| Permission::ALL.into_iter().find(|p| p.as_str() == s)).ok_or_else(|| {
             let known: Vec<_> = Permission::ALL.iter().map(|p| p.as_str()).collect();
             FieldError::new("scope", format!("unknown permission {s:?}; known: {}", known.join(", ")))
         })
@@ -181,6 +186,14 @@ mod tests {
 
     fn acme() -> TenantId {
         TenantId::parse("acme").unwrap()
+    }
+
+    #[test]
+    fn attest_read_is_evidence_read() {
+        let scope: Scope = "attest:read#tenant/acme".parse().unwrap();
+        assert_eq!(scope.permission, Permission::EvidenceRead);
+        assert_eq!(scope.to_string(), "evidence:read#tenant/acme");
+        assert_eq!("attest:read".parse::<Permission>().unwrap(), Permission::EvidenceRead);
     }
 
     #[test]

@@ -254,6 +254,16 @@ pub(crate) async fn report(state: &AppState) -> HealthReport {
     if let Some(objects) = objects {
         checks.insert("objectStore:writable".to_owned(), vec![objects]);
     }
+    // Started with --allow-privileged-database-role: row-level security is one wall, not
+    // two, and the report says so until the server runs as a role that owns nothing.
+    if let Some(privileged) = &state.config.privileged_database_role {
+        let mut check = result("datastore", Status::Warn);
+        check.output = Some(format!(
+            "{privileged}: row-level security can be bypassed (--allow-privileged-database-role); serve as a login \
+             role that owns nothing"
+        ));
+        checks.insert("database:role".to_owned(), vec![check]);
+    }
     let workers = worker_heartbeats(state);
     if !workers.is_empty() {
         checks.insert("worker:heartbeat".to_owned(), workers);

@@ -82,6 +82,8 @@ macro_rules! instrument {
 
 instrument! {
     migrate() -> StoreResult<usize>;
+    schema_is_current() -> StoreResult<bool>;
+    privileged_role() -> StoreResult<Option<String>>;
     ping() -> StoreResult<()>;
     schema_version() -> StoreResult<i64>;
     describe_schema() -> StoreResult<SchemaDescription>;

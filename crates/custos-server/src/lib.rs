@@ -85,6 +85,10 @@ pub struct ServerConfig {
     /// Requests made with these tokens (ids) log their end at debug, not info: the demo's
     /// simulator, whose traffic would otherwise bury the terminal.
     pub quiet_token_ids: Vec<String>,
+    /// Set when the server was allowed to start on a database role that can bypass
+    /// row-level security (`--allow-privileged-database-role`): why it can. `/health`
+    /// warns while it is set.
+    pub privileged_database_role: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -110,6 +114,7 @@ impl Default for ServerConfig {
             evidence_max_artifact_bytes: evidence::DEFAULT_MAX_ARTIFACT_BYTES,
             tsa: None,
             quiet_token_ids: Vec::new(),
+            privileged_database_role: None,
         }
     }
 }

@@ -172,6 +172,12 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Applies pending migrations; returns how many were applied. Safe to run from
     /// several processes at once.
     async fn migrate(&self) -> StoreResult<usize>;
+    /// Whether the schema holds every migration this build knows (nothing to apply).
+    async fn schema_is_current(&self) -> StoreResult<bool>;
+    /// Why the role this store logs in as could get around row-level security (it is a
+    /// superuser, has `BYPASSRLS`, owns custos's tables, or can become a role that
+    /// does), or `None` when it cannot. SQLite has no roles: always `None`.
+    async fn privileged_role(&self) -> StoreResult<Option<String>>;
     /// A cheap round trip to the database.
     async fn ping(&self) -> StoreResult<()>;
     /// The newest migration applied to the database (0 before any), read through the

@@ -63,6 +63,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "provable_retention",
         sql: include_str!("../migrations/postgres/0010_provable_retention.sql"),
     },
+    Migration {
+        version: 11,
+        name: "narrow_grants",
+        sql: include_str!("../migrations/postgres/0011_narrow_grants.sql"),
+    },
 ];
 
 /// Arbitrary constant naming custos's migration lock among the database's advisory locks.
@@ -805,6 +810,51 @@ impl Store for PostgresStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await.ctx("ping")?;
         Ok(())
+    }
+
+    async fn schema_is_current(&self) -> StoreResult<bool> {
+        let latest = MIGRATIONS.last().map_or(0, |m| m.version);
+        // Before the first migration the table is missing: not current.
+        Ok(self.schema_version().await.unwrap_or(0) >= latest)
+    }
+
+    async fn privileged_role(&self) -> StoreResult<Option<String>> {
+        // Every role the session's login role is, or can become (SET ROLE), that could
+        // get around row-level security: superusers, BYPASSRLS, the owners of custos's
+        // tables (who can disable their policies and triggers).
+        let found: Option<(String, bool, bool, bool)> = sqlx::query_as(
+            "SELECT r.rolname, r.rolsuper, r.rolbypassrls, \
+                    EXISTS (SELECT 1 FROM pg_class AS c WHERE c.relowner = r.oid \
+                            AND c.relnamespace = current_schema()::regnamespace) AS owns \
+             FROM pg_roles AS r \
+             WHERE pg_has_role(session_user, r.oid, 'MEMBER') \
+               AND (r.rolsuper OR r.rolbypassrls OR EXISTS (SELECT 1 FROM pg_class AS c WHERE c.relowner = r.oid \
+                    AND c.relnamespace = current_schema()::regnamespace)) \
+             ORDER BY r.rolname = session_user DESC, r.rolname LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("reading the session's role")?;
+        let session: String = sqlx::query_scalar("SELECT session_user::text")
+            .fetch_one(&self.pool)
+            .await
+            .ctx("reading the session's role")?;
+        Ok(found.map(|(role, superuser, bypass, owns)| {
+            let what = if superuser {
+                "is a superuser"
+            } else if bypass {
+                "has BYPASSRLS"
+            } else if owns {
+                "owns custos's tables"
+            } else {
+                "can bypass row-level security"
+            };
+            if role == session {
+                format!("the database role {session:?} {what}")
+            } else {
+                format!("the database role {session:?} can become {role:?}, which {what}")
+            }
+        }))
     }
 
     async fn schema_version(&self) -> StoreResult<i64> {

@@ -56,6 +56,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "provable_retention",
         sql: include_str!("../migrations/sqlite/0010_provable_retention.sql"),
     },
+    Migration { version: 11, name: "narrow_grants", sql: include_str!("../migrations/sqlite/0011_narrow_grants.sql") },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -854,6 +855,15 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> StoreResult<()> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).ctx("ping")).await
+    }
+
+    async fn schema_is_current(&self) -> StoreResult<bool> {
+        let latest = MIGRATIONS.last().map_or(0, |m| m.version);
+        Ok(self.schema_version().await.unwrap_or(0) >= latest)
+    }
+
+    async fn privileged_role(&self) -> StoreResult<Option<String>> {
+        Ok(None)
     }
 
     async fn schema_version(&self) -> StoreResult<i64> {

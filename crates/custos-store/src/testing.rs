@@ -29,10 +29,21 @@ pub struct TestDatabase {
     admin: String,
 }
 
+/// The login role tests serve as: owns nothing, a member of `custos_app` only (what
+/// `docs/security/tenancy.md` tells operators to create).
+pub const TEST_LOGIN_ROLE: &str = "custos_test_login";
+
 impl TestDatabase {
     /// The URL of this database, as the superuser of the test server.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The URL of this database as [`TEST_LOGIN_ROLE`]: what `custos serve` runs as.
+    pub fn app_url(&self) -> String {
+        let mut url = url::Url::parse(&self.url).expect("a URL");
+        url.set_username(TEST_LOGIN_ROLE).expect("a URL with a user");
+        url.to_string()
     }
 }
 
@@ -59,6 +70,12 @@ pub async fn fresh_postgres() -> TestDatabase {
     let name = format!("custos_test_{}", uuid::Uuid::new_v4().simple());
     let mut conn = PgConnection::connect(&admin).await.expect("connecting to the test PostgreSQL server");
     conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("creating a test database");
+    // Cluster-wide roles, created once by whichever test comes first.
+    for role in ["CREATE ROLE custos_app NOLOGIN", &format!("CREATE ROLE {TEST_LOGIN_ROLE} LOGIN IN ROLE custos_app")] {
+        let create =
+            format!("DO $$ BEGIN {role}; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$");
+        conn.execute(sqlx::AssertSqlSafe(create)).await.expect("creating the test roles");
+    }
     let mut url = url::Url::parse(&admin).expect("CUSTOS_TEST_DATABASE_URL is a URL");
     url.set_path(&name);
     TestDatabase { url: url.to_string(), name, admin }

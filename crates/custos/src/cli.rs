@@ -28,8 +28,14 @@ pub struct GlobalArgs {
     #[arg(long, env = "CUSTOS_DATA_DIR", default_value = "./custos-data", global = true)]
     pub data_dir: PathBuf,
     /// PostgreSQL URL (postgres://user:password@host/db); SQLite under --data-dir when unset.
+    /// `serve` wants a login role that owns nothing (a member of custos_app).
     #[arg(long, env = "CUSTOS_DATABASE_URL", value_parser = parse_secret, global = true, hide_env_values = true)]
     pub database_url: Option<SecretString>,
+    /// PostgreSQL URL of the schema's owner, for migrations only (`custos migrate`, and
+    /// any command that finds the schema behind); the other commands then use
+    /// --database-url. Unset: migrations use --database-url.
+    #[arg(long, env = "CUSTOS_MIGRATE_DATABASE_URL", value_parser = parse_secret, global = true, hide_env_values = true)]
+    pub migrate_database_url: Option<SecretString>,
     /// Object store for evidence and exports: s3://bucket/prefix (credentials and endpoint
     /// from the standard AWS_* variables, AWS_ENDPOINT_URL included); objects/ under
     /// --data-dir when unset.
@@ -120,6 +126,11 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port, logged at start).
     #[arg(long, env = "CUSTOS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Serve even when the database role can bypass row-level security (a superuser,
+    /// BYPASSRLS, or the tables' owner): for development only. Logged loudly, and
+    /// `/health` reports `database:role` at warn.
+    #[arg(long, env = "CUSTOS_ALLOW_PRIVILEGED_DATABASE_ROLE")]
+    pub allow_privileged_database_role: bool,
     /// Largest request body, in bytes (413 beyond).
     #[arg(long, env = "CUSTOS_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -280,9 +291,13 @@ pub enum TokensCommand {
         /// Tenant the scopes are bound to, or '*' for every tenant.
         #[arg(long)]
         tenant: Option<String>,
-        /// A scope: ingest:write, obs:read, timeline:write, timeline:read, audit:write,
-        /// audit:read or admin (bound to --tenant), or the full
-        /// form obs:read#tenant/acme. Repeat for several.
+        /// A scope, bound to --tenant, or in full (obs:read#tenant/acme). Repeat for
+        /// several. ingest:write (report records, components, job pings); obs:read
+        /// (read them, health, metrics); timeline:write, timeline:read; audit:write,
+        /// audit:read; evidence:create (upload, seal, attest); evidence:read, also
+        /// written attest:read (bundles, attestations); evidence:export (download
+        /// bundles); evidence:hold (case holds); admin (all of them, and tenant
+        /// administration).
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         /// A name to recognise the token by.

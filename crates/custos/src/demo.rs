@@ -637,6 +637,7 @@ const SIMULATOR: &str = "demo_simulator";
 
 pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
     let store = settings::open_store(global).await?;
+    let privileged = settings::check_database_role(&*store, args.serve.allow_privileged_database_role).await?;
     for (id, name) in TENANTS {
         let id = TenantId::parse(id).expect("demo tenant ids are valid");
         if store.tenant(&id).await?.is_none() {
@@ -664,6 +665,7 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("setting up the checkpoint signing key {}", key_path.display()))?;
     let mut config = demo_config(global, &args.serve)?;
+    config.privileged_database_role = privileged;
     // The simulator's requests are logged at debug: at info they would scroll the banner
     // and the admin token off a newcomer's terminal.
     config.quiet_token_ids.push(simulator_id);

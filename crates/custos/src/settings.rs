@@ -89,12 +89,61 @@ pub fn init_telemetry(
     Ok(Telemetry { provider, log: log_guard })
 }
 
-/// Opens the configured store and applies pending migrations.
+/// Opens the configured store and applies pending migrations: as the schema's owner
+/// (`--migrate-database-url`) when one is named, else through the store's own URL, which
+/// must then be able to (a login role that owns nothing cannot: nothing is tried when
+/// the schema is current already).
 pub async fn open_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>> {
     let store = connect_store(global).await?;
-    let applied = store.migrate().await.context("applying database migrations")?;
+    let applied = if global.migrate_database_url.is_some() {
+        migrate_as_owner(global).await?
+    } else if store.schema_is_current().await.unwrap_or(false) {
+        0
+    } else {
+        store.migrate().await.context(
+            "applying database migrations (a login role that owns nothing cannot: name the schema's owner with \
+             --migrate-database-url / CUSTOS_MIGRATE_DATABASE_URL, or run `custos migrate` with it)",
+        )?
+    };
     tracing::info!(backend = store.backend().as_str(), migrations_applied = applied, "store opened");
     Ok(store)
+}
+
+/// Applies pending migrations as the schema's owner: `--migrate-database-url` when set,
+/// else the store's URL. Returns how many were applied.
+pub async fn migrate_as_owner(global: &GlobalArgs) -> anyhow::Result<usize> {
+    let owner = global.migrate_database_url.as_ref().or(global.database_url.as_ref());
+    let url = owner.map(|u| u.expose_secret().to_owned());
+    let store = custos_store::connect(url.as_deref(), &global.data_dir).await.with_context(|| {
+        if global.migrate_database_url.is_some() {
+            "opening the database named by CUSTOS_MIGRATE_DATABASE_URL".to_owned()
+        } else {
+            "opening the database to migrate it".to_owned()
+        }
+    })?;
+    store.migrate().await.context("applying database migrations")
+}
+
+/// Refuses to serve as a database role that can bypass row-level security, unless
+/// allowed (development): then warns loudly, and returns why, for `/health`.
+pub async fn check_database_role(store: &dyn Store, allow: bool) -> anyhow::Result<Option<String>> {
+    let Some(privileged) = store.privileged_role().await.context("checking the database role")? else {
+        return Ok(None);
+    };
+    if !allow {
+        anyhow::bail!(
+            "{privileged}, so it can bypass row-level security, custos's second wall between tenants. Serve as a \
+             login role that owns nothing: CREATE ROLE custos_login LOGIN PASSWORD '…' IN ROLE custos_app; then \
+             CUSTOS_DATABASE_URL names it and CUSTOS_MIGRATE_DATABASE_URL the owner (docs/security/tenancy.md). \
+             For development only: --allow-privileged-database-role"
+        );
+    }
+    tracing::warn!(
+        role = privileged.as_str(),
+        "SERVING AS A DATABASE ROLE THAT CAN BYPASS ROW-LEVEL SECURITY (--allow-privileged-database-role): tenants \
+         are walled by the application's checks alone; /health reports database:role at warn"
+    );
+    Ok(Some(privileged))
 }
 
 /// Opens the configured object store. Makes no request (`/health` probes it) unless
@@ -185,5 +234,6 @@ pub fn server_config(global: &GlobalArgs, serve: &ServeArgs) -> anyhow::Result<S
         .map(|(name, on)| (name.to_owned(), on))
         .collect(),
         quiet_token_ids: Vec::new(),
+        privileged_database_role: None,
     })
 }

@@ -5,7 +5,7 @@
 use custos_model::records::{RuleRun, Validate, ValidationContext};
 use custos_model::{TenantId, Timestamp};
 use custos_store::{PostgresStore, Store, Tenant};
-use sqlx::{Executor, Row};
+use sqlx::{Connection, Executor, Row};
 
 fn run(id: &str) -> RuleRun {
     let input = serde_json::from_value(serde_json::json!({
@@ -94,4 +94,113 @@ async fn every_table_with_a_tenant_column_is_walled() {
     assert!(tables.iter().any(|(t, ..)| t == "evidence_bundles"), "{tables:?}");
     let open: Vec<&String> = tables.iter().filter(|(_, on, forced)| !(*on && *forced)).map(|(t, ..)| t).collect();
     assert!(open.is_empty(), "tables with tenant rows but no forced row-level security: {open:?}");
+}
+
+/// The service logs in as a role that owns nothing and is a member of `custos_app` (what
+/// `docs/security/tenancy.md` tells operators to create). Such a session cannot get
+/// around row-level security: `RESET ROLE` leaves it with `custos_app`'s rights, and the
+/// store says the owner's session is privileged and this one is not.
+#[tokio::test]
+async fn the_login_role_cannot_reset_its_way_past_row_level_security() {
+    let database = custos_store::testing::fresh_postgres().await;
+    let owner = PostgresStore::connect(database.url()).await.unwrap();
+    owner.migrate().await.unwrap();
+    for (tenant, ids) in [("acme", vec!["a1"]), ("globex", vec!["g1", "g2"])] {
+        let tenant = TenantId::parse(tenant).unwrap();
+        owner
+            .create_tenant(&Tenant { id: tenant.clone(), name: None, retention_days: 1, created_at: Timestamp::now() })
+            .await
+            .unwrap();
+        owner.record_rule_runs(&tenant, ids.into_iter().map(run).collect(), Timestamp::now()).await.unwrap();
+    }
+    let reason = owner.privileged_role().await.unwrap().expect("the owner's session is privileged");
+    assert!(reason.contains("is a superuser") || reason.contains("owns custos's tables"), "{reason}");
+
+    let app = PostgresStore::connect(&database.app_url()).await.unwrap();
+    assert_eq!(app.privileged_role().await.unwrap(), None);
+    assert!(app.schema_is_current().await.unwrap());
+    assert!(app.migrate().await.is_err(), "the login role cannot migrate");
+    let mut conn = sqlx::PgConnection::connect(&database.app_url()).await.unwrap();
+    conn.execute("RESET ROLE").await.unwrap();
+    let user: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(user, custos_store::testing::TEST_LOGIN_ROLE);
+    assert!(conn.fetch_all("SELECT id FROM rule_runs").await.unwrap().is_empty(), "no tenant set: nothing");
+    let mut tx = conn.begin().await.unwrap();
+    tx.execute("SELECT set_config('custos.tenant_id', 'acme', true)").await.unwrap();
+    assert_eq!(tx.fetch_all("SELECT id FROM rule_runs").await.unwrap().len(), 1, "acme's only");
+    tx.rollback().await.unwrap();
+    for statement in [
+        "DELETE FROM rule_runs",
+        "ALTER TABLE rule_runs DISABLE ROW LEVEL SECURITY",
+        "SET ROLE custos_test_owner_that_does_not_exist",
+        "SET session_replication_role = replica",
+    ] {
+        let err = conn.execute(statement).await.unwrap_err().to_string();
+        assert!(
+            ["permission denied", "must be owner", "does not exist"].iter().any(|m| err.contains(m)),
+            "{statement}: {err}"
+        );
+    }
+}
+
+/// What `custos_app` may do, read from the catalogue, is exactly the table in
+/// `docs/security/tenancy.md`: the docs cannot drift from the grants again.
+#[tokio::test]
+async fn the_application_role_holds_exactly_the_grants_the_docs_list() {
+    let database = custos_store::testing::fresh_postgres().await;
+    let store = PostgresStore::connect(database.url()).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(database.url()).await.unwrap();
+    let tables: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, string_agg(privilege_type, ', ' ORDER BY privilege_type) \
+         FROM information_schema.role_table_grants \
+         WHERE grantee = 'custos_app' AND table_schema = current_schema() GROUP BY table_name ORDER BY table_name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let functions: Vec<(String,)> = sqlx::query_as(
+        "SELECT DISTINCT routine_name::text FROM information_schema.role_routine_grants \
+         WHERE grantee = 'custos_app' AND routine_schema = current_schema() ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let columns: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT table_name::text, privilege_type::text, string_agg(column_name::text, ', ' ORDER BY column_name) \
+         FROM information_schema.role_column_grants c \
+         WHERE grantee = 'custos_app' AND table_schema = current_schema() AND NOT EXISTS \
+           (SELECT 1 FROM information_schema.role_table_grants t WHERE t.grantee = c.grantee \
+            AND t.table_name = c.table_name AND t.privilege_type = c.privilege_type) \
+         GROUP BY table_name, privilege_type",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut actual: Vec<String> = tables
+        .iter()
+        .map(|(t, p)| {
+            let mut privileges = vec![p.clone()];
+            privileges
+                .extend(columns.iter().filter(|(c, ..)| c == t).map(|(_, kind, cols)| format!("{kind} ({cols})")));
+            format!("| `{t}` | {} |", privileges.join(", "))
+        })
+        .collect();
+    actual.extend(functions.iter().map(|(f,)| format!("| `{f}()` | EXECUTE |")));
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/security/tenancy.md")).unwrap();
+    let listed: Vec<String> = docs
+        .split("<!-- grants:begin -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- grants:end -->").next())
+        .expect("the page has the grants table")
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        listed,
+        actual,
+        "docs/security/tenancy.md's grants table, as the catalogue has it:\n{}",
+        actual.join("\n")
+    );
 }

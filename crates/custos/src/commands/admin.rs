@@ -12,7 +12,7 @@ use crate::settings;
 
 pub async fn migrate(global: &GlobalArgs) -> anyhow::Result<()> {
     let store = settings::connect_store(global).await?;
-    let applied = store.migrate().await.context("applying migrations")?;
+    let applied = settings::migrate_as_owner(global).await?;
     tracing::info!(applied, backend = store.backend().as_str(), "migrations up to date");
     println!("applied {applied} migration(s); {} schema up to date", store.backend().as_str());
     Ok(())

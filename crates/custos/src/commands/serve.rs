@@ -10,6 +10,7 @@ use crate::settings;
 
 pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let store = settings::open_store(global).await?;
+    let privileged = settings::check_database_role(&*store, args.allow_privileged_database_role).await?;
     let listener = bind(args).await?;
     let objects = settings::open_objects(global, args).await?;
     let key_path = global.signing_key_path();
@@ -17,7 +18,9 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("setting up the checkpoint signing key {}", key_path.display()))?;
     tracing::info!(key_id = key.key_id(), deployment = global.deployment.as_str(), "checkpoint signing key ready");
-    let state = AppState::new(store, settings::server_config(global, args)?).with_objects(objects);
+    let mut config = settings::server_config(global, args)?;
+    config.privileged_database_role = privileged;
+    let state = AppState::new(store, config).with_objects(objects);
     custos_server::jobs::spawn_monitor(state.clone(), args.job_monitor_period);
     custos_server::ledger::spawn_checkpointer(state.clone(), args.checkpoint_period);
     custos_server::ledger::spawn_retention(state.clone(), args.retention_period);

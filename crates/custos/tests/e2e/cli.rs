@@ -240,3 +240,45 @@ async fn incidents_are_opened_updated_and_resolved_from_the_cli_over_http() {
     assert!(!ok && stderr.contains("no token"), "{stderr}");
     server.stop();
 }
+
+/// `serve` refuses a database role that can get around row-level security (here the
+/// test cluster's superuser), naming it and the fix; `--allow-privileged-database-role`
+/// serves anyway, and `/health` warns for as long as it does. The suite's other
+/// PostgreSQL tests serve as a login role that owns nothing, migrating as the owner.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_refuses_a_database_role_that_bypasses_row_level_security() {
+    let store = Store::postgres().await;
+    store.ok(&["migrate"]);
+    let owner = store.database_url.clone().unwrap();
+    let output = store
+        .command()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CUSTOS_DATABASE_URL", &owner)
+        .env_remove("CUSTOS_MIGRATE_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("is a superuser, so it can bypass row-level security"), "{stderr}");
+    assert!(stderr.contains("--allow-privileged-database-role"), "{stderr}");
+
+    let server = crate::common::Server::start_with_env(
+        &store,
+        &["--allow-privileged-database-role"],
+        &[("CUSTOS_DATABASE_URL", owner.as_str())],
+    );
+    let health: serde_json::Value =
+        reqwest::get(format!("{}/health", server.base)).await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "warn", "{health}");
+    let role = &health["checks"]["database:role"][0];
+    assert_eq!(role["status"], "warn", "{health}");
+    assert!(role["output"].as_str().unwrap().contains("is a superuser"), "{role}");
+    assert!(server.stop().0);
+
+    // As the login role (the suite's default for PostgreSQL): no warning.
+    let server = crate::common::Server::start(&store);
+    let health: serde_json::Value =
+        reqwest::get(format!("{}/health", server.base)).await.unwrap().json().await.unwrap();
+    assert!(health["checks"].get("database:role").is_none(), "{health}");
+    server.stop();
+}

@@ -13,13 +13,16 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_custos");
 /// Where a test's store lives: a fresh SQLite directory or a fresh PostgreSQL database.
 pub struct Store {
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL database as its owner (for migrations, and for tests that tamper).
     pub database_url: Option<String>,
+    /// The same database as a login role that owns nothing: what `custos` runs as.
+    pub app_url: Option<String>,
     _database: Option<custos_store::testing::TestDatabase>,
 }
 
 impl Store {
     pub fn sqlite() -> Self {
-        Store { dir: tempfile::tempdir().unwrap(), database_url: None, _database: None }
+        Store { dir: tempfile::tempdir().unwrap(), database_url: None, app_url: None, _database: None }
     }
 
     pub async fn postgres() -> Self {
@@ -27,6 +30,7 @@ impl Store {
         Store {
             dir: tempfile::tempdir().unwrap(),
             database_url: Some(database.url().to_owned()),
+            app_url: Some(database.app_url()),
             _database: Some(database),
         }
     }
@@ -35,8 +39,10 @@ impl Store {
         let mut command = Command::new(BIN);
         command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
         command.env("CUSTOS_DATA_DIR", self.dir.path());
-        if let Some(url) = &self.database_url {
-            command.env("CUSTOS_DATABASE_URL", url);
+        // As an operator runs it: the service as a role that owns nothing, migrations as
+        // the owner.
+        if let (Some(owner), Some(app)) = (&self.database_url, &self.app_url) {
+            command.env("CUSTOS_DATABASE_URL", app).env("CUSTOS_MIGRATE_DATABASE_URL", owner);
         }
         command
     }
