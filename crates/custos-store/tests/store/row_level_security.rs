@@ -129,7 +129,18 @@ async fn the_login_role_cannot_reset_its_way_past_row_level_security() {
     tx.execute("SELECT set_config('custos.tenant_id', 'acme', true)").await.unwrap();
     assert_eq!(tx.fetch_all("SELECT id FROM rule_runs").await.unwrap().len(), 1, "acme's only");
     tx.rollback().await.unwrap();
+    // A revoked token stays revoked; a tenant's retention is not the service's to change.
+    conn.execute(
+        "INSERT INTO api_tokens (id, name, secret_hash, scopes, created_at_us, expires_at_us, revoked_at_us) \
+         VALUES ('tok_x', 'x', 'h', '[]', 0, NULL, 5)",
+    )
+    .await
+    .unwrap();
+    let err = conn.execute("UPDATE api_tokens SET revoked_at_us = NULL WHERE id = 'tok_x'").await.unwrap_err();
+    assert!(err.to_string().contains("stays revoked"), "{err}");
     for statement in [
+        "UPDATE tenants SET retention_days = 0",
+        "UPDATE api_tokens SET scopes = '[\"admin#tenant/*\"]'",
         "DELETE FROM rule_runs",
         "ALTER TABLE rule_runs DISABLE ROW LEVEL SECURITY",
         "SET ROLE custos_test_owner_that_does_not_exist",
