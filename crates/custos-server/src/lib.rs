@@ -85,6 +85,12 @@ pub struct ServerConfig {
     /// Requests made with these tokens (ids) log their end at debug, not info: the demo's
     /// simulator, whose traffic would otherwise bury the terminal.
     pub quiet_token_ids: Vec<String>,
+    /// Most requests served at once; beyond it a request is answered 503 at once
+    /// (`Retry-After: 1`), not queued.
+    pub max_concurrent_requests: usize,
+    /// Longest a request may take to answer (its head; streamed bodies go on), except
+    /// evidence uploads and sealing: then 503, and its work is stopped.
+    pub request_timeout: std::time::Duration,
     /// Set when the server was allowed to start on a database role that can bypass
     /// row-level security (`--allow-privileged-database-role`): why it can. `/health`
     /// warns while it is set.
@@ -115,6 +121,8 @@ impl Default for ServerConfig {
             tsa: None,
             quiet_token_ids: Vec::new(),
             privileged_database_role: None,
+            max_concurrent_requests: 1024,
+            request_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -169,6 +177,8 @@ pub struct Shared {
     pub ledger: ledger::Ledger,
     /// Refused requests audited this minute, per tenant.
     pub(crate) refusals: ledger::RefusalBudget,
+    /// One permit per request being served (`--max-concurrent-requests`).
+    pub(crate) request_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -177,6 +187,7 @@ impl AppState {
         store.set_metric_series_cap(config.metrics_series_cap);
         let ledger = ledger::Ledger::new(config.deployment.clone(), config.signing_key_file.clone());
         let store = instrumented_store::InstrumentedStore::wrap(store, metrics.clone());
+        let request_slots = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests.max(1)));
         Self(Arc::new(Shared {
             store,
             config: Arc::new(config),
@@ -192,6 +203,7 @@ impl AppState {
             requests: status::RequestTally::default(),
             ledger,
             refusals: ledger::RefusalBudget::default(),
+            request_slots,
         }))
     }
 

@@ -81,12 +81,57 @@ pub(crate) async fn observe(State(state): State<AppState>, mut request: Request,
         tracing::debug!("request started");
         let in_flight = InFlight::enter(&state.metrics.http_in_flight);
         let invocation = crate::auth::InvocationSlot::default();
-        let handler = crate::auth::INVOCATION.scope(invocation.clone(), next.run(request));
-        let response = match tokio::task::spawn(handler.in_current_span()).await {
-            Ok(response) => response,
-            Err(join_error) => {
-                // A panicking handler must not take the connection down silently.
-                ApiError::internal(&join_error).into_response()
+        // Probes and scrapes are answered however busy the server is: a liveness probe
+        // refused under load would get a busy process restarted.
+        let slot = if route.starts_with("/health") || route == "/metrics" {
+            Ok(None)
+        } else {
+            state.request_slots.clone().try_acquire_owned().map(Some)
+        };
+        let response = match slot {
+            // Too many requests at once: shed this one rather than queue it behind them.
+            Err(_) => {
+                state.metrics.count_shed("overloaded");
+                let mut response = ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the server is at its limit of concurrent requests (--max-concurrent-requests); retry shortly",
+                )
+                .into_response();
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+            Ok(slot) => {
+                let unbounded = streams_without_time_limit(&method, &route);
+                let handler = crate::auth::INVOCATION.scope(invocation.clone(), next.run(request));
+                let mut task = tokio::task::spawn(
+                    async move {
+                        let response = handler.await;
+                        drop(slot);
+                        response
+                    }
+                    .in_current_span(),
+                );
+                let limit = state.config.request_timeout;
+                let joined =
+                    if unbounded { Ok((&mut task).await) } else { tokio::time::timeout(limit, &mut task).await };
+                match joined {
+                    Ok(Ok(response)) => response,
+                    // A panicking handler must not take the connection down silently.
+                    Ok(Err(join_error)) => ApiError::internal(&join_error).into_response(),
+                    Err(_) => {
+                        // Its transaction, if any, rolls back as the task is dropped.
+                        task.abort();
+                        state.metrics.count_shed("timeout");
+                        ApiError::new(
+                            ErrorCode::Unavailable,
+                            format!(
+                                "the request took longer than {:.0} s (--request-timeout) and was stopped; retry later",
+                                limit.as_secs_f64()
+                            ),
+                        )
+                        .into_response()
+                    }
+                }
             }
         };
         let mut response = with_error_body(response, &request_id);
@@ -204,4 +249,17 @@ fn with_error_body(response: Response, request_id: &str) -> Response {
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.extensions.insert(error);
     Response::from_parts(parts, Body::from(json))
+}
+
+/// Requests that move a large body in one request and may take longer than
+/// `--request-timeout` by design: an evidence upload (streamed in) and a bundle's sealing
+/// (every artifact re-hashed). Each is bounded by its size limits instead. Responses that
+/// stream out (downloads, exports) answer their head at once, which is all the timeout
+/// covers.
+fn streams_without_time_limit(method: &str, route: &str) -> bool {
+    matches!(
+        (method, route),
+        ("PUT", "/v1/tenants/{tenant}/evidence/cases/{case}/artifacts/{name}")
+            | ("POST", "/v1/tenants/{tenant}/evidence/snapshots")
+    )
 }

@@ -119,6 +119,7 @@ pub struct Metrics {
     pub http_in_flight: Gauge,
     pub ingest_records: Family<IngestLabels, Counter>,
     pub auth_failures: Family<ReasonLabels, Counter>,
+    pub http_requests_shed: Family<ReasonLabels, Counter>,
     pub store_operation_duration: Family<OperationLabels, Histogram>,
     pub object_store_operation_duration: Family<ObjectOperationLabels, Histogram>,
     pub api_token_invocations: Family<InvocationLabels, Counter>,
@@ -186,6 +187,13 @@ impl Metrics {
             "auth_failures",
             "Requests refused by authentication or authorization, by reason",
             auth_failures.clone(),
+        );
+        let http_requests_shed = Family::<ReasonLabels, Counter>::default();
+        own.register(
+            "http_requests_shed",
+            "Requests answered 503 unserved, by reason: overloaded (--max-concurrent-requests) or timeout \
+             (--request-timeout)",
+            http_requests_shed.clone(),
         );
         let store_operation_duration =
             Family::<OperationLabels, Histogram>::new_with_constructor(|| Histogram::new(duration_buckets()));
@@ -259,6 +267,7 @@ impl Metrics {
             http_in_flight,
             ingest_records,
             auth_failures,
+            http_requests_shed,
             store_operation_duration,
             object_store_operation_duration,
         }
@@ -277,6 +286,11 @@ impl Metrics {
                 .get_or_create_owned(&IngestLabels { kind: kind.into(), outcome: outcome.into() })
                 .inc_by(count);
         }
+    }
+
+    /// Counts a request answered 503 without being served (`overloaded`, `timeout`).
+    pub fn count_shed(&self, reason: &str) {
+        self.http_requests_shed.get_or_create_owned(&ReasonLabels { reason: reason.into() }).inc();
     }
 
     pub fn count_auth_failure(&self, reason: &str) {

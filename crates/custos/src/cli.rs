@@ -78,6 +78,15 @@ fn parse_deployment(value: &str) -> Result<String, String> {
     }
 }
 
+fn parse_request_timeout(value: &str) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+    if (std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(3600)).contains(&duration) {
+        Ok(duration)
+    } else {
+        Err("must be 1s to 1h".into())
+    }
+}
+
 fn parse_secret(value: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(value.to_owned()))
 }
@@ -134,6 +143,16 @@ pub struct ServeArgs {
     /// Largest request body, in bytes (413 beyond).
     #[arg(long, env = "CUSTOS_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Most requests served at once; beyond it a request is answered 503 with
+    /// Retry-After: 1 at once, not queued (counted in custos_http_requests_shed_total).
+    #[arg(long, env = "CUSTOS_MAX_CONCURRENT_REQUESTS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_concurrent_requests: u32,
+    /// Longest a request may take to answer (1 s to 1 h): then 503, and its work is
+    /// stopped (a transaction rolls back). Evidence uploads and sealing are bounded by
+    /// their sizes instead; streamed downloads and exports only need their head in time.
+    #[arg(long, env = "CUSTOS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_request_timeout)]
+    pub request_timeout: std::time::Duration,
     /// Most records in one NDJSON request (413 beyond).
     #[arg(long, env = "CUSTOS_MAX_BATCH_RECORDS", default_value_t = 50_000)]
     pub max_batch_records: usize,

@@ -203,6 +203,8 @@ pub fn server_config(global: &GlobalArgs, serve: &ServeArgs) -> anyhow::Result<S
     Ok(ServerConfig {
         tsa,
         max_body_bytes: serve.max_body_bytes,
+        max_concurrent_requests: serve.max_concurrent_requests as usize,
+        request_timeout: serve.request_timeout,
         max_batch_records: serve.max_batch_records,
         max_context_bytes: serve.max_context_bytes,
         env: global.env.clone(),

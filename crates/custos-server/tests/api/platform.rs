@@ -188,3 +188,63 @@ async fn response_shapes_are_stable() {
         ".next_cursor" => "[cursor]",
     });
 }
+
+/// A request whose body never finishes arriving: it holds its slot until its sender
+/// (returned) is dropped.
+fn stalled_body() -> (reqwest::Body, tokio::sync::oneshot::Sender<()>) {
+    use futures::StreamExt as _;
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let chunks = futures::stream::once(async { Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"id\":")) })
+        .chain(futures::stream::once(async move {
+            let _ = released.await;
+            Err(std::io::Error::other("the client gave up"))
+        }));
+    (reqwest::Body::wrap_stream(chunks), release)
+}
+
+/// Too many requests at once are shed at once (503, Retry-After), not queued; a request
+/// that takes longer than the timeout is stopped with a 503; probes are answered
+/// whatever the load; both refusals are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_and_slowness_are_503_not_a_queue() {
+    let config = ServerConfig {
+        max_concurrent_requests: 1,
+        request_timeout: std::time::Duration::from_secs(1),
+        ..ServerConfig::default()
+    };
+    let app = TestApp::with_config(Backend::Sqlite, config).await;
+    let token = app.token(&["ingest:write#tenant/acme", "obs:read#tenant/acme"]).await;
+
+    // One request holds the only slot, its body stalled.
+    let (body, release) = stalled_body();
+    let url = app.url("/v1/tenants/acme/rule-runs");
+    let stalled = {
+        let request = app.client.post(&url).bearer_auth(&token).header("content-type", JSON).body(body);
+        tokio::spawn(request.send())
+    };
+    // Wait until it is being served: /metrics (answered whatever the load) counts it in
+    // flight, beside the scrape itself.
+    for _ in 0..500 {
+        let (_, text) = crate::metrics::scrape(&app, None).await;
+        if crate::metrics::value(&text, "custos_http_requests_in_flight") == Some(2.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let shed = app.get(&token, "/v1/tenants/acme/components").await;
+    assert_eq!(shed.headers()["retry-after"], "1");
+    let body = error(shed, 503, "unavailable").await;
+    assert!(body["message"].as_str().unwrap().contains("--max-concurrent-requests"), "{body}");
+    assert_eq!(app.client.get(app.url("/health/liveness")).send().await.unwrap().status(), 200, "probes pass");
+
+    // The stalled one is stopped at the timeout.
+    let stopped = stalled.await.unwrap().unwrap();
+    let body = error(stopped, 503, "unavailable").await;
+    assert!(body["message"].as_str().unwrap().contains("--request-timeout"), "{body}");
+    drop(release);
+    // The slot is free again.
+    assert_eq!(app.get(&token, "/v1/tenants/acme/components").await.status(), 200);
+    let (_, text) = crate::metrics::scrape(&app, None).await;
+    assert!(crate::metrics::value(&text, r#"custos_http_requests_shed_total{reason="overloaded"}"#) >= Some(1.0));
+    assert_eq!(crate::metrics::value(&text, r#"custos_http_requests_shed_total{reason="timeout"}"#), Some(1.0));
+}
