@@ -179,6 +179,9 @@ pub struct Shared {
     pub(crate) refusals: ledger::RefusalBudget,
     /// One permit per request being served (`--max-concurrent-requests`).
     pub(crate) request_slots: Arc<tokio::sync::Semaphore>,
+    /// The public status page's platform part and when it was built (see
+    /// `routes::status_page::PLATFORM_PAGE_TTL`).
+    pub(crate) status_page: tokio::sync::Mutex<Option<(std::time::Instant, routes::status_page::StatusPage)>>,
 }
 
 impl AppState {
@@ -204,6 +207,7 @@ impl AppState {
             ledger,
             refusals: ledger::RefusalBudget::default(),
             request_slots,
+            status_page: tokio::sync::Mutex::default(),
         }))
     }
 

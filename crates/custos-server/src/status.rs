@@ -745,7 +745,9 @@ pub fn spawn_evaluator(state: AppState, period: Duration) -> tokio::task::JoinHa
         let state = state.clone();
         let evaluator = evaluator.clone();
         async move {
-            match evaluator.lock().await.pass(&state).await {
+            let passed = evaluator.lock().await.pass(&state).await;
+            crate::routes::status_page::forget_platform_page(&state).await;
+            match passed {
                 Ok(changed) => changed,
                 Err(error) => {
                     tracing::error!(error = &error as &dyn std::error::Error, "status evaluation failed");

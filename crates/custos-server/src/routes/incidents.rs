@@ -50,6 +50,7 @@ pub(crate) async fn open_incident(
     input.validate(&platform_component_ids()).map_err(ApiError::invalid)?;
     let incident = new_incident(input, IncidentSource::Manual, None, Timestamp::now());
     state.store.create_incident(&StatusScope::Platform, &incident).await?;
+    super::status_page::forget_platform_page(&state).await;
     tracing::info!(incident_id = incident.id.as_str(), impact = incident.impact.as_str(), "incident opened");
     Ok((StatusCode::CREATED, Json(incident)).into_response())
 }
@@ -114,6 +115,7 @@ pub(crate) async fn update_incident(
         at: Timestamp::now(),
     };
     let incident = state.store.update_incident(&scope, &id, &update).await?;
+    super::status_page::forget_platform_page(&state).await;
     tracing::info!(incident_id = id.as_str(), status = incident.status.as_str(), "incident updated");
     Ok(Json(incident))
 }

@@ -49,6 +49,7 @@ async fn create(
     let record =
         MaintenanceRecord { id: format!("mw_{}", uuid::Uuid::new_v4().simple()), window, created_at: Timestamp::now() };
     state.store.create_maintenance(&scope, &record).await?;
+    super::status_page::forget_platform_page(state).await;
     tracing::info!(
         maintenance_id = record.id.as_str(),
         title = record.window.input.title.as_str(),
@@ -64,6 +65,7 @@ async fn list(state: &AppState, scope: StatusScope) -> Result<Json<Vec<Maintenan
 
 async fn cancel(state: &AppState, scope: StatusScope, id: &str) -> Result<StatusCode, ApiError> {
     state.store.cancel_maintenance(&scope, id, Timestamp::now()).await?;
+    super::status_page::forget_platform_page(state).await;
     tracing::info!(maintenance_id = id, "maintenance window cancelled");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -253,8 +253,39 @@ async fn tenant_section(state: &AppState, tenant: &TenantId, now: Timestamp) -> 
     })
 }
 
-/// Everything the page shows, for the platform and, when asked, one tenant.
+/// How long the platform's part of the page is reused: a page linked from an incident
+/// is opened by many at once, and must not read the store once per visitor.
+pub(crate) const PLATFORM_PAGE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Everything the page shows, for the platform and, when asked, one tenant. The
+/// platform's part is built once per [`PLATFORM_PAGE_TTL`] (one build at a time; the
+/// visitors meanwhile get it from memory); a tenant's part is read for each request.
 pub(crate) async fn build(state: &AppState, tenant: Option<&TenantId>) -> Result<StatusPage, ApiError> {
+    let mut page = {
+        let mut cached = state.status_page.lock().await;
+        match cached.as_ref() {
+            Some((at, page)) if at.elapsed() < PLATFORM_PAGE_TTL => page.clone(),
+            _ => {
+                let page = build_platform(state).await?;
+                *cached = Some((std::time::Instant::now(), page.clone()));
+                page
+            }
+        }
+    };
+    if let Some(tenant) = tenant {
+        page.tenant = Some(tenant_section(state, tenant, page.page.updated_at).await?);
+    }
+    Ok(page)
+}
+
+/// Forgets the platform's part of the page, after a change to it (an incident, a
+/// maintenance window, an evaluator pass), so the next visitor sees the change at once.
+pub(crate) async fn forget_platform_page(state: &AppState) {
+    state.status_page.lock().await.take();
+}
+
+/// The platform's part of the page, read from the store.
+async fn build_platform(state: &AppState) -> Result<StatusPage, ApiError> {
     let now = Timestamp::now();
     let store = &state.store;
     let scope = StatusScope::Platform;
@@ -266,10 +297,6 @@ pub(crate) async fn build(state: &AppState, tenant: Option<&TenantId>) -> Result
         .iter()
         .map(|(id, name)| component_view(id, name, changes.get(*id), &windows, &incidents, now, true))
         .collect();
-    let tenant = match tenant {
-        Some(tenant) => Some(tenant_section(state, tenant, now).await?),
-        None => None,
-    };
     let config = &state.config;
     Ok(StatusPage {
         page: PageInfo {
@@ -283,7 +310,7 @@ pub(crate) async fn build(state: &AppState, tenant: Option<&TenantId>) -> Result
         components,
         incidents,
         maintenances: maintenance_views(&windows, now),
-        tenant,
+        tenant: None,
     })
 }
 

@@ -300,3 +300,38 @@ async fn the_documented_schema_is_the_one_served_and_answers_validate() {
     );
     assert!(!ok, "the schema rejects a wrong shape");
 }
+
+/// The public page, linked from an incident, is opened by many at once: its platform part
+/// is read from the store once per 5 s, and a change made through the API shows at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_on_the_public_page_reads_the_store_once() {
+    let app = crate::support::TestApp::start(crate::support::Backend::Sqlite).await;
+    let reads = |text: &str| {
+        crate::metrics::value(text, r#"custos_store_operation_duration_seconds_count{operation="status_changes"}"#)
+            .unwrap_or(0.0)
+    };
+    assert_eq!(app.client.get(app.url("/status.json")).send().await.unwrap().status(), 200);
+    let (_, before) = crate::metrics::scrape(&app, None).await;
+    let started = std::time::Instant::now();
+    let crowd: Vec<_> = (0..20).map(|_| app.client.get(app.url("/status.json")).send()).collect();
+    for response in futures::future::join_all(crowd).await {
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let (_, after) = crate::metrics::scrape(&app, None).await;
+    let allowed = (seconds / 5.0).ceil() + 1.0;
+    assert!(
+        reads(&after) - reads(&before) <= allowed,
+        "{} reads for 20 visitors in {seconds} s",
+        reads(&after) - reads(&before)
+    );
+
+    // An incident posted through the API is on the page at once.
+    let admin = app.token(&["admin#tenant/*"]).await;
+    let incident = serde_json::json!({"title": "Delayed ingestion", "impact": "minor", "components": ["ingestion"],
+        "message": "Investigating."});
+    let response = app.client.post(app.url("/v1/incidents")).bearer_auth(&admin).json(&incident).send().await.unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let page: serde_json::Value = app.client.get(app.url("/status.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["incidents"][0]["title"], "Delayed ingestion", "{page}");
+}
