@@ -308,7 +308,7 @@ fn encode_chunk(log: LogName, entries: &[LogEntry], format: ListFormat, with_hea
                     .map(|column| match *column {
                         "leaf_index" => entry.leaf_index.to_string(),
                         "received_at" => entry.received_at.to_string(),
-                        path => cell(&record, path),
+                        path => super::csv_cell(&record, path),
                     })
                     .collect();
                 let _ = writer.write_record(&row);
@@ -329,14 +329,6 @@ fn encode_chunk(log: LogName, entries: &[LogEntry], format: ListFormat, with_hea
         }
     }
     out
-}
-
-fn cell(json: &serde_json::Value, path: &str) -> String {
-    match path.split('.').try_fold(json, |v, key| v.get(key)) {
-        None | Some(serde_json::Value::Null) => String::new(),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
 }
 
 /// One record with the proof that the log holds it.

@@ -317,7 +317,7 @@ fn encode_chunk<R: IngestRecord>(items: &[Stored<R>], format: ListFormat, with_h
             }
             for item in items {
                 let json = item.record.to_json();
-                let mut row: Vec<String> = R::FIELDS.iter().map(|path| csv_cell(&json, path)).collect();
+                let mut row: Vec<String> = R::FIELDS.iter().map(|path| super::csv_cell(&json, path)).collect();
                 row.push(item.received_at.to_string());
                 let _ = writer.write_record(&row);
             }
@@ -331,15 +331,6 @@ fn encode_chunk<R: IngestRecord>(items: &[Stored<R>], format: ListFormat, with_h
         }
     }
     out
-}
-
-fn csv_cell(json: &serde_json::Value, path: &str) -> String {
-    let value = path.split('.').try_fold(json, |v, key| v.get(key));
-    match value {
-        None | Some(serde_json::Value::Null) => String::new(),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
 }
 
 /// Declares the two endpoints of a record kind (ingest and list) with their OpenAPI

