@@ -102,7 +102,12 @@ pub(crate) fn objects(state: &AppState) -> Result<&Objects, ApiError> {
 
 /// A case id: 1..=128 of `A-Za-z0-9._:-`, as any custos id.
 pub(crate) fn check_case_id(field: &str, case: &str) -> Result<(), ApiError> {
-    custos_model::check::identifier(field, case, 128).map_err(ApiError::invalid)
+    custos_model::check::identifier(field, case, 128).map_err(ApiError::invalid)?;
+    // `.` and `..` would name no directory of their own in an object path.
+    if case.bytes().all(|b| b == b'.') {
+        return Err(ApiError::invalid(FieldError::new(field, "must not be made only of dots")));
+    }
+    Ok(())
 }
 
 /// An artifact's name: 1..=255 bytes of `A-Za-z0-9._+=@,-`, not starting with a dot. It

@@ -927,6 +927,23 @@ async fn a_job_capsule_seals_with_its_report_and_proofs_on_postgres_and_s3() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_ids_of_dots_are_422() {
+    let (app, _, _) = evidence_app(Backend::Sqlite, ServerConfig::default()).await;
+    let token =
+        app.token(&["evidence:create#tenant/acme", "evidence:read#tenant/acme", "evidence:hold#tenant/acme"]).await;
+    // In a path, `.` and `..` are taken out by the URL itself; `...` reaches the server.
+    let refused = error(put_artifact(&app, &token, "...", "a.txt", b"x".to_vec()).await, 422, "invalid_field").await;
+    assert_eq!(refused["field"], "case", "{refused}");
+    for case in ["...", "..", "."] {
+        let body = json!({"kind": "case", "case_id": case});
+        let response =
+            app.client.post(app.url("/v1/tenants/acme/evidence/snapshots")).bearer_auth(&token).json(&body).send();
+        let refused = error(response.await.unwrap(), 422, "invalid_field").await;
+        assert_eq!(refused["field"], "case_id", "{case}: {refused}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_capsules_name_the_field_and_write_nothing() {
     let (app, _, root) = evidence_app(Backend::Sqlite, ServerConfig::default()).await;
     let platform = app.token(&["ingest:write#tenant/acme"]).await;
