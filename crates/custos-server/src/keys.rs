@@ -289,7 +289,7 @@ impl SigningKey {
     fn write_new(&self, at: &Path, named: &Path) -> Result<(), KeyFileError> {
         let io = |source| KeyFileError::Io { path: named.to_owned(), source };
         if let Some(dir) = at.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            custos_store::create_private_dir(dir).map_err(io)?;
         }
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);

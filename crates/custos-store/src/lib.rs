@@ -534,6 +534,17 @@ pub async fn open(database_url: Option<&str>, data_dir: &Path) -> StoreResult<Ar
     Ok(store)
 }
 
+/// Creates `dir` and its missing parents, readable by the owner only (0700 on Unix): the
+/// data directory holds the database, the objects and the signing key. An existing
+/// directory keeps its mode.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 /// Like [`open`], without migrating.
 pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> StoreResult<Arc<dyn Store>> {
     let store: Arc<dyn Store> = match database_url {
@@ -551,7 +562,7 @@ pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> StoreResult
             )));
         }
         None => {
-            std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            create_private_dir(data_dir).map_err(|source| StoreError::Io {
                 context: format!("creating data directory {}", data_dir.display()),
                 source,
             })?;

@@ -65,7 +65,7 @@ pub fn open(url: Option<&str>, data_dir: &Path) -> StoreResult<Objects> {
     match url {
         None => {
             let dir = data_dir.join("objects");
-            std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            crate::create_private_dir(&dir).map_err(|source| StoreError::Io {
                 context: format!("creating the object directory {}", dir.display()),
                 source,
             })?;

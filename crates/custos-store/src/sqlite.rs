@@ -168,6 +168,19 @@ impl SqliteStore {
     pub async fn open(path: &Path) -> StoreResult<Self> {
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || {
+            // Created readable by the owner only; SQLite gives its -wal and -shm files the
+            // database file's mode.
+            let mut create = std::fs::OpenOptions::new();
+            create.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+            match create.open(&path) {
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(source) => {
+                    return Err(StoreError::Io { context: format!("creating {}", path.display()), source });
+                }
+            }
             let writer = Connection::open(&path).ctx("opening the database file")?;
             configure(&writer).ctx("configuring the writer connection")?;
             let manager = SqliteConnectionManager::file(&path)

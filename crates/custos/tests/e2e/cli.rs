@@ -282,3 +282,28 @@ async fn serve_refuses_a_database_role_that_bypasses_row_level_security() {
     assert!(health["checks"].get("database:role").is_none(), "{health}");
     server.stop();
 }
+
+/// The data directory, the SQLite database (and its WAL) and the signing key are the
+/// owner's alone: 0700 and 0600, whatever the umask.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let store = Store::sqlite();
+    let data = store.dir.path().join("fresh").join("custos-data");
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let output = store.command().env("CUSTOS_DATA_DIR", &data).args(["tenants", "create", "acme"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = store.command().env("CUSTOS_DATA_DIR", &data).args(["keys", "list"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let server = crate::common::Server::start_with_env(&store, &[], &[("CUSTOS_DATA_DIR", data.to_str().unwrap())]);
+    server.stop();
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("custos.db")), 0o600);
+    if data.join("custos.db-wal").exists() {
+        assert_eq!(mode(&data.join("custos.db-wal")), 0o600);
+    }
+    assert_eq!(mode(&data.join("objects")), 0o700);
+    assert_eq!(mode(&data.join("keys")), 0o700);
+    assert_eq!(mode(&data.join("keys").join("checkpoint-signing.key")), 0o600);
+}
