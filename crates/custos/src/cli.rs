@@ -78,6 +78,24 @@ fn parse_deployment(value: &str) -> Result<String, String> {
     }
 }
 
+/// How long a new token lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenLifetime {
+    Never,
+    For(std::time::Duration),
+}
+
+fn parse_lifetime(value: &str) -> Result<TokenLifetime, String> {
+    if value == "never" {
+        return Ok(TokenLifetime::Never);
+    }
+    let duration = humantime::parse_duration(value).map_err(|e| format!("{e} (a duration such as 90d, or never)"))?;
+    if duration.is_zero() {
+        return Err("must be longer than 0 (or never)".into());
+    }
+    Ok(TokenLifetime::For(duration))
+}
+
 fn parse_request_timeout(value: &str) -> Result<std::time::Duration, String> {
     let duration = humantime::parse_duration(value).map_err(|e| e.to_string())?;
     if (std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(3600)).contains(&duration) {
@@ -322,9 +340,10 @@ pub enum TokensCommand {
         /// A name to recognise the token by.
         #[arg(long, default_value = "unnamed")]
         name: String,
-        /// Lifetime, e.g. 90d, 12h; no expiry when absent.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        expires_in: Option<std::time::Duration>,
+        /// Lifetime, e.g. 30d, 12h, or `never` (a warning is printed: a token that never
+        /// expires is a secret to rotate by hand).
+        #[arg(long, default_value = "90d", value_parser = parse_lifetime)]
+        expires_in: TokenLifetime,
     },
     /// List tokens (never their secrets).
     List {

@@ -95,10 +95,19 @@ pub async fn tokens(global: &GlobalArgs, command: TokensCommand) -> anyhow::Resu
                 }
             }
             let now = Timestamp::now();
-            let expires_at = expires_in
-                .map(|d| i64::try_from(d.as_micros()).context("--expires-in is too long"))
-                .transpose()?
-                .map(|micros| now.saturating_add_micros(micros));
+            let expires_at = match expires_in {
+                crate::cli::TokenLifetime::Never => {
+                    eprintln!(
+                        "warning: this token never expires (--expires-in never): it works until revoked, so keep it \
+                         like a password and rotate it by hand"
+                    );
+                    None
+                }
+                crate::cli::TokenLifetime::For(lifetime) => {
+                    let micros = i64::try_from(lifetime.as_micros()).context("--expires-in is too long")?;
+                    Some(now.saturating_add_micros(micros))
+                }
+            };
             let generated = token::generate();
             let record = TokenRecord {
                 id: generated.id.clone(),

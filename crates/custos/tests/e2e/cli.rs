@@ -58,6 +58,29 @@ fn token_creation_explains_its_errors() {
     // Platform operators: every tenant, and full scope strings.
     create_token(&store, &["--tenant", "*", "--scope", "admin"]);
     create_token(&store, &["--scope", "obs:read#tenant/acme"]);
+
+    // Tokens expire in 90 days unless told otherwise; `never` is allowed, with a warning.
+    let tokens: serde_json::Value = serde_json::from_str(&store.ok(&["tokens", "list", "--format", "json"])).unwrap();
+    let expires = custos_model::Timestamp::parse("t", tokens[0]["expires_at"].as_str().unwrap()).unwrap();
+    let in_days = (expires.as_micros() - custos_model::Timestamp::now().as_micros()) as f64 / 86_400e6;
+    assert!((89.9..=90.0).contains(&in_days), "{in_days}");
+    let (ok, _, stderr) =
+        store.run(&["tokens", "create", "--tenant", "acme", "--scope", "obs:read", "--expires-in", "never"]);
+    assert!(ok);
+    assert!(stderr.contains("warning: this token never expires"), "{stderr}");
+    let tokens: serde_json::Value = serde_json::from_str(&store.ok(&["tokens", "list", "--format", "json"])).unwrap();
+    assert!(tokens.as_array().unwrap().iter().any(|t| t["expires_at"].is_null()));
+    assert!(
+        store
+            .fails(&["tokens", "create", "--tenant", "acme", "--scope", "obs:read", "--expires-in", "0s"])
+            .contains("longer than 0")
+    );
+    // Every scope is listed in the help.
+    let help = store.ok(&["tokens", "create", "--help"]);
+    for permission in custos_model::Permission::ALL {
+        assert!(help.contains(permission.as_str()), "{permission} missing from tokens create --help");
+    }
+    assert!(help.contains("attest:read"));
 }
 
 #[test]
