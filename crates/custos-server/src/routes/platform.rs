@@ -85,14 +85,23 @@ pub(crate) async fn readiness(State(state): State<AppState>) -> Response {
     get, path = "/health", tag = "platform",
     summary = "Every dependency and worker, checked now",
     description = "The IETF health-check format. Checks run concurrently, each time-boxed to 50 ms (a check still \
-        running then reports `fail`). `pass` and `warn` answer 200, `fail` 503.",
+        running then reports `fail`). `pass` and `warn` answer 200, `fail` 503. Public: the checks and their \
+        statuses; each check's `output` (what failed, storage locations) only with a token holding `admin` on \
+        every tenant.",
     responses(
         (status = 200, body = crate::health::HealthReport, content_type = "application/health+json"),
         (status = 503, body = crate::health::HealthReport, content_type = "application/health+json"),
     )
 )]
-pub(crate) async fn health(State(state): State<AppState>) -> Response {
-    let report = crate::health::report(&state).await;
+pub(crate) async fn health(State(state): State<AppState>, caller: Option<crate::auth::Caller>) -> Response {
+    let mut report = crate::health::report(&state).await;
+    let operator = caller.is_some_and(|c| c.token.scopes.iter().any(|s| s.grants_all(custos_model::Permission::Admin)));
+    if !operator {
+        // Storage locations and error text are for operators, not whoever reaches the port.
+        for check in report.checks.values_mut().flatten() {
+            check.output = None;
+        }
+    }
     let code =
         if report.status == crate::health::Status::Fail { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     let mut response = (code, Json(report)).into_response();

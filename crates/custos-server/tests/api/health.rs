@@ -12,8 +12,11 @@ use crate::support::{Backend, TestApp};
 
 on_both_backends!(a_healthy_service_passes_every_check);
 
+/// `/health` as an operator sees it: with a token holding `admin` on every tenant, so
+/// each check's `output` is there.
 async fn health(app: &TestApp) -> (u16, String, Value) {
-    let response = app.client.get(app.url("/health")).send().await.unwrap();
+    let operator = app.token(&["admin#tenant/*"]).await;
+    let response = app.client.get(app.url("/health")).bearer_auth(operator).send().await.unwrap();
     let status = response.status().as_u16();
     let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
     (status, content_type, response.json().await.unwrap())
@@ -165,6 +168,20 @@ async fn a_hanging_object_store_fails_its_check_not_the_answer() {
     assert_eq!(body["status"], "fail");
     let output = body["checks"]["objectStore:writable"][0]["output"].as_str().unwrap().to_owned();
     assert!(output.contains("s3://stalled/prefix"), "{output}");
+
+    // Whoever reaches the port without an operator's token sees the check and its status,
+    // not the storage location or the error.
+    for token in [None, Some(app.token(&["admin#tenant/acme"]).await)] {
+        let mut request = app.client.get(app.url("/health"));
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
+        }
+        let public: Value = request.send().await.unwrap().json().await.unwrap();
+        let check = &public["checks"]["objectStore:writable"][0];
+        assert_eq!(check["status"], "fail", "{public}");
+        assert!(check.get("output").is_none(), "{public}");
+        assert!(!public.to_string().contains("stalled"), "{public}");
+    }
 }
 
 /// Shutting down: readiness fails so load balancers stop sending, liveness still passes.

@@ -285,13 +285,21 @@ async fn serve_refuses_a_database_role_that_bypasses_row_level_security() {
     assert!(stderr.contains("is a superuser, so it can bypass row-level security"), "{stderr}");
     assert!(stderr.contains("--allow-privileged-database-role"), "{stderr}");
 
+    let operator = crate::common::create_token(&store, &["--tenant", "*", "--scope", "admin"]);
     let server = crate::common::Server::start_with_env(
         &store,
         &["--allow-privileged-database-role"],
         &[("CUSTOS_DATABASE_URL", owner.as_str())],
     );
-    let health: serde_json::Value =
-        reqwest::get(format!("{}/health", server.base)).await.unwrap().json().await.unwrap();
+    let health: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/health", server.base))
+        .bearer_auth(&operator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["status"], "warn", "{health}");
     let role = &health["checks"]["database:role"][0];
     assert_eq!(role["status"], "warn", "{health}");
