@@ -117,6 +117,16 @@ pub(crate) async fn put_component(
     let tenant = caller.tenant_access(&state, &tenant, Permission::IngestWrite).await?;
     let input: ComponentInput = body::read_json(&headers, request_body, MAX_DOCUMENT_BYTES).await?;
     let component = input.validate(&id, Timestamp::now()).map_err(ApiError::invalid)?;
+    // Reporting may register a component; how it is judged (a job's schedule, a
+    // connector's freshness thresholds) is the tenant admin's to change.
+    if !caller.has(Permission::Admin, &tenant)
+        && let Some(existing) = state.store.component(&tenant, &id).await?
+        && (existing.schedule != component.schedule || existing.freshness != component.freshness)
+    {
+        state.metrics.count_auth_failure("missing_scope");
+        let missing = custos_model::Scope::new(Permission::Admin, custos_model::TenantSelector::One(tenant));
+        return Err(ApiError::new(crate::ErrorCode::Forbidden, format!("missing scope {missing}")));
+    }
     let (outcome, stored) = state.store.put_component(&tenant, &component).await?;
     let status = if outcome == PutOutcome::Created { StatusCode::CREATED } else { StatusCode::OK };
     let view = views(&state, &tenant, vec![stored]).await?.remove(0);

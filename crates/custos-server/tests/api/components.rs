@@ -22,8 +22,13 @@ async fn components_are_registered_idempotently(app: TestApp) {
     assert_eq!(created["freshness_state"], "unknown");
     let (status, again) = json(app.put_json(&token, path, &body).await).await;
     assert_eq!((status, &again["updated_at"]), (200, &created["updated_at"]));
+    // How an existing component is judged is the admin's: a reporting token may not
+    // loosen its freshness thresholds (nor a job's schedule).
     let body = json!({"kind": "connector", "provider": "okta", "freshness": {"green_under_seconds": 60, "yellow_under_seconds": 600}});
-    let (status, updated) = json(app.put_json(&token, path, &body).await).await;
+    let refused = error(app.put_json(&token, path, &body).await, 403, "forbidden").await;
+    assert_eq!(refused["message"], "missing scope admin#tenant/acme");
+    let admin = app.token(&["admin#tenant/acme"]).await;
+    let (status, updated) = json(app.put_json(&admin, path, &body).await).await;
     assert_eq!(status, 200);
     assert_eq!(updated["effective_freshness"]["source"], "component");
     assert_eq!(updated["created_at"], created["created_at"]);
