@@ -64,11 +64,14 @@ const MAX_TSA_RESPONSE: usize = 256 * 1024;
 /// Asks the TSA to stamp `root`; the token, once verified against the pinned
 /// certificates and this request's nonce.
 async fn stamp(config: &TsaConfig, root: &[u8; 32]) -> Result<(Vec<u8>, VerifiedTimestamp), ApiError> {
+    // The TSA's address and the client's own error text are the operator's (in the log,
+    // under the request id); the caller learns only that the stamp failed.
     let unavailable = |why: String| {
         tracing::error!(tsa_url = config.url, error = why, "the time-stamping authority failed");
         ApiError::new(
             ErrorCode::Unavailable,
-            format!("the time-stamping authority at {} failed: {why}; nothing was sealed", config.url),
+            "the time-stamping authority failed (the request id identifies it in the server's logs); nothing was \
+             sealed; retry later",
         )
     };
     let nonce: u64 = rand::random();

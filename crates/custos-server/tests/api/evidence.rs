@@ -426,6 +426,9 @@ async fn without_its_tsa_nothing_is_sealed() {
     put_artifact(&app, &token, "case-1", "a.log", b"line one\n".to_vec()).await;
     let refused = error(seal(&app, &token, "case-1").await, 503, "unavailable").await;
     assert!(refused["message"].as_str().unwrap().contains("time-stamping authority"), "{refused}");
+    // Its address and the client's error are the operator's, not the caller's.
+    assert!(!refused.to_string().contains(&closed.to_string()), "{refused}");
+    assert!(!refused.to_string().contains("error sending request"), "{refused}");
     let (_, case) = json(app.get(&token, "/v1/tenants/acme/evidence/cases/case-1").await).await;
     assert!(case["bundles"].as_array().unwrap().is_empty(), "{case}");
 }
