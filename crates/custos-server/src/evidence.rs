@@ -648,7 +648,7 @@ pub(crate) async fn seal_evaluation(
     queries.extend(run.record.trace_id.clone().map(|trace| ("trace_id", trace)));
     let related = related_records(state, tenant, &queries).await?;
     // custos's own record of a failed run names the rule, not the run: found by its id.
-    let failed = format!("custos-rule-run-failed-{run_id}");
+    let failed = custos_store::ledger::failure_event_id("rule_run", run_id);
     let anchors: Vec<_> = state.store.log_entry(tenant, LogName::Timeline, &failed).await?.into_iter().collect();
     let report = pretty(&run);
     let reported = serde_json::json!({

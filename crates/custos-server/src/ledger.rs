@@ -284,8 +284,12 @@ impl<K: std::hash::Hash + Eq + Clone> MinuteCounts<K> {
     }
 }
 
-/// Most denials (a valid token lacking the scope, 403) audited per tenant per minute.
+/// Most denials (a valid token lacking the scope, 403) of the tenant's own tokens audited
+/// per tenant per minute.
 pub const MAX_AUDITED_DENIALS_PER_MINUTE: u32 = 60;
+/// Most denials of other tenants' tokens audited per tenant per minute: a budget of its
+/// own, so another tenant cannot use up the one that records the tenant's own tokens.
+pub const MAX_AUDITED_FOREIGN_DENIALS_PER_MINUTE: u32 = 10;
 /// Most refusals without a valid token (401) logged per source address per minute; the
 /// rest are only counted (`custos_auth_failures_total`).
 pub const MAX_LOGGED_REFUSALS_PER_SOURCE_PER_MINUTE: u32 = 10;
@@ -294,7 +298,8 @@ pub const MAX_LOGGED_REFUSALS_PER_SOURCE_PER_MINUTE: u32 = 10;
 /// refusals logged per source.
 #[derive(Debug, Default)]
 pub(crate) struct RefusalBudget {
-    denials: MinuteCounts<TenantId>,
+    /// Per tenant, and whether the token is the tenant's own.
+    denials: MinuteCounts<(TenantId, bool)>,
     sources: MinuteCounts<String>,
 }
 
@@ -384,21 +389,25 @@ pub(crate) fn audit_refusal(state: &AppState, refusal: Refusal<'_>) {
         details: serde_json::json!({"status": refusal.status, "reason": refusal.message}),
     };
     let state = state.clone();
+    let own = refusal.actor_of_tenant;
     tokio::spawn(
         async move {
             // Only a known tenant has a log; asking does not reveal anything to the caller.
             if !matches!(state.tenant_exists(&tenant).await, Ok(true)) {
                 return;
             }
-            let seen = state.refusals.denials.count(&tenant);
-            if seen == MAX_AUDITED_DENIALS_PER_MINUTE + 1 {
+            let limit =
+                if own { MAX_AUDITED_DENIALS_PER_MINUTE } else { MAX_AUDITED_FOREIGN_DENIALS_PER_MINUTE };
+            let seen = state.refusals.denials.count(&(tenant.clone(), own));
+            if seen == limit + 1 {
                 tracing::warn!(
                     tenant_id = tenant.as_str(),
-                    limit = MAX_AUDITED_DENIALS_PER_MINUTE,
+                    limit,
+                    own_tokens = own,
                     "more denied requests than are audited per minute; the rest this minute are only logged"
                 );
             }
-            if seen <= MAX_AUDITED_DENIALS_PER_MINUTE {
+            if seen <= limit {
                 record_own(&*state.store, &tenant, vec![OwnRecord::Audit(record)]).await;
             }
         }

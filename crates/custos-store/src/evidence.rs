@@ -254,8 +254,8 @@ pub(crate) const INSERT_HOLD_SQL: &str = "INSERT INTO evidence_holds (tenant_id,
 
 pub(crate) fn release_hold_sql() -> String {
     format!(
-        "UPDATE evidence_holds SET released_at_us = $3 WHERE tenant_id = $1 AND id = $2 AND released_at_us IS NULL \
-         RETURNING {HOLD_COLUMNS}"
+        "UPDATE evidence_holds SET released_at_us = $3, release_leaf = $4 WHERE tenant_id = $1 AND id = $2 \
+         AND released_at_us IS NULL RETURNING {HOLD_COLUMNS}"
     )
 }
 

@@ -481,7 +481,7 @@ pub fn failure_event(kind: &str, tenant: &TenantId, record: &serde_json::Value) 
         error.truncate(cut);
     }
     let event = TimelineEvent {
-        event_id: format!("custos-{}-failed-{id}", kind.replace('_', "-")),
+        event_id: failure_event_id(kind, &id),
         ts: Timestamp::parse("ts", &ts).ok()?,
         tenant_id: tenant.clone(),
         project_id: None,
@@ -493,6 +493,19 @@ pub fn failure_event(kind: &str, tenant: &TenantId, record: &serde_json::Value) 
         details: serde_json::json!({ "record_id": id, "error_message": error }),
     };
     event.checked().ok()
+}
+
+/// The id of the timeline event of a failed record: `custos-rule-run-failed-<id>`, or,
+/// for an id too long to fit an event id, `custos-rule-run-failed-sha256-<32 hex digits
+/// of the id's SHA-256>` (the record's own id stays in `details.record_id`).
+pub fn failure_event_id(kind: &str, id: &str) -> String {
+    let prefix = format!("custos-{}-failed-", kind.replace('_', "-"));
+    if prefix.len() + id.len() <= custos_model::ids::MAX_ID_LEN {
+        format!("{prefix}{id}")
+    } else {
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(id.as_bytes());
+        format!("{prefix}sha256-{}", &hex::encode(digest)[..32])
+    }
 }
 
 /// The timeline events of `records`' failures, for their ingest transaction.

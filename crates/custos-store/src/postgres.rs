@@ -68,6 +68,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "narrow_grants",
         sql: include_str!("../migrations/postgres/0011_narrow_grants.sql"),
     },
+    Migration {
+        version: 12,
+        name: "holds_on_the_log",
+        sql: include_str!("../migrations/postgres/0012_holds_on_the_log.sql"),
+    },
 ];
 
 /// Arbitrary constant naming custos's migration lock among the database's advisory locks.
@@ -824,14 +829,25 @@ impl Store for PostgresStore {
         // Every role the session's login role is, or can become (SET ROLE), that could
         // get around row-level security: superusers, BYPASSRLS, the owners of custos's
         // tables (who can disable their policies and triggers).
+        // Also CREATEROLE (before PostgreSQL 16 it can grant itself any role) and the
+        // owners of the schema and the database (who can drop custos's tables).
         let found: Option<(String, bool, bool, bool)> = sqlx::query_as(
-            "SELECT r.rolname, r.rolsuper, r.rolbypassrls, \
+            "SELECT r.rolname, r.rolsuper, r.rolbypassrls OR r.rolcreaterole, \
                     EXISTS (SELECT 1 FROM pg_class AS c WHERE c.relowner = r.oid \
-                            AND c.relnamespace = current_schema()::regnamespace) AS owns \
+                            AND c.relnamespace = current_schema()::regnamespace) \
+                    OR EXISTS (SELECT 1 FROM pg_namespace AS n WHERE n.oid = current_schema()::regnamespace \
+                               AND n.nspowner = r.oid) \
+                    OR EXISTS (SELECT 1 FROM pg_database AS d WHERE d.datname = current_database() \
+                               AND d.datdba = r.oid) AS owns \
              FROM pg_roles AS r \
              WHERE pg_has_role(session_user, r.oid, 'MEMBER') \
-               AND (r.rolsuper OR r.rolbypassrls OR EXISTS (SELECT 1 FROM pg_class AS c WHERE c.relowner = r.oid \
-                    AND c.relnamespace = current_schema()::regnamespace)) \
+               AND (r.rolsuper OR r.rolbypassrls OR r.rolcreaterole \
+                    OR EXISTS (SELECT 1 FROM pg_class AS c WHERE c.relowner = r.oid \
+                               AND c.relnamespace = current_schema()::regnamespace) \
+                    OR EXISTS (SELECT 1 FROM pg_namespace AS n WHERE n.oid = current_schema()::regnamespace \
+                               AND n.nspowner = r.oid) \
+                    OR EXISTS (SELECT 1 FROM pg_database AS d WHERE d.datname = current_database() \
+                               AND d.datdba = r.oid)) \
              ORDER BY r.rolname = session_user DESC, r.rolname LIMIT 1",
         )
         .fetch_optional(&self.pool)
@@ -845,9 +861,9 @@ impl Store for PostgresStore {
             let what = if superuser {
                 "is a superuser"
             } else if bypass {
-                "has BYPASSRLS"
+                "has BYPASSRLS or CREATEROLE"
             } else if owns {
-                "owns custos's tables"
+                "owns custos's tables, their schema or the database"
             } else {
                 "can bypass row-level security"
             };
@@ -1898,12 +1914,18 @@ impl Store for PostgresStore {
         records: &ActionRecords,
     ) -> StoreResult<LegalHold> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let values = [Value::Text(tenant.to_string()), Value::Text(case_id.into()), Value::Int(at.as_micros())];
+        // The release names its audit record, which the trigger checks: record first.
+        let leaf = postgres_ledger::record_action(&mut tx, tenant, records, at).await?;
+        let values = [
+            Value::Text(tenant.to_string()),
+            Value::Text(case_id.into()),
+            Value::Int(at.as_micros()),
+            Value::Int(leaf as i64),
+        ];
         let hold = fetch(&mut tx, &evidence::release_hold_sql(), &values, evidence::hold_from_row)
             .await?
             .pop()
             .ok_or_else(|| StoreError::NotFound { what: "active hold on case", id: case_id.to_owned() })?;
-        postgres_ledger::record_action(&mut tx, tenant, records, at).await?;
         tx.commit().await.ctx("committing a hold release")?;
         Ok(hold)
     }

@@ -57,6 +57,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0010_provable_retention.sql"),
     },
     Migration { version: 11, name: "narrow_grants", sql: include_str!("../migrations/sqlite/0011_narrow_grants.sql") },
+    Migration {
+        version: 12,
+        name: "holds_on_the_log",
+        sql: include_str!("../migrations/sqlite/0012_holds_on_the_log.sql"),
+    },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -1852,14 +1857,16 @@ impl Store for SqliteStore {
         at: Timestamp,
         records: &ActionRecords,
     ) -> StoreResult<LegalHold> {
-        let values = vec![Value::Text(tenant.to_string()), Value::Text(case_id.into()), Value::Int(at.as_micros())];
+        let mut values = vec![Value::Text(tenant.to_string()), Value::Text(case_id.into()), Value::Int(at.as_micros())];
         let (id, tenant, records) = (case_id.to_owned(), tenant.clone(), records.clone());
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("beginning a hold release")?;
+            // The release names its audit record, which the trigger checks: record first.
+            let leaf = sqlite_ledger::record_action(&tx, &tenant, records, at)?;
+            values.push(Value::Int(leaf as i64));
             let hold = rows(&tx, &lite(&evidence::release_hold_sql()), &values, |r| evidence::hold_from_row(r))?
                 .pop()
                 .ok_or(StoreError::NotFound { what: "active hold on case", id })?;
-            sqlite_ledger::record_action(&tx, &tenant, records, at)?;
             tx.commit().ctx("committing a hold release")?;
             Ok(hold)
         })

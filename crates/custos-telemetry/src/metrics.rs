@@ -138,9 +138,10 @@ pub struct Metrics {
 /// What one scrape may see.
 #[derive(Debug)]
 pub enum Exposure {
-    /// custos's own golden signals only: nothing names a tenant. A gauge
+    /// custos's own golden signals only, and these families derived at scrape time that
+    /// name no tenant (the connection pool's): nothing names a tenant. A gauge
     /// `<namespace>_metrics_tenant_families_withheld` says what is missing and why.
-    OwnOnly,
+    OwnOnly(ConstFamilies),
     /// Everything: custos's own families, the tenant-labelled ones, and these families
     /// derived at scrape time.
     Everything(ConstFamilies),
@@ -343,7 +344,14 @@ impl Metrics {
             openmetrics.push_str(&more);
         };
         match exposure {
-            Exposure::OwnOnly => append(&self.withheld_registry),
+            Exposure::OwnOnly(extra) => {
+                append(&self.withheld_registry);
+                if !extra.0.is_empty() {
+                    let mut registry = Registry::with_prefix(&self.namespace);
+                    registry.register_collector(Box::new(extra));
+                    append(&registry);
+                }
+            }
             Exposure::Everything(extra) => {
                 append(&self.tenant_registry);
                 if !extra.0.is_empty() {

@@ -112,6 +112,11 @@ pub async fn open_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>> {
 /// Applies pending migrations as the schema's owner: `--migrate-database-url` when set,
 /// else the store's URL. Returns how many were applied.
 pub async fn migrate_as_owner(global: &GlobalArgs) -> anyhow::Result<usize> {
+    Ok(migrate_as_owner_on(global).await?.0)
+}
+
+/// [`migrate_as_owner`], with the backend it migrated.
+pub async fn migrate_as_owner_on(global: &GlobalArgs) -> anyhow::Result<(usize, custos_store::Backend)> {
     let owner = global.migrate_database_url.as_ref().or(global.database_url.as_ref());
     let url = owner.map(|u| u.expose_secret().to_owned());
     let store = custos_store::connect(url.as_deref(), &global.data_dir).await.with_context(|| {
@@ -121,7 +126,8 @@ pub async fn migrate_as_owner(global: &GlobalArgs) -> anyhow::Result<usize> {
             "opening the database to migrate it".to_owned()
         }
     })?;
-    store.migrate().await.context("applying database migrations")
+    let applied = store.migrate().await.context("applying database migrations")?;
+    Ok((applied, store.backend()))
 }
 
 /// Refuses to serve as a database role that can bypass row-level security, unless

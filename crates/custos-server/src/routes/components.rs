@@ -117,11 +117,15 @@ pub(crate) async fn put_component(
     let tenant = caller.tenant_access(&state, &tenant, Permission::IngestWrite).await?;
     let input: ComponentInput = body::read_json(&headers, request_body, MAX_DOCUMENT_BYTES).await?;
     let component = input.validate(&id, Timestamp::now()).map_err(ApiError::invalid)?;
-    // Reporting may register a component; how it is judged (a job's schedule, a
-    // connector's freshness thresholds) is the tenant admin's to change.
+    // Reporting may register a component; how it is judged (its kind, its provider's
+    // policy, a job's schedule, a connector's freshness thresholds) is the tenant
+    // admin's to change.
     if !caller.has(Permission::Admin, &tenant)
         && let Some(existing) = state.store.component(&tenant, &id).await?
-        && (existing.schedule != component.schedule || existing.freshness != component.freshness)
+        && (existing.schedule != component.schedule
+            || existing.freshness != component.freshness
+            || existing.kind != component.kind
+            || existing.provider != component.provider)
     {
         state.metrics.count_auth_failure("missing_scope");
         let missing = custos_model::Scope::new(Permission::Admin, custos_model::TenantSelector::One(tenant));

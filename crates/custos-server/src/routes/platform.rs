@@ -171,7 +171,7 @@ async fn metrics_access(state: &AppState, headers: &axum::http::HeaderMap, own_p
         if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), expected.as_bytes())) {
             return Ok(true);
         }
-        if own_port || presented.is_none() {
+        if own_port || presented.is_none_or(str::is_empty) {
             return Err(refused());
         }
     } else if own_port {
@@ -195,14 +195,14 @@ async fn metrics_access(state: &AppState, headers: &axum::http::HeaderMap, own_p
 async fn render_metrics(state: &AppState, headers: &axum::http::HeaderMap, everything: bool) -> Response {
     let format =
         custos_telemetry::ExpositionFormat::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    // The connection pool's gauges are custos's own (no tenant in them): every scrape.
+    let pool = crate::platform_metrics::pool_families(state.store.pool_stats(), state.store.backend().as_str());
     let exposure = if everything {
         let mut families = platform_families(state).await;
-        families
-            .0
-            .extend(crate::platform_metrics::pool_families(state.store.pool_stats(), state.store.backend().as_str()));
+        families.0.extend(pool);
         custos_telemetry::Exposure::Everything(families)
     } else {
-        custos_telemetry::Exposure::OwnOnly
+        custos_telemetry::Exposure::OwnOnly(custos_telemetry::ConstFamilies(pool))
     };
     let body = state.metrics.render_with(format, exposure);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()

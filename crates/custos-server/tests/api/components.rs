@@ -27,6 +27,10 @@ async fn components_are_registered_idempotently(app: TestApp) {
     let body = json!({"kind": "connector", "provider": "okta", "freshness": {"green_under_seconds": 60, "yellow_under_seconds": 600}});
     let refused = error(app.put_json(&token, path, &body).await, 403, "forbidden").await;
     assert_eq!(refused["message"], "missing scope admin#tenant/acme");
+    // Nor turn it into a kind that is never stale, or move it to another provider's policy.
+    for changed in [json!({"kind": "service"}), json!({"kind": "connector", "provider": "google"})] {
+        error(app.put_json(&token, path, &changed).await, 403, "forbidden").await;
+    }
     let admin = app.token(&["admin#tenant/acme"]).await;
     let (status, updated) = json(app.put_json(&admin, path, &body).await).await;
     assert_eq!(status, 200);

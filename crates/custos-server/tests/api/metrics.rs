@@ -141,10 +141,12 @@ async fn the_metrics_token_gates_the_endpoint() {
     let app = TestApp::with_config(Backend::Sqlite, config).await;
     error(app.client.get(app.url("/metrics")).send().await.unwrap(), 401, "unauthorized").await;
     error(app.client.get(app.url("/metrics")).bearer_auth("wrong").send().await.unwrap(), 401, "unauthorized").await;
+    let empty = app.client.get(app.url("/metrics")).header("authorization", "Bearer ").send().await.unwrap();
+    error(empty, 401, "unauthorized").await;
     let response = app.client.get(app.url("/metrics")).bearer_auth("s3cret-metrics").send().await.unwrap();
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
-    assert!(text.contains(r#"custos_auth_failures_total{reason="metrics_token"} 2"#));
+    assert!(text.contains(r#"custos_auth_failures_total{reason="metrics_token"} 3"#));
     assert!(!text.contains("tenant_families_withheld"), "the metrics token sees everything");
 }
 
@@ -168,6 +170,7 @@ async fn tenant_families_are_withheld_from_an_open_scrape() {
         )
     );
     assert!(value(&open, r#"custos_ingest_records_total{kind="rule_run",outcome="inserted"}"#) == Some(1.0));
+    assert_eq!(value(&open, r#"custos_db_pool_max_connections{backend="sqlite"}"#), Some(5.0), "the pool is custos's own");
     promtool_check(&open);
 
     let (_, all) = scrape_all(&app, None).await;

@@ -209,6 +209,30 @@ async fn postgres_refuses_rewrites_by_privilege_and_by_trigger() {
         let err = tx.execute(release).await.unwrap_err().to_string();
         assert!(err.contains("legal_holds") || err.contains("permission denied"), "{release}: {err}");
     }
+    // A row merely inserted into audit_records, outside the Merkle tree, releases nothing.
+    let mut tx = app.begin().await.unwrap();
+    tx.execute("SELECT set_config('custos.tenant_id', 'acme', true)").await.unwrap();
+    tx.execute(
+        "INSERT INTO audit_records (tenant_id, leaf_index, event_id, ts_us, kind, resource_id, record, received_at_us) \
+         VALUES ('acme', 9000000000000, 'forged', 0, 'custos.hold.released', 'h1', '{}', 0)",
+    )
+    .await
+    .unwrap();
+    let err = tx.execute("UPDATE legal_holds SET released_at_us = 1, release_leaf = 9000000000000").await.unwrap_err();
+    assert!(err.to_string().contains("legal_holds"), "{err}");
+    tx.rollback().await.unwrap();
+
+    // A session's temporary tables do not stand in for custos's: with the hold active, a
+    // temporary, empty legal_holds changes nothing.
+    let mut tx = app.begin().await.unwrap();
+    tx.execute("SELECT set_config('custos.tenant_id', 'acme', true)").await.unwrap();
+    tx.execute("CREATE TEMP TABLE legal_holds (LIKE public.legal_holds)").await.unwrap();
+    tx.execute("CREATE TEMP TABLE tenants (LIKE public.tenants)").await.unwrap();
+    tx.execute(sqlx::AssertSqlSafe(tombstone(2, days_ago(1).saturating_add_micros(-1_000_000), 1, 6))).await.unwrap();
+    let err = tx.execute("SELECT custos_prune_log('timeline', 2)").await.unwrap_err().to_string();
+    assert!(err.contains("append-only"), "the real hold still holds: {err}");
+    tx.rollback().await.unwrap();
+
     let mut tx = app.begin().await.unwrap();
     tx.execute("SELECT set_config('custos.tenant_id', 'acme', true)").await.unwrap();
     tx.execute("UPDATE legal_holds SET released_at_us = 1, release_leaf = 0").await.unwrap();

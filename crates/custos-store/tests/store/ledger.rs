@@ -30,6 +30,7 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    a_failed_run_is_stored_with_its_event_whatever_its_id,
     appends_hash_into_the_merkle_log_and_prove,
     appends_are_idempotent_and_atomic,
     pages_filter_and_paginate,
@@ -377,4 +378,29 @@ async fn retention_prunes_under_a_tombstone_unless_held(store: Arc<dyn Store>) {
         assert_eq!(leaf.record.is_none(), leaf.leaf_index < 4);
     }
     assert_eq!(store.log_pruned_before(&tenant, LogName::Audit).await.unwrap(), 0, "the audit log is apart");
+}
+
+/// A failed run and its timeline event are stored together, even when the run's id is
+/// as long as ids may be (its event id then carries the id's digest).
+async fn a_failed_run_is_stored_with_its_event_whatever_its_id(store: Arc<dyn Store>) {
+    use custos_model::records::{RuleRun, Validate, ValidationContext};
+    let tenant = setup(&*store, "acme").await;
+    let long = "r".repeat(custos_model::ids::MAX_ID_LEN);
+    let runs: Vec<RuleRun> = ["short", long.as_str()]
+        .iter()
+        .map(|id| {
+            let input = serde_json::from_value(serde_json::json!({"id": id, "rule_key": "k", "status": "failed",
+                "error_message": "boom", "started_at": "2026-11-23T10:00:00Z"}))
+            .unwrap();
+            RuleRun::validate(input, &ValidationContext::new(Timestamp::now())).unwrap()
+        })
+        .collect();
+    store.record_rule_runs(&tenant, runs, Timestamp::now()).await.unwrap();
+    for id in ["short", long.as_str()] {
+        let event_id = custos_store::ledger::failure_event_id("rule_run", id);
+        assert!(event_id.len() <= custos_model::ids::MAX_ID_LEN, "{event_id}");
+        let event = store.log_entry(&tenant, LogName::Timeline, &event_id).await.unwrap().expect("the event is there");
+        let record: serde_json::Value = serde_json::from_str(&event.record).unwrap();
+        assert_eq!(record["details"]["record_id"], id);
+    }
 }

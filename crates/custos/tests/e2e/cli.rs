@@ -132,7 +132,7 @@ fn command_log_lines_carry_a_trace() {
 #[test]
 fn migrate_reports_the_backend() {
     let store = Store::sqlite();
-    assert_eq!(store.ok(&["migrate"]).trim(), "applied 10 migration(s); sqlite schema up to date");
+    assert_eq!(store.ok(&["migrate"]).trim(), "applied 12 migration(s); sqlite schema up to date");
     assert_eq!(store.ok(&["migrate"]).trim(), "applied 0 migration(s); sqlite schema up to date");
 }
 

@@ -363,6 +363,17 @@ async fn offline_verifiers_refuse_another_tenants_statement_about_a_bundle() {
     let (code, stdout) = show(&forged);
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("NOT verified the envelope: a platform's report about the bundle"), "{stdout}");
+    // Named by id, a bundle is not vouched for by the provenance of another one.
+    let output = store
+        .command()
+        .args(["forensic", "attest", "show", "evb_another", "--envelope"])
+        .arg(&own)
+        .args(["--keyring", keyring.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("is the provenance of bundle"), "{stdout}");
 
     // The script docs/forensics/provenance-attestation.md shows, run as printed there.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/forensics/verify_bundle_attestation.py");
@@ -389,7 +400,7 @@ async fn offline_verifiers_refuse_another_tenants_statement_about_a_bundle() {
     assert!(out.contains("tenant acme"), "{out}");
     let (ok, out) = python(&forged);
     assert!(!ok, "{out}");
-    assert!(out.contains("AssertionError: build_type"), "{out}");
+    assert!(out.contains("NOT verified: build_type"), "{out}");
 }
 
 /// `serve --tsa-url --tsa-cert` stamps bundles with a real TSA; `forensic verify
