@@ -396,8 +396,7 @@ pub(crate) fn audit_refusal(state: &AppState, refusal: Refusal<'_>) {
             if !matches!(state.tenant_exists(&tenant).await, Ok(true)) {
                 return;
             }
-            let limit =
-                if own { MAX_AUDITED_DENIALS_PER_MINUTE } else { MAX_AUDITED_FOREIGN_DENIALS_PER_MINUTE };
+            let limit = if own { MAX_AUDITED_DENIALS_PER_MINUTE } else { MAX_AUDITED_FOREIGN_DENIALS_PER_MINUTE };
             let seen = state.refusals.denials.count(&(tenant.clone(), own));
             if seen == limit + 1 {
                 tracing::warn!(

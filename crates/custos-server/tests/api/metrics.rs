@@ -170,7 +170,11 @@ async fn tenant_families_are_withheld_from_an_open_scrape() {
         )
     );
     assert!(value(&open, r#"custos_ingest_records_total{kind="rule_run",outcome="inserted"}"#) == Some(1.0));
-    assert_eq!(value(&open, r#"custos_db_pool_max_connections{backend="sqlite"}"#), Some(5.0), "the pool is custos's own");
+    assert_eq!(
+        value(&open, r#"custos_db_pool_max_connections{backend="sqlite"}"#),
+        Some(5.0),
+        "the pool is custos's own"
+    );
     promtool_check(&open);
 
     let (_, all) = scrape_all(&app, None).await;

@@ -287,7 +287,8 @@ fn bundle_provenance(subject: &Subject, verified: VerifiedAttestation) -> Result
     if verified.origin != Origin::Custos {
         return Err("a platform's report about the bundle, not custos's provenance of it (build_type)".to_owned());
     }
-    let invocation = verified.statement.predicate.run_details.metadata.as_ref().and_then(|m| m.invocation_id.as_deref());
+    let invocation =
+        verified.statement.predicate.run_details.metadata.as_ref().and_then(|m| m.invocation_id.as_deref());
     if invocation != subject.bundle_id.as_deref() {
         return Err(format!(
             "the statement is the provenance of bundle {invocation:?}, not of {:?} (predicate)",
