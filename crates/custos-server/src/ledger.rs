@@ -130,11 +130,7 @@ pub enum OwnRecord {
 /// Appends custos's own records. They are evidence, not the request's purpose: a
 /// failure is logged and counted, and the caller carries on.
 pub async fn record_own(store: &dyn Store, tenant: &TenantId, records: Vec<OwnRecord>) {
-    record_own_at(store, tenant, records, Timestamp::now()).await;
-}
-
-/// [`record_own`], received at `now` (the retention pass's own clock).
-async fn record_own_at(store: &dyn Store, tenant: &TenantId, records: Vec<OwnRecord>, now: Timestamp) {
+    let now = Timestamp::now();
     let (mut timeline, mut audit) = (Vec::new(), Vec::new());
     for record in records {
         match record {

@@ -96,7 +96,7 @@ pub fn init_telemetry(
 pub async fn open_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>> {
     let store = connect_store(global).await?;
     let applied = if global.migrate_database_url.is_some() {
-        migrate_as_owner(global).await?
+        migrate_as_owner(global).await?.0
     } else if store.schema_is_current().await.unwrap_or(false) {
         0
     } else {
@@ -110,13 +110,8 @@ pub async fn open_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// Applies pending migrations as the schema's owner: `--migrate-database-url` when set,
-/// else the store's URL. Returns how many were applied.
-pub async fn migrate_as_owner(global: &GlobalArgs) -> anyhow::Result<usize> {
-    Ok(migrate_as_owner_on(global).await?.0)
-}
-
-/// [`migrate_as_owner`], with the backend it migrated.
-pub async fn migrate_as_owner_on(global: &GlobalArgs) -> anyhow::Result<(usize, custos_store::Backend)> {
+/// else the store's URL. Returns how many were applied, and to which backend.
+pub async fn migrate_as_owner(global: &GlobalArgs) -> anyhow::Result<(usize, custos_store::Backend)> {
     let owner = global.migrate_database_url.as_ref().or(global.database_url.as_ref());
     let url = owner.map(|u| u.expose_secret().to_owned());
     let store = custos_store::connect(url.as_deref(), &global.data_dir).await.with_context(|| {

@@ -11,7 +11,7 @@ use crate::cli::{GlobalArgs, OutputFormat, TenantsCommand, TokensCommand};
 use crate::settings;
 
 pub async fn migrate(global: &GlobalArgs) -> anyhow::Result<()> {
-    let (applied, backend) = settings::migrate_as_owner_on(global).await?;
+    let (applied, backend) = settings::migrate_as_owner(global).await?;
     tracing::info!(applied, backend = backend.as_str(), "migrations up to date");
     println!("applied {applied} migration(s); {} schema up to date", backend.as_str());
     Ok(())
